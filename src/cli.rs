@@ -1,0 +1,95 @@
+//! Command-line flags.
+//!
+//! Every flag is optional here so that a config file (`--config`) can supply
+//! the value and a flag can still override it; the defaults live in
+//! [`crate::config`] and are quoted in each help text.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// corelb: a thread-per-core HTTP/1.1 load balancer.
+#[derive(Debug, Parser, Default, Clone)]
+#[command(name = "corelb", version, about, long_about = None)]
+pub struct Cli {
+    /// What to run; without one, corelb runs the load balancer.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// TOML config file; flags given as well override its values.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+
+    /// Validate the configuration (file and flags), print the result and exit.
+    #[arg(long, global = true)]
+    pub check: bool,
+
+    /// Address to accept clients on [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR", global = true)]
+    pub listen: Option<String>,
+
+    /// Backend server as HOST:PORT[,weight=N]; repeat for more. Host names are
+    /// resolved at start. Forms the pool named `default`.
+    #[arg(long = "backend", value_name = "ADDR[,weight=N]", global = true)]
+    pub backends: Vec<String>,
+
+    /// Worker threads, one per core [default: number of available cores].
+    #[arg(long, value_name = "N", global = true)]
+    pub threads: Option<usize>,
+
+    /// Do not pin worker threads to cores.
+    #[arg(long, global = true)]
+    pub no_pin: bool,
+
+    /// I/O driver: auto (io_uring, falling back to epoll), uring or epoll
+    /// [default: auto].
+    #[arg(long, value_name = "DRIVER", global = true)]
+    pub io_driver: Option<String>,
+
+    /// Balancing algorithm of the default pool [default: round-robin].
+    #[arg(long, value_name = "NAME", global = true)]
+    pub algorithm: Option<String>,
+
+    /// Listen backlog of each worker's socket [default: 4096].
+    #[arg(long, value_name = "N", global = true)]
+    pub backlog: Option<u32>,
+
+    /// Open client connections allowed per process; above it corelb stops
+    /// accepting until one closes [default: 100000].
+    #[arg(long, value_name = "N", global = true)]
+    pub max_connections: Option<usize>,
+
+    /// Size of each connection's read buffer in bytes; also the largest
+    /// request or response head accepted [default: 16384].
+    #[arg(long, value_name = "BYTES", global = true)]
+    pub buffer_size: Option<usize>,
+
+    /// Idle keep-alive connections kept per worker per backend [default: 64].
+    #[arg(long, value_name = "N", global = true)]
+    pub upstream_keepalive: Option<usize>,
+
+    /// Time a client has to send a whole request head once it started one
+    /// [default: 10s].
+    #[arg(long, value_name = "DURATION", global = true)]
+    pub client_header_timeout: Option<String>,
+
+    /// Time an idle keep-alive client connection is kept open [default: 60s].
+    #[arg(long, value_name = "DURATION", global = true)]
+    pub client_idle_timeout: Option<String>,
+
+    /// Time allowed to connect to a backend [default: 3s].
+    #[arg(long, value_name = "DURATION", global = true)]
+    pub connect_timeout: Option<String>,
+
+    /// Time allowed between bytes from a backend (response head and body)
+    /// [default: 30s].
+    #[arg(long, value_name = "DURATION", global = true)]
+    pub upstream_timeout: Option<String>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand, Clone)]
+pub enum Command {
+    /// Start three demo backends on loopback and corelb in front of them.
+    Demo,
+}

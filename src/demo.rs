@@ -1,0 +1,143 @@
+//! `corelb demo`: three small backends on loopback and corelb in front.
+//!
+//! The backends answer every request with their own name, so `curl` shows
+//! the rotation; `demo-3` waits 20 ms before answering, so the
+//! latency-aware algorithms have something to steer around.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use monoio::io::AsyncWriteRentExt;
+use monoio::net::{TcpListener, TcpStream};
+
+use crate::cli::Cli;
+use crate::config::{Config, IoDriver};
+use crate::http::{parse_request, BodyProgress, MAX_HEADERS};
+use crate::io::{make_room, read_some};
+
+/// A demo backend's name and how long it thinks before answering.
+struct DemoBackend {
+    name: &'static str,
+    delay: Duration,
+}
+
+const BACKENDS: [DemoBackend; 3] = [
+    DemoBackend { name: "demo-1", delay: Duration::ZERO },
+    DemoBackend { name: "demo-2", delay: Duration::ZERO },
+    DemoBackend { name: "demo-3", delay: Duration::from_millis(20) },
+];
+
+/// Start the demo backends on loopback; returns their addresses.
+pub fn start_backends() -> Result<Vec<SocketAddr>, String> {
+    let mut listeners = Vec::new();
+    for _ in &BACKENDS {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("demo backend: {e}"))?;
+        l.set_nonblocking(true).map_err(|e| e.to_string())?;
+        listeners.push(l);
+    }
+    let addrs = listeners.iter().map(|l| l.local_addr()).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+    std::thread::Builder::new()
+        .name("corelb-demo".into())
+        .spawn(move || {
+            let _ = crate::runtime::block_on_driver(IoDriver::Auto, async move {
+                let mut tasks = Vec::new();
+                for (std_listener, spec) in listeners.into_iter().zip(BACKENDS.iter()) {
+                    let Ok(listener) = TcpListener::from_std(std_listener) else { continue };
+                    let addr = listener.local_addr().ok();
+                    tasks.push(monoio::spawn(serve_backend(listener, spec, addr)));
+                }
+                for t in tasks {
+                    t.await;
+                }
+            });
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(addrs)
+}
+
+async fn serve_backend(listener: TcpListener, spec: &'static DemoBackend, addr: Option<SocketAddr>) {
+    let addr = addr.map(|a| a.to_string()).unwrap_or_default();
+    let body = format!("hello from {} ({addr})\n", spec.name);
+    let response: &'static [u8] = Box::leak(
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Backend: {}\r\nContent-Length: {}\r\n\r\n{body}",
+            spec.name,
+            body.len()
+        )
+        .into_bytes()
+        .into_boxed_slice(),
+    );
+    while let Ok((stream, _)) = listener.accept().await {
+        monoio::spawn(serve_connection(stream, response, spec.delay));
+    }
+}
+
+/// Answer each request on the connection with `response`, skipping bodies.
+async fn serve_connection(mut stream: TcpStream, response: &'static [u8], delay: Duration) {
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let parsed = match parse_request(&buf, &mut headers) {
+            Ok(Some(req)) => Some((req.len, req.body, req.keep_alive)),
+            Ok(None) => None,
+            Err(_) => return,
+        };
+        let Some((len, body, keep_alive)) = parsed else {
+            if buf.len() >= 16 * 1024 {
+                return;
+            }
+            make_room(&mut buf, 16 * 1024);
+            match read_some(&mut stream, &mut buf, 16 * 1024).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        };
+        buf.advance(len);
+        let mut progress = BodyProgress::new(body);
+        loop {
+            let Ok(p) = progress.advance(&buf, |_| {}) else { return };
+            buf.advance(p.consumed);
+            if p.done {
+                break;
+            }
+            make_room(&mut buf, 16 * 1024);
+            if !matches!(read_some(&mut stream, &mut buf, 16 * 1024).await, Ok(n) if n > 0) {
+                return;
+            }
+        }
+        if !delay.is_zero() {
+            monoio::time::sleep(delay).await;
+        }
+        if stream.write_all(response).await.0.is_err() || !keep_alive {
+            return;
+        }
+    }
+}
+
+/// Run the demo: backends, then corelb in front of them.
+pub fn run(cli: &Cli) -> Result<(), String> {
+    let addrs = start_backends()?;
+    let mut cli = cli.clone();
+    cli.backends = addrs.iter().map(|a| a.to_string()).collect();
+    let config = Config::load(&cli).map_err(|e| e.to_string())?;
+    let threads = config.threads;
+    let running = crate::runtime::start(config)?;
+    let url = format!("http://{}/", running.local_addr);
+    println!(
+        "corelb demo: listening on {} ({threads} workers, {}) in front of",
+        running.local_addr, running.driver
+    );
+    for (spec, addr) in BACKENDS.iter().zip(&addrs) {
+        let note = if spec.delay.is_zero() { String::new() } else { format!(" (answers after {} ms)", spec.delay.as_millis()) };
+        println!("  {} at {addr}{note}", spec.name);
+    }
+    println!();
+    println!("Try it:");
+    println!("  curl {url}                # run it a few times: the backends take turns");
+    println!("  curl -v {url}             # see the X-Backend header");
+    println!("  wrk -t2 -c64 -d10s {url}  # load it");
+    println!("Stop with Ctrl-C.");
+    running.wait();
+    Ok(())
+}

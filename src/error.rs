@@ -1,0 +1,139 @@
+//! What can go wrong with one proxied request, and the answer each gets.
+//!
+//! Every failure is tagged by whose fault it is: the client (4xx), the
+//! backend (502/504), or corelb's own state (503). The proxy turns an error
+//! into a short plain-text response and closes the client connection, since
+//! after an error the framing of what follows is in doubt.
+
+use std::fmt;
+
+use bytes::{BufMut, BytesMut};
+
+use crate::http::HeadError;
+
+/// Why a request could not be proxied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyError {
+    /// The client sent something corelb will not forward.
+    Downstream { status: u16, reason: &'static str },
+    /// The backend could not be reached, broke the connection, or answered
+    /// something that is not HTTP.
+    Upstream(&'static str),
+    /// The backend did not answer in time.
+    UpstreamTimeout,
+    /// No backend is eligible.
+    NoBackend,
+    /// The client went away or broke the connection; nobody to answer.
+    ClientGone,
+}
+
+impl From<HeadError> for ProxyError {
+    fn from(e: HeadError) -> Self {
+        if e.status == 502 {
+            ProxyError::Upstream(e.reason)
+        } else {
+            ProxyError::Downstream {
+                status: e.status,
+                reason: e.reason,
+            }
+        }
+    }
+}
+
+impl ProxyError {
+    /// The status to answer with, if the client is still there.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Downstream { status, .. } => Some(*status),
+            Self::Upstream(_) => Some(502),
+            Self::UpstreamTimeout => Some(504),
+            Self::NoBackend => Some(503),
+            Self::ClientGone => None,
+        }
+    }
+
+    /// Was this the backend's fault (counts against it)?
+    pub fn is_upstream(&self) -> bool {
+        matches!(self, Self::Upstream(_) | Self::UpstreamTimeout)
+    }
+
+    fn detail(&self) -> &'static str {
+        match self {
+            Self::Downstream { reason, .. } | Self::Upstream(reason) => reason,
+            Self::UpstreamTimeout => "the backend did not answer in time",
+            Self::NoBackend => "no backend is available",
+            Self::ClientGone => "client gone",
+        }
+    }
+}
+
+impl fmt::Display for ProxyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.status() {
+            Some(s) => write!(f, "{s} {}: {}", reason_phrase(s), self.detail()),
+            None => f.write_str(self.detail()),
+        }
+    }
+}
+
+/// The standard reason phrase for the statuses corelb generates itself.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        404 => "Not Found",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        417 => "Expectation Failed",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "Error",
+    }
+}
+
+/// Write the complete response for `err` (head and body) into `out`.
+/// The response always says `Connection: close`.
+pub fn write_error_response(out: &mut BytesMut, err: &ProxyError) {
+    let status = err.status().unwrap_or(500);
+    let phrase = reason_phrase(status);
+    let body_len = phrase.len() + 2 + err.detail().len() + 1;
+    let _ = std::fmt::Write::write_fmt(
+        out,
+        format_args!(
+            "HTTP/1.1 {status} {phrase}\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Content-Length: {body_len}\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    out.put_slice(phrase.as_bytes());
+    out.put_slice(b": ");
+    out.put_slice(err.detail().as_bytes());
+    out.put_u8(b'\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_response_is_complete_http() {
+        let mut out = BytesMut::new();
+        write_error_response(&mut out, &ProxyError::NoBackend);
+        let text = std::str::from_utf8(&out).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
+        assert!(head.contains(&format!("Content-Length: {}", body.len())));
+        assert_eq!(body, "Service Unavailable: no backend is available\n");
+    }
+
+    #[test]
+    fn head_errors_map_to_the_right_side() {
+        let e: ProxyError = HeadError { status: 502, reason: "x" }.into();
+        assert!(e.is_upstream());
+        let e: ProxyError = HeadError { status: 431, reason: "x" }.into();
+        assert_eq!(e.status(), Some(431));
+    }
+}

@@ -1,0 +1,468 @@
+//! Message body framing, and the chunked decoder.
+//!
+//! corelb forwards chunked bodies byte for byte, but only after checking
+//! every byte of the chunk syntax: a body another parser could split into
+//! different messages never leaves the proxy. The decoder is a state machine
+//! over `&[u8]` (one small step per state, as in hyper's `decode.rs`), so a
+//! body is streamed and validated piece by piece, never buffered whole.
+
+use std::fmt;
+
+use super::head::is_token_byte;
+
+/// How the length of a message body is known (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// No body at all.
+    Empty,
+    /// Exactly this many bytes (from `Content-Length`).
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// The body runs until the sender closes the connection (responses only).
+    CloseDelimited,
+}
+
+/// Why a chunked body was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkError {
+    /// A chunk-size line is not `1*HEXDIG [ext] CRLF`.
+    BadSize,
+    /// The chunk size does not fit in 64 bits.
+    SizeOverflow,
+    /// A chunk's data is not followed by CRLF.
+    MissingCrlf,
+    /// A chunk extension or trailer line holds a forbidden byte.
+    BadLine,
+    /// Chunk-size line or trailers exceed their limits.
+    TooLong,
+}
+
+impl ChunkError {
+    /// A short description, used in error responses.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::BadSize => "invalid chunk size line",
+            Self::SizeOverflow => "chunk size too large",
+            Self::MissingCrlf => "chunk data not followed by CRLF",
+            Self::BadLine => "invalid byte in chunk extension or trailer",
+            Self::TooLong => "chunk line or trailers too long",
+        }
+    }
+}
+
+impl fmt::Display for ChunkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+impl std::error::Error for ChunkError {}
+
+/// Longest chunk-size line (size + extensions) accepted.
+const MAX_SIZE_LINE: usize = 4096;
+/// Most trailer bytes accepted after the last chunk.
+const MAX_TRAILERS: usize = 16 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// At the start of a chunk-size line: a hex digit must come.
+    SizeStart,
+    /// Reading more hex digits.
+    Size,
+    /// Inside `;ext...` up to the CR.
+    Extension,
+    /// Saw the CR ending the size line; LF must follow.
+    SizeLf,
+    /// Passing chunk data; `remaining` bytes left.
+    Data,
+    /// Data done; CR must follow.
+    DataCr,
+    /// CR after data seen; LF must follow.
+    DataLf,
+    /// After the last chunk: a trailer line or the final CRLF.
+    TrailerStart,
+    /// Inside a trailer field line.
+    Trailer,
+    /// CR ending a trailer line seen; LF must follow.
+    TrailerLf,
+    /// CR of the final empty line seen; LF must follow.
+    FinalLf,
+    /// The body is complete.
+    Done,
+}
+
+/// Result of feeding bytes to the decoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Bytes of the input that belong to this body (forward exactly these).
+    pub consumed: usize,
+    /// The body ended within those bytes.
+    pub done: bool,
+}
+
+/// Validating, streaming chunked decoder.
+#[derive(Debug, Clone)]
+pub struct ChunkedDecoder {
+    state: State,
+    /// Size of the chunk being read / data bytes left in it.
+    remaining: u64,
+    /// Bytes seen in the current size line, or in the trailers so far.
+    line_len: usize,
+}
+
+impl Default for ChunkedDecoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Bytes allowed inside a chunk extension or trailer value: visible ASCII,
+/// obs-text, space and tab. CR ends the line; bare LF and other controls are
+/// refused because parsers disagree about them.
+fn is_line_byte(b: u8) -> bool {
+    b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80
+}
+
+impl ChunkedDecoder {
+    /// A decoder at the start of a chunked body.
+    pub fn new() -> Self {
+        Self {
+            state: State::SizeStart,
+            remaining: 0,
+            line_len: 0,
+        }
+    }
+
+    /// Has the whole body been seen?
+    pub fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// Feed the next bytes of the body.
+    ///
+    /// Calls `on_data` with each run of chunk *data* (without the framing),
+    /// for callers that need to de-chunk. Stops at the end of the body; any
+    /// input after `consumed` belongs to the next message.
+    pub fn feed(
+        &mut self,
+        input: &[u8],
+        mut on_data: impl FnMut(&[u8]),
+    ) -> Result<Progress, ChunkError> {
+        let mut pos = 0;
+        while pos < input.len() && self.state != State::Done {
+            if self.state == State::Data {
+                let take = (input.len() - pos).min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+                on_data(&input[pos..pos + take]);
+                pos += take;
+                self.remaining -= take as u64;
+                if self.remaining == 0 {
+                    self.state = State::DataCr;
+                }
+                continue;
+            }
+            self.step(input[pos])?;
+            pos += 1;
+        }
+        Ok(Progress {
+            consumed: pos,
+            done: self.state == State::Done,
+        })
+    }
+
+    /// Advance by one framing byte.
+    fn step(&mut self, b: u8) -> Result<(), ChunkError> {
+        self.state = match self.state {
+            State::SizeStart => {
+                let digit = hex_value(b).ok_or(ChunkError::BadSize)?;
+                self.remaining = u64::from(digit);
+                self.line_len = 1;
+                State::Size
+            }
+            State::Size => {
+                self.count_line_byte(MAX_SIZE_LINE)?;
+                if let Some(digit) = hex_value(b) {
+                    self.remaining = self
+                        .remaining
+                        .checked_mul(16)
+                        .and_then(|v| v.checked_add(u64::from(digit)))
+                        .ok_or(ChunkError::SizeOverflow)?;
+                    State::Size
+                } else {
+                    match b {
+                        b';' => State::Extension,
+                        b'\r' => State::SizeLf,
+                        _ => return Err(ChunkError::BadSize),
+                    }
+                }
+            }
+            State::Extension => {
+                self.count_line_byte(MAX_SIZE_LINE)?;
+                match b {
+                    b'\r' => State::SizeLf,
+                    b if is_line_byte(b) => State::Extension,
+                    _ => return Err(ChunkError::BadLine),
+                }
+            }
+            State::SizeLf => {
+                if b != b'\n' {
+                    return Err(ChunkError::BadSize);
+                }
+                if self.remaining == 0 {
+                    self.line_len = 0;
+                    State::TrailerStart
+                } else {
+                    State::Data
+                }
+            }
+            State::Data => unreachable!("data is consumed in bulk by feed"),
+            State::DataCr => match b {
+                b'\r' => State::DataLf,
+                _ => return Err(ChunkError::MissingCrlf),
+            },
+            State::DataLf => match b {
+                b'\n' => State::SizeStart,
+                _ => return Err(ChunkError::MissingCrlf),
+            },
+            State::TrailerStart => {
+                self.count_line_byte(MAX_TRAILERS)?;
+                match b {
+                    b'\r' => State::FinalLf,
+                    // A trailer field line must start with a field-name byte:
+                    // no leading whitespace (obs-fold) and no empty name.
+                    b if is_token_byte(b) => State::Trailer,
+                    _ => return Err(ChunkError::BadLine),
+                }
+            }
+            State::Trailer => {
+                self.count_line_byte(MAX_TRAILERS)?;
+                match b {
+                    b'\r' => State::TrailerLf,
+                    b if is_line_byte(b) => State::Trailer,
+                    _ => return Err(ChunkError::BadLine),
+                }
+            }
+            State::TrailerLf => match b {
+                b'\n' => State::TrailerStart,
+                _ => return Err(ChunkError::BadLine),
+            },
+            State::FinalLf => match b {
+                b'\n' => State::Done,
+                _ => return Err(ChunkError::BadLine),
+            },
+            State::Done => State::Done,
+        };
+        Ok(())
+    }
+
+    fn count_line_byte(&mut self, limit: usize) -> Result<(), ChunkError> {
+        self.line_len += 1;
+        if self.line_len > limit {
+            return Err(ChunkError::TooLong);
+        }
+        Ok(())
+    }
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// How much of a body is still to come, whatever its framing.
+#[derive(Debug, Clone)]
+pub enum BodyProgress {
+    /// Nothing more belongs to this message.
+    Done,
+    /// This many bytes are still to come.
+    Length(u64),
+    /// Chunked; the decoder knows where it is.
+    Chunked(ChunkedDecoder),
+    /// Everything until the peer closes.
+    UntilClose,
+}
+
+impl BodyProgress {
+    /// The start of a body framed as `kind`.
+    pub fn new(kind: BodyKind) -> Self {
+        match kind {
+            BodyKind::Empty | BodyKind::Length(0) => Self::Done,
+            BodyKind::Length(n) => Self::Length(n),
+            BodyKind::Chunked => Self::Chunked(ChunkedDecoder::new()),
+            BodyKind::CloseDelimited => Self::UntilClose,
+        }
+    }
+
+    /// Has the whole body been seen?
+    pub fn is_done(&self) -> bool {
+        matches!(self, Self::Done)
+    }
+
+    /// How many bytes the next read may take when `room` is free: a
+    /// Content-Length body never reads into the next message, so the buffer
+    /// holds body bytes only and can be forwarded as it is.
+    pub fn read_limit(&self, room: usize) -> usize {
+        match self {
+            Self::Done => 0,
+            Self::Length(n) => usize::try_from(*n).unwrap_or(usize::MAX).min(room),
+            Self::Chunked(_) | Self::UntilClose => room,
+        }
+    }
+
+    /// Account for `input`, the next bytes from the peer. Returns how many
+    /// of them belong to this body; `on_data` sees the payload bytes
+    /// (without chunk framing).
+    pub fn advance(
+        &mut self,
+        input: &[u8],
+        mut on_data: impl FnMut(&[u8]),
+    ) -> Result<Progress, ChunkError> {
+        let consumed = match self {
+            Self::Done => 0,
+            Self::Length(n) => {
+                let take = usize::try_from(*n).unwrap_or(usize::MAX).min(input.len());
+                *n -= take as u64;
+                on_data(&input[..take]);
+                take
+            }
+            Self::Chunked(decoder) => decoder.feed(input, on_data)?.consumed,
+            Self::UntilClose => {
+                on_data(input);
+                input.len()
+            }
+        };
+        if matches!(self, Self::Length(0)) || matches!(self, Self::Chunked(d) if d.is_done()) {
+            *self = Self::Done;
+        }
+        Ok(Progress {
+            consumed,
+            done: self.is_done(),
+        })
+    }
+
+    /// The peer closed. True when that ends the body properly (a
+    /// close-delimited body); false when the body was cut short.
+    pub fn end_of_stream(&mut self) -> bool {
+        match self {
+            Self::Done => true,
+            Self::UntilClose => {
+                *self = Self::Done;
+                true
+            }
+            Self::Length(_) | Self::Chunked(_) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feed `input` in pieces of `step` bytes; return (data, consumed, done).
+    fn decode_in_steps(input: &[u8], step: usize) -> Result<(Vec<u8>, usize, bool), ChunkError> {
+        let mut d = ChunkedDecoder::new();
+        let mut data = Vec::new();
+        let mut consumed = 0;
+        for piece in input.chunks(step) {
+            let p = d.feed(piece, |bytes| data.extend_from_slice(bytes))?;
+            consumed += p.consumed;
+            if p.done {
+                return Ok((data, consumed, true));
+            }
+        }
+        Ok((data, consumed, false))
+    }
+
+    #[test]
+    fn decodes_whole_and_bytewise() {
+        let body = b"5\r\nhello\r\n6;name=\"v\"\r\n world\r\n0\r\n\r\n";
+        for step in [1, 2, 7, body.len()] {
+            let (data, consumed, done) = decode_in_steps(body, step).unwrap();
+            assert_eq!(data, b"hello world");
+            assert_eq!(consumed, body.len());
+            assert!(done);
+        }
+    }
+
+    #[test]
+    fn stops_at_end_of_body_leaving_next_message() {
+        let input = b"3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1\r\n";
+        let mut d = ChunkedDecoder::new();
+        let p = d.feed(input, |_| {}).unwrap();
+        assert!(p.done);
+        assert_eq!(&input[p.consumed..], b"GET / HTTP/1.1\r\n");
+    }
+
+    #[test]
+    fn accepts_trailers() {
+        let input = b"1\r\na\r\n0\r\nChecksum: abc\r\nX-B: 1\r\n\r\n";
+        let (data, consumed, done) = decode_in_steps(input, 1).unwrap();
+        assert_eq!((data.as_slice(), consumed, done), (&b"a"[..], input.len(), true));
+    }
+
+    #[test]
+    fn rejects_malformed_framing() {
+        let cases: &[(&[u8], ChunkError)] = &[
+            (b"x\r\n", ChunkError::BadSize),
+            (b"\r\n", ChunkError::BadSize),
+            (b"-1\r\n", ChunkError::BadSize),
+            (b"5 \r\nhello\r\n", ChunkError::BadSize),
+            (b"5\nhello\r\n", ChunkError::BadSize),
+            (b"5\r\nhelloXX", ChunkError::MissingCrlf),
+            (b"5\r\nhello\n0\r\n\r\n", ChunkError::MissingCrlf),
+            (b"1ffffffffffffffff\r\n", ChunkError::SizeOverflow),
+            (b"1;a\nb\r\n", ChunkError::BadLine),
+            (b"1;a\x00\r\n", ChunkError::BadLine),
+            (b"0\r\n Folded: x\r\n\r\n", ChunkError::BadLine),
+            (b"0\r\nA: b\n\r\n", ChunkError::BadLine),
+            (b"0\r\n\r\r", ChunkError::BadLine),
+        ];
+        for (input, want) in cases {
+            let got = decode_in_steps(input, 1).unwrap_err();
+            assert_eq!(got, *want, "{:?}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn limits_size_line_length() {
+        let mut line = b"1;".to_vec();
+        line.extend(std::iter::repeat_n(b'a', MAX_SIZE_LINE));
+        assert_eq!(decode_in_steps(&line, 64).unwrap_err(), ChunkError::TooLong);
+    }
+
+    #[test]
+    fn large_chunk_is_passed_in_bulk() {
+        let mut input = b"100000\r\n".to_vec();
+        input.extend(std::iter::repeat_n(b'z', 0x100000));
+        input.extend_from_slice(b"\r\n0\r\n\r\n");
+        let (data, consumed, done) = decode_in_steps(&input, 16 * 1024).unwrap();
+        assert_eq!(data.len(), 0x100000);
+        assert_eq!(consumed, input.len());
+        assert!(done);
+    }
+
+    #[test]
+    fn progress_by_length_stops_at_the_boundary() {
+        let mut p = BodyProgress::new(BodyKind::Length(5));
+        assert_eq!(p.read_limit(100), 5);
+        let got = p.advance(b"abc", |_| {}).unwrap();
+        assert_eq!((got.consumed, got.done), (3, false));
+        let got = p.advance(b"deGET", |_| {}).unwrap();
+        assert_eq!((got.consumed, got.done), (2, true));
+        assert_eq!(p.read_limit(100), 0);
+        assert!(!BodyProgress::new(BodyKind::Length(1)).end_of_stream());
+    }
+
+    #[test]
+    fn close_delimited_ends_at_eof() {
+        let mut p = BodyProgress::new(BodyKind::CloseDelimited);
+        assert_eq!(p.advance(b"abc", |_| {}).unwrap().consumed, 3);
+        assert!(!p.is_done());
+        assert!(p.end_of_stream());
+        assert!(p.is_done());
+    }
+}

@@ -1,0 +1,557 @@
+//! Request and response heads: parsing (httparse) plus the RFC 9112 checks
+//! httparse leaves to us, and the body-length decision.
+//!
+//! The rule throughout: if two HTTP parsers could disagree about where this
+//! message ends, refuse it. A proxy that forwards an ambiguous message lets
+//! a client smuggle a second request past it.
+
+use httparse::{Header, Status};
+
+use super::body::BodyKind;
+
+/// Most header fields accepted in one head; more is answered 431.
+pub const MAX_HEADERS: usize = 100;
+
+/// A head that cannot be forwarded, with the status to answer and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadError {
+    /// HTTP status for the error response (4xx for clients, 502 for backends).
+    pub status: u16,
+    /// Short reason, sent in the error body.
+    pub reason: &'static str,
+}
+
+const fn bad_request(reason: &'static str) -> HeadError {
+    HeadError {
+        status: 400,
+        reason,
+    }
+}
+
+const fn bad_gateway(reason: &'static str) -> HeadError {
+    HeadError {
+        status: 502,
+        reason,
+    }
+}
+
+/// A parsed request head borrowing from the read buffer.
+#[derive(Debug)]
+pub struct RequestHead<'h, 'b> {
+    /// Method token.
+    pub method: &'b str,
+    /// Request target as sent.
+    pub target: &'b str,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor_version: u8,
+    /// Header fields in order.
+    pub headers: &'h [Header<'b>],
+    /// Length of the head in bytes, including the final CRLF.
+    pub len: usize,
+    /// How the body is framed.
+    pub body: BodyKind,
+    /// Whether the client wants the connection kept open afterwards.
+    pub keep_alive: bool,
+    /// `Expect: 100-continue` was sent.
+    pub expect_continue: bool,
+    /// The `Host` value, if any.
+    pub host: Option<&'b [u8]>,
+}
+
+impl RequestHead<'_, '_> {
+    /// Is this a HEAD request (whose response never has a body)?
+    pub fn is_head(&self) -> bool {
+        self.method == "HEAD"
+    }
+
+    /// The path of the target, without the query string.
+    pub fn path(&self) -> &[u8] {
+        let t = self.target.as_bytes();
+        let path = match t.iter().position(|&b| b == b'?') {
+            Some(q) => &t[..q],
+            None => t,
+        };
+        // absolute-form: skip "scheme://authority"
+        if let Some(rest) = strip_scheme(path) {
+            return rest
+                .iter()
+                .position(|&b| b == b'/')
+                .map_or(b"/", |i| &rest[i..]);
+        }
+        path
+    }
+
+    /// The host name the request is for, without port, for routing.
+    pub fn host_name(&self) -> &[u8] {
+        self.host.map_or(b"", strip_port)
+    }
+}
+
+fn strip_scheme(target: &[u8]) -> Option<&[u8]> {
+    for scheme in [&b"http://"[..], b"https://"] {
+        if target.len() >= scheme.len() && target[..scheme.len()].eq_ignore_ascii_case(scheme) {
+            return Some(&target[scheme.len()..]);
+        }
+    }
+    None
+}
+
+/// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`.
+fn strip_port(host: &[u8]) -> &[u8] {
+    if host.first() == Some(&b'[') {
+        return match host.iter().position(|&b| b == b']') {
+            Some(end) => &host[..=end],
+            None => host,
+        };
+    }
+    match host.iter().rposition(|&b| b == b':') {
+        Some(colon) => &host[..colon],
+        None => host,
+    }
+}
+
+/// A parsed response head borrowing from the upstream read buffer.
+#[derive(Debug)]
+pub struct ResponseHead<'h, 'b> {
+    /// Status code.
+    pub code: u16,
+    /// Reason phrase (may be empty).
+    pub reason: &'b str,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor_version: u8,
+    /// Header fields in order.
+    pub headers: &'h [Header<'b>],
+    /// Length of the head in bytes.
+    pub len: usize,
+    /// How the body is framed.
+    pub body: BodyKind,
+    /// The backend will keep the connection open after this response.
+    pub keep_alive: bool,
+}
+
+impl ResponseHead<'_, '_> {
+    /// 1xx: an interim response; the final one follows.
+    pub fn is_informational(&self) -> bool {
+        (100..200).contains(&self.code)
+    }
+}
+
+/// What the framing-relevant header fields said, gathered in one pass.
+#[derive(Debug, Default)]
+struct FramingFields<'b> {
+    content_length: Option<u64>,
+    /// Number of Transfer-Encoding fields seen.
+    transfer_encodings: usize,
+    /// The last transfer coding listed is `chunked`.
+    chunked_last: bool,
+    /// `chunked` appears more than once, or not last.
+    chunked_misplaced: bool,
+    connection_close: bool,
+    connection_keep_alive: bool,
+    host: Option<&'b [u8]>,
+    hosts: usize,
+    expect: Option<&'b [u8]>,
+}
+
+fn scan_fields<'b>(headers: &[Header<'b>]) -> Result<FramingFields<'b>, &'static str> {
+    let mut f = FramingFields::default();
+    for h in headers {
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"content-length") {
+            if f.content_length.is_some() {
+                return Err("more than one Content-Length");
+            }
+            f.content_length = Some(parse_content_length(h.value).ok_or("invalid Content-Length")?);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            f.transfer_encodings += 1;
+            let mut any = false;
+            for coding in list_items(h.value) {
+                if !coding.iter().all(|&b| is_token_byte(b)) {
+                    return Err("invalid Transfer-Encoding");
+                }
+                if f.chunked_last {
+                    // something follows `chunked`
+                    f.chunked_misplaced = true;
+                }
+                f.chunked_last = coding.eq_ignore_ascii_case(b"chunked");
+                any = true;
+            }
+            if !any {
+                return Err("empty Transfer-Encoding");
+            }
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for option in list_items(h.value) {
+                if option.eq_ignore_ascii_case(b"close") {
+                    f.connection_close = true;
+                } else if option.eq_ignore_ascii_case(b"keep-alive") {
+                    f.connection_keep_alive = true;
+                }
+            }
+        } else if name.eq_ignore_ascii_case(b"host") {
+            f.hosts += 1;
+            f.host = Some(h.value);
+        } else if name.eq_ignore_ascii_case(b"expect") {
+            f.expect = Some(h.value);
+        }
+    }
+    Ok(f)
+}
+
+/// Items of a comma-separated header list, trimmed, empty items skipped.
+pub fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(trim_ows)
+        .filter(|item| !item.is_empty())
+}
+
+fn trim_ows(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// RFC 9110 §8.6: `1*DIGIT`, nothing else (no sign, no spaces, no list).
+fn parse_content_length(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    value
+        .iter()
+        .try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+}
+
+/// tchar from RFC 9110 §5.6.2.
+pub fn is_token_byte(b: u8) -> bool {
+    matches!(b,
+        b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' |
+        b'^' | b'_' | b'`' | b'|' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z')
+}
+
+/// httparse accepts a bare LF as a line end; RFC 9112 §2.2 lets a recipient
+/// do so, but a proxy must not: the next hop may not, and the disagreement
+/// is a smuggling vector. Every LF in the head must follow a CR.
+fn has_bare_lf(head: &[u8]) -> bool {
+    memchr::memchr_iter(b'\n', head).any(|i| i == 0 || head[i - 1] != b'\r')
+}
+
+/// Host field values: a reg-name, IPv4 or bracketed IPv6, optional port.
+/// Refuse bytes that could change how the next hop reads the authority.
+fn is_valid_host(value: &[u8]) -> bool {
+    value.iter().all(|&b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.' | b'_' | b'~' | b':' | b'[' | b']' | b'%' | b'!' | b'$' | b'&' | b'\''
+                    | b'(' | b')' | b'*' | b'+' | b';' | b'='
+            )
+    })
+}
+
+fn map_parse_error(e: httparse::Error, upstream: bool) -> HeadError {
+    if upstream {
+        return bad_gateway("invalid response head from backend");
+    }
+    match e {
+        httparse::Error::TooManyHeaders => HeadError {
+            status: 431,
+            reason: "too many header fields",
+        },
+        httparse::Error::Version => HeadError {
+            status: 505,
+            reason: "HTTP version not supported",
+        },
+        httparse::Error::HeaderName => bad_request("invalid header name"),
+        httparse::Error::HeaderValue => bad_request("invalid header value"),
+        httparse::Error::Token => bad_request("invalid method or request target"),
+        _ => bad_request("malformed request head"),
+    }
+}
+
+/// The error for a request head that did not fit in `limit` bytes:
+/// 414 while the request line itself is unfinished, 431 after it.
+pub fn oversized_request(buf: &[u8]) -> HeadError {
+    if memchr::memchr(b'\n', buf).is_none() {
+        HeadError {
+            status: 414,
+            reason: "request target too long",
+        }
+    } else {
+        HeadError {
+            status: 431,
+            reason: "request header fields too large",
+        }
+    }
+}
+
+/// Parse a request head at the start of `buf`.
+///
+/// `Ok(None)`: the head is not complete yet; read more.
+pub fn parse_request<'h, 'b>(
+    buf: &'b [u8],
+    headers: &'h mut [Header<'b>],
+) -> Result<Option<RequestHead<'h, 'b>>, HeadError> {
+    let mut req = httparse::Request::new(headers);
+    let len = match req.parse(buf) {
+        Ok(Status::Complete(len)) => len,
+        Ok(Status::Partial) => return Ok(None),
+        Err(e) => return Err(map_parse_error(e, false)),
+    };
+    if has_bare_lf(&buf[..len]) {
+        return Err(bad_request("line ending without CR"));
+    }
+    let (Some(method), Some(target), Some(minor_version)) = (req.method, req.path, req.version)
+    else {
+        return Err(bad_request("malformed request line"));
+    };
+    if method == "CONNECT" {
+        return Err(HeadError {
+            status: 501,
+            reason: "CONNECT is not supported",
+        });
+    }
+    let t = target.as_bytes();
+    let target_ok = t.first() == Some(&b'/')
+        || strip_scheme(t).is_some_and(|rest| !rest.is_empty())
+        || (t == b"*" && method == "OPTIONS");
+    if !target_ok {
+        return Err(bad_request("invalid request target"));
+    }
+    let headers: &'h [Header<'b>] = req.headers;
+    let f = scan_fields(headers).map_err(bad_request)?;
+
+    if f.hosts > 1 {
+        return Err(bad_request("more than one Host"));
+    }
+    if minor_version == 1 && f.hosts == 0 {
+        return Err(bad_request("HTTP/1.1 request without Host"));
+    }
+    if f.host.is_some_and(|h| !is_valid_host(h)) {
+        return Err(bad_request("invalid Host"));
+    }
+
+    // RFC 9112 §6.3, for requests.
+    let body = if f.transfer_encodings > 0 {
+        if minor_version == 0 {
+            // §6.1: Transfer-Encoding in HTTP/1.0 means the framing is faulty.
+            return Err(bad_request("Transfer-Encoding in an HTTP/1.0 request"));
+        }
+        if f.content_length.is_some() {
+            // §6.1: both present is a smuggling attempt or a broken client.
+            return Err(bad_request("both Transfer-Encoding and Content-Length"));
+        }
+        if !f.chunked_last || f.chunked_misplaced {
+            // §6.3 item 4: without a final `chunked` the length is unknowable.
+            return Err(bad_request("Transfer-Encoding must end with chunked"));
+        }
+        BodyKind::Chunked
+    } else {
+        match f.content_length {
+            Some(0) | None => BodyKind::Empty,
+            Some(n) => BodyKind::Length(n),
+        }
+    };
+
+    let expect_continue = match f.expect {
+        None => false,
+        Some(v) if v.eq_ignore_ascii_case(b"100-continue") => true,
+        Some(_) => {
+            return Err(HeadError {
+                status: 417,
+                reason: "unsupported expectation",
+            })
+        }
+    };
+    let keep_alive = if minor_version == 1 {
+        !f.connection_close
+    } else {
+        f.connection_keep_alive && !f.connection_close
+    };
+
+    Ok(Some(RequestHead {
+        method,
+        target,
+        minor_version,
+        headers,
+        len,
+        body,
+        keep_alive,
+        expect_continue,
+        host: f.host,
+    }))
+}
+
+/// Parse a response head at the start of `buf`, for a request that was
+/// (`request_was_head`) or was not a HEAD request.
+pub fn parse_response<'h, 'b>(
+    buf: &'b [u8],
+    headers: &'h mut [Header<'b>],
+    request_was_head: bool,
+) -> Result<Option<ResponseHead<'h, 'b>>, HeadError> {
+    let mut res = httparse::Response::new(headers);
+    let len = match res.parse(buf) {
+        Ok(Status::Complete(len)) => len,
+        Ok(Status::Partial) => return Ok(None),
+        Err(e) => return Err(map_parse_error(e, true)),
+    };
+    if has_bare_lf(&buf[..len]) {
+        return Err(bad_gateway("backend sent a line ending without CR"));
+    }
+    let (Some(code), Some(minor_version)) = (res.code, res.version) else {
+        return Err(bad_gateway("malformed status line from backend"));
+    };
+    if !(100..=999).contains(&code) {
+        return Err(bad_gateway("invalid status code from backend"));
+    }
+    let reason = res.reason.unwrap_or("");
+    let headers: &'h [Header<'b>] = res.headers;
+    let f = scan_fields(headers).map_err(|_| bad_gateway("invalid framing headers from backend"))?;
+
+    // RFC 9112 §6.3, for responses.
+    let body = if request_was_head || (100..200).contains(&code) || code == 204 || code == 304 {
+        BodyKind::Empty
+    } else if f.transfer_encodings > 0 {
+        if f.content_length.is_some() || minor_version == 0 {
+            return Err(bad_gateway("ambiguous framing from backend"));
+        }
+        if f.chunked_last && !f.chunked_misplaced {
+            BodyKind::Chunked
+        } else {
+            BodyKind::CloseDelimited
+        }
+    } else {
+        match f.content_length {
+            Some(0) => BodyKind::Empty,
+            Some(n) => BodyKind::Length(n),
+            None => BodyKind::CloseDelimited,
+        }
+    };
+    let persistent = if minor_version == 1 {
+        !f.connection_close
+    } else {
+        f.connection_keep_alive && !f.connection_close
+    };
+    Ok(Some(ResponseHead {
+        code,
+        reason,
+        minor_version,
+        headers,
+        len,
+        body,
+        keep_alive: persistent && body != BodyKind::CloseDelimited,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(raw: &str) -> Result<Option<(BodyKind, bool, usize)>, HeadError> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        parse_request(raw.as_bytes(), &mut headers).map(|r| r.map(|h| (h.body, h.keep_alive, h.len)))
+    }
+
+    fn status_of(raw: &str) -> u16 {
+        req(raw).expect_err(raw).status
+    }
+
+    #[test]
+    fn simple_get() {
+        let raw = "GET /a?b HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(req(raw).unwrap(), Some((BodyKind::Empty, true, raw.len())));
+        assert_eq!(req("GET / HTTP/1.1\r\nHost: x\r\n").unwrap(), None);
+    }
+
+    #[test]
+    fn body_framing() {
+        assert_eq!(
+            req("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n").unwrap().unwrap().0,
+            BodyKind::Length(5)
+        );
+        assert_eq!(
+            req("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .0,
+            BodyKind::Chunked
+        );
+    }
+
+    #[test]
+    fn smuggling_shapes_are_refused() {
+        for raw in [
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: \r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: \"chunked\"\r\n\r\n",
+            "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET / HTTP/1.1\nHost: x\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\n\r\n",
+            "GET / HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\r\n Folded: y\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost : x\r\n\r\n",
+            "GET x HTTP/1.1\r\nHost: x\r\n\r\n",
+        ] {
+            assert_eq!(status_of(raw), 400, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn other_client_errors() {
+        assert_eq!(status_of("GET / HTTP/2.0\r\nHost: x\r\n\r\n"), 505);
+        assert_eq!(status_of("CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n"), 501);
+        assert_eq!(status_of("GET / HTTP/1.1\r\nHost: x\r\nExpect: magic\r\n\r\n"), 417);
+        let many: String = (0..MAX_HEADERS + 1).map(|i| format!("X-{i}: v\r\n")).collect();
+        assert_eq!(status_of(&format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n")), 431);
+        assert_eq!(oversized_request(b"GET /aaaaaaaa").status, 414);
+        assert_eq!(oversized_request(b"GET / HTTP/1.1\r\nX: aaaa").status, 431);
+    }
+
+    #[test]
+    fn keep_alive_rules() {
+        assert!(!req("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap().unwrap().1);
+        assert!(!req("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap().1);
+        assert!(req("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").unwrap().unwrap().1);
+    }
+
+    #[test]
+    fn path_and_host_for_routing() {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let raw = b"GET http://Example.com:8080/api/x?y=1 HTTP/1.1\r\nHost: example.com:8080\r\n\r\n";
+        let h = parse_request(raw, &mut headers).unwrap().unwrap();
+        assert_eq!(h.path(), b"/api/x");
+        assert_eq!(h.host_name(), b"example.com");
+        assert_eq!(strip_port(b"[::1]:80"), b"[::1]");
+    }
+
+    fn res(raw: &str, head: bool) -> Result<(u16, BodyKind, bool), HeadError> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        parse_response(raw.as_bytes(), &mut headers, head)
+            .map(|r| r.map(|h| (h.code, h.body, h.keep_alive)).unwrap())
+    }
+
+    #[test]
+    fn response_framing() {
+        assert_eq!(res("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", false).unwrap(), (200, BodyKind::Length(3), true));
+        assert_eq!(res("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", true).unwrap(), (200, BodyKind::Empty, true));
+        assert_eq!(res("HTTP/1.1 204 No Content\r\n\r\n", false).unwrap(), (204, BodyKind::Empty, true));
+        assert_eq!(res("HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n", false).unwrap().1, BodyKind::Empty);
+        assert_eq!(res("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false).unwrap().1, BodyKind::Chunked);
+        assert_eq!(res("HTTP/1.1 200 OK\r\n\r\n", false).unwrap(), (200, BodyKind::CloseDelimited, false));
+        assert_eq!(res("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false).unwrap().2, false);
+        assert_eq!(res("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", false).unwrap_err().status, 502);
+        assert_eq!(res("HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false).unwrap_err().status, 502);
+        assert_eq!(res("HTTP/1.1 200 OK\nContent-Length: 1\r\n\r\n", false).unwrap_err().status, 502);
+    }
+}

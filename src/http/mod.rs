@@ -1,0 +1,9 @@
+//! The HTTP/1.1 hot path, hand-rolled on httparse and bytes. Pure: nothing
+//! here touches a socket.
+
+pub mod body;
+pub mod head;
+pub mod rewrite;
+
+pub use body::{BodyKind, BodyProgress, ChunkError, ChunkedDecoder, Progress};
+pub use head::{parse_request, parse_response, HeadError, RequestHead, ResponseHead, MAX_HEADERS};

@@ -1,0 +1,284 @@
+//! Writing the heads corelb forwards, rebuilt from parsed fields.
+//!
+//! Hop-by-hop fields (RFC 9110 §7.6.1) describe one connection, not the
+//! message, so they stop here: `Connection` and every field it names,
+//! `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`, `Upgrade` (until
+//! corelb tunnels upgrades). Framing fields are written from the parsed
+//! framing, never copied raw. Heads are written into a caller-owned
+//! `BytesMut` that is reused across requests, so nothing here allocates
+//! once the buffer has grown to size.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use bytes::{BufMut, BytesMut};
+use httparse::Header;
+
+use super::body::BodyKind;
+use super::head::{list_items, RequestHead, ResponseHead};
+
+/// The `Via` entry corelb adds (RFC 9110 §7.6.3).
+const VIA: &[u8] = b"1.1 corelb";
+
+/// Fields that never cross the proxy, lower-case.
+const HOP_BY_HOP: &[&[u8]] = &[
+    b"connection",
+    b"keep-alive",
+    b"proxy-connection",
+    b"te",
+    b"trailer",
+    b"upgrade",
+];
+
+/// Is `name` hop-by-hop, either always or because a `Connection` field of
+/// this message lists it?
+fn is_hop_by_hop(name: &[u8], headers: &[Header<'_>]) -> bool {
+    HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+        || headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+            .any(|h| list_items(h.value).any(|listed| listed.eq_ignore_ascii_case(name)))
+}
+
+fn put_field(out: &mut BytesMut, name: &[u8], value: &[u8]) {
+    out.put_slice(name);
+    out.put_slice(b": ");
+    out.put_slice(value);
+    out.put_slice(b"\r\n");
+}
+
+fn put_decimal(out: &mut BytesMut, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.put_slice(&digits[i..]);
+}
+
+/// Write the head to send upstream for `req` from `client_ip`.
+///
+/// `fallback_host` fills in `Host` for HTTP/1.0 requests that had none,
+/// since corelb always speaks HTTP/1.1 to backends.
+pub fn write_request_head(
+    out: &mut BytesMut,
+    req: &RequestHead<'_, '_>,
+    client_ip: IpAddr,
+    fallback_host: &[u8],
+) {
+    out.put_slice(req.method.as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(req.target.as_bytes());
+    out.put_slice(b" HTTP/1.1\r\n");
+
+    let mut xff_written = false;
+    let mut via_written = false;
+    for h in req.headers {
+        let name = h.name.as_bytes();
+        if is_hop_by_hop(name, req.headers)
+            // framing is rewritten below from the parsed decision
+            || name.eq_ignore_ascii_case(b"content-length")
+            || name.eq_ignore_ascii_case(b"transfer-encoding")
+            // corelb answers `100 Continue` itself
+            || name.eq_ignore_ascii_case(b"expect")
+            // set by corelb; a client must not choose it
+            || name.eq_ignore_ascii_case(b"x-forwarded-proto")
+        {
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"x-forwarded-for") {
+            // Merge every earlier hop's list into one field, then append ours.
+            if xff_written {
+                continue;
+            }
+            xff_written = true;
+            out.put_slice(b"X-Forwarded-For: ");
+            let mut first = true;
+            for prior in req.headers.iter().filter(|p| p.name.eq_ignore_ascii_case("x-forwarded-for")) {
+                for item in list_items(prior.value) {
+                    if !first {
+                        out.put_slice(b", ");
+                    }
+                    out.put_slice(item);
+                    first = false;
+                }
+            }
+            if !first {
+                out.put_slice(b", ");
+            }
+            let _ = write!(out, "{client_ip}");
+            out.put_slice(b"\r\n");
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"via") {
+            if via_written {
+                continue;
+            }
+            via_written = true;
+            out.put_slice(b"Via: ");
+            for prior in req.headers.iter().filter(|p| p.name.eq_ignore_ascii_case("via")) {
+                for item in list_items(prior.value) {
+                    out.put_slice(item);
+                    out.put_slice(b", ");
+                }
+            }
+            out.put_slice(VIA);
+            out.put_slice(b"\r\n");
+            continue;
+        }
+        put_field(out, name, h.value);
+    }
+    if req.host.is_none() {
+        put_field(out, b"Host", fallback_host);
+    }
+    if !xff_written {
+        out.put_slice(b"X-Forwarded-For: ");
+        let _ = write!(out, "{client_ip}");
+        out.put_slice(b"\r\n");
+    }
+    out.put_slice(b"X-Forwarded-Proto: http\r\n");
+    if !via_written {
+        put_field(out, b"Via", VIA);
+    }
+    match req.body {
+        BodyKind::Length(n) => {
+            out.put_slice(b"Content-Length: ");
+            put_decimal(out, n);
+            out.put_slice(b"\r\n");
+        }
+        BodyKind::Chunked => {
+            // Keep the codings the client applied (e.g. `gzip, chunked`):
+            // the backend must undo them; corelb only checked the framing.
+            for h in req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding")) {
+                put_field(out, b"Transfer-Encoding", h.value);
+            }
+        }
+        BodyKind::Empty | BodyKind::CloseDelimited => {}
+    }
+    out.put_slice(b"\r\n");
+}
+
+/// How the response goes back to this client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientSide {
+    /// The client speaks HTTP/1.1 (1.0 clients cannot take chunked bodies).
+    pub http11: bool,
+    /// corelb keeps the client connection open after this response.
+    pub keep_alive: bool,
+}
+
+impl ClientSide {
+    /// A chunked response must be de-chunked (and the connection closed)
+    /// for an HTTP/1.0 client.
+    pub fn must_dechunk(self, body: BodyKind) -> bool {
+        !self.http11 && body == BodyKind::Chunked
+    }
+}
+
+/// Write the head to send back to the client for `res`.
+pub fn write_response_head(out: &mut BytesMut, res: &ResponseHead<'_, '_>, client: ClientSide) {
+    out.put_slice(b"HTTP/1.1 ");
+    put_decimal(out, u64::from(res.code));
+    out.put_u8(b' ');
+    out.put_slice(res.reason.as_bytes());
+    out.put_slice(b"\r\n");
+    let dechunk = client.must_dechunk(res.body);
+    for h in res.headers {
+        let name = h.name.as_bytes();
+        if is_hop_by_hop(name, res.headers) {
+            continue;
+        }
+        if dechunk && name.eq_ignore_ascii_case(b"transfer-encoding") {
+            continue;
+        }
+        put_field(out, name, h.value);
+    }
+    if !client.keep_alive {
+        out.put_slice(b"Connection: close\r\n");
+    } else if !client.http11 {
+        out.put_slice(b"Connection: keep-alive\r\n");
+    }
+    out.put_slice(b"\r\n");
+}
+
+/// Write an interim (1xx) response for an HTTP/1.1 client.
+pub fn write_interim_head(out: &mut BytesMut, res: &ResponseHead<'_, '_>) {
+    out.put_slice(b"HTTP/1.1 ");
+    put_decimal(out, u64::from(res.code));
+    out.put_u8(b' ');
+    out.put_slice(res.reason.as_bytes());
+    out.put_slice(b"\r\n");
+    for h in res.headers {
+        if !is_hop_by_hop(h.name.as_bytes(), res.headers) {
+            put_field(out, h.name.as_bytes(), h.value);
+        }
+    }
+    out.put_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::head::{parse_request, parse_response, MAX_HEADERS};
+
+    fn forward(raw: &str) -> String {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let req = parse_request(raw.as_bytes(), &mut headers).unwrap().unwrap();
+        let mut out = BytesMut::new();
+        write_request_head(&mut out, &req, "10.1.2.3".parse().unwrap(), b"backend:80");
+        String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn removes_hop_by_hop_and_listed_fields() {
+        let out = forward(
+            "GET /x HTTP/1.1\r\nHost: a\r\nConnection: close, X-Secret\r\nX-Secret: 1\r\n\
+             Keep-Alive: 5\r\nProxy-Connection: x\r\nTE: trailers\r\nTrailer: y\r\nUpgrade: h2c\r\nX-Keep: 2\r\n\r\n",
+        );
+        assert_eq!(
+            out,
+            "GET /x HTTP/1.1\r\nHost: a\r\nX-Keep: 2\r\nX-Forwarded-For: 10.1.2.3\r\n\
+             X-Forwarded-Proto: http\r\nVia: 1.1 corelb\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn appends_to_forwarded_for_and_via() {
+        let out = forward(
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.1.1.1\r\nVia: 1.0 edge\r\n\
+             X-Forwarded-For: 2.2.2.2, 3.3.3.3\r\nX-Forwarded-Proto: https\r\n\r\n",
+        );
+        assert!(out.contains("X-Forwarded-For: 1.1.1.1, 2.2.2.2, 3.3.3.3, 10.1.2.3\r\n"), "{out}");
+        assert!(out.contains("Via: 1.0 edge, 1.1 corelb\r\n"), "{out}");
+        assert_eq!(out.matches("X-Forwarded-For").count(), 1);
+        assert!(out.contains("X-Forwarded-Proto: http\r\n"), "{out}");
+    }
+
+    #[test]
+    fn framing_is_rebuilt_and_version_raised() {
+        let out = forward("POST / HTTP/1.0\r\nContent-Length: 007\r\nExpect: 100-continue\r\n\r\n");
+        assert!(out.starts_with("POST / HTTP/1.1\r\n"));
+        assert!(out.contains("Content-Length: 7\r\n"), "{out}");
+        assert!(out.contains("Host: backend:80\r\n"), "{out}");
+        assert!(!out.contains("Expect"), "{out}");
+    }
+
+    #[test]
+    fn response_head_for_clients() {
+        let raw = b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nTransfer-Encoding: chunked\r\nServer: t\r\n\r\n";
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let res = parse_response(raw, &mut headers, false).unwrap().unwrap();
+        let mut out = BytesMut::new();
+        write_response_head(&mut out, &res, ClientSide { http11: true, keep_alive: true });
+        assert_eq!(&out[..], b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nServer: t\r\n\r\n");
+        out.clear();
+        write_response_head(&mut out, &res, ClientSide { http11: false, keep_alive: false });
+        assert_eq!(&out[..], b"HTTP/1.1 200 OK\r\nServer: t\r\nConnection: close\r\n\r\n");
+    }
+}

@@ -1,0 +1,80 @@
+//! The one file that knows monoio's owned-buffer rules.
+//!
+//! monoio (io_uring) reads into and writes from buffers it owns for the
+//! duration of the operation, handing them back with the result. These
+//! helpers keep that dance in one place: a caller's `&mut BytesMut` is moved
+//! in and put back. A read on a `BytesMut` writes at its *start*, so reads
+//! here append by reading into the slice past `len()`.
+//!
+//! Timeouts drop the read future. Dropping an in-flight read loses its
+//! buffer (monoio cancels the operation and keeps the buffer until the
+//! kernel lets go), so after a timeout the caller's buffer is left empty
+//! and the caller must close the connection — which it does anyway.
+
+use std::io;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+
+/// A read that failed or took too long.
+#[derive(Debug)]
+pub enum ReadError {
+    /// Nothing arrived within the timeout.
+    Timeout,
+    /// The socket failed.
+    Io(io::Error),
+}
+
+/// Make sure `buf` has free space to read into, without growing it past
+/// `capacity` when it holds no unread bytes. Reuses the allocation when the
+/// buffer is unique (the normal case), so steady state does not allocate.
+pub fn make_room(buf: &mut BytesMut, capacity: usize) {
+    if buf.capacity() == buf.len() || (buf.is_empty() && buf.capacity() < capacity) {
+        buf.reserve(capacity.saturating_sub(buf.len()).max(1));
+    }
+}
+
+/// Append up to `limit` bytes from `stream` to `buf`. `Ok(0)` means the
+/// peer closed (or `limit` was 0).
+pub async fn read_some<S: AsyncReadRent>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    limit: usize,
+) -> io::Result<usize> {
+    let owned = std::mem::take(buf);
+    let start = owned.len();
+    let end = start + limit.min(owned.capacity() - start);
+    let (result, slice) = stream.read(owned.slice_mut(start..end)).await;
+    *buf = slice.into_inner();
+    result
+}
+
+/// [`read_some`] that gives up after `timeout`.
+pub async fn read_some_timeout<S: AsyncReadRent>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    limit: usize,
+    timeout: Duration,
+) -> Result<usize, ReadError> {
+    match monoio::time::timeout(timeout, read_some(stream, buf, limit)).await {
+        Ok(Ok(n)) => Ok(n),
+        Ok(Err(e)) => Err(ReadError::Io(e)),
+        Err(_) => Err(ReadError::Timeout),
+    }
+}
+
+/// Write all of `buf` to `stream`; `buf` comes back unchanged (not cleared).
+pub async fn write_all<S: AsyncWriteRent>(stream: &mut S, buf: &mut BytesMut) -> io::Result<()> {
+    let owned = std::mem::take(buf);
+    let (result, owned) = stream.write_all(owned).await;
+    *buf = owned;
+    result.map(|_| ())
+}
+
+/// Write a static byte string (e.g. `100 Continue`).
+pub async fn write_static<S: AsyncWriteRent>(stream: &mut S, bytes: &'static [u8]) -> io::Result<()> {
+    let (result, _) = stream.write_all(bytes).await;
+    result.map(|_| ())
+}

@@ -1,0 +1,42 @@
+//! The `corelb` binary: parse flags, load config, start, wait.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use corelb::cli::{Cli, Command};
+use corelb::config::Config;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Demo) => corelb::demo::run(&cli),
+        None => run(&cli),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("corelb: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<(), String> {
+    let config = Config::load(cli).map_err(|e| e.to_string())?;
+    if cli.check {
+        println!("corelb: configuration OK");
+        return Ok(());
+    }
+    let backends: usize = config.pools.iter().map(|p| p.backends.len()).sum();
+    let threads = config.threads;
+    let running = corelb::runtime::start(config)?;
+    eprintln!(
+        "corelb: listening on {} ({} workers, {}, {} backends)",
+        running.local_addr, threads, running.driver, backends
+    );
+    running.wait();
+    Ok(())
+}

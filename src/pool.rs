@@ -1,0 +1,85 @@
+//! Per-worker pool of idle keep-alive connections to backends.
+//!
+//! Each worker owns its pool outright (`RefCell`, no locks): a connection is
+//! only ever used by the worker that opened it. Idle connections are reused
+//! newest first, since the newest is the least likely to have been closed by
+//! the backend's own idle timeout. A pooled connection the backend closed
+//! anyway is caught by the proxy, which replays the request on a fresh one.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use monoio::net::TcpStream;
+
+struct IdleConnection {
+    stream: TcpStream,
+    since: Instant,
+}
+
+/// Idle upstream connections of one worker, by backend address.
+pub struct UpstreamPool {
+    idle: RefCell<HashMap<SocketAddr, Vec<IdleConnection>>>,
+    max_idle_per_backend: usize,
+    max_idle_time: Duration,
+    hits: Cell<u64>,
+    misses: Cell<u64>,
+}
+
+impl UpstreamPool {
+    /// A pool keeping at most `max_idle_per_backend` connections per backend,
+    /// each for at most `max_idle_time`.
+    pub fn new(max_idle_per_backend: usize, max_idle_time: Duration) -> Self {
+        Self {
+            idle: RefCell::new(HashMap::new()),
+            max_idle_per_backend,
+            max_idle_time,
+            hits: Cell::new(0),
+            misses: Cell::new(0),
+        }
+    }
+
+    /// An idle connection to `addr`, if one is fresh enough.
+    pub fn take(&self, addr: SocketAddr) -> Option<TcpStream> {
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.get_mut(&addr);
+        let found = list.and_then(|list| {
+            while let Some(conn) = list.pop() {
+                if conn.since.elapsed() < self.max_idle_time {
+                    return Some(conn.stream);
+                }
+                // Too old: the backend has probably closed it; dropping closes ours.
+            }
+            None
+        });
+        if found.is_some() {
+            self.hits.set(self.hits.get() + 1);
+        } else {
+            self.misses.set(self.misses.get() + 1);
+        }
+        found
+    }
+
+    /// Return a connection that finished a response cleanly.
+    pub fn put(&self, addr: SocketAddr, stream: TcpStream) {
+        if self.max_idle_per_backend == 0 {
+            return;
+        }
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.entry(addr).or_default();
+        if list.len() >= self.max_idle_per_backend {
+            // Full: close the oldest, keep the newest.
+            list.remove(0);
+        }
+        list.push(IdleConnection {
+            stream,
+            since: Instant::now(),
+        });
+    }
+
+    /// Requests served from the pool / needing a new connection.
+    pub fn hit_miss(&self) -> (u64, u64) {
+        (self.hits.get(), self.misses.get())
+    }
+}

@@ -1,0 +1,479 @@
+//! The client connection loop: read a request head, pick a backend, forward
+//! the request on a pooled upstream connection, stream the response back,
+//! and go round again while both sides keep the connection alive.
+//!
+//! This is the only file where the protocol (pure, in [`crate::http`]) meets
+//! sockets. Requests on one connection are handled strictly in order, which
+//! is what makes pipelining correct: the bytes of request N+1 simply wait in
+//! the read buffer while request N is answered.
+
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::{Buf, BytesMut};
+use monoio::io::AsyncWriteRent;
+use monoio::net::TcpStream;
+
+use crate::backend::{Backend, InflightGuard};
+use crate::error::{write_error_response, ProxyError};
+use crate::http::rewrite::{write_interim_head, write_request_head, write_response_head, ClientSide};
+use crate::http::{head, parse_request, parse_response, BodyKind, BodyProgress, MAX_HEADERS};
+use crate::io::{make_room, read_some_timeout, write_all, write_static, ReadError};
+use crate::worker::Worker;
+use std::sync::Arc;
+
+/// The three buffers a client connection uses, reused for every request.
+struct Buffers {
+    /// Bytes read from the client not yet handled (may hold pipelined requests).
+    client_in: BytesMut,
+    /// Bytes read from the backend.
+    upstream_in: BytesMut,
+    /// Heads being written (plus the first body bytes, so one write carries both).
+    out: BytesMut,
+}
+
+/// What the request head said, once parsed; owned, so it lives across awaits.
+struct Request {
+    body: BodyKind,
+    keep_alive: bool,
+    expect_continue: bool,
+    is_head: bool,
+    http11: bool,
+    backend: Arc<Backend>,
+}
+
+/// What the final response head said.
+struct Response {
+    body: BodyKind,
+    upstream_keep_alive: bool,
+    client: ClientSide,
+}
+
+/// Outcome of reading the next request head.
+enum NextRequest {
+    /// A request is ready (its head is in `out`, rewritten).
+    Ready(Request),
+    /// The client closed or went idle between requests: end quietly.
+    Closed,
+}
+
+/// Serve one client connection until it closes.
+pub async fn serve_client(worker: Rc<Worker>, mut client: TcpStream, peer: SocketAddr) {
+    let size = worker.config.buffer_size;
+    let mut bufs = Buffers {
+        client_in: BytesMut::with_capacity(size),
+        upstream_in: BytesMut::with_capacity(size),
+        out: BytesMut::with_capacity(size),
+    };
+    let mut exchange = Exchange {
+        worker: &worker,
+        client: &mut client,
+        peer_ip: peer.ip(),
+        bufs: &mut bufs,
+        response_started: false,
+    };
+    loop {
+        exchange.response_started = false;
+        let result = match exchange.next_request().await {
+            Ok(NextRequest::Ready(req)) => exchange.forward(req).await,
+            Ok(NextRequest::Closed) => return,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(true) => continue,
+            Ok(false) => break,
+            Err(err) => {
+                if err.status().is_some() && !exchange.response_started {
+                    let out = &mut exchange.bufs.out;
+                    out.clear();
+                    write_error_response(out, &err);
+                    let _ = write_all(exchange.client, out).await;
+                }
+                break;
+            }
+        }
+    }
+    let _ = client.shutdown().await;
+}
+
+struct Exchange<'a> {
+    worker: &'a Worker,
+    client: &'a mut TcpStream,
+    peer_ip: IpAddr,
+    bufs: &'a mut Buffers,
+    /// Some of the response went to the client: an error now can only close.
+    response_started: bool,
+}
+
+impl Exchange<'_> {
+    /// Read until a whole request head is buffered, then parse it, pick a
+    /// backend and write the forwarded head into `out`.
+    async fn next_request(&mut self) -> Result<NextRequest, ProxyError> {
+        let cfg = &self.worker.config;
+        let mut header_deadline: Option<Instant> = None;
+        loop {
+            if !self.bufs.client_in.is_empty() {
+                if let Some(req) = self.prepare()? {
+                    return Ok(NextRequest::Ready(req));
+                }
+                if self.bufs.client_in.len() >= cfg.buffer_size {
+                    return Err(head::oversized_request(&self.bufs.client_in).into());
+                }
+            }
+            let timeout = match header_deadline {
+                None if self.bufs.client_in.is_empty() => cfg.timeouts.client_idle,
+                None => {
+                    header_deadline = Some(Instant::now() + cfg.timeouts.client_header);
+                    cfg.timeouts.client_header
+                }
+                Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+            };
+            let room = cfg.buffer_size - self.bufs.client_in.len();
+            make_room(&mut self.bufs.client_in, cfg.buffer_size);
+            match read_some_timeout(self.client, &mut self.bufs.client_in, room, timeout).await {
+                Ok(0) | Err(ReadError::Io(_)) => return Ok(NextRequest::Closed),
+                // A client that stalls mid-head gets no answer: it is either
+                // gone or hostile (slowloris), and a 408 helps neither.
+                Err(ReadError::Timeout) => return Ok(NextRequest::Closed),
+                Ok(_) => {
+                    if header_deadline.is_none() {
+                        header_deadline = Some(Instant::now() + cfg.timeouts.client_header);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Parse the buffered head; if complete, route it, pick a backend and
+    /// write the upstream head into `out`. Synchronous: the parsed head
+    /// borrows the buffer and must not live across an await.
+    fn prepare(&mut self) -> Result<Option<Request>, ProxyError> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let Some(req) = parse_request(&self.bufs.client_in, &mut headers)? else {
+            return Ok(None);
+        };
+        let backend = self
+            .worker
+            .pick(req.host_name(), req.path(), self.peer_ip, &req)
+            .ok_or(ProxyError::NoBackend)?;
+        let out = &mut self.bufs.out;
+        out.clear();
+        write_request_head(out, &req, self.peer_ip, backend.name.as_bytes());
+        let prepared = Request {
+            body: req.body,
+            keep_alive: req.keep_alive,
+            expect_continue: req.expect_continue,
+            is_head: req.is_head(),
+            http11: req.minor_version == 1,
+            backend,
+        };
+        let len = req.len;
+        self.bufs.client_in.advance(len);
+        Ok(Some(prepared))
+    }
+
+    /// Forward one request and its response. `Ok(keep_alive)`.
+    async fn forward(&mut self, req: Request) -> Result<bool, ProxyError> {
+        let guard = req.backend.start_request();
+        let result = self.forward_to(&req, &guard).await;
+        if let Err(e) = &result {
+            if e.is_upstream() {
+                req.backend.record_error();
+            }
+        }
+        result
+    }
+
+    async fn forward_to(&mut self, req: &Request, guard: &InflightGuard) -> Result<bool, ProxyError> {
+        let backend = guard.backend();
+        let started = Instant::now();
+
+        // The body bytes that came with the head go out in the same write.
+        let mut req_body = BodyProgress::new(req.body);
+        let taken = req_body
+            .advance(&self.bufs.client_in, |data| self.bufs.out.extend_from_slice(data))
+            .map_err(|e| ProxyError::Downstream {
+                status: 400,
+                reason: e.reason(),
+            })?
+            .consumed;
+        self.bufs.client_in.advance(taken);
+        // Everything needed to send the request again is in `out`.
+        let replayable = req_body.is_done();
+
+        let (mut upstream, mut reused) = match self.worker.pool.take(backend.addr) {
+            Some(conn) => (conn, true),
+            None => (self.connect(backend.addr).await?, false),
+        };
+        loop {
+            match self.send_request(&mut upstream, req, &mut req_body).await {
+                Ok(()) => {}
+                Err(SendError::Upstream) if reused && replayable => {
+                    upstream = self.connect(backend.addr).await?;
+                    reused = false;
+                    continue;
+                }
+                Err(SendError::Upstream) => return Err(ProxyError::Upstream("backend closed the connection")),
+                Err(SendError::Client(e)) => return Err(e),
+            }
+            match self.read_response_head(&mut upstream, req).await {
+                Ok(res) => {
+                    let latency = started.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
+                    backend.observe_latency(latency);
+                    return self.relay_response(upstream, backend, res).await;
+                }
+                // A pooled connection the backend closed while idle looks
+                // exactly like this: nothing came back. The request never
+                // reached the application, so sending it again is safe.
+                Err(HeadFailure::ClosedEarly) if reused && replayable => {
+                    upstream = self.connect(backend.addr).await?;
+                    reused = false;
+                }
+                Err(HeadFailure::ClosedEarly) => {
+                    return Err(ProxyError::Upstream("backend closed the connection without answering"))
+                }
+                Err(HeadFailure::Error(e)) => return Err(e),
+            }
+        }
+    }
+
+    async fn connect(&self, addr: SocketAddr) -> Result<TcpStream, ProxyError> {
+        let timeout = self.worker.config.timeouts.connect;
+        match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                Ok(stream)
+            }
+            Ok(Err(_)) => Err(ProxyError::Upstream("cannot connect to backend")),
+            Err(_) => Err(ProxyError::UpstreamTimeout),
+        }
+    }
+
+    /// Send the head (with any body bytes already in `out`), then stream
+    /// the rest of the request body.
+    async fn send_request(
+        &mut self,
+        upstream: &mut TcpStream,
+        req: &Request,
+        req_body: &mut BodyProgress,
+    ) -> Result<(), SendError> {
+        write_all(upstream, &mut self.bufs.out)
+            .await
+            .map_err(|_| SendError::Upstream)?;
+        if req_body.is_done() {
+            return Ok(());
+        }
+        if req.expect_continue && req.http11 {
+            write_static(self.client, b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await
+                .map_err(|_| SendError::Client(ProxyError::ClientGone))?;
+        }
+        let idle = self.worker.config.timeouts.client_idle;
+        let size = self.worker.config.buffer_size;
+        while !req_body.is_done() {
+            let buf = &mut self.bufs.client_in;
+            make_room(buf, size);
+            let limit = req_body.read_limit(buf.capacity() - buf.len());
+            match read_some_timeout(self.client, buf, limit, idle).await {
+                Ok(0) | Err(_) => return Err(SendError::Client(ProxyError::ClientGone)),
+                Ok(_) => {}
+            }
+            let progress = req_body.advance(&self.bufs.client_in, |_| {}).map_err(|e| {
+                SendError::Client(ProxyError::Downstream {
+                    status: 400,
+                    reason: e.reason(),
+                })
+            })?;
+            forward_prefix(upstream, &mut self.bufs.client_in, &mut self.bufs.out, progress.consumed)
+                .await
+                .map_err(|_| SendError::Upstream)?;
+        }
+        Ok(())
+    }
+
+    /// Read the final response head into `upstream_in`, forwarding any
+    /// interim (1xx) responses to the client on the way.
+    async fn read_response_head(&mut self, upstream: &mut TcpStream, req: &Request) -> Result<Response, HeadFailure> {
+        let cfg = &self.worker.config;
+        let size = cfg.buffer_size;
+        self.bufs.upstream_in.clear();
+        loop {
+            if !self.bufs.upstream_in.is_empty() {
+                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                match parse_response(&self.bufs.upstream_in, &mut headers, req.is_head) {
+                    Err(e) => return Err(HeadFailure::Error(e.into())),
+                    Ok(None) if self.bufs.upstream_in.len() >= size => {
+                        return Err(HeadFailure::Error(ProxyError::Upstream("response head from backend too large")))
+                    }
+                    Ok(None) => {}
+                    Ok(Some(res)) if res.code == 101 => {
+                        return Err(HeadFailure::Error(ProxyError::Upstream("backend switched protocols")))
+                    }
+                    Ok(Some(res)) if res.is_informational() => {
+                        // `100 Continue` was corelb's to send; other 1xx
+                        // (e.g. 103 Early Hints) go to HTTP/1.1 clients.
+                        let forward = res.code != 100 && req.http11;
+                        let len = res.len;
+                        self.bufs.out.clear();
+                        if forward {
+                            write_interim_head(&mut self.bufs.out, &res);
+                        }
+                        self.bufs.upstream_in.advance(len);
+                        if forward {
+                            write_all(self.client, &mut self.bufs.out)
+                                .await
+                                .map_err(|_| HeadFailure::Error(ProxyError::ClientGone))?;
+                        }
+                        continue;
+                    }
+                    Ok(Some(res)) => {
+                        let client = ClientSide {
+                            http11: req.http11,
+                            keep_alive: req.keep_alive
+                                && res.body != BodyKind::CloseDelimited
+                                && !(!req.http11 && res.body == BodyKind::Chunked),
+                        };
+                        self.bufs.out.clear();
+                        write_response_head(&mut self.bufs.out, &res, client);
+                        let response = Response {
+                            body: res.body,
+                            upstream_keep_alive: res.keep_alive,
+                            client,
+                        };
+                        let len = res.len;
+                        self.bufs.upstream_in.advance(len);
+                        return Ok(response);
+                    }
+                }
+            }
+            let buf = &mut self.bufs.upstream_in;
+            make_room(buf, size);
+            let room = size.saturating_sub(buf.len()).max(1);
+            match read_some_timeout(upstream, buf, room, cfg.timeouts.upstream).await {
+                Ok(0) | Err(ReadError::Io(_)) if self.bufs.upstream_in.is_empty() => return Err(HeadFailure::ClosedEarly),
+                Ok(0) | Err(ReadError::Io(_)) => {
+                    return Err(HeadFailure::Error(ProxyError::Upstream("backend closed the connection mid-head")))
+                }
+                Err(ReadError::Timeout) => return Err(HeadFailure::Error(ProxyError::UpstreamTimeout)),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Send the response head (already in `out`) and stream the body.
+    async fn relay_response(
+        &mut self,
+        mut upstream: TcpStream,
+        backend: &Backend,
+        res: Response,
+    ) -> Result<bool, ProxyError> {
+        let cfg = &self.worker.config;
+        let dechunk = res.client.must_dechunk(res.body);
+        let mut body = BodyProgress::new(res.body);
+
+        // First body bytes ride along with the head.
+        let out = &mut self.bufs.out;
+        let progress = body
+            .advance(&self.bufs.upstream_in, |data| {
+                if dechunk {
+                    out.extend_from_slice(data);
+                }
+            })
+            .map_err(|_| ProxyError::Upstream("invalid chunked body from backend"))?;
+        if !dechunk {
+            out.extend_from_slice(&self.bufs.upstream_in[..progress.consumed]);
+        }
+        self.bufs.upstream_in.advance(progress.consumed);
+        self.response_started = true;
+        write_all(self.client, &mut self.bufs.out)
+            .await
+            .map_err(|_| ProxyError::ClientGone)?;
+
+        let size = cfg.buffer_size;
+        while !body.is_done() {
+            let buf = &mut self.bufs.upstream_in;
+            make_room(buf, size);
+            let limit = body.read_limit(buf.capacity() - buf.len());
+            let n = match read_some_timeout(&mut upstream, buf, limit, cfg.timeouts.upstream).await {
+                Ok(n) => n,
+                Err(ReadError::Timeout) => return Err(ProxyError::UpstreamTimeout),
+                Err(ReadError::Io(_)) => return Err(ProxyError::Upstream("backend connection failed mid-body")),
+            };
+            if n == 0 {
+                if body.end_of_stream() {
+                    break;
+                }
+                return Err(ProxyError::Upstream("backend closed the connection mid-body"));
+            }
+            if dechunk {
+                let out = &mut self.bufs.out;
+                out.clear();
+                let progress = body
+                    .advance(&self.bufs.upstream_in, |data| out.extend_from_slice(data))
+                    .map_err(|_| ProxyError::Upstream("invalid chunked body from backend"))?;
+                self.bufs.upstream_in.advance(progress.consumed);
+                write_all(self.client, &mut self.bufs.out)
+                    .await
+                    .map_err(|_| ProxyError::ClientGone)?;
+            } else {
+                let progress = body
+                    .advance(&self.bufs.upstream_in, |_| {})
+                    .map_err(|_| ProxyError::Upstream("invalid chunked body from backend"))?;
+                forward_prefix(self.client, &mut self.bufs.upstream_in, &mut self.bufs.out, progress.consumed)
+                    .await
+                    .map_err(|_| ProxyError::ClientGone)?;
+            }
+        }
+
+        // Bytes after the end of the response mean the backend is confused
+        // about framing: never reuse that connection.
+        if res.upstream_keep_alive && self.bufs.upstream_in.is_empty() {
+            self.worker.pool.put(backend.addr, upstream);
+        }
+        Ok(res.client.keep_alive)
+    }
+}
+
+/// Why sending the request failed.
+enum SendError {
+    /// Writing to the backend failed.
+    Upstream,
+    /// The client failed or sent a bad body.
+    Client(ProxyError),
+}
+
+/// Why no response head arrived.
+enum HeadFailure {
+    /// The backend closed (or reset) before sending a single byte.
+    ClosedEarly,
+    /// Anything else.
+    Error(ProxyError),
+}
+
+/// Write the first `len` bytes of `buf` to `dst` and drop them from `buf`.
+///
+/// When all of `buf` goes (the usual case: reads are capped at the body's
+/// end) the buffer itself is written, without a copy; otherwise the prefix
+/// is copied into `scratch` so the rest (the next message) stays put.
+async fn forward_prefix(
+    dst: &mut TcpStream,
+    buf: &mut BytesMut,
+    scratch: &mut BytesMut,
+    len: usize,
+) -> std::io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    if len == buf.len() {
+        write_all(dst, buf).await?;
+        buf.clear();
+    } else {
+        scratch.clear();
+        scratch.extend_from_slice(&buf[..len]);
+        buf.advance(len);
+        write_all(dst, scratch).await?;
+    }
+    Ok(())
+}
+

@@ -1,0 +1,131 @@
+//! Starting the data plane: one pinned worker thread per core, each with
+//! its own monoio runtime and its own listener.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use arc_swap::ArcSwap;
+use monoio::{FusionDriver, IoUringDriver, LegacyDriver, RuntimeBuilder};
+
+use crate::config::{Config, IoDriver};
+use crate::listener::{accept_loop, bind_listeners, ConnectionLimit};
+use crate::snapshot::{SharedSnapshot, Snapshot};
+use crate::worker::Worker;
+
+/// Submission queue entries per io_uring.
+const URING_ENTRIES: u32 = 4096;
+
+/// A running corelb.
+pub struct Running {
+    /// Where it accepts clients (the real port when the config said 0).
+    pub local_addr: SocketAddr,
+    /// The io driver the workers use.
+    pub driver: &'static str,
+    /// The routing snapshot, for reloads.
+    pub snapshot: SharedSnapshot,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Block until every worker has stopped.
+    pub fn wait(self) {
+        for w in self.workers {
+            let _ = w.join();
+        }
+    }
+}
+
+/// Which driver `choice` means on this machine, or why it cannot be had.
+pub fn resolve_driver(choice: IoDriver) -> Result<&'static str, String> {
+    let uring = monoio::utils::detect_uring();
+    match choice {
+        IoDriver::Uring if !uring => {
+            Err("io_uring is not available on this kernel (--io-driver uring); use --io-driver epoll or auto".into())
+        }
+        IoDriver::Uring => Ok("io_uring"),
+        IoDriver::Epoll => Ok("epoll"),
+        IoDriver::Auto if uring => Ok("io_uring"),
+        IoDriver::Auto => Ok("epoll"),
+    }
+}
+
+/// Run `future` to completion on a new monoio runtime using `driver`.
+pub fn block_on_driver<F: Future>(driver: IoDriver, future: F) -> io::Result<F::Output> {
+    Ok(match driver {
+        IoDriver::Auto => RuntimeBuilder::<FusionDriver>::new()
+            .with_entries(URING_ENTRIES)
+            .enable_timer()
+            .build()?
+            .block_on(future),
+        IoDriver::Uring => RuntimeBuilder::<IoUringDriver>::new()
+            .with_entries(URING_ENTRIES)
+            .enable_timer()
+            .build()?
+            .block_on(future),
+        IoDriver::Epoll => RuntimeBuilder::<LegacyDriver>::new()
+            .enable_timer()
+            .build()?
+            .block_on(future),
+    })
+}
+
+/// Bind the listeners and start the workers.
+pub fn start(config: Config) -> Result<Running, String> {
+    let driver = resolve_driver(config.io_driver)?;
+    let listeners = bind_listeners(config.listen, config.threads, config.backlog)
+        .map_err(|e| format!("cannot listen on {} (--listen): {e}", config.listen))?;
+    let local_addr = listeners[0]
+        .local_addr()
+        .map_err(|e| format!("cannot read listening address: {e}"))?;
+    let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::build(&config, None)));
+    let limit = ConnectionLimit::new(config.max_connections);
+    let cores = if config.pin {
+        core_affinity::get_core_ids().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let config = Arc::new(config);
+
+    let mut workers = Vec::with_capacity(listeners.len());
+    for (id, std_listener) in listeners.into_iter().enumerate() {
+        let config = Arc::clone(&config);
+        let snapshot = Arc::clone(&snapshot);
+        let limit = Arc::clone(&limit);
+        let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
+        let handle = std::thread::Builder::new()
+            .name(format!("corelb-w{id}"))
+            .spawn(move || {
+                if let Some(core) = core {
+                    core_affinity::set_for_current(core);
+                }
+                let driver = config.io_driver;
+                let result = block_on_driver(driver, async move {
+                    let listener = match monoio::net::TcpListener::from_std(std_listener) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            eprintln!("corelb: worker {id}: cannot use listener: {e}");
+                            return;
+                        }
+                    };
+                    let worker = Rc::new(Worker::new(id, config, snapshot));
+                    accept_loop(worker, listener, limit).await;
+                });
+                if let Err(e) = result {
+                    eprintln!("corelb: worker {id}: cannot start the io runtime: {e}");
+                    std::process::exit(1);
+                }
+            })
+            .map_err(|e| format!("cannot start worker thread: {e}"))?;
+        workers.push(handle);
+    }
+    Ok(Running {
+        local_addr,
+        driver,
+        snapshot,
+        workers,
+    })
+}

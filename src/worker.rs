@@ -1,0 +1,94 @@
+//! What one worker thread owns: its config handle, its upstream pool, and
+//! its own balancer state for every pool of the current snapshot.
+//!
+//! A worker is used from its own thread only (`Rc`, `RefCell`); nothing here
+//! is shared except the snapshot it reads and the backend atomics.
+
+use std::cell::RefCell;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backend::Backend;
+use crate::balance::{self, Balancer};
+use crate::config::Config;
+use crate::http::RequestHead;
+use crate::pool::UpstreamPool;
+use crate::snapshot::{SharedSnapshot, Snapshot};
+
+/// How long an idle pooled upstream connection is kept. Backends commonly
+/// close idle connections after 60 s (nginx: 75 s); reusing one they are
+/// about to close only costs a replay, but dropping ours first is cheaper.
+const UPSTREAM_IDLE_TIME: Duration = Duration::from_secs(30);
+
+/// The balancers built for one snapshot.
+struct Routing {
+    snapshot: Arc<Snapshot>,
+    balancers: Vec<Box<dyn Balancer>>,
+}
+
+impl Routing {
+    fn new(snapshot: Arc<Snapshot>, worker_id: usize) -> Self {
+        let balancers = snapshot
+            .pools
+            .iter()
+            .enumerate()
+            .map(|(i, pool)| {
+                let seed = (worker_id as u64) << 32 | i as u64;
+                balance::build(pool.algorithm, &pool.backends, seed)
+            })
+            .collect();
+        Self {
+            snapshot,
+            balancers,
+        }
+    }
+}
+
+/// Per-thread state of one data-plane worker.
+pub struct Worker {
+    /// Index of this worker (0-based).
+    pub id: usize,
+    /// The configuration the process started with.
+    pub config: Arc<Config>,
+    /// Idle upstream connections.
+    pub pool: UpstreamPool,
+    snapshot: SharedSnapshot,
+    routing: RefCell<Routing>,
+}
+
+impl Worker {
+    /// State for worker `id`.
+    pub fn new(id: usize, config: Arc<Config>, snapshot: SharedSnapshot) -> Self {
+        let routing = Routing::new(snapshot.load_full(), id);
+        Self {
+            id,
+            pool: UpstreamPool::new(config.upstream_keepalive, UPSTREAM_IDLE_TIME),
+            config,
+            snapshot,
+            routing: RefCell::new(routing),
+        }
+    }
+
+    /// Route the request to a pool and pick a backend from it.
+    /// `None` means no backend is eligible (answer 503).
+    pub fn pick(
+        &self,
+        host: &[u8],
+        path: &[u8],
+        client_ip: IpAddr,
+        req: &RequestHead<'_, '_>,
+    ) -> Option<Arc<Backend>> {
+        let current = self.snapshot.load();
+        let mut routing = self.routing.borrow_mut();
+        if !Arc::ptr_eq(&routing.snapshot, &current) {
+            // A reload happened: start fresh balancer state on the new pools.
+            *routing = Routing::new(Arc::clone(&current), self.id);
+        }
+        let pool_index = routing.snapshot.route(host, path);
+        let pool = &routing.snapshot.pools[pool_index];
+        let hash = balance::request_hash(&pool.hash_key, pool.algorithm, client_ip, req);
+        let chosen = routing.balancers[pool_index].pick(&pool.backends, hash)?;
+        Some(Arc::clone(&pool.backends[chosen]))
+    }
+}
