@@ -9,7 +9,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use monoio::io::AsyncWriteRent;
@@ -17,7 +17,9 @@ use monoio::net::TcpStream;
 
 use crate::backend::{Backend, InflightGuard};
 use crate::error::{write_error_response, ProxyError};
-use crate::http::rewrite::{write_interim_head, write_request_head, write_response_head, ClientSide};
+use crate::http::rewrite::{
+    write_interim_head, write_request_head, write_response_head, ClientSide,
+};
 use crate::http::{head, parse_request, parse_response, BodyKind, BodyProgress, MAX_HEADERS};
 use crate::io::{make_room, read_some_timeout, write_all, write_static, ReadError};
 use crate::worker::Worker;
@@ -88,13 +90,39 @@ pub async fn serve_client(worker: Rc<Worker>, mut client: TcpStream, peer: Socke
                     let out = &mut exchange.bufs.out;
                     out.clear();
                     write_error_response(out, &err);
-                    let _ = write_all(exchange.client, out).await;
+                    if write_all(exchange.client, out).await.is_ok() {
+                        linger(exchange.client, &mut exchange.bufs.client_in).await;
+                    }
                 }
                 break;
             }
         }
     }
     let _ = client.shutdown().await;
+}
+
+/// After an error response, close gently: stop sending, then read and
+/// discard what the client is still sending for a short while. Closing a
+/// socket with unread input makes the kernel send RST, and an RST can
+/// destroy the error response before the client has read it.
+async fn linger(client: &mut TcpStream, buf: &mut BytesMut) {
+    const LINGER_TIME: Duration = Duration::from_secs(1);
+    const LINGER_BYTES: usize = 256 * 1024;
+    if client.shutdown().await.is_err() {
+        return;
+    }
+    let deadline = Instant::now() + LINGER_TIME;
+    let mut discarded = 0;
+    while discarded < LINGER_BYTES {
+        buf.clear();
+        make_room(buf, 16 * 1024);
+        let room = buf.capacity();
+        let left = deadline.saturating_duration_since(Instant::now());
+        match read_some_timeout(client, buf, room, left).await {
+            Ok(n) if n > 0 => discarded += n,
+            _ => return,
+        }
+    }
 }
 
 struct Exchange<'a> {
@@ -185,14 +213,20 @@ impl Exchange<'_> {
         result
     }
 
-    async fn forward_to(&mut self, req: &Request, guard: &InflightGuard) -> Result<bool, ProxyError> {
+    async fn forward_to(
+        &mut self,
+        req: &Request,
+        guard: &InflightGuard,
+    ) -> Result<bool, ProxyError> {
         let backend = guard.backend();
         let started = Instant::now();
 
         // The body bytes that came with the head go out in the same write.
         let mut req_body = BodyProgress::new(req.body);
         let taken = req_body
-            .advance(&self.bufs.client_in, |data| self.bufs.out.extend_from_slice(data))
+            .advance(&self.bufs.client_in, |data| {
+                self.bufs.out.extend_from_slice(data)
+            })
             .map_err(|e| ProxyError::Downstream {
                 status: 400,
                 reason: e.reason(),
@@ -214,7 +248,9 @@ impl Exchange<'_> {
                     reused = false;
                     continue;
                 }
-                Err(SendError::Upstream) => return Err(ProxyError::Upstream("backend closed the connection")),
+                Err(SendError::Upstream) => {
+                    return Err(ProxyError::Upstream("backend closed the connection"))
+                }
                 Err(SendError::Client(e)) => return Err(e),
             }
             match self.read_response_head(&mut upstream, req).await {
@@ -231,7 +267,9 @@ impl Exchange<'_> {
                     reused = false;
                 }
                 Err(HeadFailure::ClosedEarly) => {
-                    return Err(ProxyError::Upstream("backend closed the connection without answering"))
+                    return Err(ProxyError::Upstream(
+                        "backend closed the connection without answering",
+                    ))
                 }
                 Err(HeadFailure::Error(e)) => return Err(e),
             }
@@ -279,36 +317,54 @@ impl Exchange<'_> {
                 Ok(0) | Err(_) => return Err(SendError::Client(ProxyError::ClientGone)),
                 Ok(_) => {}
             }
-            let progress = req_body.advance(&self.bufs.client_in, |_| {}).map_err(|e| {
-                SendError::Client(ProxyError::Downstream {
-                    status: 400,
-                    reason: e.reason(),
-                })
-            })?;
-            forward_prefix(upstream, &mut self.bufs.client_in, &mut self.bufs.out, progress.consumed)
-                .await
-                .map_err(|_| SendError::Upstream)?;
+            let progress = req_body
+                .advance(&self.bufs.client_in, |_| {})
+                .map_err(|e| {
+                    SendError::Client(ProxyError::Downstream {
+                        status: 400,
+                        reason: e.reason(),
+                    })
+                })?;
+            forward_prefix(
+                upstream,
+                &mut self.bufs.client_in,
+                &mut self.bufs.out,
+                progress.consumed,
+            )
+            .await
+            .map_err(|_| SendError::Upstream)?;
         }
         Ok(())
     }
 
     /// Read the final response head into `upstream_in`, forwarding any
     /// interim (1xx) responses to the client on the way.
-    async fn read_response_head(&mut self, upstream: &mut TcpStream, req: &Request) -> Result<Response, HeadFailure> {
+    async fn read_response_head(
+        &mut self,
+        upstream: &mut TcpStream,
+        req: &Request,
+    ) -> Result<Response, HeadFailure> {
         let cfg = &self.worker.config;
         let size = cfg.buffer_size;
         self.bufs.upstream_in.clear();
+        // Whether the backend sent anything at all (interim responses count):
+        // only a connection that stayed silent may be retried.
+        let mut received = false;
         loop {
             if !self.bufs.upstream_in.is_empty() {
                 let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
                 match parse_response(&self.bufs.upstream_in, &mut headers, req.is_head) {
                     Err(e) => return Err(HeadFailure::Error(e.into())),
                     Ok(None) if self.bufs.upstream_in.len() >= size => {
-                        return Err(HeadFailure::Error(ProxyError::Upstream("response head from backend too large")))
+                        return Err(HeadFailure::Error(ProxyError::Upstream(
+                            "response head from backend too large",
+                        )))
                     }
                     Ok(None) => {}
                     Ok(Some(res)) if res.code == 101 => {
-                        return Err(HeadFailure::Error(ProxyError::Upstream("backend switched protocols")))
+                        return Err(HeadFailure::Error(ProxyError::Upstream(
+                            "backend switched protocols",
+                        )))
                     }
                     Ok(Some(res)) if res.is_informational() => {
                         // `100 Continue` was corelb's to send; other 1xx
@@ -351,12 +407,16 @@ impl Exchange<'_> {
             make_room(buf, size);
             let room = size.saturating_sub(buf.len()).max(1);
             match read_some_timeout(upstream, buf, room, cfg.timeouts.upstream).await {
-                Ok(0) | Err(ReadError::Io(_)) if self.bufs.upstream_in.is_empty() => return Err(HeadFailure::ClosedEarly),
+                Ok(0) | Err(ReadError::Io(_)) if !received => return Err(HeadFailure::ClosedEarly),
                 Ok(0) | Err(ReadError::Io(_)) => {
-                    return Err(HeadFailure::Error(ProxyError::Upstream("backend closed the connection mid-head")))
+                    return Err(HeadFailure::Error(ProxyError::Upstream(
+                        "backend closed the connection mid-head",
+                    )))
                 }
-                Err(ReadError::Timeout) => return Err(HeadFailure::Error(ProxyError::UpstreamTimeout)),
-                Ok(_) => {}
+                Err(ReadError::Timeout) => {
+                    return Err(HeadFailure::Error(ProxyError::UpstreamTimeout))
+                }
+                Ok(_) => received = true,
             }
         }
     }
@@ -395,16 +455,21 @@ impl Exchange<'_> {
             let buf = &mut self.bufs.upstream_in;
             make_room(buf, size);
             let limit = body.read_limit(buf.capacity() - buf.len());
-            let n = match read_some_timeout(&mut upstream, buf, limit, cfg.timeouts.upstream).await {
+            let n = match read_some_timeout(&mut upstream, buf, limit, cfg.timeouts.upstream).await
+            {
                 Ok(n) => n,
                 Err(ReadError::Timeout) => return Err(ProxyError::UpstreamTimeout),
-                Err(ReadError::Io(_)) => return Err(ProxyError::Upstream("backend connection failed mid-body")),
+                Err(ReadError::Io(_)) => {
+                    return Err(ProxyError::Upstream("backend connection failed mid-body"))
+                }
             };
             if n == 0 {
                 if body.end_of_stream() {
                     break;
                 }
-                return Err(ProxyError::Upstream("backend closed the connection mid-body"));
+                return Err(ProxyError::Upstream(
+                    "backend closed the connection mid-body",
+                ));
             }
             if dechunk {
                 let out = &mut self.bufs.out;
@@ -420,9 +485,14 @@ impl Exchange<'_> {
                 let progress = body
                     .advance(&self.bufs.upstream_in, |_| {})
                     .map_err(|_| ProxyError::Upstream("invalid chunked body from backend"))?;
-                forward_prefix(self.client, &mut self.bufs.upstream_in, &mut self.bufs.out, progress.consumed)
-                    .await
-                    .map_err(|_| ProxyError::ClientGone)?;
+                forward_prefix(
+                    self.client,
+                    &mut self.bufs.upstream_in,
+                    &mut self.bufs.out,
+                    progress.consumed,
+                )
+                .await
+                .map_err(|_| ProxyError::ClientGone)?;
             }
         }
 
@@ -476,4 +546,3 @@ async fn forward_prefix(
     }
     Ok(())
 }
-
