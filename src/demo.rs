@@ -23,27 +23,43 @@ struct DemoBackend {
 }
 
 const BACKENDS: [DemoBackend; 3] = [
-    DemoBackend { name: "demo-1", delay: Duration::ZERO },
-    DemoBackend { name: "demo-2", delay: Duration::ZERO },
-    DemoBackend { name: "demo-3", delay: Duration::from_millis(20) },
+    DemoBackend {
+        name: "demo-1",
+        delay: Duration::ZERO,
+    },
+    DemoBackend {
+        name: "demo-2",
+        delay: Duration::ZERO,
+    },
+    DemoBackend {
+        name: "demo-3",
+        delay: Duration::from_millis(20),
+    },
 ];
 
 /// Start the demo backends on loopback; returns their addresses.
 pub fn start_backends() -> Result<Vec<SocketAddr>, String> {
     let mut listeners = Vec::new();
     for _ in &BACKENDS {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("demo backend: {e}"))?;
+        let l =
+            std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("demo backend: {e}"))?;
         l.set_nonblocking(true).map_err(|e| e.to_string())?;
         listeners.push(l);
     }
-    let addrs = listeners.iter().map(|l| l.local_addr()).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+    let addrs = listeners
+        .iter()
+        .map(|l| l.local_addr())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
     std::thread::Builder::new()
         .name("corelb-demo".into())
         .spawn(move || {
             let _ = crate::runtime::block_on_driver(IoDriver::Auto, async move {
                 let mut tasks = Vec::new();
                 for (std_listener, spec) in listeners.into_iter().zip(BACKENDS.iter()) {
-                    let Ok(listener) = TcpListener::from_std(std_listener) else { continue };
+                    let Ok(listener) = TcpListener::from_std(std_listener) else {
+                        continue;
+                    };
                     let addr = listener.local_addr().ok();
                     tasks.push(monoio::spawn(serve_backend(listener, spec, addr)));
                 }
@@ -56,7 +72,11 @@ pub fn start_backends() -> Result<Vec<SocketAddr>, String> {
     Ok(addrs)
 }
 
-async fn serve_backend(listener: TcpListener, spec: &'static DemoBackend, addr: Option<SocketAddr>) {
+async fn serve_backend(
+    listener: TcpListener,
+    spec: &'static DemoBackend,
+    addr: Option<SocketAddr>,
+) {
     let addr = addr.map(|a| a.to_string()).unwrap_or_default();
     let body = format!("hello from {} ({addr})\n", spec.name);
     let response: &'static [u8] = Box::leak(
@@ -96,7 +116,9 @@ async fn serve_connection(mut stream: TcpStream, response: &'static [u8], delay:
         buf.advance(len);
         let mut progress = BodyProgress::new(body);
         loop {
-            let Ok(p) = progress.advance(&buf, |_| {}) else { return };
+            let Ok(p) = progress.advance(&buf, |_| {}) else {
+                return;
+            };
             buf.advance(p.consumed);
             if p.done {
                 break;
@@ -129,7 +151,11 @@ pub fn run(cli: &Cli) -> Result<(), String> {
         running.local_addr, running.driver
     );
     for (spec, addr) in BACKENDS.iter().zip(&addrs) {
-        let note = if spec.delay.is_zero() { String::new() } else { format!(" (answers after {} ms)", spec.delay.as_millis()) };
+        let note = if spec.delay.is_zero() {
+            String::new()
+        } else {
+            format!(" (answers after {} ms)", spec.delay.as_millis())
+        };
         println!("  {} at {addr}{note}", spec.name);
     }
     println!();

@@ -131,9 +131,17 @@ mod tests {
 
     #[test]
     fn head_errors_map_to_the_right_side() {
-        let e: ProxyError = HeadError { status: 502, reason: "x" }.into();
+        let e: ProxyError = HeadError {
+            status: 502,
+            reason: "x",
+        }
+        .into();
         assert!(e.is_upstream());
-        let e: ProxyError = HeadError { status: 431, reason: "x" }.into();
+        let e: ProxyError = HeadError {
+            status: 431,
+            reason: "x",
+        }
+        .into();
         assert_eq!(e.status(), Some(431));
     }
 }

@@ -74,7 +74,10 @@ pub async fn write_all<S: AsyncWriteRent>(stream: &mut S, buf: &mut BytesMut) ->
 }
 
 /// Write a static byte string (e.g. `100 Continue`).
-pub async fn write_static<S: AsyncWriteRent>(stream: &mut S, bytes: &'static [u8]) -> io::Result<()> {
+pub async fn write_static<S: AsyncWriteRent>(
+    stream: &mut S,
+    bytes: &'static [u8],
+) -> io::Result<()> {
     let (result, _) = stream.write_all(bytes).await;
     result.map(|_| ())
 }

@@ -18,7 +18,11 @@ use crate::worker::Worker;
 
 /// Bind `count` SO_REUSEPORT listeners to `addr`. With port 0 the first
 /// socket picks a port and the rest join it.
-pub fn bind_listeners(addr: SocketAddr, count: usize, backlog: u32) -> io::Result<Vec<std::net::TcpListener>> {
+pub fn bind_listeners(
+    addr: SocketAddr,
+    count: usize,
+    backlog: u32,
+) -> io::Result<Vec<std::net::TcpListener>> {
     let mut listeners = Vec::with_capacity(count);
     let mut addr = addr;
     for _ in 0..count {
@@ -77,7 +81,11 @@ impl Drop for ConnectionPermit {
 }
 
 /// Accept connections forever, serving each in its own task.
-pub async fn accept_loop(worker: Rc<Worker>, listener: monoio::net::TcpListener, limit: Arc<ConnectionLimit>) {
+pub async fn accept_loop(
+    worker: Rc<Worker>,
+    listener: monoio::net::TcpListener,
+    limit: Arc<ConnectionLimit>,
+) {
     loop {
         if limit.is_full() {
             // Leave new connections in the kernel backlog until one closes.

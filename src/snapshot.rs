@@ -53,7 +53,8 @@ impl Snapshot {
                     .backends
                     .iter()
                     .map(|bc| {
-                        let old = old_pool.and_then(|op| op.backends.iter().find(|b| b.addr == bc.addr));
+                        let old =
+                            old_pool.and_then(|op| op.backends.iter().find(|b| b.addr == bc.addr));
                         Arc::new(match old {
                             Some(old) => Backend::carrying_over(old, bc.name.clone(), bc.weight),
                             None => Backend::new(bc.addr, bc.name.clone(), bc.weight),
@@ -83,8 +84,7 @@ impl Snapshot {
                 r.host
                     .as_ref()
                     .is_none_or(|h| h.as_bytes().eq_ignore_ascii_case(host))
-                    && r
-                        .path_prefix
+                    && r.path_prefix
                         .as_ref()
                         .is_none_or(|p| path.starts_with(p.as_bytes()))
             })

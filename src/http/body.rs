@@ -70,8 +70,20 @@ enum State {
     SizeStart,
     /// Reading more hex digits.
     Size,
-    /// Inside `;ext...` up to the CR.
-    Extension,
+    /// After a `;`: the first byte of an extension name must come.
+    ExtNameStart,
+    /// Reading an extension name (a token).
+    ExtName,
+    /// After `=`: a token or a quoted string must come.
+    ExtValueStart,
+    /// Reading an unquoted extension value (a token).
+    ExtToken,
+    /// Inside a quoted extension value.
+    ExtQuoted,
+    /// After a backslash inside a quoted value.
+    ExtQuotedPair,
+    /// After the closing quote: `;` or the CR ending the line.
+    ExtQuotedEnd,
     /// Saw the CR ending the size line; LF must follow.
     SizeLf,
     /// Passing chunk data; `remaining` bytes left.
@@ -117,7 +129,7 @@ impl Default for ChunkedDecoder {
     }
 }
 
-/// Bytes allowed inside a chunk extension or trailer value: visible ASCII,
+/// Bytes allowed inside a trailer value or a quoted-string: visible ASCII,
 /// obs-text, space and tab. CR ends the line; bare LF and other controls are
 /// refused because parsers disagree about them.
 fn is_line_byte(b: u8) -> bool {
@@ -152,7 +164,8 @@ impl ChunkedDecoder {
         let mut pos = 0;
         while pos < input.len() && self.state != State::Done {
             if self.state == State::Data {
-                let take = (input.len() - pos).min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+                let take =
+                    (input.len() - pos).min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
                 on_data(&input[pos..pos + take]);
                 pos += take;
                 self.remaining -= take as u64;
@@ -190,19 +203,21 @@ impl ChunkedDecoder {
                     State::Size
                 } else {
                     match b {
-                        b';' => State::Extension,
+                        b';' => State::ExtNameStart,
                         b'\r' => State::SizeLf,
                         _ => return Err(ChunkError::BadSize),
                     }
                 }
             }
-            State::Extension => {
+            State::ExtNameStart
+            | State::ExtName
+            | State::ExtValueStart
+            | State::ExtToken
+            | State::ExtQuoted
+            | State::ExtQuotedPair
+            | State::ExtQuotedEnd => {
                 self.count_line_byte(MAX_SIZE_LINE)?;
-                match b {
-                    b'\r' => State::SizeLf,
-                    b if is_line_byte(b) => State::Extension,
-                    _ => return Err(ChunkError::BadLine),
-                }
+                extension_step(self.state, b).ok_or(ChunkError::BadLine)?
             }
             State::SizeLf => {
                 if b != b'\n' {
@@ -262,6 +277,35 @@ impl ChunkedDecoder {
         }
         Ok(())
     }
+}
+
+/// One byte of a chunk extension, RFC 9112 §7.1.1:
+///
+/// ```text
+/// chunk-ext = *( ";" chunk-ext-name [ "=" chunk-ext-val ] )
+/// chunk-ext-name = token
+/// chunk-ext-val  = token / quoted-string
+/// ```
+///
+/// So `2;` (no name) and an unclosed quote are refused, as llhttp refuses
+/// them. The grammar also allows whitespace (BWS) around `;` and `=`, which
+/// senders should not generate; we refuse it, as we refuse whitespace after
+/// the size: the less a size line may hold, the fewer ways two parsers can
+/// read it differently. `None`: the byte is not allowed here.
+fn extension_step(state: State, b: u8) -> Option<State> {
+    let next = match (state, b) {
+        (State::ExtNameStart | State::ExtName, b) if is_token_byte(b) => State::ExtName,
+        (State::ExtValueStart | State::ExtToken, b) if is_token_byte(b) => State::ExtToken,
+        (State::ExtName, b'=') => State::ExtValueStart,
+        (State::ExtValueStart, b'"') => State::ExtQuoted,
+        (State::ExtName | State::ExtToken | State::ExtQuotedEnd, b';') => State::ExtNameStart,
+        (State::ExtName | State::ExtToken | State::ExtQuotedEnd, b'\r') => State::SizeLf,
+        (State::ExtQuoted, b'"') => State::ExtQuotedEnd,
+        (State::ExtQuoted, b'\\') => State::ExtQuotedPair,
+        (State::ExtQuoted | State::ExtQuotedPair, b) if is_line_byte(b) => State::ExtQuoted,
+        _ => return None,
+    };
+    Some(next)
 }
 
 fn hex_value(b: u8) -> Option<u8> {
@@ -401,7 +445,10 @@ mod tests {
     fn accepts_trailers() {
         let input = b"1\r\na\r\n0\r\nChecksum: abc\r\nX-B: 1\r\n\r\n";
         let (data, consumed, done) = decode_in_steps(input, 1).unwrap();
-        assert_eq!((data.as_slice(), consumed, done), (&b"a"[..], input.len(), true));
+        assert_eq!(
+            (data.as_slice(), consumed, done),
+            (&b"a"[..], input.len(), true)
+        );
     }
 
     #[test]
@@ -424,6 +471,56 @@ mod tests {
         for (input, want) in cases {
             let got = decode_in_steps(input, 1).unwrap_err();
             assert_eq!(got, *want, "{:?}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn chunk_extensions_follow_the_grammar() {
+        for ext in [
+            &b";a"[..],
+            b";a=b",
+            b";a;b=c;d",
+            b";a=\"\"",
+            b";a=\"x; y\"",
+            b";a=\"say \\\"hi\\\" \\\\o/\";b",
+        ] {
+            let mut input = b"1".to_vec();
+            input.extend_from_slice(ext);
+            input.extend_from_slice(b"\r\nx\r\n0\r\n\r\n");
+            let (data, _, done) = decode_in_steps(&input, 1).unwrap();
+            assert_eq!(
+                (data.as_slice(), done),
+                (&b"x"[..], true),
+                "{:?}",
+                String::from_utf8_lossy(ext)
+            );
+        }
+        // llhttp rejects these too (its corpus: "No extension after
+        // semicolon", "Unbalanced chunk extensions quoting").
+        for ext in [
+            &b";"[..],
+            b";;a",
+            b";=b",
+            b";a=",
+            b";a=b=c",
+            b";a b",
+            b"; a",
+            b";a =b",
+            b";a=\"open",
+            b";a=\"x\"y",
+            b";a=\"x\\",
+            b";a=b\"",
+        ] {
+            let mut input = b"1".to_vec();
+            input.extend_from_slice(ext);
+            input.extend_from_slice(b"\r\nx\r\n0\r\n\r\n");
+            let got = decode_in_steps(&input, 1).unwrap_err();
+            assert_eq!(
+                got,
+                ChunkError::BadLine,
+                "{:?}",
+                String::from_utf8_lossy(ext)
+            );
         }
     }
 

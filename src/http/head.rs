@@ -220,9 +220,9 @@ fn parse_content_length(value: &[u8]) -> Option<u64> {
     if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    value
-        .iter()
-        .try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+    value.iter().try_fold(0u64, |n, &d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
 }
 
 /// tchar from RFC 9110 §5.6.2.
@@ -246,8 +246,23 @@ fn is_valid_host(value: &[u8]) -> bool {
         b.is_ascii_alphanumeric()
             || matches!(
                 b,
-                b'-' | b'.' | b'_' | b'~' | b':' | b'[' | b']' | b'%' | b'!' | b'$' | b'&' | b'\''
-                    | b'(' | b')' | b'*' | b'+' | b';' | b'='
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b':'
+                    | b'['
+                    | b']'
+                    | b'%'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b';'
+                    | b'='
             )
     })
 }
@@ -409,7 +424,8 @@ pub fn parse_response<'h, 'b>(
     }
     let reason = res.reason.unwrap_or("");
     let headers: &'h [Header<'b>] = res.headers;
-    let f = scan_fields(headers).map_err(|_| bad_gateway("invalid framing headers from backend"))?;
+    let f =
+        scan_fields(headers).map_err(|_| bad_gateway("invalid framing headers from backend"))?;
 
     // RFC 9112 §6.3, for responses.
     let body = if request_was_head || (100..200).contains(&code) || code == 204 || code == 304 {
@@ -452,7 +468,8 @@ mod tests {
 
     fn req(raw: &str) -> Result<Option<(BodyKind, bool, usize)>, HeadError> {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        parse_request(raw.as_bytes(), &mut headers).map(|r| r.map(|h| (h.body, h.keep_alive, h.len)))
+        parse_request(raw.as_bytes(), &mut headers)
+            .map(|r| r.map(|h| (h.body, h.keep_alive, h.len)))
     }
 
     fn status_of(raw: &str) -> u16 {
@@ -469,7 +486,10 @@ mod tests {
     #[test]
     fn body_framing() {
         assert_eq!(
-            req("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n").unwrap().unwrap().0,
+            req("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .0,
             BodyKind::Length(5)
         );
         assert_eq!(
@@ -511,24 +531,43 @@ mod tests {
     fn other_client_errors() {
         assert_eq!(status_of("GET / HTTP/2.0\r\nHost: x\r\n\r\n"), 505);
         assert_eq!(status_of("CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n"), 501);
-        assert_eq!(status_of("GET / HTTP/1.1\r\nHost: x\r\nExpect: magic\r\n\r\n"), 417);
-        let many: String = (0..MAX_HEADERS + 1).map(|i| format!("X-{i}: v\r\n")).collect();
-        assert_eq!(status_of(&format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n")), 431);
+        assert_eq!(
+            status_of("GET / HTTP/1.1\r\nHost: x\r\nExpect: magic\r\n\r\n"),
+            417
+        );
+        let many: String = (0..MAX_HEADERS + 1)
+            .map(|i| format!("X-{i}: v\r\n"))
+            .collect();
+        assert_eq!(
+            status_of(&format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n")),
+            431
+        );
         assert_eq!(oversized_request(b"GET /aaaaaaaa").status, 414);
         assert_eq!(oversized_request(b"GET / HTTP/1.1\r\nX: aaaa").status, 431);
     }
 
     #[test]
     fn keep_alive_rules() {
-        assert!(!req("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap().unwrap().1);
+        assert!(
+            !req("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .1
+        );
         assert!(!req("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap().1);
-        assert!(req("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").unwrap().unwrap().1);
+        assert!(
+            req("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .1
+        );
     }
 
     #[test]
     fn path_and_host_for_routing() {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let raw = b"GET http://Example.com:8080/api/x?y=1 HTTP/1.1\r\nHost: example.com:8080\r\n\r\n";
+        let raw =
+            b"GET http://Example.com:8080/api/x?y=1 HTTP/1.1\r\nHost: example.com:8080\r\n\r\n";
         let h = parse_request(raw, &mut headers).unwrap().unwrap();
         assert_eq!(h.path(), b"/api/x");
         assert_eq!(h.host_name(), b"example.com");
@@ -543,15 +582,65 @@ mod tests {
 
     #[test]
     fn response_framing() {
-        assert_eq!(res("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", false).unwrap(), (200, BodyKind::Length(3), true));
-        assert_eq!(res("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", true).unwrap(), (200, BodyKind::Empty, true));
-        assert_eq!(res("HTTP/1.1 204 No Content\r\n\r\n", false).unwrap(), (204, BodyKind::Empty, true));
-        assert_eq!(res("HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n", false).unwrap().1, BodyKind::Empty);
-        assert_eq!(res("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false).unwrap().1, BodyKind::Chunked);
-        assert_eq!(res("HTTP/1.1 200 OK\r\n\r\n", false).unwrap(), (200, BodyKind::CloseDelimited, false));
-        assert_eq!(res("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false).unwrap().2, false);
-        assert_eq!(res("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", false).unwrap_err().status, 502);
-        assert_eq!(res("HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false).unwrap_err().status, 502);
-        assert_eq!(res("HTTP/1.1 200 OK\nContent-Length: 1\r\n\r\n", false).unwrap_err().status, 502);
+        assert_eq!(
+            res("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", false).unwrap(),
+            (200, BodyKind::Length(3), true)
+        );
+        assert_eq!(
+            res("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", true).unwrap(),
+            (200, BodyKind::Empty, true)
+        );
+        assert_eq!(
+            res("HTTP/1.1 204 No Content\r\n\r\n", false).unwrap(),
+            (204, BodyKind::Empty, true)
+        );
+        assert_eq!(
+            res(
+                "HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+                false
+            )
+            .unwrap()
+            .1,
+            BodyKind::Empty
+        );
+        assert_eq!(
+            res(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                false
+            )
+            .unwrap()
+            .1,
+            BodyKind::Chunked
+        );
+        assert_eq!(
+            res("HTTP/1.1 200 OK\r\n\r\n", false).unwrap(),
+            (200, BodyKind::CloseDelimited, false)
+        );
+        assert!(
+            !res("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false)
+                .unwrap()
+                .2
+        );
+        assert_eq!(
+            res(
+                "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                false
+            )
+            .unwrap_err()
+            .status,
+            502
+        );
+        assert_eq!(
+            res("HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false)
+                .unwrap_err()
+                .status,
+            502
+        );
+        assert_eq!(
+            res("HTTP/1.1 200 OK\nContent-Length: 1\r\n\r\n", false)
+                .unwrap_err()
+                .status,
+            502
+        );
     }
 }

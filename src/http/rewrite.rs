@@ -100,7 +100,11 @@ pub fn write_request_head(
             xff_written = true;
             out.put_slice(b"X-Forwarded-For: ");
             let mut first = true;
-            for prior in req.headers.iter().filter(|p| p.name.eq_ignore_ascii_case("x-forwarded-for")) {
+            for prior in req
+                .headers
+                .iter()
+                .filter(|p| p.name.eq_ignore_ascii_case("x-forwarded-for"))
+            {
                 for item in list_items(prior.value) {
                     if !first {
                         out.put_slice(b", ");
@@ -122,7 +126,11 @@ pub fn write_request_head(
             }
             via_written = true;
             out.put_slice(b"Via: ");
-            for prior in req.headers.iter().filter(|p| p.name.eq_ignore_ascii_case("via")) {
+            for prior in req
+                .headers
+                .iter()
+                .filter(|p| p.name.eq_ignore_ascii_case("via"))
+            {
                 for item in list_items(prior.value) {
                     out.put_slice(item);
                     out.put_slice(b", ");
@@ -155,7 +163,11 @@ pub fn write_request_head(
         BodyKind::Chunked => {
             // Keep the codings the client applied (e.g. `gzip, chunked`):
             // the backend must undo them; corelb only checked the framing.
-            for h in req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding")) {
+            for h in req
+                .headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
+            {
                 put_field(out, b"Transfer-Encoding", h.value);
             }
         }
@@ -229,7 +241,9 @@ mod tests {
 
     fn forward(raw: &str) -> String {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let req = parse_request(raw.as_bytes(), &mut headers).unwrap().unwrap();
+        let req = parse_request(raw.as_bytes(), &mut headers)
+            .unwrap()
+            .unwrap();
         let mut out = BytesMut::new();
         write_request_head(&mut out, &req, "10.1.2.3".parse().unwrap(), b"backend:80");
         String::from_utf8(out.to_vec()).unwrap()
@@ -254,7 +268,10 @@ mod tests {
             "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.1.1.1\r\nVia: 1.0 edge\r\n\
              X-Forwarded-For: 2.2.2.2, 3.3.3.3\r\nX-Forwarded-Proto: https\r\n\r\n",
         );
-        assert!(out.contains("X-Forwarded-For: 1.1.1.1, 2.2.2.2, 3.3.3.3, 10.1.2.3\r\n"), "{out}");
+        assert!(
+            out.contains("X-Forwarded-For: 1.1.1.1, 2.2.2.2, 3.3.3.3, 10.1.2.3\r\n"),
+            "{out}"
+        );
         assert!(out.contains("Via: 1.0 edge, 1.1 corelb\r\n"), "{out}");
         assert_eq!(out.matches("X-Forwarded-For").count(), 1);
         assert!(out.contains("X-Forwarded-Proto: http\r\n"), "{out}");
@@ -275,10 +292,30 @@ mod tests {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let res = parse_response(raw, &mut headers, false).unwrap().unwrap();
         let mut out = BytesMut::new();
-        write_response_head(&mut out, &res, ClientSide { http11: true, keep_alive: true });
-        assert_eq!(&out[..], b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nServer: t\r\n\r\n");
+        write_response_head(
+            &mut out,
+            &res,
+            ClientSide {
+                http11: true,
+                keep_alive: true,
+            },
+        );
+        assert_eq!(
+            &out[..],
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nServer: t\r\n\r\n"
+        );
         out.clear();
-        write_response_head(&mut out, &res, ClientSide { http11: false, keep_alive: false });
-        assert_eq!(&out[..], b"HTTP/1.1 200 OK\r\nServer: t\r\nConnection: close\r\n\r\n");
+        write_response_head(
+            &mut out,
+            &res,
+            ClientSide {
+                http11: false,
+                keep_alive: false,
+            },
+        );
+        assert_eq!(
+            &out[..],
+            b"HTTP/1.1 200 OK\r\nServer: t\r\nConnection: close\r\n\r\n"
+        );
     }
 }
