@@ -386,9 +386,11 @@ impl Exchange<'_> {
                     Ok(Some(res)) => {
                         let client = ClientSide {
                             http11: req.http11,
+                            // A close-delimited body, or a chunked one de-chunked
+                            // for an HTTP/1.0 client, ends only when we close.
                             keep_alive: req.keep_alive
                                 && res.body != BodyKind::CloseDelimited
-                                && !(!req.http11 && res.body == BodyKind::Chunked),
+                                && (req.http11 || res.body != BodyKind::Chunked),
                         };
                         self.bufs.out.clear();
                         write_response_head(&mut self.bufs.out, &res, client);
