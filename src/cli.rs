@@ -2,7 +2,10 @@
 //!
 //! Every flag is optional here so that a config file (`--config`) can supply
 //! the value and a flag can still override it; the defaults live in
-//! [`crate::config`] and are quoted in each help text.
+//! [`crate::config`] and are quoted in each help text. Each flag but
+//! `--config`, `--check`, `--backend`, `--algorithm` and `--hash-key` has a
+//! config-file key of the same name with `_` for `-` (`--no-pin` is
+//! `pin = false`); see `configs/corelb.toml`.
 
 use std::path::PathBuf;
 
@@ -16,11 +19,13 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// TOML config file; flags given as well override its values.
+    /// TOML config file (see configs/corelb.toml); flags given as well
+    /// override its values.
     #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
 
-    /// Validate the configuration (file and flags), print the result and exit.
+    /// Validate the configuration (file and flags), print the result and
+    /// exit: 0 if it is valid, 1 with the reason if not.
     #[arg(long, global = true)]
     pub check: bool,
 
@@ -28,8 +33,11 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR", global = true)]
     pub listen: Option<String>,
 
-    /// Backend server as HOST:PORT[,weight=N]; repeat for more. Host names are
-    /// resolved at start. Forms the pool named `default`.
+    /// Backend server as HOST:PORT[,weight=N] (weight 1 to 10000, default
+    /// 1); repeat for more. Host names are resolved at start. Forms the pool
+    /// named `default`, replacing the backends of the config file's
+    /// `default` pool, or adding that pool as the one serving requests no
+    /// route matches.
     #[arg(long = "backend", value_name = "ADDR[,weight=N]", global = true)]
     pub backends: Vec<String>,
 
@@ -37,18 +45,28 @@ pub struct Cli {
     #[arg(long, value_name = "N", global = true)]
     pub threads: Option<usize>,
 
-    /// Do not pin worker threads to cores.
-    #[arg(long, global = true)]
+    /// Do not pin worker threads to cores [default: pinned].
+    #[arg(long, global = true, overrides_with = "pin")]
     pub no_pin: bool,
+
+    /// Pin worker threads to cores, overriding `pin = false` in the file.
+    #[arg(long, global = true, overrides_with = "no_pin")]
+    pub pin: bool,
 
     /// I/O driver: auto (io_uring, falling back to epoll), uring or epoll
     /// [default: auto].
     #[arg(long, value_name = "DRIVER", global = true)]
     pub io_driver: Option<String>,
 
-    /// Balancing algorithm of the default pool [default: round-robin].
+    /// Balancing algorithm of the default pool (the `--backend` pool, else
+    /// the file's `default` pool, else its first) [default: round-robin].
     #[arg(long, value_name = "NAME", global = true)]
     pub algorithm: Option<String>,
+
+    /// What the default pool hashes for consistent-hash: client-ip, path,
+    /// header:NAME or cookie:NAME [default: client-ip].
+    #[arg(long, value_name = "KEY", global = true)]
+    pub hash_key: Option<String>,
 
     /// Listen backlog of each worker's socket [default: 4096].
     #[arg(long, value_name = "N", global = true)]

@@ -27,7 +27,7 @@ fn main() -> ExitCode {
 fn run(cli: &Cli) -> Result<(), String> {
     let config = Config::load(cli).map_err(|e| e.to_string())?;
     if cli.check {
-        println!("corelb: configuration OK");
+        println!("corelb: configuration OK ({})", config.summary());
         return Ok(());
     }
     let backends: usize = config.pools.iter().map(|p| p.backends.len()).sum();

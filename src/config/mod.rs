@@ -1,0 +1,718 @@
+//! The validated, typed configuration corelb runs with.
+//!
+//! [`Config::load`] merges the config file (`--config`, if any) with the
+//! flags and checks every value, so the rest of the program never sees a bad
+//! one. Errors name where the value came from and the value itself:
+//!
+//! ```text
+//! invalid value `soon` for --connect-timeout: expected number at 0
+//! configs/x.toml:7:40: pools[1].backends[0].weight: invalid value 0: must be from 1 to 10000
+//! ```
+//!
+//! # Flags and the file
+//!
+//! A flag given on the command line wins over the file's key of the same
+//! name (`--connect-timeout` over `connect_timeout`), and either wins over
+//! the built-in default. Both are checked: a bad value in the file is an
+//! error even when a flag overrides it.
+//!
+//! Pools follow one rule, built around **the default pool** — the one that
+//! serves requests no route matches. It is the pool named `default` if the
+//! file has one, otherwise the file's first pool. In [`Config::pools`] it is
+//! always at index 0 (the others keep their file order), which is why
+//! [`crate::snapshot::Snapshot::route`] falls back to pool 0.
+//!
+//! - `--backend` flags (if any) form the pool named `default`: they replace
+//!   the backends of the file's `default` pool, or, when the file has none,
+//!   a new pool `default` (round-robin, hashing the client IP) is added and
+//!   becomes the default pool. Without `--config` it is the only pool.
+//! - `--algorithm` and `--hash-key` set the default pool's algorithm and
+//!   hash key and leave every other pool alone.
+
+mod file;
+mod pools;
+mod values;
+
+pub use values::{parse_backend, parse_duration, resolve};
+
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use crate::balance::Algorithm;
+use crate::cli::Cli;
+use file::{FileConfig, Source};
+use pools::pools_and_routes;
+
+/// Name of the pool `--backend` flags form, and of the pool that serves
+/// requests no route matches when the file has one by that name.
+pub const DEFAULT_POOL: &str = "default";
+
+/// Which io driver each worker's monoio runtime uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoDriver {
+    /// io_uring where the kernel allows it, epoll otherwise.
+    Auto,
+    /// io_uring only; fail to start without it.
+    Uring,
+    /// epoll only.
+    Epoll,
+}
+
+/// Timeouts, all enforced per connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// From the first byte of a request head to its end.
+    pub client_header: Duration,
+    /// Between requests on a keep-alive client connection.
+    pub client_idle: Duration,
+    /// To establish a backend connection.
+    pub connect: Duration,
+    /// Between reads from a backend (head and body).
+    pub upstream: Duration,
+}
+
+/// One backend as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendConfig {
+    /// Resolved address.
+    pub addr: SocketAddr,
+    /// As written by the user.
+    pub name: String,
+    /// Relative share of traffic (1 to 10000).
+    pub weight: u32,
+}
+
+/// What a consistent-hash pool hashes. Written `client-ip`, `path`,
+/// `header:NAME` or `cookie:NAME`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum HashKey {
+    /// The client's IP address.
+    #[default]
+    ClientIp,
+    /// The value of a request header (name lower-cased).
+    Header(String),
+    /// The request path (without the query).
+    Path,
+    /// The value of a cookie.
+    Cookie(String),
+}
+
+/// A named group of backends with its own algorithm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Name routes refer to; unique, not empty.
+    pub name: String,
+    /// How to choose among the backends.
+    pub algorithm: Algorithm,
+    /// Used by consistent hashing.
+    pub hash_key: HashKey,
+    /// At least one.
+    pub backends: Vec<BackendConfig>,
+}
+
+/// Sends matching requests to a pool. All given keys must match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteConfig {
+    /// Exact host (without port), lower-cased; `None` matches any.
+    pub host: Option<String>,
+    /// Path prefix; `None` matches any.
+    pub path_prefix: Option<String>,
+    /// Index into [`Config::pools`].
+    pub pool: usize,
+}
+
+/// Everything corelb needs to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Address of every worker's listener.
+    pub listen: SocketAddr,
+    /// Worker count.
+    pub threads: usize,
+    /// Pin worker `i` to core `i`.
+    pub pin: bool,
+    /// Driver for the monoio runtimes.
+    pub io_driver: IoDriver,
+    /// Listen backlog per worker socket.
+    pub backlog: u32,
+    /// Open client connections allowed per process.
+    pub max_connections: usize,
+    /// Read buffer size per connection; the largest head accepted.
+    pub buffer_size: usize,
+    /// Idle pooled upstream connections per worker per backend (0: none).
+    pub upstream_keepalive: usize,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Backend pools; at least one. Pool 0 is the default pool (see the
+    /// module docs); the rest are in file order.
+    pub pools: Vec<PoolConfig>,
+    /// Routes, tried in order; a request no route matches goes to pool 0.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// A configuration problem, worded for the user.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn flag_error(flag: &str, value: &str, why: impl std::fmt::Display) -> ConfigError {
+    ConfigError(format!("invalid value `{value}` for --{flag}: {why}"))
+}
+
+/// A string as TOML would write it, for messages about file values.
+fn quoted(s: &str) -> String {
+    format!("{s:?}")
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Checks one setting given by a flag, the file, or neither.
+///
+/// The file's value (if any) is checked first, then the flag's, which wins.
+struct Setting<'a> {
+    src: Option<&'a Source<'a>>,
+}
+
+impl Setting<'_> {
+    /// A setting written as a string.
+    fn text<T>(
+        &self,
+        flag: (&str, Option<&str>),
+        key: (&str, Option<&Spanned<String>>),
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, ConfigError> {
+        let mut value = None;
+        if let (Some(src), Some(v)) = (self.src, key.1) {
+            let parsed = parse(v.get_ref())
+                .map_err(|e| src.invalid(v.span(), key.0, quoted(v.get_ref()), e))?;
+            value = Some(parsed);
+        }
+        if let Some(text) = flag.1 {
+            value = Some(parse(text).map_err(|e| flag_error(flag.0, text, e))?);
+        }
+        Ok(value)
+    }
+
+    /// A whole number that must lie in `range`.
+    fn number(
+        &self,
+        flag: (&str, Option<u64>),
+        key: (&str, Option<&Spanned<i64>>),
+        range: RangeInclusive<i64>,
+    ) -> Result<Option<i64>, ConfigError> {
+        let why = || format!("must be from {} to {}", range.start(), range.end());
+        let mut value = None;
+        if let (Some(src), Some(v)) = (self.src, key.1) {
+            let n = *v.get_ref();
+            if !range.contains(&n) {
+                return Err(src.invalid(v.span(), key.0, n, why()));
+            }
+            value = Some(n);
+        }
+        if let Some(n) = flag.1 {
+            let n = i64::try_from(n)
+                .ok()
+                .filter(|n| range.contains(n))
+                .ok_or_else(|| flag_error(flag.0, &n.to_string(), why()))?;
+            value = Some(n);
+        }
+        Ok(value)
+    }
+}
+
+/// Integer flags as `u64` for [`Setting::number`].
+fn wide<T: Into<u64>>(v: Option<T>) -> Option<u64> {
+    v.map(Into::into)
+}
+
+fn wide_usize(v: Option<usize>) -> Option<u64> {
+    v.map(|n| u64::try_from(n).unwrap_or(u64::MAX))
+}
+
+impl Config {
+    /// Build the configuration from the flags and, with `--config`, the file.
+    pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
+        match &cli.config {
+            Some(path) => {
+                let name = path.display().to_string();
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError(format!("{name}: cannot read: {e}")))?;
+                Config::from_toml(cli, &name, &text)
+            }
+            None => Config::build(cli, None),
+        }
+    }
+
+    /// Build the configuration from the flags and the text of a config file
+    /// called `name` in messages. `cli.config` is not read.
+    pub fn from_toml(cli: &Cli, name: &str, text: &str) -> Result<Config, ConfigError> {
+        Config::build(cli, Some(&Source { name, text }))
+    }
+
+    /// One line for `--check`: `N pools, M backends, R routes`.
+    pub fn summary(&self) -> String {
+        let backends: usize = self.pools.iter().map(|p| p.backends.len()).sum();
+        format!(
+            "{} pools, {backends} backends, {} routes",
+            self.pools.len(),
+            self.routes.len()
+        )
+    }
+
+    fn build(cli: &Cli, src: Option<&Source<'_>>) -> Result<Config, ConfigError> {
+        let file = match src {
+            Some(src) => src.parse()?,
+            None => FileConfig::default(),
+        };
+        let s = Setting { src };
+
+        let listen = s
+            .text(
+                ("listen", cli.listen.as_deref()),
+                ("listen", file.listen.as_ref()),
+                resolve,
+            )?
+            .map_or_else(|| resolve("127.0.0.1:8080").map_err(ConfigError), Ok)?;
+        let threads = s
+            .number(
+                ("threads", wide_usize(cli.threads)),
+                ("threads", file.threads.as_ref()),
+                1..=1024,
+            )?
+            .map_or_else(default_threads, |n| n as usize);
+        let mut pin = file.pin.unwrap_or(true);
+        if cli.pin {
+            pin = true;
+        }
+        if cli.no_pin {
+            pin = false;
+        }
+        let io_driver = s
+            .text(
+                ("io-driver", cli.io_driver.as_deref()),
+                ("io_driver", file.io_driver.as_ref()),
+                str::parse,
+            )?
+            .unwrap_or(IoDriver::Auto);
+        let backlog = s
+            .number(
+                ("backlog", wide(cli.backlog)),
+                ("backlog", file.backlog.as_ref()),
+                1..=1_000_000,
+            )?
+            .map_or(4096, |n| n as u32);
+        let max_connections = s
+            .number(
+                ("max-connections", wide_usize(cli.max_connections)),
+                ("max_connections", file.max_connections.as_ref()),
+                1..=100_000_000,
+            )?
+            .map_or(100_000, |n| n as usize);
+        let buffer_size = s
+            .number(
+                ("buffer-size", wide_usize(cli.buffer_size)),
+                ("buffer_size", file.buffer_size.as_ref()),
+                1024..=16 * 1024 * 1024,
+            )?
+            .map_or(16 * 1024, |n| n as usize);
+        let upstream_keepalive = s
+            .number(
+                ("upstream-keepalive", wide_usize(cli.upstream_keepalive)),
+                ("upstream_keepalive", file.upstream_keepalive.as_ref()),
+                0..=100_000,
+            )?
+            .map_or(64, |n| n as usize);
+
+        let duration = |flag: &str, flag_value: &Option<String>, key: &str, key_value, default| {
+            s.text(
+                (flag, flag_value.as_deref()),
+                (key, key_value),
+                parse_duration,
+            )
+            .map(|d| d.unwrap_or(default))
+        };
+        let timeouts = Timeouts {
+            client_header: duration(
+                "client-header-timeout",
+                &cli.client_header_timeout,
+                "client_header_timeout",
+                file.client_header_timeout.as_ref(),
+                Duration::from_secs(10),
+            )?,
+            client_idle: duration(
+                "client-idle-timeout",
+                &cli.client_idle_timeout,
+                "client_idle_timeout",
+                file.client_idle_timeout.as_ref(),
+                Duration::from_secs(60),
+            )?,
+            connect: duration(
+                "connect-timeout",
+                &cli.connect_timeout,
+                "connect_timeout",
+                file.connect_timeout.as_ref(),
+                Duration::from_secs(3),
+            )?,
+            upstream: duration(
+                "upstream-timeout",
+                &cli.upstream_timeout,
+                "upstream_timeout",
+                file.upstream_timeout.as_ref(),
+                Duration::from_secs(30),
+            )?,
+        };
+
+        let (pools, routes) = pools_and_routes(cli, src, &file.pools, &file.routes)?;
+
+        Ok(Config {
+            listen,
+            threads,
+            pin,
+            io_driver,
+            backlog,
+            max_connections,
+            buffer_size,
+            upstream_keepalive,
+            timeouts,
+            pools,
+            routes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        use clap::Parser;
+        let mut argv = vec!["corelb"];
+        argv.extend_from_slice(args);
+        Cli::parse_from(argv)
+    }
+
+    fn load(args: &[&str], text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(&cli(args), "t.toml", text)
+    }
+
+    fn load_err(args: &[&str], text: &str) -> String {
+        load(args, text).unwrap_err().0
+    }
+
+    const ROUTES: &str = r#"
+listen = "127.0.0.1:8081"
+threads = 2
+pin = false
+connect_timeout = "250ms"
+
+[[pools]]
+name = "api"
+algorithm = "round-robin"
+backends = [{ addr = "127.0.0.1:9001" }, { addr = "127.0.0.1:9002", weight = 3 }]
+
+[[pools]]
+name = "static"
+hash_key = "header:X-User"
+backends = [{ addr = "localhost:9003" }]
+
+[[routes]]
+path_prefix = "/api/"
+pool = "api"
+
+[[routes]]
+host = "Static.Example.com"
+pool = "static"
+
+[[routes]]
+pool = "static"
+"#;
+
+    #[test]
+    fn defaults_apply() {
+        let c = Config::load(&cli(&["--backend", "127.0.0.1:9000"])).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.timeouts.connect, Duration::from_secs(3));
+        assert_eq!(c.timeouts.client_header, Duration::from_secs(10));
+        assert_eq!(c.pools.len(), 1);
+        assert_eq!(c.pools[0].name, "default");
+        assert_eq!(c.pools[0].backends[0].weight, 1);
+        assert_eq!(c.backlog, 4096);
+        assert_eq!(c.buffer_size, 16 * 1024);
+        assert_eq!(c.upstream_keepalive, 64);
+        assert!(c.routes.is_empty());
+        assert!(c.pin);
+    }
+
+    #[test]
+    fn no_backends_is_an_error() {
+        assert!(Config::load(&cli(&[])).unwrap_err().0.contains("--backend"));
+        let e = load_err(&[], "threads = 1\n");
+        assert!(e.starts_with("t.toml: no pools"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        let e = Config::load(&cli(&[
+            "--backend",
+            "127.0.0.1:1",
+            "--connect-timeout",
+            "soon",
+        ]))
+        .unwrap_err();
+        assert!(e.0.contains("--connect-timeout"), "{e}");
+        assert!(e.0.contains("`soon`"), "{e}");
+        let e =
+            Config::load(&cli(&["--backend", "127.0.0.1:1", "--io-driver", "kqueue"])).unwrap_err();
+        assert!(e.0.contains("--io-driver"), "{e}");
+        let e = Config::load(&cli(&["--backend", "nope"])).unwrap_err();
+        assert!(e.0.contains("--backend"), "{e}");
+        let e = Config::load(&cli(&["--backend", "127.0.0.1:1", "--threads", "0"])).unwrap_err();
+        assert!(e.0.contains("--threads"), "{e}");
+        let e = Config::load(&cli(&["--backend", "127.0.0.1:1", "--hash-key", "ip"])).unwrap_err();
+        assert!(e.0.contains("--hash-key"), "{e}");
+        let e =
+            Config::load(&cli(&["--backend", "127.0.0.1:1", "--algorithm", "nope"])).unwrap_err();
+        assert!(e.0.contains("--algorithm"), "{e}");
+    }
+
+    #[test]
+    fn file_values_load() {
+        let c = load(&[], ROUTES).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8081".parse().unwrap());
+        assert_eq!(c.threads, 2);
+        assert!(!c.pin);
+        assert_eq!(c.timeouts.connect, Duration::from_millis(250));
+        assert_eq!(c.timeouts.upstream, Duration::from_secs(30));
+        let names: Vec<_> = c.pools.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["api", "static"]);
+        assert_eq!(c.pools[0].backends[1].weight, 3);
+        assert_eq!(c.pools[1].backends[0].name, "localhost:9003");
+        assert_eq!(c.pools[1].hash_key, HashKey::Header("x-user".into()));
+        assert_eq!(
+            c.routes,
+            [
+                RouteConfig {
+                    host: None,
+                    path_prefix: Some("/api/".into()),
+                    pool: 0
+                },
+                RouteConfig {
+                    host: Some("static.example.com".into()),
+                    path_prefix: None,
+                    pool: 1
+                },
+                RouteConfig {
+                    host: None,
+                    path_prefix: None,
+                    pool: 1
+                },
+            ]
+        );
+        assert_eq!(c.summary(), "2 pools, 3 backends, 3 routes");
+    }
+
+    #[test]
+    fn routes_pick_pools_through_the_snapshot() {
+        let c = load(&[], ROUTES).unwrap();
+        let s = crate::snapshot::Snapshot::build(&c, None);
+        assert_eq!(s.route(b"x", b"/api/v1"), 0);
+        assert_eq!(s.route(b"STATIC.example.com", b"/api/v1"), 0);
+        assert_eq!(s.route(b"static.example.com", b"/img"), 1);
+        assert_eq!(s.route(b"other", b"/"), 1);
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let c = load(
+            &[
+                "--threads",
+                "1",
+                "--connect-timeout",
+                "5s",
+                "--listen",
+                "127.0.0.1:9999",
+                "--pin",
+            ],
+            ROUTES,
+        )
+        .unwrap();
+        assert_eq!(c.threads, 1);
+        assert_eq!(c.timeouts.connect, Duration::from_secs(5));
+        assert_eq!(c.listen.port(), 9999);
+        assert!(c.pin);
+        let c = load(
+            &["--no-pin"],
+            "pin = true\n[[pools]]\nname = \"a\"\nbackends = [{ addr = \"127.0.0.1:1\" }]\n",
+        )
+        .unwrap();
+        assert!(!c.pin);
+    }
+
+    #[test]
+    fn file_is_checked_even_when_a_flag_overrides() {
+        let e = load_err(&["--threads", "1"], "threads = 0\n");
+        assert!(
+            e.starts_with("t.toml:1:11: threads: invalid value 0"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn backend_flags_replace_the_default_pool() {
+        let text = r#"
+[[pools]]
+name = "api"
+backends = [{ addr = "127.0.0.1:1" }]
+[[pools]]
+name = "default"
+algorithm = "round-robin"
+hash_key = "path"
+backends = [{ addr = "127.0.0.1:2" }]
+[[routes]]
+path_prefix = "/api/"
+pool = "api"
+"#;
+        // The file's `default` pool is the default pool, moved first.
+        let c = load(&[], text).unwrap();
+        assert_eq!(c.pools[0].name, "default");
+        assert_eq!(c.pools[1].name, "api");
+        assert_eq!(c.routes[0].pool, 1);
+        // --backend replaces its backends and keeps its other settings.
+        let c = load(
+            &[
+                "--backend",
+                "127.0.0.1:3",
+                "--backend",
+                "127.0.0.1:4,weight=2",
+            ],
+            text,
+        )
+        .unwrap();
+        assert_eq!(c.pools.len(), 2);
+        assert_eq!(c.pools[0].name, "default");
+        assert_eq!(c.pools[0].hash_key, HashKey::Path);
+        let ports: Vec<_> = c.pools[0].backends.iter().map(|b| b.addr.port()).collect();
+        assert_eq!(ports, [3, 4]);
+        assert_eq!(c.pools[0].backends[1].weight, 2);
+        assert_eq!(c.pools[1].backends[0].addr.port(), 1);
+    }
+
+    #[test]
+    fn backend_flags_add_a_default_pool() {
+        let c = load(
+            &["--backend", "127.0.0.1:7", "--hash-key", "cookie:sid"],
+            ROUTES,
+        )
+        .unwrap();
+        let names: Vec<_> = c.pools.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["default", "api", "static"]);
+        assert_eq!(c.pools[0].hash_key, HashKey::Cookie("sid".into()));
+        assert_eq!(c.pools[2].hash_key, HashKey::Header("x-user".into()));
+        // Routes still point at the pools they name.
+        assert_eq!(c.routes[0].pool, 1);
+        assert_eq!(c.routes[1].pool, 2);
+        assert_eq!(c.summary(), "3 pools, 4 backends, 3 routes");
+    }
+
+    #[test]
+    fn algorithm_flag_sets_only_the_default_pool() {
+        let c = load(&["--hash-key", "path"], ROUTES).unwrap();
+        // No `default` pool and no --backend: the first pool is the default.
+        assert_eq!(c.pools[0].name, "api");
+        assert_eq!(c.pools[0].hash_key, HashKey::Path);
+        assert_eq!(c.pools[1].hash_key, HashKey::Header("x-user".into()));
+        assert!(load_err(&["--algorithm", "nope"], ROUTES).contains("--algorithm"));
+    }
+
+    #[test]
+    fn file_errors_name_file_key_and_value() {
+        let pool = |extra: &str| {
+            format!("[[pools]]\nname = \"a\"\nbackends = [{{ addr = \"127.0.0.1:1\" }}]\n{extra}")
+        };
+        let cases: &[(String, &str)] = &[
+            (
+                "[[pools]]\nname = \"a\"\nbackends = [{ addr = \"127.0.0.1:1\", weight = 0 }]\n"
+                    .into(),
+                "t.toml:3:46: pools[0].backends[0].weight: invalid value 0: must be from 1 to 10000",
+            ),
+            (
+                pool("[[pools]]\nname = \"a\"\nbackends = [{ addr = \"127.0.0.1:2\" }]\n"),
+                "t.toml:5:8: pools[1].name: invalid value \"a\": duplicate pool name (also pools[0].name)",
+            ),
+            (
+                pool("[[pools]]\nname = \"\"\nbackends = [{ addr = \"127.0.0.1:2\" }]\n"),
+                "t.toml:5:8: pools[1].name: invalid value \"\": must not be empty",
+            ),
+            (
+                "[[pools]]\nname = \"a\"\nbackends = []\n".into(),
+                "t.toml:3:12: pools[0].backends: a pool needs at least one backend",
+            ),
+            (
+                pool("[[routes]]\npool = \"b\"\n"),
+                "t.toml:5:8: routes[0].pool: invalid value \"b\": no pool by that name (pools: a)",
+            ),
+            (
+                pool("[[routes]]\nhost = \"a.com:80\"\npool = \"a\"\n"),
+                "t.toml:5:8: routes[0].host: invalid value \"a.com:80\": must not include a port",
+            ),
+            (
+                pool("[[routes]]\npath_prefix = \"api\"\npool = \"a\"\n"),
+                "t.toml:5:15: routes[0].path_prefix: invalid value \"api\": must start with `/`",
+            ),
+            (
+                pool("[[routes]]\npool = \"a\"\n[[routes]]\nhost = \"x\"\npool = \"a\"\n"),
+                "t.toml:8:8: routes[1]: unreachable: routes[0]",
+            ),
+            (
+                format!("connect_timeout = \"soon\"\n{}", pool("")),
+                "t.toml:1:19: connect_timeout: invalid value \"soon\": ",
+            ),
+            (
+                format!("io_driver = \"kqueue\"\n{}", pool("")),
+                "t.toml:1:13: io_driver: invalid value \"kqueue\": unknown io driver",
+            ),
+            (
+                "[[pools]]\nname = \"a\"\nalgorithm = \"nope\"\nbackends = [{ addr = \"127.0.0.1:1\" }]\n".into(),
+                "t.toml:3:13: pools[0].algorithm: invalid value \"nope\": unknown algorithm",
+            ),
+            (
+                "[[pools]]\nname = \"a\"\nhash_key = \"ip\"\nbackends = [{ addr = \"127.0.0.1:1\" }]\n".into(),
+                "t.toml:3:12: pools[0].hash_key: invalid value \"ip\": unknown hash key",
+            ),
+            (
+                "[[pools]]\nname = \"a\"\nbackends = [{ addr = \"127.0.0.1\" }]\n".into(),
+                "t.toml:3:22: pools[0].backends[0].addr: invalid value \"127.0.0.1\": cannot resolve",
+            ),
+            (
+                format!("buffer_size = 10\n{}", pool("")),
+                "t.toml:1:15: buffer_size: invalid value 10: must be from 1024 to 16777216",
+            ),
+        ];
+        for (text, want) in cases {
+            let got = load_err(&[], text);
+            assert!(
+                got.starts_with(want),
+                "\n got: {got}\nwant: {want}\ntext:\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn toml_errors_have_positions() {
+        let e = load_err(&[], "threads = 2\n[[pools]\n");
+        assert!(e.starts_with("t.toml:2:"), "{e}");
+        let e = load_err(&[], "threads = 2\nthread = 3\n");
+        assert!(
+            e.starts_with("t.toml:2:1: thread: unknown field `thread`"),
+            "{e}"
+        );
+        let e = load_err(&[], "threads = \"2\"\n");
+        assert!(e.starts_with("t.toml:1:11: threads: invalid type"), "{e}");
+    }
+}

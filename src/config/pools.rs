@@ -1,0 +1,212 @@
+//! Pools and routes: check the file's `[[pools]]` and `[[routes]]`, apply
+//! the pool flags (`--backend`, `--algorithm`, `--hash-key`) by the rule in
+//! the [module docs](super), and turn route pool names into indices.
+
+use super::file::{FilePool, FileRoute, Source};
+use super::values::{check_weight, parse_path_prefix, parse_route_host};
+use super::{
+    flag_error, parse_backend, quoted, resolve, BackendConfig, ConfigError, HashKey, PoolConfig,
+    RouteConfig, DEFAULT_POOL,
+};
+use crate::balance::Algorithm;
+use crate::cli::Cli;
+
+/// Check the file's pools and routes, apply the pool flags (see the module
+/// docs), put the default pool first and point the routes at pool indices.
+pub(super) fn pools_and_routes(
+    cli: &Cli,
+    src: Option<&Source<'_>>,
+    file_pools: &[FilePool],
+    file_routes: &[FileRoute],
+) -> Result<(Vec<PoolConfig>, Vec<RouteConfig>), ConfigError> {
+    let mut pools = match src {
+        Some(src) => file_pools
+            .iter()
+            .enumerate()
+            .map(|(i, p)| file_pool(src, i, p, &file_pools[..i]))
+            .collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    };
+
+    let flag_backends = cli
+        .backends
+        .iter()
+        .map(|spec| parse_backend(spec).map_err(|e| flag_error("backend", spec, e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    if !flag_backends.is_empty() {
+        match pools.iter_mut().find(|p| p.name == DEFAULT_POOL) {
+            Some(pool) => pool.backends = flag_backends,
+            None => pools.push(PoolConfig {
+                name: DEFAULT_POOL.into(),
+                algorithm: Algorithm::RoundRobin,
+                hash_key: HashKey::ClientIp,
+                backends: flag_backends,
+            }),
+        }
+    }
+    if pools.is_empty() {
+        let hint = match src {
+            Some(src) => format!("{}: no pools: add a [[pools]] table", src.name),
+            None => "no backends".into(),
+        };
+        return Err(ConfigError(format!(
+            "{hint}, or give at least one --backend HOST:PORT (or run `corelb demo`)"
+        )));
+    }
+    // The default pool goes first; the others keep their order.
+    if let Some(i) = pools.iter().position(|p| p.name == DEFAULT_POOL) {
+        let pool = pools.remove(i);
+        pools.insert(0, pool);
+    }
+    if let Some(text) = &cli.algorithm {
+        pools[0].algorithm = text.parse().map_err(|e| flag_error("algorithm", text, e))?;
+    }
+    if let Some(text) = &cli.hash_key {
+        pools[0].hash_key = text.parse().map_err(|e| flag_error("hash-key", text, e))?;
+    }
+
+    let routes = match src {
+        Some(src) => file_routes
+            .iter()
+            .enumerate()
+            .map(|(i, r)| file_route(src, i, r, &pools))
+            .collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    };
+    if let Some(src) = src {
+        // A route with no keys matches everything: any route after it is
+        // dead, which is surely a mistake (say, a catch-all written first).
+        if let Some(i) = routes[..routes.len().saturating_sub(1)]
+            .iter()
+            .position(|r| r.host.is_none() && r.path_prefix.is_none())
+        {
+            let dead = &file_routes[i + 1];
+            return Err(src.problem(
+                dead.pool.span(),
+                &format!("routes[{}]", i + 1),
+                format!(
+                    "unreachable: routes[{i}] has neither host nor path_prefix, \
+                     so it matches every request; put catch-all routes last"
+                ),
+            ));
+        }
+    }
+    Ok((pools, routes))
+}
+
+/// Check `[[pools]]` number `i`; `earlier` are the pools before it.
+fn file_pool(
+    src: &Source<'_>,
+    i: usize,
+    pool: &FilePool,
+    earlier: &[FilePool],
+) -> Result<PoolConfig, ConfigError> {
+    let key = |k: &str| format!("pools[{i}].{k}");
+    let name = pool.name.get_ref();
+    if name.trim().is_empty() {
+        return Err(src.invalid(
+            pool.name.span(),
+            &key("name"),
+            quoted(name),
+            "must not be empty",
+        ));
+    }
+    if let Some(j) = earlier.iter().position(|p| p.name.get_ref() == name) {
+        return Err(src.invalid(
+            pool.name.span(),
+            &key("name"),
+            quoted(name),
+            format!("duplicate pool name (also pools[{j}].name)"),
+        ));
+    }
+    let algorithm = match &pool.algorithm {
+        Some(v) => v
+            .get_ref()
+            .parse()
+            .map_err(|e| src.invalid(v.span(), &key("algorithm"), quoted(v.get_ref()), e))?,
+        None => Algorithm::RoundRobin,
+    };
+    let hash_key = match &pool.hash_key {
+        Some(v) => v
+            .get_ref()
+            .parse()
+            .map_err(|e| src.invalid(v.span(), &key("hash_key"), quoted(v.get_ref()), e))?,
+        None => HashKey::ClientIp,
+    };
+    if pool.backends.get_ref().is_empty() {
+        return Err(src.problem(
+            pool.backends.span(),
+            &key("backends"),
+            "a pool needs at least one backend",
+        ));
+    }
+    let backends = pool
+        .backends
+        .get_ref()
+        .iter()
+        .enumerate()
+        .map(|(j, b)| {
+            let key = |k: &str| format!("pools[{i}].backends[{j}].{k}");
+            let addr_text = b.addr.get_ref().trim();
+            let addr = resolve(addr_text)
+                .map_err(|e| src.invalid(b.addr.span(), &key("addr"), quoted(addr_text), e))?;
+            let weight = match &b.weight {
+                Some(w) => check_weight(*w.get_ref())
+                    .map_err(|e| src.invalid(w.span(), &key("weight"), w.get_ref(), e))?,
+                None => 1,
+            };
+            Ok(BackendConfig {
+                addr,
+                name: addr_text.to_string(),
+                weight,
+            })
+        })
+        .collect::<Result<Vec<_>, ConfigError>>()?;
+    Ok(PoolConfig {
+        name: name.clone(),
+        algorithm,
+        hash_key,
+        backends,
+    })
+}
+
+/// Check `[[routes]]` number `i` against the final pool list.
+fn file_route(
+    src: &Source<'_>,
+    i: usize,
+    route: &FileRoute,
+    pools: &[PoolConfig],
+) -> Result<RouteConfig, ConfigError> {
+    let key = |k: &str| format!("routes[{i}].{k}");
+    let host = route
+        .host
+        .as_ref()
+        .map(|v| {
+            parse_route_host(v.get_ref())
+                .map_err(|e| src.invalid(v.span(), &key("host"), quoted(v.get_ref()), e))
+        })
+        .transpose()?;
+    let path_prefix = route
+        .path_prefix
+        .as_ref()
+        .map(|v| {
+            parse_path_prefix(v.get_ref())
+                .map_err(|e| src.invalid(v.span(), &key("path_prefix"), quoted(v.get_ref()), e))
+        })
+        .transpose()?;
+    let name = route.pool.get_ref();
+    let pool = pools.iter().position(|p| &p.name == name).ok_or_else(|| {
+        let known: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
+        src.invalid(
+            route.pool.span(),
+            &key("pool"),
+            quoted(name),
+            format!("no pool by that name (pools: {})", known.join(", ")),
+        )
+    })?;
+    Ok(RouteConfig {
+        host,
+        path_prefix,
+        pool,
+    })
+}

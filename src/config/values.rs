@@ -1,0 +1,255 @@
+//! Parsers for single values, shared by the flags and the config file:
+//! durations, addresses, backends, io drivers and hash keys.
+//!
+//! Each returns a short reason on failure; the caller adds where the value
+//! came from (which flag, or which file, line and key).
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::str::FromStr;
+use std::time::Duration;
+
+use super::{BackendConfig, HashKey, IoDriver};
+use crate::http::head::is_token_byte;
+
+/// Weights allowed for a backend.
+pub const WEIGHTS: std::ops::RangeInclusive<i64> = 1..=10_000;
+
+impl FromStr for IoDriver {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "uring" | "io_uring" | "io-uring" => Ok(Self::Uring),
+            "epoll" | "legacy" => Ok(Self::Epoll),
+            other => Err(format!(
+                "unknown io driver `{other}` (expected auto, uring or epoll)"
+            )),
+        }
+    }
+}
+
+impl FromStr for HashKey {
+    type Err = String;
+
+    /// `client-ip`, `path`, `header:NAME` or `cookie:NAME`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        const EXPECTED: &str = "expected client-ip, path, header:NAME or cookie:NAME";
+        match s.split_once(':') {
+            None if s == "client-ip" => Ok(Self::ClientIp),
+            None if s == "path" => Ok(Self::Path),
+            Some(("header", name)) => {
+                if name.is_empty() || !name.bytes().all(is_token_byte) {
+                    return Err(format!("`{name}` is not a header name ({EXPECTED})"));
+                }
+                Ok(Self::Header(name.to_ascii_lowercase()))
+            }
+            Some(("cookie", name)) => {
+                if name.is_empty() || !name.bytes().all(is_token_byte) {
+                    return Err(format!("`{name}` is not a cookie name ({EXPECTED})"));
+                }
+                Ok(Self::Cookie(name.to_string()))
+            }
+            _ => Err(format!("unknown hash key `{s}` ({EXPECTED})")),
+        }
+    }
+}
+
+impl fmt::Display for HashKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ClientIp => f.write_str("client-ip"),
+            Self::Path => f.write_str("path"),
+            Self::Header(name) => write!(f, "header:{name}"),
+            Self::Cookie(name) => write!(f, "cookie:{name}"),
+        }
+    }
+}
+
+/// The longest timeout accepted.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Parse a duration such as `500ms`, `5s` or `2m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{e} (expected a duration such as 500ms, 10s or 2m)"))?;
+    if d.is_zero() {
+        return Err("must be greater than zero".into());
+    }
+    // Deadlines are `now + d`; an absurd duration would overflow `Instant`.
+    if d > MAX_DURATION {
+        return Err("must be at most 1 day".into());
+    }
+    Ok(d)
+}
+
+/// Resolve `HOST:PORT` (host names allowed) to one socket address.
+pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
+    let mut found = addr
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve: {e}"))?;
+    found
+        .next()
+        .ok_or_else(|| "resolves to no address".to_string())
+}
+
+/// Check a weight is in [`WEIGHTS`].
+pub fn check_weight(weight: i64) -> Result<u32, String> {
+    if WEIGHTS.contains(&weight) {
+        // In range, so it fits.
+        Ok(weight as u32)
+    } else {
+        Err(format!(
+            "must be from {} to {}",
+            WEIGHTS.start(),
+            WEIGHTS.end()
+        ))
+    }
+}
+
+/// Parse `HOST:PORT[,weight=N]` (the `--backend` flag).
+pub fn parse_backend(spec: &str) -> Result<BackendConfig, String> {
+    let mut parts = spec.split(',');
+    let addr_text = parts.next().unwrap_or("").trim();
+    if addr_text.is_empty() {
+        return Err("missing address (expected HOST:PORT[,weight=N])".into());
+    }
+    let mut weight = 1;
+    for option in parts {
+        match option.trim().split_once('=') {
+            Some(("weight", w)) => {
+                weight = w
+                    .trim()
+                    .parse::<i64>()
+                    .map_err(|_| format!("weight `{w}` is not a whole number"))
+                    .and_then(|w| check_weight(w).map_err(|e| format!("weight `{w}` {e}")))?;
+            }
+            _ => return Err(format!("unknown option `{option}` (expected weight=N)")),
+        }
+    }
+    let addr = resolve(addr_text)?;
+    Ok(BackendConfig {
+        addr,
+        name: addr_text.to_string(),
+        weight,
+    })
+}
+
+/// Check a route's `host`: a host name or address without a port.
+/// Returns it lower-cased.
+pub fn parse_route_host(host: &str) -> Result<String, String> {
+    if host.is_empty() {
+        return Err("must not be empty (leave `host` out to match any host)".into());
+    }
+    if host
+        .bytes()
+        .any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b == b'/')
+    {
+        return Err("is not a host name".into());
+    }
+    let without_ipv6 = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
+    if without_ipv6.is_none() && host.contains(':') {
+        return Err(
+            "must not include a port (routes match the Host header without its port)".into(),
+        );
+    }
+    Ok(host.to_ascii_lowercase())
+}
+
+/// Check a route's `path_prefix`: it must start with `/`.
+pub fn parse_path_prefix(prefix: &str) -> Result<String, String> {
+    if !prefix.starts_with('/') {
+        return Err("must start with `/`".into());
+    }
+    if prefix
+        .bytes()
+        .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    {
+        return Err("must not contain spaces or control characters".into());
+    }
+    Ok(prefix.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_weight_parses() {
+        let b = parse_backend("localhost:80,weight=3").unwrap();
+        assert_eq!(b.weight, 3);
+        assert_eq!(b.addr.port(), 80);
+        assert_eq!(b.name, "localhost:80");
+        assert!(parse_backend("127.0.0.1:80,weight=0").is_err());
+        assert!(parse_backend("127.0.0.1:80,weight=10001").is_err());
+        assert!(parse_backend("127.0.0.1:80,weight=x").is_err());
+        assert_eq!(
+            parse_backend("127.0.0.1:80,weight=10000").unwrap().weight,
+            10_000
+        );
+        assert!(parse_backend("127.0.0.1:80,color=red").is_err());
+        assert!(parse_backend("127.0.0.1").is_err());
+        assert!(parse_backend("").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration(" 2m ").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("1000000000years").is_err());
+    }
+
+    #[test]
+    fn hash_keys_round_trip() {
+        for (text, key) in [
+            ("client-ip", HashKey::ClientIp),
+            ("path", HashKey::Path),
+            ("header:x-user", HashKey::Header("x-user".into())),
+            ("cookie:session", HashKey::Cookie("session".into())),
+        ] {
+            assert_eq!(text.parse::<HashKey>().unwrap(), key);
+            assert_eq!(key.to_string(), text);
+        }
+        assert_eq!(
+            "header:X-User".parse::<HashKey>().unwrap(),
+            HashKey::Header("x-user".into())
+        );
+        for bad in [
+            "",
+            "ip",
+            "header:",
+            "header:a b",
+            "cookie:",
+            "cookie:a;b",
+            "path:x",
+        ] {
+            assert!(bad.parse::<HashKey>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn io_drivers() {
+        assert_eq!("auto".parse::<IoDriver>().unwrap(), IoDriver::Auto);
+        assert_eq!("io_uring".parse::<IoDriver>().unwrap(), IoDriver::Uring);
+        assert_eq!("epoll".parse::<IoDriver>().unwrap(), IoDriver::Epoll);
+        assert!("kqueue".parse::<IoDriver>().is_err());
+    }
+
+    #[test]
+    fn route_hosts_and_prefixes() {
+        assert_eq!(
+            parse_route_host("Static.Example.com").unwrap(),
+            "static.example.com"
+        );
+        assert_eq!(parse_route_host("[::1]").unwrap(), "[::1]");
+        assert!(parse_route_host("example.com:8080").is_err());
+        assert!(parse_route_host("").is_err());
+        assert!(parse_route_host("a b").is_err());
+        assert_eq!(parse_path_prefix("/api/").unwrap(), "/api/");
+        assert!(parse_path_prefix("api/").is_err());
+    }
+}
