@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::net::IpAddr;
 
 use bytes::BytesMut;
-use corelb::http::rewrite::{write_request_head, write_response_head, ClientSide};
+use corelb::http::rewrite::{write_request_head, write_response_head, ClientAddr, ClientSide};
 use corelb::http::{parse_request, parse_response, ChunkedDecoder, MAX_HEADERS};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
@@ -44,7 +44,7 @@ Content-Type: application/json\r\nContent-Length: 1234\r\nConnection: keep-alive
 Cache-Control: max-age=60\r\nETag: \"5f1c-2b\"\r\n\r\n";
 
 fn bench_request_heads(c: &mut Criterion) {
-    let client: IpAddr = "198.51.100.23".parse().unwrap();
+    let client = ClientAddr::new("198.51.100.23".parse::<IpAddr>().unwrap());
     let large = large_head();
     let mut group = c.benchmark_group("request_head_parse_rewrite");
     for (name, head) in [("200B", SMALL_HEAD), ("1.5KiB", large.as_slice())] {
@@ -57,7 +57,7 @@ fn bench_request_heads(c: &mut Criterion) {
                     .unwrap()
                     .unwrap();
                 out.clear();
-                write_request_head(&mut out, &req, client, b"backend:80");
+                write_request_head(&mut out, &req, &client, b"backend:80");
                 black_box(out.len())
             })
         });

@@ -82,7 +82,7 @@ pub struct Cli {
     #[arg(long, value_name = "BYTES", global = true)]
     pub buffer_size: Option<usize>,
 
-    /// Idle keep-alive connections kept per worker per backend [default: 64].
+    /// Idle keep-alive connections kept per worker per backend [default: 1024].
     #[arg(long, value_name = "N", global = true)]
     pub upstream_keepalive: Option<usize>,
 

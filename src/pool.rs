@@ -7,11 +7,11 @@
 //! anyway is caught by the proxy, which replays the request on a fresh one.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
+use rustc_hash::FxHashMap;
 
 struct IdleConnection {
     stream: TcpStream,
@@ -20,7 +20,8 @@ struct IdleConnection {
 
 /// Idle upstream connections of one worker, by backend address.
 pub struct UpstreamPool {
-    idle: RefCell<HashMap<SocketAddr, Vec<IdleConnection>>>,
+    /// Fx hashing: two lookups per request, keys are not attacker-chosen.
+    idle: RefCell<FxHashMap<SocketAddr, Vec<IdleConnection>>>,
     max_idle_per_backend: usize,
     max_idle_time: Duration,
     hits: Cell<u64>,
@@ -32,7 +33,7 @@ impl UpstreamPool {
     /// each for at most `max_idle_time`.
     pub fn new(max_idle_per_backend: usize, max_idle_time: Duration) -> Self {
         Self {
-            idle: RefCell::new(HashMap::new()),
+            idle: RefCell::new(FxHashMap::default()),
             max_idle_per_backend,
             max_idle_time,
             hits: Cell::new(0),

@@ -50,6 +50,12 @@ use pools::pools_and_routes;
 /// requests no route matches when the file has one by that name.
 pub const DEFAULT_POOL: &str = "default";
 
+/// Idle upstream connections kept per worker per backend. At least the
+/// number of concurrent requests a worker sends one backend, or busy
+/// periods churn connections: an idle connection is cheap, a new one is a
+/// TCP handshake.
+const DEFAULT_UPSTREAM_KEEPALIVE: usize = 1024;
+
 /// Which io driver each worker's monoio runtime uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IoDriver {
@@ -327,7 +333,7 @@ impl Config {
                 ("upstream_keepalive", file.upstream_keepalive.as_ref()),
                 0..=100_000,
             )?
-            .map_or(64, |n| n as usize);
+            .map_or(DEFAULT_UPSTREAM_KEEPALIVE, |n| n as usize);
 
         let duration = |flag: &str, flag_value: &Option<String>, key: &str, key_value, default| {
             s.text(
@@ -444,7 +450,7 @@ pool = "static"
         assert_eq!(c.pools[0].backends[0].weight, 1);
         assert_eq!(c.backlog, 4096);
         assert_eq!(c.buffer_size, 16 * 1024);
-        assert_eq!(c.upstream_keepalive, 64);
+        assert_eq!(c.upstream_keepalive, 1024);
         assert!(c.routes.is_empty());
         assert!(c.pin);
     }

@@ -8,7 +8,6 @@
 //! `BytesMut` that is reused across requests, so nothing here allocates
 //! once the buffer has grown to size.
 
-use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use bytes::{BufMut, BytesMut};
@@ -20,24 +19,77 @@ use super::head::{list_items, RequestHead, ResponseHead};
 /// The `Via` entry corelb adds (RFC 9110 §7.6.3).
 const VIA: &[u8] = b"1.1 corelb";
 
-/// Fields that never cross the proxy, lower-case.
-const HOP_BY_HOP: &[&[u8]] = &[
-    b"connection",
-    b"keep-alive",
-    b"proxy-connection",
-    b"te",
-    b"trailer",
-    b"upgrade",
-];
+/// Is `name` hop-by-hop whatever the message says? (Checked by length
+/// first: this runs for every header of every message.)
+fn is_always_hop_by_hop(name: &[u8]) -> bool {
+    let is = |h: &[u8]| name.eq_ignore_ascii_case(h);
+    match name.len() {
+        2 => is(b"te"),
+        7 => is(b"trailer") || is(b"upgrade"),
+        10 => is(b"connection") || is(b"keep-alive"),
+        16 => is(b"proxy-connection"),
+        _ => false,
+    }
+}
 
-/// Is `name` hop-by-hop, either always or because a `Connection` field of
-/// this message lists it?
-fn is_hop_by_hop(name: &[u8], headers: &[Header<'_>]) -> bool {
-    HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
-        || headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-            .any(|h| list_items(h.value).any(|listed| listed.eq_ignore_ascii_case(name)))
+/// Decides which fields of one message stop at the proxy: the always
+/// hop-by-hop ones, and any field a `Connection` field of this message
+/// names. Almost every message names only `close` or `keep-alive` there, so
+/// the per-field scan of `Connection` runs only when it names something else.
+struct HopByHop<'h, 'b> {
+    headers: &'h [Header<'b>],
+    names_other_fields: bool,
+}
+
+impl<'h, 'b> HopByHop<'h, 'b> {
+    fn new(headers: &'h [Header<'b>]) -> Self {
+        let names_other_fields = connection_options(headers).any(|option| {
+            !option.eq_ignore_ascii_case(b"close") && !option.eq_ignore_ascii_case(b"keep-alive")
+        });
+        Self {
+            headers,
+            names_other_fields,
+        }
+    }
+
+    fn drops(&self, name: &[u8]) -> bool {
+        is_always_hop_by_hop(name)
+            || (self.names_other_fields
+                && connection_options(self.headers).any(|listed| listed.eq_ignore_ascii_case(name)))
+    }
+}
+
+/// Every option listed in the message's `Connection` fields.
+fn connection_options<'h, 'b>(headers: &'h [Header<'b>]) -> impl Iterator<Item = &'b [u8]> + 'h {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|h| list_items(h.value))
+}
+
+/// A client's IP address as text, formatted once per connection rather
+/// than once per request.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr {
+    text: [u8; 45],
+    len: usize,
+}
+
+impl ClientAddr {
+    /// Format `ip` (IPv6 at most 45 characters).
+    pub fn new(ip: IpAddr) -> Self {
+        use std::io::Write as _;
+        let mut text = [0u8; 45];
+        let mut cursor = std::io::Cursor::new(&mut text[..]);
+        let _ = write!(cursor, "{ip}");
+        let len = cursor.position() as usize;
+        Self { text, len }
+    }
+
+    /// The address as written in `X-Forwarded-For`.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.text[..self.len]
+    }
 }
 
 fn put_field(out: &mut BytesMut, name: &[u8], value: &[u8]) {
@@ -62,16 +114,17 @@ fn put_decimal(out: &mut BytesMut, n: u64) {
     out.put_slice(&digits[i..]);
 }
 
-/// Write the head to send upstream for `req` from `client_ip`.
+/// Write the head to send upstream for `req` from `client`.
 ///
 /// `fallback_host` fills in `Host` for HTTP/1.0 requests that had none,
 /// since corelb always speaks HTTP/1.1 to backends.
 pub fn write_request_head(
     out: &mut BytesMut,
     req: &RequestHead<'_, '_>,
-    client_ip: IpAddr,
+    client: &ClientAddr,
     fallback_host: &[u8],
 ) {
+    let hop_by_hop = HopByHop::new(req.headers);
     out.put_slice(req.method.as_bytes());
     out.put_u8(b' ');
     out.put_slice(req.target.as_bytes());
@@ -81,7 +134,7 @@ pub fn write_request_head(
     let mut via_written = false;
     for h in req.headers {
         let name = h.name.as_bytes();
-        if is_hop_by_hop(name, req.headers)
+        if hop_by_hop.drops(name)
             // framing is rewritten below from the parsed decision
             || name.eq_ignore_ascii_case(b"content-length")
             || name.eq_ignore_ascii_case(b"transfer-encoding")
@@ -116,7 +169,7 @@ pub fn write_request_head(
             if !first {
                 out.put_slice(b", ");
             }
-            let _ = write!(out, "{client_ip}");
+            out.put_slice(client.as_bytes());
             out.put_slice(b"\r\n");
             continue;
         }
@@ -146,9 +199,7 @@ pub fn write_request_head(
         put_field(out, b"Host", fallback_host);
     }
     if !xff_written {
-        out.put_slice(b"X-Forwarded-For: ");
-        let _ = write!(out, "{client_ip}");
-        out.put_slice(b"\r\n");
+        put_field(out, b"X-Forwarded-For", client.as_bytes());
     }
     out.put_slice(b"X-Forwarded-Proto: http\r\n");
     if !via_written {
@@ -201,9 +252,10 @@ pub fn write_response_head(out: &mut BytesMut, res: &ResponseHead<'_, '_>, clien
     out.put_slice(res.reason.as_bytes());
     out.put_slice(b"\r\n");
     let dechunk = client.must_dechunk(res.body);
+    let hop_by_hop = HopByHop::new(res.headers);
     for h in res.headers {
         let name = h.name.as_bytes();
-        if is_hop_by_hop(name, res.headers) {
+        if hop_by_hop.drops(name) {
             continue;
         }
         if dechunk && name.eq_ignore_ascii_case(b"transfer-encoding") {
@@ -226,8 +278,9 @@ pub fn write_interim_head(out: &mut BytesMut, res: &ResponseHead<'_, '_>) {
     out.put_u8(b' ');
     out.put_slice(res.reason.as_bytes());
     out.put_slice(b"\r\n");
+    let hop_by_hop = HopByHop::new(res.headers);
     for h in res.headers {
-        if !is_hop_by_hop(h.name.as_bytes(), res.headers) {
+        if !hop_by_hop.drops(h.name.as_bytes()) {
             put_field(out, h.name.as_bytes(), h.value);
         }
     }
@@ -245,7 +298,8 @@ mod tests {
             .unwrap()
             .unwrap();
         let mut out = BytesMut::new();
-        write_request_head(&mut out, &req, "10.1.2.3".parse().unwrap(), b"backend:80");
+        let client = ClientAddr::new("10.1.2.3".parse().unwrap());
+        write_request_head(&mut out, &req, &client, b"backend:80");
         String::from_utf8(out.to_vec()).unwrap()
     }
 
