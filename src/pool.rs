@@ -8,10 +8,35 @@
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 use rustc_hash::FxHashMap;
+
+/// A connection idle this long is checked before reuse. Busy connections
+/// are reused within microseconds and skip the check (it costs a syscall);
+/// one that sat idle long enough for a backend's keep-alive timeout to
+/// close it is worth a `recv` to find out, because a request whose body is
+/// still streaming cannot be replayed if the connection turns out dead.
+const CHECK_AFTER: Duration = Duration::from_millis(200);
+
+/// Does the backend still keep this idle connection open? A closed one
+/// reads as end-of-file; a healthy idle one has nothing to read. Bytes
+/// waiting on an idle connection mean the backend broke framing: drop it.
+fn is_still_open(stream: &TcpStream) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: a 1-byte peek into a local on a socket we own.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
+}
 
 struct IdleConnection {
     stream: TcpStream,
@@ -47,10 +72,15 @@ impl UpstreamPool {
         let list = idle.get_mut(&addr);
         let found = list.and_then(|list| {
             while let Some(conn) = list.pop() {
-                if conn.since.elapsed() < self.max_idle_time {
-                    return Some(conn.stream);
+                let idle_for = conn.since.elapsed();
+                if idle_for >= self.max_idle_time {
+                    // Too old: the backend has probably closed it; dropping closes ours.
+                    continue;
                 }
-                // Too old: the backend has probably closed it; dropping closes ours.
+                if idle_for >= CHECK_AFTER && !is_still_open(&conn.stream) {
+                    continue;
+                }
+                return Some(conn.stream);
             }
             None
         });

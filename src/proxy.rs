@@ -223,17 +223,20 @@ impl Exchange<'_> {
         let backend = guard.backend();
         let started = Instant::now();
 
-        // The body bytes that came with the head go out in the same write.
+        // The body bytes that came with the head go out in the same write,
+        // exactly as they came (chunk framing included: the decoder only
+        // checks it and finds where the body ends).
         let mut req_body = BodyProgress::new(req.body);
         let taken = req_body
-            .advance(&self.bufs.client_in, |data| {
-                self.bufs.out.extend_from_slice(data)
-            })
+            .advance(&self.bufs.client_in, |_| {})
             .map_err(|e| ProxyError::Downstream {
                 status: 400,
                 reason: e.reason(),
             })?
             .consumed;
+        self.bufs
+            .out
+            .extend_from_slice(&self.bufs.client_in[..taken]);
         self.bufs.client_in.advance(taken);
         // Everything needed to send the request again is in `out`.
         let replayable = req_body.is_done();
