@@ -13,6 +13,8 @@ use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
 
+use crate::ewma;
+
 /// Whether the balancers may send new requests to a backend.
 ///
 /// Health checks, passive ejection and the circuit breaker write this;
@@ -60,9 +62,11 @@ pub struct BackendStats {
     effective_weight: AtomicU32,
     /// A [`BackendState`] as `u8`.
     state: AtomicU8,
-    /// Exponentially weighted moving average of response latency, in ns.
+    /// Peak EWMA of response latency, in ns ([`crate::ewma`]).
     /// Zero means "no sample yet".
     latency_ewma_ns: AtomicU64,
+    /// When `latency_ewma_ns` was last updated ([`crate::ewma::now_ns`]).
+    latency_stamp_ns: AtomicU64,
     /// Requests sent to this backend since start.
     requests: AtomicU64,
     /// Requests that ended in a connect, I/O, timeout or protocol error.
@@ -76,6 +80,7 @@ impl BackendStats {
             effective_weight: AtomicU32::new(weight),
             state: AtomicU8::new(BackendState::Up as u8),
             latency_ewma_ns: AtomicU64::new(0),
+            latency_stamp_ns: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             errors: AtomicU64::new(0),
         }
@@ -157,27 +162,36 @@ impl Backend {
             .store(weight.max(1), Ordering::Relaxed);
     }
 
-    /// Latency EWMA in nanoseconds (0 when nothing was measured yet).
-    #[inline]
+    /// Latency estimate in nanoseconds now (0 when nothing was measured yet).
     pub fn latency_ewma_ns(&self) -> u64 {
-        self.stats.latency_ewma_ns.load(Ordering::Relaxed)
+        self.latency_at(ewma::now_ns())
     }
 
-    /// Fold one response latency into the EWMA.
+    /// Latency estimate as of `now_ns` (from [`ewma::now_ns`]); lets a
+    /// balancer comparing several backends read the clock once.
+    #[inline]
+    pub fn latency_at(&self, now_ns: u64) -> u64 {
+        let value = self.stats.latency_ewma_ns.load(Ordering::Relaxed);
+        let stamp = self.stats.latency_stamp_ns.load(Ordering::Relaxed);
+        ewma::decayed(value, stamp, now_ns)
+    }
+
+    /// Fold one response latency into the estimate.
     ///
-    /// Peak-sensitive: a sample above the average replaces it at once, a
-    /// sample below decays it with weight 1/8. A lost race between two cores
-    /// drops one sample, which an average can afford; no CAS loop needed.
+    /// Two cores racing here may lose one sample or pair one core's value
+    /// with the other's stamp; an average can afford both, and a CAS loop on
+    /// every response would cost more than it is worth.
     pub fn observe_latency(&self, sample_ns: u64) {
-        let old = self.stats.latency_ewma_ns.load(Ordering::Relaxed);
-        let new = if old == 0 || sample_ns >= old {
-            sample_ns
-        } else {
-            old - (old - sample_ns) / 8
-        };
-        self.stats
-            .latency_ewma_ns
-            .store(new.max(1), Ordering::Relaxed);
+        self.observe_latency_at(sample_ns, ewma::now_ns());
+    }
+
+    /// [`Backend::observe_latency`] at a given time (from [`ewma::now_ns`]).
+    pub fn observe_latency_at(&self, sample_ns: u64, now: u64) {
+        let value = self.stats.latency_ewma_ns.load(Ordering::Relaxed);
+        let stamp = self.stats.latency_stamp_ns.load(Ordering::Relaxed);
+        let new = ewma::observe(value, stamp, sample_ns, now);
+        self.stats.latency_ewma_ns.store(new, Ordering::Relaxed);
+        self.stats.latency_stamp_ns.store(now, Ordering::Relaxed);
     }
 
     /// Requests sent since start.
@@ -274,13 +288,13 @@ mod tests {
     }
 
     #[test]
-    fn ewma_jumps_up_and_decays_down() {
+    fn latency_estimate_takes_peaks() {
         let b = backend();
-        b.observe_latency(1000);
-        assert_eq!(b.latency_ewma_ns(), 1000);
-        b.observe_latency(5000);
-        assert_eq!(b.latency_ewma_ns(), 5000);
-        b.observe_latency(1000);
-        assert_eq!(b.latency_ewma_ns(), 4500);
+        assert_eq!(b.latency_ewma_ns(), 0);
+        b.observe_latency(1_000_000);
+        b.observe_latency(50_000_000);
+        // Read back at once: barely decayed from the 50 ms peak.
+        let now = b.latency_ewma_ns();
+        assert!(now > 49_000_000 && now <= 50_000_000, "{now}");
     }
 }

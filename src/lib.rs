@@ -15,6 +15,7 @@
 //! | [`backend`], [`snapshot`] | backends and their shared atomics; pools and routes |
 //! | [`balance`] | the balancing algorithms, one a file |
 //! | [`error`] | failures and the status each gets |
+//! | [`ewma`] | the peak, time-decaying latency average |
 //! | [`demo`] | `corelb demo`: built-in backends |
 
 pub mod backend;
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod ewma;
 pub mod http;
 pub mod io;
 pub mod listener;

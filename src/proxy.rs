@@ -25,6 +25,13 @@ use crate::io::{make_room, read_some_timeout, write_all, write_static, ReadError
 use crate::worker::Worker;
 use std::sync::Arc;
 
+/// The latency a failed request counts as, for the latency estimate.
+const FAILURE_PENALTY: Duration = Duration::from_secs(1);
+
+fn saturating_nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// The three buffers a client connection uses, reused for every request.
 struct Buffers {
     /// Bytes read from the client not yet handled (may hold pipelined requests).
@@ -206,10 +213,15 @@ impl Exchange<'_> {
     /// Forward one request and its response. `Ok(keep_alive)`.
     async fn forward(&mut self, req: Request) -> Result<bool, ProxyError> {
         let guard = req.backend.start_request();
-        let result = self.forward_to(&req, &guard).await;
+        let started = Instant::now();
+        let result = self.forward_to(&req, &guard, started).await;
         if let Err(e) = &result {
             if e.is_upstream() {
                 req.backend.record_error();
+                // A failure counts as a very slow answer, so latency-aware
+                // balancing steers away at once (the estimate decays back).
+                let spent = started.elapsed().max(FAILURE_PENALTY);
+                req.backend.observe_latency(saturating_nanos(spent));
             }
         }
         result
@@ -219,9 +231,9 @@ impl Exchange<'_> {
         &mut self,
         req: &Request,
         guard: &InflightGuard,
+        started: Instant,
     ) -> Result<bool, ProxyError> {
         let backend = guard.backend();
-        let started = Instant::now();
 
         // The body bytes that came with the head go out in the same write,
         // exactly as they came (chunk framing included: the decoder only
@@ -260,8 +272,7 @@ impl Exchange<'_> {
             }
             match self.read_response_head(&mut upstream, req).await {
                 Ok(res) => {
-                    let latency = started.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
-                    backend.observe_latency(latency);
+                    backend.observe_latency(saturating_nanos(started.elapsed()));
                     return self.relay_response(upstream, backend, res).await;
                 }
                 // A pooled connection the backend closed while idle looks

@@ -1,8 +1,9 @@
 //! What consistent hashing hashes: the part of a request named by the
 //! pool's [`HashKey`], reduced to a stable 64-bit hash.
 //!
-//! A missing header or cookie hashes like an empty one, so such requests
-//! still have one fixed backend rather than a random one.
+//! A request without the header or cookie falls back to its client IP:
+//! hashing all of them like an empty value would pile every such client
+//! onto one backend.
 
 use std::net::IpAddr;
 
@@ -10,6 +11,7 @@ use httparse::Header;
 
 use super::stable_hash::hash_bytes;
 use crate::config::HashKey;
+use crate::http::head::trim_ows;
 use crate::http::RequestHead;
 
 /// Fixed, so every worker and process hashes a key the same.
@@ -19,13 +21,11 @@ const KEY_SEED: u64 = 0x636f_7265_6c62;
 pub fn hash_request_key(key: &HashKey, client_ip: IpAddr, req: &RequestHead<'_, '_>) -> u64 {
     match key {
         HashKey::ClientIp => hash_ip(client_ip),
-        HashKey::Header(name) => {
-            hash_bytes(KEY_SEED, header_value(req.headers, name).unwrap_or(b""))
-        }
+        HashKey::Header(name) => header_value(req.headers, name)
+            .map_or_else(|| hash_ip(client_ip), |v| hash_bytes(KEY_SEED, v)),
         HashKey::Path => hash_bytes(KEY_SEED, req.path()),
-        HashKey::Cookie(name) => {
-            hash_bytes(KEY_SEED, cookie_value(req.headers, name).unwrap_or(b""))
-        }
+        HashKey::Cookie(name) => cookie_value(req.headers, name)
+            .map_or_else(|| hash_ip(client_ip), |v| hash_bytes(KEY_SEED, v)),
     }
 }
 
@@ -64,16 +64,6 @@ fn cookie_value<'b>(headers: &[Header<'b>], name: &str) -> Option<&'b [u8]> {
         })
 }
 
-fn trim_ows(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = s {
-        s = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = s {
-        s = rest;
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,8 +77,10 @@ mod tests {
         hash_request_key(key, "192.0.2.1".parse().expect("ip"), &req)
     }
 
-    fn empty() -> u64 {
-        hash_bytes(KEY_SEED, b"")
+    /// What a request without the key hashes to: its client's address
+    /// (`hash_of` sends every request from 192.0.2.1).
+    fn fallback() -> u64 {
+        hash_ip("192.0.2.1".parse().expect("ip"))
     }
 
     #[test]
@@ -116,7 +108,10 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_eq!(a, hash_bytes(KEY_SEED, b"alice"));
-        assert_eq!(hash_of(&key, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"), empty());
+        assert_eq!(
+            hash_of(&key, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+            fallback()
+        );
     }
 
     #[test]
@@ -150,7 +145,7 @@ mod tests {
             "GET / HTTP/1.1\r\nHost: x\r\nCookie: session\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: x\r\nX-Session: session=abc123\r\n\r\n",
         ] {
-            assert_eq!(hash_of(&key, raw), empty(), "{raw:?}");
+            assert_eq!(hash_of(&key, raw), fallback(), "{raw:?}");
         }
         let value_with_equals = "GET / HTTP/1.1\r\nHost: x\r\nCookie: session=a=b\r\n\r\n";
         assert_eq!(

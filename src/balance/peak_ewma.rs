@@ -45,7 +45,8 @@ impl PeakEwma {
 /// `latency_a × (inflight_a + 1) / weight_a ≤ latency_b × (inflight_b + 1) / weight_b`.
 #[inline]
 fn no_costlier(a: &Backend, b: &Backend) -> bool {
-    let (mut latency_a, mut latency_b) = (a.latency_ewma_ns(), b.latency_ewma_ns());
+    let now = crate::ewma::now_ns();
+    let (mut latency_a, mut latency_b) = (a.latency_at(now), b.latency_at(now));
     // Unsampled: borrow the other's latency so load alone decides.
     if latency_a == 0 {
         latency_a = latency_b;
@@ -80,6 +81,13 @@ impl Balancer for PeakEwma {
 
 #[cfg(test)]
 mod tests {
+    /// One update time for every sample in a test, so equal latencies
+    /// stay exactly equal while they decay.
+    fn stamp() -> u64 {
+        static STAMP: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        *STAMP.get_or_init(crate::ewma::now_ns)
+    }
+
     use super::*;
     use crate::backend::BackendState;
     use crate::balance::test_support::{pool, shares};
@@ -89,9 +97,9 @@ mod tests {
     #[test]
     fn steers_away_from_a_slow_backend() {
         let backends = pool(&[1, 1, 1]);
-        backends[0].observe_latency(MS);
-        backends[1].observe_latency(MS);
-        backends[2].observe_latency(50 * MS);
+        backends[0].observe_latency_at(MS, stamp());
+        backends[1].observe_latency_at(MS, stamp());
+        backends[2].observe_latency_at(50 * MS, stamp());
         let ewma = PeakEwma::new(&backends, 31);
         let got = shares(3, 10_000, || ewma.pick(&backends, 0));
         assert_eq!(got[2], 0.0, "{got:?}");
@@ -101,12 +109,12 @@ mod tests {
     fn reacts_to_the_first_slow_response() {
         let backends = pool(&[1, 1, 1]);
         for b in &backends {
-            b.observe_latency(MS);
+            b.observe_latency_at(MS, stamp());
         }
         let ewma = PeakEwma::new(&backends, 32);
         let before = shares(3, 10_000, || ewma.pick(&backends, 0));
         assert!((before[2] - 1.0 / 3.0).abs() < 0.02, "{before:?}");
-        backends[2].observe_latency(200 * MS);
+        backends[2].observe_latency_at(200 * MS, stamp());
         let after = shares(3, 1_000, || ewma.pick(&backends, 0));
         assert_eq!(after[2], 0.0, "{after:?}");
     }
@@ -115,8 +123,8 @@ mod tests {
     fn latency_is_weighed_against_load() {
         // Fast but 9 deep (1 ms × 10) loses to slow but idle (5 ms × 1).
         let backends = pool(&[1, 1]);
-        backends[0].observe_latency(MS);
-        backends[1].observe_latency(5 * MS);
+        backends[0].observe_latency_at(MS, stamp());
+        backends[1].observe_latency_at(5 * MS, stamp());
         let _queue: Vec<_> = (0..9).map(|_| backends[0].start_request()).collect();
         let ewma = PeakEwma::new(&backends, 33);
         assert_eq!(ewma.pick(&backends, 0), Some(1));
@@ -126,8 +134,8 @@ mod tests {
     fn cost_is_divided_by_weight() {
         // Same latency and load, but #0 has 3× the capacity.
         let backends = pool(&[3, 1]);
-        backends[0].observe_latency(MS);
-        backends[1].observe_latency(MS);
+        backends[0].observe_latency_at(MS, stamp());
+        backends[1].observe_latency_at(MS, stamp());
         let _load: Vec<_> = [0, 0, 1]
             .iter()
             .map(|&i| backends[i].start_request())
@@ -141,8 +149,8 @@ mod tests {
     #[test]
     fn unsampled_backend_is_tried_but_not_flooded() {
         let backends = pool(&[1, 1, 1]);
-        backends[0].observe_latency(MS);
-        backends[1].observe_latency(MS);
+        backends[0].observe_latency_at(MS, stamp());
+        backends[1].observe_latency_at(MS, stamp());
         let ewma = PeakEwma::new(&backends, 35);
         // Idle and unsampled: as good as anyone, so it gets its share.
         let got = shares(3, 10_000, || ewma.pick(&backends, 0));
@@ -156,8 +164,8 @@ mod tests {
     #[test]
     fn huge_latencies_do_not_overflow() {
         let backends = pool(&[10_000, 1]);
-        backends[0].observe_latency(u64::MAX);
-        backends[1].observe_latency(u64::MAX - 1);
+        backends[0].observe_latency_at(u64::MAX, stamp());
+        backends[1].observe_latency_at(u64::MAX - 1, stamp());
         let _load: Vec<_> = (0..5).map(|_| backends[0].start_request()).collect();
         let ewma = PeakEwma::new(&backends, 36);
         assert!(ewma.pick(&backends, 0).is_some());
@@ -166,7 +174,7 @@ mod tests {
     #[test]
     fn skips_ineligible_and_none_when_nothing_is_up() {
         let backends = pool(&[1, 1, 1]);
-        backends[1].observe_latency(500 * MS);
+        backends[1].observe_latency_at(500 * MS, stamp());
         backends[0].set_state(BackendState::Down);
         backends[2].set_state(BackendState::Draining);
         let ewma = PeakEwma::new(&backends, 37);

@@ -205,7 +205,8 @@ pub fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|item| !item.is_empty())
 }
 
-fn trim_ows(mut s: &[u8]) -> &[u8] {
+/// `s` without optional whitespace (SP, HTAB) at either end.
+pub fn trim_ows(mut s: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = s {
         s = rest;
     }
