@@ -21,6 +21,10 @@ pub enum ProxyError {
     Upstream(&'static str),
     /// The backend did not answer in time.
     UpstreamTimeout,
+    /// The backend refused or reset the connection attempt.
+    Connect,
+    /// Connecting to the backend took longer than `--connect-timeout`.
+    ConnectTimeout,
     /// No backend is eligible.
     NoBackend,
     /// The client went away or broke the connection; nobody to answer.
@@ -45,8 +49,8 @@ impl ProxyError {
     pub fn status(&self) -> Option<u16> {
         match self {
             Self::Downstream { status, .. } => Some(*status),
-            Self::Upstream(_) => Some(502),
-            Self::UpstreamTimeout => Some(504),
+            Self::Upstream(_) | Self::Connect => Some(502),
+            Self::UpstreamTimeout | Self::ConnectTimeout => Some(504),
             Self::NoBackend => Some(503),
             Self::ClientGone => None,
         }
@@ -54,13 +58,23 @@ impl ProxyError {
 
     /// Was this the backend's fault (counts against it)?
     pub fn is_upstream(&self) -> bool {
-        matches!(self, Self::Upstream(_) | Self::UpstreamTimeout)
+        matches!(
+            self,
+            Self::Upstream(_) | Self::UpstreamTimeout | Self::Connect | Self::ConnectTimeout
+        )
+    }
+
+    /// The request never reached the backend: connecting failed.
+    pub fn is_connect_failure(&self) -> bool {
+        matches!(self, Self::Connect | Self::ConnectTimeout)
     }
 
     fn detail(&self) -> &'static str {
         match self {
             Self::Downstream { reason, .. } | Self::Upstream(reason) => reason,
             Self::UpstreamTimeout => "the backend did not answer in time",
+            Self::Connect => "cannot connect to the backend",
+            Self::ConnectTimeout => "timed out connecting to the backend",
             Self::NoBackend => "no backend is available",
             Self::ClientGone => "client gone",
         }

@@ -22,8 +22,12 @@ use crate::http::rewrite::{
 };
 use crate::http::{head, parse_request, parse_response, BodyKind, BodyProgress, MAX_HEADERS};
 use crate::io::{make_room, read_some_timeout, write_all, write_static, ReadError};
+use crate::worker::Choice;
 use crate::worker::Worker;
 use std::sync::Arc;
+
+/// Backends tried for one request when connecting fails.
+const CONNECT_ATTEMPTS: u32 = 3;
 
 /// The latency a failed request counts as, for the latency estimate.
 const FAILURE_PENALTY: Duration = Duration::from_secs(1);
@@ -49,7 +53,7 @@ struct Request {
     expect_continue: bool,
     is_head: bool,
     http11: bool,
-    backend: Arc<Backend>,
+    choice: Choice,
 }
 
 /// What the final response head said.
@@ -190,20 +194,20 @@ impl Exchange<'_> {
         let Some(req) = parse_request(&self.bufs.client_in, &mut headers)? else {
             return Ok(None);
         };
-        let backend = self
+        let choice = self
             .worker
             .pick(req.host_name(), req.path(), self.peer_ip, &req)
             .ok_or(ProxyError::NoBackend)?;
         let out = &mut self.bufs.out;
         out.clear();
-        write_request_head(out, &req, &self.client_addr, backend.name.as_bytes());
+        write_request_head(out, &req, &self.client_addr, choice.backend.name.as_bytes());
         let prepared = Request {
             body: req.body,
             keep_alive: req.keep_alive,
             expect_continue: req.expect_continue,
             is_head: req.is_head(),
             http11: req.minor_version == 1,
-            backend,
+            choice,
         };
         let len = req.len;
         self.bufs.client_in.advance(len);
@@ -211,20 +215,37 @@ impl Exchange<'_> {
     }
 
     /// Forward one request and its response. `Ok(keep_alive)`.
+    ///
+    /// A backend that cannot be connected to never saw the request, so the
+    /// request goes to another backend of the pool (up to
+    /// `CONNECT_ATTEMPTS` in all), as nginx's `proxy_next_upstream error`.
     async fn forward(&mut self, req: Request) -> Result<bool, ProxyError> {
-        let guard = req.backend.start_request();
-        let started = Instant::now();
-        let result = self.forward_to(&req, &guard, started).await;
-        if let Err(e) = &result {
-            if e.is_upstream() {
-                req.backend.record_error();
+        let mut backend = Arc::clone(&req.choice.backend);
+        let mut attempt = 1;
+        loop {
+            let guard = backend.start_request();
+            let started = Instant::now();
+            let result = self.forward_to(&req, &guard, started).await;
+            let Err(err) = result else {
+                return result;
+            };
+            if err.is_upstream() {
+                backend.record_error();
                 // A failure counts as a very slow answer, so latency-aware
                 // balancing steers away at once (the estimate decays back).
                 let spent = started.elapsed().max(FAILURE_PENALTY);
-                req.backend.observe_latency(saturating_nanos(spent));
+                backend.observe_latency(saturating_nanos(spent));
             }
+            if !err.is_connect_failure() || attempt >= CONNECT_ATTEMPTS {
+                return Err(err);
+            }
+            drop(guard);
+            match self.worker.pick_other(&req.choice, &backend) {
+                Some(other) => backend = other,
+                None => return Err(err),
+            }
+            attempt += 1;
         }
-        result
     }
 
     async fn forward_to(
@@ -299,8 +320,8 @@ impl Exchange<'_> {
                 let _ = stream.set_nodelay(true);
                 Ok(stream)
             }
-            Ok(Err(_)) => Err(ProxyError::Upstream("cannot connect to backend")),
-            Err(_) => Err(ProxyError::UpstreamTimeout),
+            Ok(Err(_)) => Err(ProxyError::Connect),
+            Err(_) => Err(ProxyError::ConnectTimeout),
         }
     }
 

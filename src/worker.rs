@@ -78,7 +78,7 @@ impl Worker {
         path: &[u8],
         client_ip: IpAddr,
         req: &RequestHead<'_, '_>,
-    ) -> Option<Arc<Backend>> {
+    ) -> Option<Choice> {
         let current = self.snapshot.load();
         let mut routing = self.routing.borrow_mut();
         if !Arc::ptr_eq(&routing.snapshot, &current) {
@@ -89,6 +89,41 @@ impl Worker {
         let pool = &routing.snapshot.pools[pool_index];
         let hash = balance::request_hash(&pool.hash_key, pool.algorithm, client_ip, req);
         let chosen = routing.balancers[pool_index].pick(&pool.backends, hash)?;
-        Some(Arc::clone(&pool.backends[chosen]))
+        Some(Choice {
+            backend: Arc::clone(&pool.backends[chosen]),
+            pool: pool_index,
+            hash,
+            snapshot: Arc::as_ptr(&routing.snapshot) as usize,
+        })
     }
+
+    /// Another backend of the same pool than `failed`, for a request that
+    /// could not be delivered (its connect failed, so nothing was sent).
+    /// `None` when the pool has no other eligible backend, when the
+    /// algorithm insists on `failed` (consistent hashing), or when a reload
+    /// replaced the pools meanwhile.
+    pub fn pick_other(&self, choice: &Choice, failed: &Backend) -> Option<Arc<Backend>> {
+        let routing = self.routing.borrow();
+        if Arc::as_ptr(&routing.snapshot) as usize != choice.snapshot {
+            return None;
+        }
+        let pool = routing.snapshot.pools.get(choice.pool)?;
+        let balancer = routing.balancers.get(choice.pool)?;
+        // A few draws: random algorithms may draw the failed one again.
+        (0..pool.backends.len().min(4)).find_map(|_| {
+            let i = balancer.pick(&pool.backends, choice.hash)?;
+            let candidate = &pool.backends[i];
+            (candidate.addr != failed.addr).then(|| Arc::clone(candidate))
+        })
+    }
+}
+
+/// The backend chosen for a request, and what is needed to choose again.
+pub struct Choice {
+    /// The backend to send the request to.
+    pub backend: Arc<Backend>,
+    pool: usize,
+    hash: u64,
+    /// Identity of the snapshot `pool` indexes into.
+    snapshot: usize,
 }
