@@ -73,6 +73,19 @@ pub async fn write_all<S: AsyncWriteRent>(stream: &mut S, buf: &mut BytesMut) ->
     result.map(|_| ())
 }
 
+/// [`write_all`] that gives up after `timeout` (a peer that stopped
+/// reading); the error is then `TimedOut` and `buf` is left empty.
+pub async fn write_all_timeout<S: AsyncWriteRent>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    timeout: Duration,
+) -> io::Result<()> {
+    match monoio::time::timeout(timeout, write_all(stream, buf)).await {
+        Ok(result) => result,
+        Err(_) => Err(io::ErrorKind::TimedOut.into()),
+    }
+}
+
 /// Write a static byte string (e.g. `100 Continue`).
 pub async fn write_static<S: AsyncWriteRent>(
     stream: &mut S,
@@ -80,4 +93,14 @@ pub async fn write_static<S: AsyncWriteRent>(
 ) -> io::Result<()> {
     let (result, _) = stream.write_all(bytes).await;
     result.map(|_| ())
+}
+
+/// Make closing `stream` send RST instead of FIN (SO_LINGER 0): the way to
+/// tell a peer that what it received was cut short, where a FIN would look
+/// like a complete close-delimited body.
+pub fn reset_on_close(stream: &monoio::net::TcpStream) {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    // SAFETY: the fd belongs to `stream`, which outlives this borrow.
+    let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+    let _ = socket2::SockRef::from(&fd).set_linger(Some(Duration::ZERO));
 }

@@ -3,8 +3,9 @@
 //! Each worker owns its pool outright (`RefCell`, no locks): a connection is
 //! only ever used by the worker that opened it. Idle connections are reused
 //! newest first, since the newest is the least likely to have been closed by
-//! the backend's own idle timeout. A pooled connection the backend closed
-//! anyway is caught by the proxy, which replays the request on a fresh one.
+//! the backend's own idle timeout. Each is checked with a non-blocking peek
+//! before reuse; one the backend closes in the instant after that check is
+//! caught by the proxy, which replays an idempotent request on a fresh one.
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -13,13 +14,6 @@ use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 use rustc_hash::FxHashMap;
-
-/// A connection idle this long is checked before reuse. Busy connections
-/// are reused within microseconds and skip the check (it costs a syscall);
-/// one that sat idle long enough for a backend's keep-alive timeout to
-/// close it is worth a `recv` to find out, because a request whose body is
-/// still streaming cannot be replayed if the connection turns out dead.
-const CHECK_AFTER: Duration = Duration::from_millis(200);
 
 /// Does the backend still keep this idle connection open? A closed one
 /// reads as end-of-file; a healthy idle one has nothing to read. Bytes
@@ -77,7 +71,12 @@ impl UpstreamPool {
                     // Too old: the backend has probably closed it; dropping closes ours.
                     continue;
                 }
-                if idle_for >= CHECK_AFTER && !is_still_open(&conn.stream) {
+                // Checked on every reuse, however short the idle time: a
+                // backend may close it, or (worse) send stray bytes that
+                // would be read as the next client's response. nginx and
+                // HAProxy watch idle connections with epoll; a peek when
+                // taking one costs one syscall and no task per connection.
+                if !is_still_open(&conn.stream) {
                     continue;
                 }
                 return Some(conn.stream);

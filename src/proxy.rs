@@ -21,10 +21,16 @@ use crate::http::rewrite::{
     write_interim_head, write_request_head, write_response_head, ClientAddr, ClientSide,
 };
 use crate::http::{head, parse_request, parse_response, BodyKind, BodyProgress, MAX_HEADERS};
-use crate::io::{make_room, read_some_timeout, write_all, write_static, ReadError};
+use crate::io::{
+    make_room, read_some_timeout, reset_on_close, write_all_timeout, write_static, ReadError,
+};
 use crate::worker::Choice;
 use crate::worker::Worker;
 use std::sync::Arc;
+
+/// Interim (1xx) responses accepted before the final one; a backend
+/// sending endless 1xx would otherwise hold the exchange forever.
+const MAX_INTERIM_RESPONSES: u32 = 1000;
 
 /// Backends tried for one request when connecting fails.
 const CONNECT_ATTEMPTS: u32 = 3;
@@ -52,6 +58,9 @@ struct Request {
     keep_alive: bool,
     expect_continue: bool,
     is_head: bool,
+    /// RFC 9110 §9.2.2: may be sent again if a reused connection failed
+    /// before any answer.
+    idempotent: bool,
     http11: bool,
     choice: Choice,
 }
@@ -87,6 +96,9 @@ pub async fn serve_client(worker: Rc<Worker>, mut client: TcpStream, peer: Socke
         bufs: &mut bufs,
         response_started: false,
     };
+    // Set when a response was cut short after it started: the client must
+    // see a reset, not a clean end it could take for the whole body.
+    let mut abort = false;
     loop {
         exchange.response_started = false;
         let result = match exchange.next_request().await {
@@ -97,26 +109,39 @@ pub async fn serve_client(worker: Rc<Worker>, mut client: TcpStream, peer: Socke
         match result {
             Ok(true) => continue,
             Ok(false) => break,
+            Err(err) if exchange.response_started => {
+                abort = err != ProxyError::ClientGone;
+                break;
+            }
             Err(err) => {
-                if err.status().is_some() && !exchange.response_started {
+                if err.status().is_some() {
                     let out = &mut exchange.bufs.out;
                     out.clear();
                     write_error_response(out, &err);
-                    if write_all(exchange.client, out).await.is_ok() {
-                        linger(exchange.client, &mut exchange.bufs.client_in).await;
+                    let send_timeout = worker.config.timeouts.client_idle;
+                    if write_all_timeout(exchange.client, out, send_timeout)
+                        .await
+                        .is_err()
+                    {
+                        return;
                     }
                 }
                 break;
             }
         }
     }
-    let _ = client.shutdown().await;
+    if abort {
+        reset_on_close(&client);
+        return;
+    }
+    linger(&mut client, &mut bufs.client_in).await;
 }
 
-/// After an error response, close gently: stop sending, then read and
-/// discard what the client is still sending for a short while. Closing a
+/// Close gently: stop sending, then read and discard what the client may
+/// still be sending (pipelined requests after `Connection: close`, the body
+/// of a refused request) until it closes too, for a short while. Closing a
 /// socket with unread input makes the kernel send RST, and an RST can
-/// destroy the error response before the client has read it.
+/// destroy the end of the last response before the client has read it.
 async fn linger(client: &mut TcpStream, buf: &mut BytesMut) {
     const LINGER_TIME: Duration = Duration::from_secs(1);
     const LINGER_BYTES: usize = 256 * 1024;
@@ -154,14 +179,19 @@ impl Exchange<'_> {
     async fn next_request(&mut self) -> Result<NextRequest, ProxyError> {
         let cfg = &self.worker.config;
         let mut header_deadline: Option<Instant> = None;
+        // Bytes already searched for the end of the head: a head trickled in
+        // byte by byte is parsed once at its end, not after every read
+        // (which would be quadratic work for the sender's linear effort).
+        let mut searched = 0;
         loop {
-            if !self.bufs.client_in.is_empty() {
+            if has_head_end(&self.bufs.client_in, searched) {
                 if let Some(req) = self.prepare()? {
                     return Ok(NextRequest::Ready(req));
                 }
-                if self.bufs.client_in.len() >= cfg.buffer_size {
-                    return Err(head::oversized_request(&self.bufs.client_in).into());
-                }
+            }
+            searched = self.bufs.client_in.len();
+            if searched >= cfg.buffer_size {
+                return Err(head::oversized_request(&self.bufs.client_in).into());
             }
             let timeout = match header_deadline {
                 None if self.bufs.client_in.is_empty() => cfg.timeouts.client_idle,
@@ -206,6 +236,10 @@ impl Exchange<'_> {
             keep_alive: req.keep_alive,
             expect_continue: req.expect_continue,
             is_head: req.is_head(),
+            idempotent: matches!(
+                req.method,
+                "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+            ),
             http11: req.minor_version == 1,
             choice,
         };
@@ -271,8 +305,9 @@ impl Exchange<'_> {
             .out
             .extend_from_slice(&self.bufs.client_in[..taken]);
         self.bufs.client_in.advance(taken);
-        // Everything needed to send the request again is in `out`.
-        let replayable = req_body.is_done();
+        // Everything needed to send the request again is in `out`, and
+        // sending it twice could not do harm.
+        let replayable = req_body.is_done() && req.idempotent;
 
         let (mut upstream, mut reused) = match self.worker.pool.take(backend.addr) {
             Some(conn) => (conn, true),
@@ -287,11 +322,17 @@ impl Exchange<'_> {
                     continue;
                 }
                 Err(SendError::Upstream) => {
-                    return Err(ProxyError::Upstream("backend closed the connection"))
+                    // The backend may have answered before taking the whole
+                    // request (413, 401, ...) and then stopped reading or
+                    // closed: relay that answer rather than a 502.
+                    return match self.read_response_head(&mut upstream, req, false).await {
+                        Ok(res) => self.relay_response(upstream, backend, res).await,
+                        Err(_) => Err(ProxyError::Upstream("backend closed the connection")),
+                    };
                 }
                 Err(SendError::Client(e)) => return Err(e),
             }
-            match self.read_response_head(&mut upstream, req).await {
+            match self.read_response_head(&mut upstream, req, true).await {
                 Ok(res) => {
                     backend.observe_latency(saturating_nanos(started.elapsed()));
                     return self.relay_response(upstream, backend, res).await;
@@ -333,7 +374,8 @@ impl Exchange<'_> {
         req: &Request,
         req_body: &mut BodyProgress,
     ) -> Result<(), SendError> {
-        write_all(upstream, &mut self.bufs.out)
+        let upstream_timeout = self.worker.config.timeouts.upstream;
+        write_all_timeout(upstream, &mut self.bufs.out, upstream_timeout)
             .await
             .map_err(|_| SendError::Upstream)?;
         if req_body.is_done() {
@@ -367,6 +409,7 @@ impl Exchange<'_> {
                 &mut self.bufs.client_in,
                 &mut self.bufs.out,
                 progress.consumed,
+                upstream_timeout,
             )
             .await
             .map_err(|_| SendError::Upstream)?;
@@ -376,10 +419,14 @@ impl Exchange<'_> {
 
     /// Read the final response head into `upstream_in`, forwarding any
     /// interim (1xx) responses to the client on the way.
+    ///
+    /// `request_sent`: the whole request reached the backend. If not (an
+    /// early answer), neither connection can be kept afterwards.
     async fn read_response_head(
         &mut self,
         upstream: &mut TcpStream,
         req: &Request,
+        request_sent: bool,
     ) -> Result<Response, HeadFailure> {
         let cfg = &self.worker.config;
         let size = cfg.buffer_size;
@@ -387,6 +434,7 @@ impl Exchange<'_> {
         // Whether the backend sent anything at all (interim responses count):
         // only a connection that stayed silent may be retried.
         let mut received = false;
+        let mut interim_responses = 0;
         loop {
             if !self.bufs.upstream_in.is_empty() {
                 let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -404,6 +452,12 @@ impl Exchange<'_> {
                         )))
                     }
                     Ok(Some(res)) if res.is_informational() => {
+                        interim_responses += 1;
+                        if interim_responses > MAX_INTERIM_RESPONSES {
+                            return Err(HeadFailure::Error(ProxyError::Upstream(
+                                "too many interim responses from backend",
+                            )));
+                        }
                         // `100 Continue` was corelb's to send; other 1xx
                         // (e.g. 103 Early Hints) go to HTTP/1.1 clients.
                         let forward = res.code != 100 && req.http11;
@@ -414,9 +468,13 @@ impl Exchange<'_> {
                         }
                         self.bufs.upstream_in.advance(len);
                         if forward {
-                            write_all(self.client, &mut self.bufs.out)
-                                .await
-                                .map_err(|_| HeadFailure::Error(ProxyError::ClientGone))?;
+                            write_all_timeout(
+                                self.client,
+                                &mut self.bufs.out,
+                                cfg.timeouts.client_idle,
+                            )
+                            .await
+                            .map_err(|_| HeadFailure::Error(ProxyError::ClientGone))?;
                         }
                         continue;
                     }
@@ -426,6 +484,7 @@ impl Exchange<'_> {
                             // A close-delimited body, or a chunked one de-chunked
                             // for an HTTP/1.0 client, ends only when we close.
                             keep_alive: req.keep_alive
+                                && request_sent
                                 && res.body != BodyKind::CloseDelimited
                                 && (req.http11 || res.body != BodyKind::Chunked),
                         };
@@ -433,7 +492,7 @@ impl Exchange<'_> {
                         write_response_head(&mut self.bufs.out, &res, client);
                         let response = Response {
                             body: res.body,
-                            upstream_keep_alive: res.keep_alive,
+                            upstream_keep_alive: res.keep_alive && request_sent,
                             client,
                         };
                         let len = res.len;
@@ -485,7 +544,8 @@ impl Exchange<'_> {
         }
         self.bufs.upstream_in.advance(progress.consumed);
         self.response_started = true;
-        write_all(self.client, &mut self.bufs.out)
+        let send_timeout = cfg.timeouts.client_idle;
+        write_all_timeout(self.client, &mut self.bufs.out, send_timeout)
             .await
             .map_err(|_| ProxyError::ClientGone)?;
 
@@ -517,7 +577,7 @@ impl Exchange<'_> {
                     .advance(&self.bufs.upstream_in, |data| out.extend_from_slice(data))
                     .map_err(|_| ProxyError::Upstream("invalid chunked body from backend"))?;
                 self.bufs.upstream_in.advance(progress.consumed);
-                write_all(self.client, &mut self.bufs.out)
+                write_all_timeout(self.client, &mut self.bufs.out, send_timeout)
                     .await
                     .map_err(|_| ProxyError::ClientGone)?;
             } else {
@@ -529,6 +589,7 @@ impl Exchange<'_> {
                     &mut self.bufs.upstream_in,
                     &mut self.bufs.out,
                     progress.consumed,
+                    send_timeout,
                 )
                 .await
                 .map_err(|_| ProxyError::ClientGone)?;
@@ -560,6 +621,19 @@ enum HeadFailure {
     Error(ProxyError),
 }
 
+/// Does `buf` hold the blank line ending a head, looking only at what came
+/// after `searched` (plus the two bytes before it, for a line end split
+/// across reads)? Finds `\n\r\n` and also `\n\n`, which the parser then
+/// refuses as a bare LF rather than waiting for more.
+fn has_head_end(buf: &[u8], searched: usize) -> bool {
+    let from = searched.saturating_sub(2);
+    memchr::memchr_iter(b'\n', &buf[from..]).any(|i| {
+        let i = from + i;
+        matches!(buf.get(i + 1), Some(b'\n'))
+            || (buf.get(i + 1) == Some(&b'\r') && buf.get(i + 2) == Some(&b'\n'))
+    })
+}
+
 /// Write the first `len` bytes of `buf` to `dst` and drop them from `buf`.
 ///
 /// When all of `buf` goes (the usual case: reads are capped at the body's
@@ -570,18 +644,19 @@ async fn forward_prefix(
     buf: &mut BytesMut,
     scratch: &mut BytesMut,
     len: usize,
+    timeout: Duration,
 ) -> std::io::Result<()> {
     if len == 0 {
         return Ok(());
     }
     if len == buf.len() {
-        write_all(dst, buf).await?;
+        write_all_timeout(dst, buf, timeout).await?;
         buf.clear();
     } else {
         scratch.clear();
         scratch.extend_from_slice(&buf[..len]);
         buf.advance(len);
-        write_all(dst, scratch).await?;
+        write_all_timeout(dst, scratch, timeout).await?;
     }
     Ok(())
 }

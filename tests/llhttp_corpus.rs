@@ -253,22 +253,33 @@ const EXCEPTIONS: &[(&str, Diff, &str)] = &[
     (
         "request/method.md:375", // SOURCE request with ICE
         Diff::Stricter,
-        "ICE/1.0 is not HTTP: only HTTP/1.0 and HTTP/1.1 are supported (505)",
+        "ICE/1.0 is not HTTP: only HTTP/1.0 and HTTP/1.1 are supported (400: not an HTTP version at all)",
     ),
     (
         "request/method.md:405", // OPTIONS request with RTSP
         Diff::Stricter,
-        "RTSP/1.0 is not HTTP: only HTTP/1.0 and HTTP/1.1 are supported (505)",
+        "RTSP/1.0 is not HTTP: only HTTP/1.0 and HTTP/1.1 are supported (400: not an HTTP version at all)",
     ),
     (
         "request/method.md:433", // ANNOUNCE request with RTSP
         Diff::Stricter,
-        "RTSP/1.0 is not HTTP: only HTTP/1.0 and HTTP/1.1 are supported (505)",
+        "RTSP/1.0 is not HTTP: only HTTP/1.0 and HTTP/1.1 are supported (400: not an HTTP version at all)",
     ),
     (
         "request/sample.md:317", // No HTTP version: `GET /`
         Diff::Stricter,
         "HTTP/0.9 request lines (no version) are unsupported: 400",
+    ),
+    (
+        "response/transfer-encoding.md:46", // `chunked, deflate` in a response
+        Diff::Stricter,
+        "`chunked` not last: llhttp reads the body to close, other parsers as chunked. corelb \
+         refuses ambiguous response framing with 502, as it refuses the same shape in requests",
+    ),
+    (
+        "response/transfer-encoding.md:77", // `chunked` then `identity` fields
+        Diff::Stricter,
+        "`chunked` followed by another coding across two fields: same ambiguity, 502",
     ),
     (
         "response/sample.md:43", // RTSP response

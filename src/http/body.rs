@@ -59,6 +59,9 @@ impl fmt::Display for ChunkError {
 
 impl std::error::Error for ChunkError {}
 
+/// Largest chunk size accepted: `i64::MAX`.
+const MAX_CHUNK_SIZE: u64 = i64::MAX as u64;
+
 /// Longest chunk-size line (size + extensions) accepted.
 const MAX_SIZE_LINE: usize = 4096;
 /// Most trailer bytes accepted after the last chunk.
@@ -199,6 +202,9 @@ impl ChunkedDecoder {
                         .remaining
                         .checked_mul(16)
                         .and_then(|v| v.checked_add(u64::from(digit)))
+                        // Above i64::MAX a parser storing sizes signed (off_t)
+                        // reads a negative size: refuse what others misread.
+                        .filter(|&v| v <= MAX_CHUNK_SIZE)
                         .ok_or(ChunkError::SizeOverflow)?;
                     State::Size
                 } else {
@@ -462,6 +468,7 @@ mod tests {
             (b"5\r\nhelloXX", ChunkError::MissingCrlf),
             (b"5\r\nhello\n0\r\n\r\n", ChunkError::MissingCrlf),
             (b"1ffffffffffffffff\r\n", ChunkError::SizeOverflow),
+            (b"8000000000000000\r\n", ChunkError::SizeOverflow),
             (b"1;a\nb\r\n", ChunkError::BadLine),
             (b"1;a\x00\r\n", ChunkError::BadLine),
             (b"0\r\n Folded: x\r\n\r\n", ChunkError::BadLine),

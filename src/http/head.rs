@@ -58,7 +58,7 @@ pub struct RequestHead<'h, 'b> {
     pub host: Option<&'b [u8]>,
 }
 
-impl RequestHead<'_, '_> {
+impl<'b> RequestHead<'_, 'b> {
     /// Is this a HEAD request (whose response never has a body)?
     pub fn is_head(&self) -> bool {
         self.method == "HEAD"
@@ -81,9 +81,31 @@ impl RequestHead<'_, '_> {
         path
     }
 
-    /// The host name the request is for, without port, for routing.
-    pub fn host_name(&self) -> &[u8] {
-        self.host.map_or(b"", strip_port)
+    /// The host name the request is for, without port, for routing. For an
+    /// absolute-form target that is the target's authority: RFC 9112
+    /// §3.2.2 says to ignore `Host` then.
+    pub fn host_name(&self) -> &'b [u8] {
+        match self.absolute_form() {
+            Some((authority, _)) => strip_port(authority),
+            None => self.host.map_or(b"", strip_port),
+        }
+    }
+
+    /// For an absolute-form target (`http://host:port/path?q`): the
+    /// authority (`host:port`, without any `user@`) and the rest of the
+    /// target (`/path?q`, possibly empty).
+    pub fn absolute_form(&self) -> Option<(&'b [u8], &'b [u8])> {
+        let rest = strip_scheme(self.target.as_bytes())?;
+        let end = rest
+            .iter()
+            .position(|&b| b == b'/' || b == b'?')
+            .unwrap_or(rest.len());
+        let authority = &rest[..end];
+        let authority = match authority.iter().rposition(|&b| b == b'@') {
+            Some(at) => &authority[at + 1..],
+            None => authority,
+        };
+        Some((authority, &rest[end..]))
     }
 }
 
@@ -277,15 +299,26 @@ fn map_parse_error(e: httparse::Error, upstream: bool) -> HeadError {
             status: 431,
             reason: "too many header fields",
         },
-        httparse::Error::Version => HeadError {
-            status: 505,
-            reason: "HTTP version not supported",
-        },
+        httparse::Error::Version => bad_request("malformed request line"),
         httparse::Error::HeaderName => bad_request("invalid header name"),
         httparse::Error::HeaderValue => bad_request("invalid header value"),
         httparse::Error::Token => bad_request("invalid method or request target"),
         _ => bad_request("malformed request head"),
     }
+}
+
+/// Does the request line end in a well-formed `HTTP/d.d` that httparse
+/// refused (so: a version other than 1.0 and 1.1, answered 505)? Anything
+/// else httparse calls a version error is just a malformed line (400).
+fn names_other_http_version(buf: &[u8]) -> bool {
+    let line_end = memchr::memchr(b'\n', buf).unwrap_or(buf.len());
+    let line = buf[..line_end]
+        .strip_suffix(b"\r")
+        .unwrap_or(&buf[..line_end]);
+    let version = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
+    matches!(version, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+        if major.is_ascii_digit() && minor.is_ascii_digit())
+        && line.iter().filter(|&&b| b == b' ').count() == 2
 }
 
 /// The error for a request head that did not fit in `limit` bytes:
@@ -315,6 +348,12 @@ pub fn parse_request<'h, 'b>(
     let len = match req.parse(buf) {
         Ok(Status::Complete(len)) => len,
         Ok(Status::Partial) => return Ok(None),
+        Err(httparse::Error::Version) if names_other_http_version(buf) => {
+            return Err(HeadError {
+                status: 505,
+                reason: "HTTP version not supported",
+            })
+        }
         Err(e) => return Err(map_parse_error(e, false)),
     };
     if has_bare_lf(&buf[..len]) {
@@ -340,6 +379,17 @@ pub fn parse_request<'h, 'b>(
     let headers: &'h [Header<'b>] = req.headers;
     let f = scan_fields(headers).map_err(bad_request)?;
 
+    if let Some(rest) = strip_scheme(t) {
+        let end = rest
+            .iter()
+            .position(|&b| b == b'/' || b == b'?')
+            .unwrap_or(rest.len());
+        let authority = &rest[..end];
+        let host = authority.rsplit(|&b| b == b'@').next().unwrap_or(b"");
+        if host.is_empty() || !is_valid_host(host) {
+            return Err(bad_request("invalid authority in request target"));
+        }
+    }
     if f.hosts > 1 {
         return Err(bad_request("more than one Host"));
     }
@@ -435,7 +485,11 @@ pub fn parse_response<'h, 'b>(
         if f.content_length.is_some() || minor_version == 0 {
             return Err(bad_gateway("ambiguous framing from backend"));
         }
-        if f.chunked_last && !f.chunked_misplaced {
+        if f.chunked_misplaced {
+            // `chunked` twice, or not last: parsers disagree on these.
+            return Err(bad_gateway("ambiguous Transfer-Encoding from backend"));
+        }
+        if f.chunked_last {
             BodyKind::Chunked
         } else {
             BodyKind::CloseDelimited
@@ -531,6 +585,9 @@ mod tests {
     #[test]
     fn other_client_errors() {
         assert_eq!(status_of("GET / HTTP/2.0\r\nHost: x\r\n\r\n"), 505);
+        assert_eq!(status_of("GET /a b HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
+        assert_eq!(status_of("GET / FOO\r\nHost: x\r\n\r\n"), 400);
+        assert_eq!(status_of("GET / http/1.1\r\nHost: x\r\n\r\n"), 400);
         assert_eq!(status_of("CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n"), 501);
         assert_eq!(
             status_of("GET / HTTP/1.1\r\nHost: x\r\nExpect: magic\r\n\r\n"),
@@ -571,7 +628,22 @@ mod tests {
             b"GET http://Example.com:8080/api/x?y=1 HTTP/1.1\r\nHost: example.com:8080\r\n\r\n";
         let h = parse_request(raw, &mut headers).unwrap().unwrap();
         assert_eq!(h.path(), b"/api/x");
-        assert_eq!(h.host_name(), b"example.com");
+        assert_eq!(h.host_name(), b"Example.com");
+        assert_eq!(
+            h.absolute_form(),
+            Some((&b"Example.com:8080"[..], &b"/api/x?y=1"[..]))
+        );
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let raw = b"GET http://internal/admin HTTP/1.1\r\nHost: public\r\n\r\n";
+        let h = parse_request(raw, &mut headers).unwrap().unwrap();
+        assert_eq!(
+            h.host_name(),
+            b"internal",
+            "the target's authority wins over Host"
+        );
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let raw = b"GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(parse_request(raw, &mut headers).unwrap_err().status, 400);
         assert_eq!(strip_port(b"[::1]:80"), b"[::1]");
     }
 

@@ -55,8 +55,18 @@ impl<'h, 'b> HopByHop<'h, 'b> {
     fn drops(&self, name: &[u8]) -> bool {
         is_always_hop_by_hop(name)
             || (self.names_other_fields
+                && !is_end_to_end_only(name)
                 && connection_options(self.headers).any(|listed| listed.eq_ignore_ascii_case(name)))
     }
+}
+
+/// Fields a `Connection` option may not remove: the framing fields (their
+/// removal would desynchronise the next hop: the message would end
+/// somewhere else) and `Host` (an HTTP/1.1 request must carry one).
+fn is_end_to_end_only(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"content-length")
+        || name.eq_ignore_ascii_case(b"transfer-encoding")
+        || name.eq_ignore_ascii_case(b"host")
 }
 
 /// Every option listed in the message's `Connection` fields.
@@ -127,8 +137,22 @@ pub fn write_request_head(
     let hop_by_hop = HopByHop::new(req.headers);
     out.put_slice(req.method.as_bytes());
     out.put_u8(b' ');
-    out.put_slice(req.target.as_bytes());
+    // An absolute-form target is sent in origin form, its authority as
+    // `Host` (RFC 9112 §3.2.2): the backend then cannot see two hosts.
+    let absolute = req.absolute_form();
+    match absolute {
+        Some((_, rest)) => {
+            if rest.first() != Some(&b'/') {
+                out.put_u8(b'/');
+            }
+            out.put_slice(rest);
+        }
+        None => out.put_slice(req.target.as_bytes()),
+    }
     out.put_slice(b" HTTP/1.1\r\n");
+    if let Some((authority, _)) = absolute {
+        put_field(out, b"Host", authority);
+    }
 
     let mut xff_written = false;
     let mut via_written = false;
@@ -142,6 +166,8 @@ pub fn write_request_head(
             || name.eq_ignore_ascii_case(b"expect")
             // set by corelb; a client must not choose it
             || name.eq_ignore_ascii_case(b"x-forwarded-proto")
+            // replaced by the target's authority
+            || (absolute.is_some() && name.eq_ignore_ascii_case(b"host"))
         {
             continue;
         }
@@ -195,7 +221,7 @@ pub fn write_request_head(
         }
         put_field(out, name, h.value);
     }
-    if req.host.is_none() {
+    if req.host.is_none() && absolute.is_none() {
         put_field(out, b"Host", fallback_host);
     }
     if !xff_written {
@@ -314,6 +340,44 @@ mod tests {
             "GET /x HTTP/1.1\r\nHost: a\r\nX-Keep: 2\r\nX-Forwarded-For: 10.1.2.3\r\n\
              X-Forwarded-Proto: http\r\nVia: 1.1 corelb\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn connection_cannot_remove_host_or_framing() {
+        let out = forward(
+            "POST / HTTP/1.1\r\nHost: a\r\nConnection: host, content-length, transfer-encoding\r\n\
+             Content-Length: 3\r\n\r\n",
+        );
+        assert!(out.contains("Host: a\r\n"), "{out}");
+        assert!(out.contains("Content-Length: 3\r\n"), "{out}");
+        let raw = b"HTTP/1.1 200 OK\r\nConnection: transfer-encoding\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let res = parse_response(raw, &mut headers, false).unwrap().unwrap();
+        let mut out = BytesMut::new();
+        write_response_head(
+            &mut out,
+            &res,
+            ClientSide {
+                http11: true,
+                keep_alive: true,
+            },
+        );
+        assert!(
+            out.ends_with(b"Transfer-Encoding: chunked\r\n\r\n"),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn absolute_form_becomes_origin_form_with_its_host() {
+        let out = forward("GET http://internal:81/admin?x=1 HTTP/1.1\r\nHost: public\r\n\r\n");
+        assert!(
+            out.starts_with("GET /admin?x=1 HTTP/1.1\r\nHost: internal:81\r\n"),
+            "{out}"
+        );
+        assert!(!out.contains("public"), "{out}");
+        let out = forward("GET http://a?q HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert!(out.starts_with("GET /?q HTTP/1.1\r\nHost: a\r\n"), "{out}");
     }
 
     #[test]
