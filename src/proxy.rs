@@ -32,6 +32,10 @@ use std::sync::Arc;
 /// sending endless 1xx would otherwise hold the exchange forever.
 const MAX_INTERIM_RESPONSES: u32 = 1000;
 
+/// Response bodies up to this size (Content-Length) are read whole before
+/// the head is sent, so that head and body go out in a single write.
+const GATHER_LIMIT: usize = 64 * 1024;
+
 /// Backends tried for one request when connecting fails.
 const CONNECT_ATTEMPTS: u32 = 3;
 
@@ -543,6 +547,39 @@ impl Exchange<'_> {
             out.extend_from_slice(&self.bufs.upstream_in[..progress.consumed]);
         }
         self.bufs.upstream_in.advance(progress.consumed);
+
+        // The rest of a small body is gathered before anything is sent, so
+        // head and body leave in one write (one syscall, one segment), as
+        // nginx's proxy buffering does. Larger bodies are streamed below.
+        while let BodyProgress::Length(rest) = body {
+            let Ok(rest) = usize::try_from(rest) else {
+                break;
+            };
+            if rest > GATHER_LIMIT {
+                break;
+            }
+            let buf = &mut self.bufs.upstream_in;
+            make_room(buf, rest);
+            let limit = body.read_limit(buf.capacity() - buf.len());
+            match read_some_timeout(&mut upstream, buf, limit, cfg.timeouts.upstream).await {
+                Ok(0) => {
+                    return Err(ProxyError::Upstream(
+                        "backend closed the connection mid-body",
+                    ))
+                }
+                Ok(_) => {}
+                Err(ReadError::Timeout) => return Err(ProxyError::UpstreamTimeout),
+                Err(ReadError::Io(_)) => {
+                    return Err(ProxyError::Upstream("backend connection failed mid-body"))
+                }
+            }
+            let out = &mut self.bufs.out;
+            let progress = body
+                .advance(&self.bufs.upstream_in, |data| out.extend_from_slice(data))
+                .map_err(|_| ProxyError::Upstream("invalid body from backend"))?;
+            self.bufs.upstream_in.advance(progress.consumed);
+        }
+
         self.response_started = true;
         let send_timeout = cfg.timeouts.client_idle;
         write_all_timeout(self.client, &mut self.bufs.out, send_timeout)

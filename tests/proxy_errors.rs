@@ -281,15 +281,28 @@ fn assert_truncated(err: &std::io::Error) {
     );
 }
 
-both_drivers!(backend_dying_mid_body_closes_the_client, |driver| {
+both_drivers!(backend_dying_mid_small_body_is_a_502, |driver| {
+    // A small body is gathered before the head goes out, so a backend that
+    // dies inside it still gets the client a clean error.
     let backend = Backend::start(|_| {
         Reply::RawThenClose(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten..".to_vec())
     });
     let proxy = Proxy::with_backends(driver, &[&backend], &[]);
+    expect_error(&proxy, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 502);
+});
+
+both_drivers!(backend_dying_mid_large_body_cuts_the_client_off, |driver| {
+    // 1 MiB promised, 64 KiB + 10 bytes sent: the head went out already, so
+    // all corelb can do is cut the connection (with a reset), leaving the
+    // client with a short body it can detect.
+    let backend = Backend::start(|_| {
+        let mut raw = b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n".to_vec();
+        raw.extend(std::iter::repeat_n(b'x', 64 * 1024 + 10));
+        Reply::RawThenClose(raw)
+    });
+    let proxy = Proxy::with_backends(driver, &[&backend], &[]);
     let mut c = proxy.client();
     c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-    // The head went out already: all corelb can do is cut the connection
-    // (with a reset), leaving the client with a short body it can detect.
     let err = c
         .try_read_response(false)
         .expect_err("a truncated body must not look complete");
@@ -304,19 +317,33 @@ both_drivers!(slow_backend_is_504, |driver| {
     assert!(r.body_str().starts_with("Gateway Timeout"), "{r:?}");
 });
 
-both_drivers!(slow_body_is_cut_after_the_upstream_timeout, |driver| {
+both_drivers!(slow_small_body_is_a_504, |driver| {
     // head and first bytes at once, then silence longer than the timeout
     let backend = Backend::start(|_| {
         Reply::Raw(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nfirst".to_vec())
     });
     let proxy = Proxy::with_backends(driver, &[&backend], &["--upstream-timeout", "300ms"]);
-    let mut c = proxy.client();
-    c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-    let err = c
-        .try_read_response(false)
-        .expect_err("the body never completes");
-    assert_truncated(&err);
+    expect_error(&proxy, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 504);
 });
+
+both_drivers!(
+    slow_large_body_is_cut_after_the_upstream_timeout,
+    |driver| {
+        // a streamed (large) body whose backend goes silent half-way
+        let backend = Backend::start(|_| {
+            let mut raw = b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n".to_vec();
+            raw.extend(std::iter::repeat_n(b'x', 100 * 1024));
+            Reply::Raw(raw)
+        });
+        let proxy = Proxy::with_backends(driver, &[&backend], &["--upstream-timeout", "300ms"]);
+        let mut c = proxy.client();
+        c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        let err = c
+            .try_read_response(false)
+            .expect_err("the body never completes");
+        assert_truncated(&err);
+    }
+);
 
 both_drivers!(
     idle_closed_pooled_connections_are_replaced_transparently,
