@@ -4,7 +4,7 @@
 #[macro_use]
 mod common;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -110,50 +110,8 @@ both_drivers!(every_algorithm_serves_only_configured_backends, |driver| {
     }
 });
 
-both_drivers!(consistent_hash_on_a_header_is_sticky, |driver| {
-    let backends: Vec<Backend> = ["a", "b", "c"]
-        .iter()
-        .map(|n| Backend::echo_name(n))
-        .collect();
-    let mut args = vec![
-        "--io-driver".to_string(),
-        driver.as_str().to_string(),
-        "--algorithm".into(),
-        "consistent-hash".into(),
-        "--hash-key".into(),
-        "header:X-User".into(),
-        "--threads".into(),
-        "2".into(),
-    ];
-    for b in &backends {
-        args.push("--backend".into());
-        args.push(b.addr().to_string());
-    }
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let proxy = Proxy::start(&refs);
-    let mut seen: HashMap<String, String> = HashMap::new();
-    for round in 0..3 {
-        for user in 0..20 {
-            // a new connection each time: either worker may serve it
-            let mut client = proxy.client();
-            client.send(format!(
-                "GET /r{round} HTTP/1.1\r\nHost: x\r\nX-User: user-{user}\r\n\r\n"
-            ));
-            let r = client.read_response();
-            assert_eq!(r.status, 200);
-            let name = r.body_str();
-            let first = seen
-                .entry(format!("user-{user}"))
-                .or_insert_with(|| name.clone());
-            assert_eq!(*first, name, "user-{user} moved between backends");
-        }
-    }
-    let used: HashSet<&String> = seen.values().collect();
-    assert!(
-        used.len() >= 2,
-        "20 users all hashed to one backend: {seen:?}"
-    );
-});
+// Sticky consistent hashing (header, cookie, path; across two workers) is
+// covered in tests/balance_algorithms.rs.
 
 both_drivers!(least_connections_avoids_the_busy_backend, |driver| {
     let release = Arc::new(AtomicBool::new(false));

@@ -329,6 +329,20 @@ mod tests {
         String::from_utf8(out.to_vec()).unwrap()
     }
 
+    const KEEP_ALIVE_11: ClientSide = ClientSide {
+        http11: true,
+        keep_alive: true,
+    };
+
+    /// The head corelb sends a client for the response head `raw`.
+    fn respond(raw: &[u8], client: ClientSide) -> BytesMut {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let res = parse_response(raw, &mut headers, false).unwrap().unwrap();
+        let mut out = BytesMut::new();
+        write_response_head(&mut out, &res, client);
+        out
+    }
+
     #[test]
     fn removes_hop_by_hop_and_listed_fields() {
         let out = forward(
@@ -350,17 +364,9 @@ mod tests {
         );
         assert!(out.contains("Host: a\r\n"), "{out}");
         assert!(out.contains("Content-Length: 3\r\n"), "{out}");
-        let raw = b"HTTP/1.1 200 OK\r\nConnection: transfer-encoding\r\nTransfer-Encoding: chunked\r\n\r\n";
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let res = parse_response(raw, &mut headers, false).unwrap().unwrap();
-        let mut out = BytesMut::new();
-        write_response_head(
-            &mut out,
-            &res,
-            ClientSide {
-                http11: true,
-                keep_alive: true,
-            },
+        let out = respond(
+            b"HTTP/1.1 200 OK\r\nConnection: transfer-encoding\r\nTransfer-Encoding: chunked\r\n\r\n",
+            KEEP_ALIVE_11,
         );
         assert!(
             out.ends_with(b"Transfer-Encoding: chunked\r\n\r\n"),
@@ -407,32 +413,16 @@ mod tests {
     #[test]
     fn response_head_for_clients() {
         let raw = b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nTransfer-Encoding: chunked\r\nServer: t\r\n\r\n";
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let res = parse_response(raw, &mut headers, false).unwrap().unwrap();
-        let mut out = BytesMut::new();
-        write_response_head(
-            &mut out,
-            &res,
-            ClientSide {
-                http11: true,
-                keep_alive: true,
-            },
-        );
         assert_eq!(
-            &out[..],
+            &respond(raw, KEEP_ALIVE_11)[..],
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nServer: t\r\n\r\n"
         );
-        out.clear();
-        write_response_head(
-            &mut out,
-            &res,
-            ClientSide {
-                http11: false,
-                keep_alive: false,
-            },
-        );
+        let closing_10 = ClientSide {
+            http11: false,
+            keep_alive: false,
+        };
         assert_eq!(
-            &out[..],
+            &respond(raw, closing_10)[..],
             b"HTTP/1.1 200 OK\r\nServer: t\r\nConnection: close\r\n\r\n"
         );
     }
