@@ -56,6 +56,9 @@ pub struct RequestHead<'h, 'b> {
     pub expect_continue: bool,
     /// The `Host` value, if any.
     pub host: Option<&'b [u8]>,
+    /// The whole head as received (`len` bytes); header lines kept as they
+    /// are can be copied from it in runs.
+    pub raw: &'b [u8],
 }
 
 impl<'b> RequestHead<'_, 'b> {
@@ -149,6 +152,8 @@ pub struct ResponseHead<'h, 'b> {
     pub body: BodyKind,
     /// The backend will keep the connection open after this response.
     pub keep_alive: bool,
+    /// The whole head as received (`len` bytes).
+    pub raw: &'b [u8],
 }
 
 impl ResponseHead<'_, '_> {
@@ -448,6 +453,7 @@ pub fn parse_request<'h, 'b>(
         keep_alive,
         expect_continue,
         host: f.host,
+        raw: &buf[..len],
     }))
 }
 
@@ -514,6 +520,7 @@ pub fn parse_response<'h, 'b>(
         len,
         body,
         keep_alive: persistent && body != BodyKind::CloseDelimited,
+        raw: &buf[..len],
     }))
 }
 

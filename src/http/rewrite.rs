@@ -19,23 +19,104 @@ use super::head::{list_items, RequestHead, ResponseHead};
 /// The `Via` entry corelb adds (RFC 9110 §7.6.3).
 const VIA: &[u8] = b"1.1 corelb";
 
-/// Is `name` hop-by-hop whatever the message says? (Checked by length
-/// first: this runs for every header of every message.)
-fn is_always_hop_by_hop(name: &[u8]) -> bool {
+/// The header fields the rewriters treat specially.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    /// Always hop-by-hop (RFC 9110 §7.6.1).
+    HopByHop,
+    /// `Content-Length`, `Transfer-Encoding`: written from the parsed framing.
+    Framing,
+    Host,
+    Expect,
+    ForwardedFor,
+    ForwardedProto,
+    Via,
+    /// Anything else: forwarded as it came.
+    Other,
+}
+
+/// What `name` is, matched by length first: this runs for every field of
+/// every message, and most fields match nothing.
+fn classify(name: &[u8]) -> Field {
     let is = |h: &[u8]| name.eq_ignore_ascii_case(h);
     match name.len() {
-        2 => is(b"te"),
-        7 => is(b"trailer") || is(b"upgrade"),
-        10 => is(b"connection") || is(b"keep-alive"),
-        16 => is(b"proxy-connection"),
-        _ => false,
+        2 if is(b"te") => Field::HopByHop,
+        3 if is(b"via") => Field::Via,
+        4 if is(b"host") => Field::Host,
+        6 if is(b"expect") => Field::Expect,
+        7 if is(b"trailer") || is(b"upgrade") => Field::HopByHop,
+        10 if is(b"connection") || is(b"keep-alive") => Field::HopByHop,
+        14 if is(b"content-length") => Field::Framing,
+        15 if is(b"x-forwarded-for") => Field::ForwardedFor,
+        16 if is(b"proxy-connection") => Field::HopByHop,
+        17 if is(b"transfer-encoding") => Field::Framing,
+        17 if is(b"x-forwarded-proto") => Field::ForwardedProto,
+        _ => Field::Other,
     }
 }
 
-/// Decides which fields of one message stop at the proxy: the always
-/// hop-by-hop ones, and any field a `Connection` field of this message
-/// names. Almost every message names only `close` or `keep-alive` there, so
-/// the per-field scan of `Connection` runs only when it names something else.
+/// Copies kept header lines from the received head to `out`, merging
+/// lines that were adjacent there into one copy: a head is mostly fields
+/// forwarded unchanged, and one copy of a run beats one per name, colon,
+/// value and line end.
+struct LineCopier<'b> {
+    raw: &'b [u8],
+    /// The pending run, as a range of `raw`.
+    start: usize,
+    end: usize,
+}
+
+impl<'b> LineCopier<'b> {
+    fn new(raw: &'b [u8]) -> Self {
+        Self {
+            raw,
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// Forward the field line `name: value` as received.
+    fn keep(&mut self, out: &mut BytesMut, h: &Header<'b>) {
+        let base = self.raw.as_ptr() as usize;
+        let name_at = (h.name.as_ptr() as usize).wrapping_sub(base);
+        let value_end = (h.value.as_ptr() as usize)
+            .wrapping_sub(base)
+            .wrapping_add(h.value.len());
+        let line_end = value_end + 2;
+        // The line as received: name, colon, whitespace, value, CRLF. (An
+        // empty value need not point into the buffer, and trailing
+        // whitespace sits between value and CRLF: write those by hand.)
+        if h.value.is_empty()
+            || name_at >= value_end
+            || self.raw.get(value_end..line_end) != Some(&b"\r\n"[..])
+        {
+            self.flush(out);
+            put_field(out, h.name.as_bytes(), h.value);
+            return;
+        }
+        if name_at != self.end {
+            self.flush(out);
+            self.start = name_at;
+        }
+        self.end = line_end;
+    }
+
+    /// Write the pending run; call before writing anything else.
+    fn flush(&mut self, out: &mut BytesMut) {
+        if self.end > self.start {
+            out.put_slice(&self.raw[self.start..self.end]);
+        }
+        self.start = 0;
+        self.end = 0;
+    }
+}
+
+/// Which other fields of one message a `Connection` field names (they stop
+/// at the proxy too). Almost every message names only `close` or
+/// `keep-alive` there, so the per-field scan runs only when it names
+/// something else. Framing fields and `Host` are never removed this way:
+/// their removal would desynchronise the next hop or leave it without a
+/// host; [`classify`] handles those before this is asked.
 struct HopByHop<'h, 'b> {
     headers: &'h [Header<'b>],
     names_other_fields: bool,
@@ -52,21 +133,12 @@ impl<'h, 'b> HopByHop<'h, 'b> {
         }
     }
 
-    fn drops(&self, name: &[u8]) -> bool {
-        is_always_hop_by_hop(name)
-            || (self.names_other_fields
-                && !is_end_to_end_only(name)
-                && connection_options(self.headers).any(|listed| listed.eq_ignore_ascii_case(name)))
+    /// Does a `Connection` field of this message name `name`? (Not asked
+    /// for the fields [`classify`] knows.)
+    fn lists(&self, name: &[u8]) -> bool {
+        self.names_other_fields
+            && connection_options(self.headers).any(|listed| listed.eq_ignore_ascii_case(name))
     }
-}
-
-/// Fields a `Connection` option may not remove: the framing fields (their
-/// removal would desynchronise the next hop: the message would end
-/// somewhere else) and `Host` (an HTTP/1.1 request must carry one).
-fn is_end_to_end_only(name: &[u8]) -> bool {
-    name.eq_ignore_ascii_case(b"content-length")
-        || name.eq_ignore_ascii_case(b"transfer-encoding")
-        || name.eq_ignore_ascii_case(b"host")
 }
 
 /// Every option listed in the message's `Connection` fields.
@@ -124,6 +196,17 @@ fn put_decimal(out: &mut BytesMut, n: u64) {
     out.put_slice(&digits[i..]);
 }
 
+/// The list items of every field of kind `field`, in order.
+fn values_of<'h, 'b>(
+    headers: &'h [Header<'b>],
+    field: Field,
+) -> impl Iterator<Item = &'b [u8]> + 'h {
+    headers
+        .iter()
+        .filter(move |h| classify(h.name.as_bytes()) == field)
+        .flat_map(|h| list_items(h.value))
+}
+
 /// Write the head to send upstream for `req` from `client`.
 ///
 /// `fallback_host` fills in `Host` for HTTP/1.0 requests that had none,
@@ -154,73 +237,48 @@ pub fn write_request_head(
         put_field(out, b"Host", authority);
     }
 
+    let mut copier = LineCopier::new(req.raw);
     let mut xff_written = false;
     let mut via_written = false;
     for h in req.headers {
         let name = h.name.as_bytes();
-        if hop_by_hop.drops(name)
-            // framing is rewritten below from the parsed decision
-            || name.eq_ignore_ascii_case(b"content-length")
-            || name.eq_ignore_ascii_case(b"transfer-encoding")
-            // corelb answers `100 Continue` itself
-            || name.eq_ignore_ascii_case(b"expect")
-            // set by corelb; a client must not choose it
-            || name.eq_ignore_ascii_case(b"x-forwarded-proto")
+        match classify(name) {
+            // Framing is rewritten below from the parsed decision; corelb
+            // answers `100 Continue` itself; a client must not choose
+            // X-Forwarded-Proto.
+            Field::HopByHop | Field::Framing | Field::Expect | Field::ForwardedProto => {}
             // replaced by the target's authority
-            || (absolute.is_some() && name.eq_ignore_ascii_case(b"host"))
-        {
-            continue;
-        }
-        if name.eq_ignore_ascii_case(b"x-forwarded-for") {
+            Field::Host if absolute.is_some() => {}
+            Field::Host => copier.keep(out, h),
             // Merge every earlier hop's list into one field, then append ours.
-            if xff_written {
-                continue;
-            }
-            xff_written = true;
-            out.put_slice(b"X-Forwarded-For: ");
-            let mut first = true;
-            for prior in req
-                .headers
-                .iter()
-                .filter(|p| p.name.eq_ignore_ascii_case("x-forwarded-for"))
-            {
-                for item in list_items(prior.value) {
-                    if !first {
-                        out.put_slice(b", ");
-                    }
-                    out.put_slice(item);
-                    first = false;
-                }
-            }
-            if !first {
-                out.put_slice(b", ");
-            }
-            out.put_slice(client.as_bytes());
-            out.put_slice(b"\r\n");
-            continue;
-        }
-        if name.eq_ignore_ascii_case(b"via") {
-            if via_written {
-                continue;
-            }
-            via_written = true;
-            out.put_slice(b"Via: ");
-            for prior in req
-                .headers
-                .iter()
-                .filter(|p| p.name.eq_ignore_ascii_case("via"))
-            {
-                for item in list_items(prior.value) {
+            Field::ForwardedFor if !xff_written => {
+                xff_written = true;
+                copier.flush(out);
+                out.put_slice(b"X-Forwarded-For: ");
+                for item in values_of(req.headers, Field::ForwardedFor) {
                     out.put_slice(item);
                     out.put_slice(b", ");
                 }
+                out.put_slice(client.as_bytes());
+                out.put_slice(b"\r\n");
             }
-            out.put_slice(VIA);
-            out.put_slice(b"\r\n");
-            continue;
+            Field::Via if !via_written => {
+                via_written = true;
+                copier.flush(out);
+                out.put_slice(b"Via: ");
+                for item in values_of(req.headers, Field::Via) {
+                    out.put_slice(item);
+                    out.put_slice(b", ");
+                }
+                out.put_slice(VIA);
+                out.put_slice(b"\r\n");
+            }
+            Field::ForwardedFor | Field::Via => {}
+            Field::Other if hop_by_hop.lists(name) => {}
+            Field::Other => copier.keep(out, h),
         }
-        put_field(out, name, h.value);
     }
+    copier.flush(out);
     if req.host.is_none() && absolute.is_none() {
         put_field(out, b"Host", fallback_host);
     }
@@ -279,16 +337,21 @@ pub fn write_response_head(out: &mut BytesMut, res: &ResponseHead<'_, '_>, clien
     out.put_slice(b"\r\n");
     let dechunk = client.must_dechunk(res.body);
     let hop_by_hop = HopByHop::new(res.headers);
+    let mut copier = LineCopier::new(res.raw);
     for h in res.headers {
         let name = h.name.as_bytes();
-        if hop_by_hop.drops(name) {
-            continue;
+        let keep = match classify(name) {
+            Field::HopByHop => false,
+            // A de-chunked body is delimited by closing the connection.
+            Field::Framing => !dechunk || !name.eq_ignore_ascii_case(b"transfer-encoding"),
+            Field::Other => !hop_by_hop.lists(name),
+            _ => true,
+        };
+        if keep {
+            copier.keep(out, h);
         }
-        if dechunk && name.eq_ignore_ascii_case(b"transfer-encoding") {
-            continue;
-        }
-        put_field(out, name, h.value);
     }
+    copier.flush(out);
     if !client.keep_alive {
         out.put_slice(b"Connection: close\r\n");
     } else if !client.http11 {
@@ -305,11 +368,16 @@ pub fn write_interim_head(out: &mut BytesMut, res: &ResponseHead<'_, '_>) {
     out.put_slice(res.reason.as_bytes());
     out.put_slice(b"\r\n");
     let hop_by_hop = HopByHop::new(res.headers);
+    let mut copier = LineCopier::new(res.raw);
     for h in res.headers {
-        if !hop_by_hop.drops(h.name.as_bytes()) {
-            put_field(out, h.name.as_bytes(), h.value);
+        let name = h.name.as_bytes();
+        match classify(name) {
+            Field::HopByHop => {}
+            Field::Other if hop_by_hop.lists(name) => {}
+            _ => copier.keep(out, h),
         }
     }
+    copier.flush(out);
     out.put_slice(b"\r\n");
 }
 
@@ -341,6 +409,19 @@ mod tests {
         let mut out = BytesMut::new();
         write_response_head(&mut out, &res, client);
         out
+    }
+
+    #[test]
+    fn kept_lines_survive_odd_spacing() {
+        let out = forward(
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Pad:   v  \r\nX-Empty:\r\nX-Tab:\tt\r\nTE: x\r\nX-Last: z\r\n\r\n",
+        );
+        assert!(
+            out.starts_with(
+                "GET / HTTP/1.1\r\nHost: a\r\nX-Pad: v\r\nX-Empty: \r\nX-Tab:\tt\r\nX-Last: z\r\nX-Forwarded-For"
+            ),
+            "{out:?}"
+        );
     }
 
     #[test]
