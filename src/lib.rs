@@ -8,7 +8,7 @@
 //! | [`runtime`] | pinned worker threads, one monoio runtime each |
 //! | [`listener`] | SO_REUSEPORT sockets, accept loop, connection cap |
 //! | [`worker`] | per-thread state: upstream pool, balancer state |
-//! | [`proxy`] | the connection loop: where protocol meets sockets |
+//! | [`proxy`] | the connection loop, upstream exchange and relay: where protocol meets sockets |
 //! | [`http`] | pure HTTP/1.1: head parsing, body framing, head rewriting |
 //! | [`io`] | monoio owned-buffer helpers |
 //! | [`pool`] | per-worker idle upstream connections |

@@ -2,39 +2,33 @@
 //! the request on a pooled upstream connection, stream the response back,
 //! and go round again while both sides keep the connection alive.
 //!
-//! This is the only file where the protocol (pure, in [`crate::http`]) meets
-//! sockets. Requests on one connection are handled strictly in order, which
+//! This module is the only place where the protocol (pure, in
+//! [`crate::http`]) meets sockets: `mod.rs` has the connection loop and the
+//! choice of backend, [`upstream`] sends the request and reads the response
+//! head, [`relay`] streams the response back. Requests on one connection are handled strictly in order, which
 //! is what makes pipelining correct: the bytes of request N+1 simply wait in
 //! the read buffer while request N is answered.
 
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use monoio::io::AsyncWriteRent;
 use monoio::net::TcpStream;
 
-use crate::backend::{Backend, InflightGuard};
+use crate::backend::InflightGuard;
 use crate::error::{write_error_response, ProxyError};
-use crate::http::rewrite::{
-    write_interim_head, write_request_head, write_response_head, ClientAddr, ClientSide,
-};
-use crate::http::{head, parse_request, parse_response, BodyKind, BodyProgress, MAX_HEADERS};
-use crate::io::{
-    make_room, read_some_timeout, reset_on_close, write_all_timeout, write_static, ReadError,
-};
-use crate::worker::Choice;
-use crate::worker::Worker;
-use std::sync::Arc;
+use crate::http::rewrite::{write_request_head, ClientAddr};
+use crate::http::{head, parse_request, BodyKind, BodyProgress, MAX_HEADERS};
+use crate::io::{make_room, read_some_timeout, reset_on_close, write_all_timeout, ReadError};
+use crate::worker::{Choice, Worker};
 
-/// Interim (1xx) responses accepted before the final one; a backend
-/// sending endless 1xx would otherwise hold the exchange forever.
-const MAX_INTERIM_RESPONSES: u32 = 1000;
+mod relay;
+mod upstream;
 
-/// Response bodies up to this size (Content-Length) are read whole before
-/// the head is sent, so that head and body go out in a single write.
-const GATHER_LIMIT: usize = 64 * 1024;
+use upstream::{HeadFailure, SendError};
 
 /// Backends tried for one request when connecting fails.
 const CONNECT_ATTEMPTS: u32 = 3;
@@ -67,13 +61,6 @@ struct Request {
     idempotent: bool,
     http11: bool,
     choice: Choice,
-}
-
-/// What the final response head said.
-struct Response {
-    body: BodyKind,
-    upstream_keep_alive: bool,
-    client: ClientSide,
 }
 
 /// Outcome of reading the next request head.
@@ -369,293 +356,6 @@ impl Exchange<'_> {
             Err(_) => Err(ProxyError::ConnectTimeout),
         }
     }
-
-    /// Send the head (with any body bytes already in `out`), then stream
-    /// the rest of the request body.
-    async fn send_request(
-        &mut self,
-        upstream: &mut TcpStream,
-        req: &Request,
-        req_body: &mut BodyProgress,
-    ) -> Result<(), SendError> {
-        let upstream_timeout = self.worker.config.timeouts.upstream;
-        write_all_timeout(upstream, &mut self.bufs.out, upstream_timeout)
-            .await
-            .map_err(|_| SendError::Upstream)?;
-        if req_body.is_done() {
-            return Ok(());
-        }
-        if req.expect_continue && req.http11 {
-            write_static(self.client, b"HTTP/1.1 100 Continue\r\n\r\n")
-                .await
-                .map_err(|_| SendError::Client(ProxyError::ClientGone))?;
-        }
-        let idle = self.worker.config.timeouts.client_idle;
-        let size = self.worker.config.buffer_size;
-        while !req_body.is_done() {
-            let buf = &mut self.bufs.client_in;
-            make_room(buf, size);
-            let limit = req_body.read_limit(buf.capacity() - buf.len());
-            match read_some_timeout(self.client, buf, limit, idle).await {
-                Ok(0) | Err(_) => return Err(SendError::Client(ProxyError::ClientGone)),
-                Ok(_) => {}
-            }
-            let progress = req_body
-                .advance(&self.bufs.client_in, |_| {})
-                .map_err(|e| {
-                    SendError::Client(ProxyError::Downstream {
-                        status: 400,
-                        reason: e.reason(),
-                    })
-                })?;
-            forward_prefix(
-                upstream,
-                &mut self.bufs.client_in,
-                &mut self.bufs.out,
-                progress.consumed,
-                upstream_timeout,
-            )
-            .await
-            .map_err(|_| SendError::Upstream)?;
-        }
-        Ok(())
-    }
-
-    /// Read the final response head into `upstream_in`, forwarding any
-    /// interim (1xx) responses to the client on the way.
-    ///
-    /// `request_sent`: the whole request reached the backend. If not (an
-    /// early answer), neither connection can be kept afterwards.
-    async fn read_response_head(
-        &mut self,
-        upstream: &mut TcpStream,
-        req: &Request,
-        request_sent: bool,
-    ) -> Result<Response, HeadFailure> {
-        let cfg = &self.worker.config;
-        let size = cfg.buffer_size;
-        self.bufs.upstream_in.clear();
-        // Whether the backend sent anything at all (interim responses count):
-        // only a connection that stayed silent may be retried.
-        let mut received = false;
-        let mut interim_responses = 0;
-        loop {
-            if !self.bufs.upstream_in.is_empty() {
-                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                match parse_response(&self.bufs.upstream_in, &mut headers, req.is_head) {
-                    Err(e) => return Err(HeadFailure::Error(e.into())),
-                    Ok(None) if self.bufs.upstream_in.len() >= size => {
-                        return Err(HeadFailure::Error(ProxyError::Upstream(
-                            "response head from backend too large",
-                        )))
-                    }
-                    Ok(None) => {}
-                    Ok(Some(res)) if res.code == 101 => {
-                        return Err(HeadFailure::Error(ProxyError::Upstream(
-                            "backend switched protocols",
-                        )))
-                    }
-                    Ok(Some(res)) if res.is_informational() => {
-                        interim_responses += 1;
-                        if interim_responses > MAX_INTERIM_RESPONSES {
-                            return Err(HeadFailure::Error(ProxyError::Upstream(
-                                "too many interim responses from backend",
-                            )));
-                        }
-                        // `100 Continue` was corelb's to send; other 1xx
-                        // (e.g. 103 Early Hints) go to HTTP/1.1 clients.
-                        let forward = res.code != 100 && req.http11;
-                        let len = res.len;
-                        self.bufs.out.clear();
-                        if forward {
-                            write_interim_head(&mut self.bufs.out, &res);
-                        }
-                        self.bufs.upstream_in.advance(len);
-                        if forward {
-                            write_all_timeout(
-                                self.client,
-                                &mut self.bufs.out,
-                                cfg.timeouts.client_idle,
-                            )
-                            .await
-                            .map_err(|_| HeadFailure::Error(ProxyError::ClientGone))?;
-                        }
-                        continue;
-                    }
-                    Ok(Some(res)) => {
-                        let client = ClientSide {
-                            http11: req.http11,
-                            // A close-delimited body, or a chunked one de-chunked
-                            // for an HTTP/1.0 client, ends only when we close.
-                            keep_alive: req.keep_alive
-                                && request_sent
-                                && res.body != BodyKind::CloseDelimited
-                                && (req.http11 || res.body != BodyKind::Chunked),
-                        };
-                        self.bufs.out.clear();
-                        write_response_head(&mut self.bufs.out, &res, client);
-                        let response = Response {
-                            body: res.body,
-                            upstream_keep_alive: res.keep_alive && request_sent,
-                            client,
-                        };
-                        let len = res.len;
-                        self.bufs.upstream_in.advance(len);
-                        return Ok(response);
-                    }
-                }
-            }
-            let buf = &mut self.bufs.upstream_in;
-            make_room(buf, size);
-            let room = size.saturating_sub(buf.len()).max(1);
-            match read_some_timeout(upstream, buf, room, cfg.timeouts.upstream).await {
-                Ok(0) | Err(ReadError::Io(_)) if !received => return Err(HeadFailure::ClosedEarly),
-                Ok(0) | Err(ReadError::Io(_)) => {
-                    return Err(HeadFailure::Error(ProxyError::Upstream(
-                        "backend closed the connection mid-head",
-                    )))
-                }
-                Err(ReadError::Timeout) => {
-                    return Err(HeadFailure::Error(ProxyError::UpstreamTimeout))
-                }
-                Ok(_) => received = true,
-            }
-        }
-    }
-
-    /// Send the response head (already in `out`) and stream the body.
-    async fn relay_response(
-        &mut self,
-        mut upstream: TcpStream,
-        backend: &Backend,
-        res: Response,
-    ) -> Result<bool, ProxyError> {
-        let cfg = &self.worker.config;
-        let dechunk = res.client.must_dechunk(res.body);
-        let mut body = BodyProgress::new(res.body);
-
-        // First body bytes ride along with the head.
-        let out = &mut self.bufs.out;
-        let progress = body
-            .advance(&self.bufs.upstream_in, |data| {
-                if dechunk {
-                    out.extend_from_slice(data);
-                }
-            })
-            .map_err(|_| ProxyError::Upstream("invalid chunked body from backend"))?;
-        if !dechunk {
-            out.extend_from_slice(&self.bufs.upstream_in[..progress.consumed]);
-        }
-        self.bufs.upstream_in.advance(progress.consumed);
-
-        // The rest of a small body is gathered before anything is sent, so
-        // head and body leave in one write (one syscall, one segment), as
-        // nginx's proxy buffering does. Larger bodies are streamed below.
-        while let BodyProgress::Length(rest) = body {
-            let Ok(rest) = usize::try_from(rest) else {
-                break;
-            };
-            if rest > GATHER_LIMIT {
-                break;
-            }
-            let buf = &mut self.bufs.upstream_in;
-            make_room(buf, rest);
-            let limit = body.read_limit(buf.capacity() - buf.len());
-            match read_some_timeout(&mut upstream, buf, limit, cfg.timeouts.upstream).await {
-                Ok(0) => {
-                    return Err(ProxyError::Upstream(
-                        "backend closed the connection mid-body",
-                    ))
-                }
-                Ok(_) => {}
-                Err(ReadError::Timeout) => return Err(ProxyError::UpstreamTimeout),
-                Err(ReadError::Io(_)) => {
-                    return Err(ProxyError::Upstream("backend connection failed mid-body"))
-                }
-            }
-            let out = &mut self.bufs.out;
-            let progress = body
-                .advance(&self.bufs.upstream_in, |data| out.extend_from_slice(data))
-                .map_err(|_| ProxyError::Upstream("invalid body from backend"))?;
-            self.bufs.upstream_in.advance(progress.consumed);
-        }
-
-        self.response_started = true;
-        let send_timeout = cfg.timeouts.client_idle;
-        write_all_timeout(self.client, &mut self.bufs.out, send_timeout)
-            .await
-            .map_err(|_| ProxyError::ClientGone)?;
-
-        let size = cfg.buffer_size;
-        while !body.is_done() {
-            let buf = &mut self.bufs.upstream_in;
-            make_room(buf, size);
-            let limit = body.read_limit(buf.capacity() - buf.len());
-            let n = match read_some_timeout(&mut upstream, buf, limit, cfg.timeouts.upstream).await
-            {
-                Ok(n) => n,
-                Err(ReadError::Timeout) => return Err(ProxyError::UpstreamTimeout),
-                Err(ReadError::Io(_)) => {
-                    return Err(ProxyError::Upstream("backend connection failed mid-body"))
-                }
-            };
-            if n == 0 {
-                if body.end_of_stream() {
-                    break;
-                }
-                return Err(ProxyError::Upstream(
-                    "backend closed the connection mid-body",
-                ));
-            }
-            if dechunk {
-                let out = &mut self.bufs.out;
-                out.clear();
-                let progress = body
-                    .advance(&self.bufs.upstream_in, |data| out.extend_from_slice(data))
-                    .map_err(|_| ProxyError::Upstream("invalid chunked body from backend"))?;
-                self.bufs.upstream_in.advance(progress.consumed);
-                write_all_timeout(self.client, &mut self.bufs.out, send_timeout)
-                    .await
-                    .map_err(|_| ProxyError::ClientGone)?;
-            } else {
-                let progress = body
-                    .advance(&self.bufs.upstream_in, |_| {})
-                    .map_err(|_| ProxyError::Upstream("invalid chunked body from backend"))?;
-                forward_prefix(
-                    self.client,
-                    &mut self.bufs.upstream_in,
-                    &mut self.bufs.out,
-                    progress.consumed,
-                    send_timeout,
-                )
-                .await
-                .map_err(|_| ProxyError::ClientGone)?;
-            }
-        }
-
-        // Bytes after the end of the response mean the backend is confused
-        // about framing: never reuse that connection.
-        if res.upstream_keep_alive && self.bufs.upstream_in.is_empty() {
-            self.worker.pool.put(backend.addr, upstream);
-        }
-        Ok(res.client.keep_alive)
-    }
-}
-
-/// Why sending the request failed.
-enum SendError {
-    /// Writing to the backend failed.
-    Upstream,
-    /// The client failed or sent a bad body.
-    Client(ProxyError),
-}
-
-/// Why no response head arrived.
-enum HeadFailure {
-    /// The backend closed (or reset) before sending a single byte.
-    ClosedEarly,
-    /// Anything else.
-    Error(ProxyError),
 }
 
 /// Does `buf` hold the blank line ending a head, looking only at what came

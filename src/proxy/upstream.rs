@@ -1,0 +1,197 @@
+//! Talking to the backend: send the request (head, then any body still
+//! coming from the client) and read the response head, relaying interim
+//! (1xx) responses on the way.
+
+use bytes::Buf;
+use monoio::net::TcpStream;
+
+use super::{forward_prefix, Exchange, Request};
+use crate::error::ProxyError;
+use crate::http::rewrite::{write_interim_head, write_response_head, ClientSide};
+use crate::http::{parse_response, BodyKind, BodyProgress, MAX_HEADERS};
+use crate::io::{make_room, read_some_timeout, write_all_timeout, write_static, ReadError};
+
+/// Interim (1xx) responses accepted before the final one; a backend
+/// sending endless 1xx would otherwise hold the exchange forever.
+const MAX_INTERIM_RESPONSES: u32 = 1000;
+
+/// What the final response head said.
+pub(super) struct Response {
+    /// How the body is framed.
+    pub(super) body: BodyKind,
+    /// The upstream connection may go back to the pool afterwards.
+    pub(super) upstream_keep_alive: bool,
+    /// How the response goes to this client (version, keep-alive).
+    pub(super) client: ClientSide,
+}
+
+/// Why sending the request failed.
+pub(super) enum SendError {
+    /// Writing to the backend failed.
+    Upstream,
+    /// The client failed or sent a bad body.
+    Client(ProxyError),
+}
+
+/// Why no response head arrived.
+pub(super) enum HeadFailure {
+    /// The backend closed (or reset) before sending a single byte.
+    ClosedEarly,
+    /// Anything else.
+    Error(ProxyError),
+}
+
+impl Exchange<'_> {
+    /// Send the head (with any body bytes already in `out`), then stream
+    /// the rest of the request body.
+    pub(super) async fn send_request(
+        &mut self,
+        upstream: &mut TcpStream,
+        req: &Request,
+        req_body: &mut BodyProgress,
+    ) -> Result<(), SendError> {
+        let upstream_timeout = self.worker.config.timeouts.upstream;
+        write_all_timeout(upstream, &mut self.bufs.out, upstream_timeout)
+            .await
+            .map_err(|_| SendError::Upstream)?;
+        if req_body.is_done() {
+            return Ok(());
+        }
+        if req.expect_continue && req.http11 {
+            write_static(self.client, b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await
+                .map_err(|_| SendError::Client(ProxyError::ClientGone))?;
+        }
+        let idle = self.worker.config.timeouts.client_idle;
+        let size = self.worker.config.buffer_size;
+        while !req_body.is_done() {
+            let buf = &mut self.bufs.client_in;
+            make_room(buf, size);
+            let limit = req_body.read_limit(buf.capacity() - buf.len());
+            match read_some_timeout(self.client, buf, limit, idle).await {
+                Ok(0) | Err(_) => return Err(SendError::Client(ProxyError::ClientGone)),
+                Ok(_) => {}
+            }
+            let progress = req_body
+                .advance(&self.bufs.client_in, |_| {})
+                .map_err(|e| {
+                    SendError::Client(ProxyError::Downstream {
+                        status: 400,
+                        reason: e.reason(),
+                    })
+                })?;
+            forward_prefix(
+                upstream,
+                &mut self.bufs.client_in,
+                &mut self.bufs.out,
+                progress.consumed,
+                upstream_timeout,
+            )
+            .await
+            .map_err(|_| SendError::Upstream)?;
+        }
+        Ok(())
+    }
+
+    /// Read the final response head into `upstream_in`, forwarding any
+    /// interim (1xx) responses to the client on the way.
+    ///
+    /// `request_sent`: the whole request reached the backend. If not (an
+    /// early answer), neither connection can be kept afterwards.
+    pub(super) async fn read_response_head(
+        &mut self,
+        upstream: &mut TcpStream,
+        req: &Request,
+        request_sent: bool,
+    ) -> Result<Response, HeadFailure> {
+        let cfg = &self.worker.config;
+        let size = cfg.buffer_size;
+        self.bufs.upstream_in.clear();
+        // Whether the backend sent anything at all (interim responses count):
+        // only a connection that stayed silent may be retried.
+        let mut received = false;
+        let mut interim_responses = 0;
+        loop {
+            if !self.bufs.upstream_in.is_empty() {
+                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                match parse_response(&self.bufs.upstream_in, &mut headers, req.is_head) {
+                    Err(e) => return Err(HeadFailure::Error(e.into())),
+                    Ok(None) if self.bufs.upstream_in.len() >= size => {
+                        return Err(HeadFailure::Error(ProxyError::Upstream(
+                            "response head from backend too large",
+                        )))
+                    }
+                    Ok(None) => {}
+                    Ok(Some(res)) if res.code == 101 => {
+                        return Err(HeadFailure::Error(ProxyError::Upstream(
+                            "backend switched protocols",
+                        )))
+                    }
+                    Ok(Some(res)) if res.is_informational() => {
+                        interim_responses += 1;
+                        if interim_responses > MAX_INTERIM_RESPONSES {
+                            return Err(HeadFailure::Error(ProxyError::Upstream(
+                                "too many interim responses from backend",
+                            )));
+                        }
+                        // `100 Continue` was corelb's to send; other 1xx
+                        // (e.g. 103 Early Hints) go to HTTP/1.1 clients.
+                        let forward = res.code != 100 && req.http11;
+                        let len = res.len;
+                        self.bufs.out.clear();
+                        if forward {
+                            write_interim_head(&mut self.bufs.out, &res);
+                        }
+                        self.bufs.upstream_in.advance(len);
+                        if forward {
+                            write_all_timeout(
+                                self.client,
+                                &mut self.bufs.out,
+                                cfg.timeouts.client_idle,
+                            )
+                            .await
+                            .map_err(|_| HeadFailure::Error(ProxyError::ClientGone))?;
+                        }
+                        continue;
+                    }
+                    Ok(Some(res)) => {
+                        let client = ClientSide {
+                            http11: req.http11,
+                            // A close-delimited body, or a chunked one de-chunked
+                            // for an HTTP/1.0 client, ends only when we close.
+                            keep_alive: req.keep_alive
+                                && request_sent
+                                && res.body != BodyKind::CloseDelimited
+                                && (req.http11 || res.body != BodyKind::Chunked),
+                        };
+                        self.bufs.out.clear();
+                        write_response_head(&mut self.bufs.out, &res, client);
+                        let response = Response {
+                            body: res.body,
+                            upstream_keep_alive: res.keep_alive && request_sent,
+                            client,
+                        };
+                        let len = res.len;
+                        self.bufs.upstream_in.advance(len);
+                        return Ok(response);
+                    }
+                }
+            }
+            let buf = &mut self.bufs.upstream_in;
+            make_room(buf, size);
+            let room = size.saturating_sub(buf.len()).max(1);
+            match read_some_timeout(upstream, buf, room, cfg.timeouts.upstream).await {
+                Ok(0) | Err(ReadError::Io(_)) if !received => return Err(HeadFailure::ClosedEarly),
+                Ok(0) | Err(ReadError::Io(_)) => {
+                    return Err(HeadFailure::Error(ProxyError::Upstream(
+                        "backend closed the connection mid-head",
+                    )))
+                }
+                Err(ReadError::Timeout) => {
+                    return Err(HeadFailure::Error(ProxyError::UpstreamTimeout))
+                }
+                Ok(_) => received = true,
+            }
+        }
+    }
+}
