@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::Parser as _;
 use corelb::cli::{Cli, Command};
 use corelb::config::Config;
 
@@ -10,7 +10,19 @@ use corelb::config::Config;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help, --version: clap prints them and exits 0.
+        Err(e) if !e.use_stderr() => e.exit(),
+        // One line naming the flag, like corelb's own errors; clap's usage
+        // hint after it is left to --help.
+        Err(e) => {
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            eprintln!("corelb: {}", first.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
     let result = match cli.command {
         Some(Command::Demo) => corelb::demo::run(&cli),
         None => run(&cli),

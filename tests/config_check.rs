@@ -288,6 +288,21 @@ fn bad_flag_value_is_one_line_naming_the_flag() {
     assert!(!out.status.success());
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("--threads"), "{stderr}");
+
+    // Values clap itself refuses (not a number, an unknown flag) read the same.
+    for args in [
+        &["--threads", "abc"][..],
+        &["--backlog=-3"],
+        &["--no-such-flag"],
+    ] {
+        let out = corelb(args);
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("corelb: "), "{stderr}");
+        let flag = args[0].split('=').next().unwrap_or_default();
+        assert!(stderr.contains(flag), "{stderr}");
+    }
 }
 
 #[test]
