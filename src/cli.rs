@@ -91,7 +91,8 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", global = true)]
     pub client_header_timeout: Option<String>,
 
-    /// Time an idle keep-alive client connection is kept open [default: 60s].
+    /// Time an idle keep-alive client connection is kept open; also how long
+    /// a client may stall mid-body or stop reading a response [default: 60s].
     #[arg(long, value_name = "DURATION", global = true)]
     pub client_idle_timeout: Option<String>,
 
@@ -99,8 +100,8 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", global = true)]
     pub connect_timeout: Option<String>,
 
-    /// Time allowed between bytes from a backend (response head and body)
-    /// [default: 30s].
+    /// Time allowed between bytes from a backend (response head and body),
+    /// and for a backend to take the request [default: 30s].
     #[arg(long, value_name = "DURATION", global = true)]
     pub upstream_timeout: Option<String>,
 }
