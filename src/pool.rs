@@ -96,16 +96,19 @@ impl UpstreamPool {
         if self.max_idle_per_backend == 0 {
             return;
         }
+        let now = Instant::now();
         let mut idle = self.idle.borrow_mut();
         let list = idle.entry(addr).or_default();
-        if list.len() >= self.max_idle_per_backend {
-            // Full: close the oldest, keep the newest.
+        // Reuse is newest first, so the oldest may never come up again when
+        // traffic drops: close it here once it has aged out (or when the
+        // list is full), instead of keeping its socket open for ever.
+        let oldest_expired = list
+            .first()
+            .is_some_and(|c| now.duration_since(c.since) >= self.max_idle_time);
+        if oldest_expired || list.len() >= self.max_idle_per_backend {
             list.remove(0);
         }
-        list.push(IdleConnection {
-            stream,
-            since: Instant::now(),
-        });
+        list.push(IdleConnection { stream, since: now });
     }
 
     /// Requests served from the pool / needing a new connection.
