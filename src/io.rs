@@ -86,13 +86,17 @@ pub async fn write_all_timeout<S: AsyncWriteRent>(
     }
 }
 
-/// Write a static byte string (e.g. `100 Continue`).
-pub async fn write_static<S: AsyncWriteRent>(
+/// Write a static byte string (e.g. `100 Continue`), giving up after
+/// `timeout`.
+pub async fn write_static_timeout<S: AsyncWriteRent>(
     stream: &mut S,
     bytes: &'static [u8],
+    timeout: Duration,
 ) -> io::Result<()> {
-    let (result, _) = stream.write_all(bytes).await;
-    result.map(|_| ())
+    match monoio::time::timeout(timeout, stream.write_all(bytes)).await {
+        Ok((result, _)) => result.map(|_| ()),
+        Err(_) => Err(io::ErrorKind::TimedOut.into()),
+    }
 }
 
 /// Make closing `stream` send RST instead of FIN (SO_LINGER 0): the way to

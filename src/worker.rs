@@ -92,29 +92,28 @@ impl Worker {
         Some(Choice {
             backend: Arc::clone(&pool.backends[chosen]),
             pool: pool_index,
-            hash,
             snapshot: Arc::as_ptr(&routing.snapshot) as usize,
         })
     }
 
     /// Another backend of the same pool than `failed`, for a request that
     /// could not be delivered (its connect failed, so nothing was sent).
-    /// `None` when the pool has no other eligible backend, when the
-    /// algorithm insists on `failed` (consistent hashing), or when a reload
+    /// `None` when the pool has no other eligible backend, or when a reload
     /// replaced the pools meanwhile.
     pub fn pick_other(&self, choice: &Choice, failed: &Backend) -> Option<Arc<Backend>> {
         let routing = self.routing.borrow();
         if Arc::as_ptr(&routing.snapshot) as usize != choice.snapshot {
             return None;
         }
-        let pool = routing.snapshot.pools.get(choice.pool)?;
-        let balancer = routing.balancers.get(choice.pool)?;
-        // A few draws: random algorithms may draw the failed one again.
-        (0..pool.backends.len().min(4)).find_map(|_| {
-            let i = balancer.pick(&pool.backends, choice.hash)?;
-            let candidate = &pool.backends[i];
-            (candidate.addr != failed.addr).then(|| Arc::clone(candidate))
-        })
+        let backends = &routing.snapshot.pools.get(choice.pool)?.backends;
+        // The next eligible backend after the failed one, in pool order.
+        // Not the balancer: a second pick would move its cursor, and with
+        // one backend down round-robin would then start every request on it.
+        let failed_at = backends.iter().position(|b| b.addr == failed.addr)?;
+        (1..backends.len())
+            .map(|step| &backends[(failed_at + step) % backends.len()])
+            .find(|b| b.is_eligible() && b.addr != failed.addr)
+            .map(Arc::clone)
     }
 }
 
@@ -123,7 +122,6 @@ pub struct Choice {
     /// The backend to send the request to.
     pub backend: Arc<Backend>,
     pool: usize,
-    hash: u64,
     /// Identity of the snapshot `pool` indexes into.
     snapshot: usize,
 }

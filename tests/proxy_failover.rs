@@ -60,3 +60,56 @@ both_drivers!(a_backend_that_answers_badly_is_not_retried, |driver| {
     );
     assert_eq!(good.request_count(), 0);
 });
+
+both_drivers!(failover_sends_the_same_body_once, |driver| {
+    // The body arrives with the head and another request follows in the
+    // same packet. After the failed connect, the next backend must get the
+    // same five body bytes, and the pipelined request must stay a request.
+    let echo = Backend::echo();
+    let dead = dead_addr();
+    let proxy = Proxy::start(&[
+        "--io-driver",
+        driver.as_str(),
+        "--backend",
+        &dead.to_string(),
+        "--backend",
+        &echo.addr().to_string(),
+    ]);
+    let mut client = proxy.client();
+    client.send(
+        "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello\
+         GET /second HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    let first = client.read_response();
+    assert_eq!(first.status, 200, "{first:?}");
+    assert_eq!(
+        (first.header("x-path"), first.body_str().as_str()),
+        (Some("/a"), "hello")
+    );
+    let second = client.read_response();
+    assert_eq!(second.status, 200, "{second:?}");
+    assert_eq!(second.header("x-path"), Some("/second"));
+    // And the backend saw exactly these two requests, nothing glued on.
+    let seen: Vec<String> = echo.requests().iter().map(|r| r.path.clone()).collect();
+    assert!(seen.iter().all(|p| p == "/a" || p == "/second"), "{seen:?}");
+    assert!(echo.malformed().is_empty(), "{:?}", echo.malformed());
+});
+
+both_drivers!(failover_of_a_chunked_upload_keeps_its_framing, |driver| {
+    let echo = Backend::echo();
+    let proxy = Proxy::start(&[
+        "--io-driver",
+        driver.as_str(),
+        "--backend",
+        &dead_addr().to_string(),
+        "--backend",
+        &echo.addr().to_string(),
+    ]);
+    let mut client = proxy.client();
+    client.send("POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n");
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    client.send("2\r\nde\r\n0\r\n\r\n");
+    let r = client.read_response();
+    assert_eq!((r.status, r.body_str().as_str()), (200, "abcde"), "{r:?}");
+    assert!(echo.malformed().is_empty(), "{:?}", echo.malformed());
+});

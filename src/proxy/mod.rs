@@ -245,12 +245,32 @@ impl Exchange<'_> {
     /// request goes to another backend of the pool (up to
     /// `CONNECT_ATTEMPTS` in all), as nginx's `proxy_next_upstream error`.
     async fn forward(&mut self, req: Request) -> Result<bool, ProxyError> {
+        // The body bytes that came with the head go out in the same write,
+        // exactly as they came (chunk framing included: the decoder only
+        // checks it and finds where the body ends). Taken once: every
+        // attempt below sends this same `out` and continues from this
+        // `req_body`, since a failed connect consumed nothing.
+        let mut req_body = BodyProgress::new(req.body);
+        let taken = req_body
+            .advance(&self.bufs.client_in, |_| {})
+            .map_err(|e| ProxyError::Downstream {
+                status: 400,
+                reason: e.reason(),
+            })?
+            .consumed;
+        self.bufs
+            .out
+            .extend_from_slice(&self.bufs.client_in[..taken]);
+        self.bufs.client_in.advance(taken);
+
         let mut backend = Arc::clone(&req.choice.backend);
         let mut attempt = 1;
         loop {
             let guard = backend.start_request();
             let started = Instant::now();
-            let result = self.forward_to(&req, &guard, started).await;
+            let result = self
+                .forward_to(&req, &guard, started, req_body.clone())
+                .await;
             let Err(err) = result else {
                 return result;
             };
@@ -278,24 +298,9 @@ impl Exchange<'_> {
         req: &Request,
         guard: &InflightGuard,
         started: Instant,
+        mut req_body: BodyProgress,
     ) -> Result<bool, ProxyError> {
         let backend = guard.backend();
-
-        // The body bytes that came with the head go out in the same write,
-        // exactly as they came (chunk framing included: the decoder only
-        // checks it and finds where the body ends).
-        let mut req_body = BodyProgress::new(req.body);
-        let taken = req_body
-            .advance(&self.bufs.client_in, |_| {})
-            .map_err(|e| ProxyError::Downstream {
-                status: 400,
-                reason: e.reason(),
-            })?
-            .consumed;
-        self.bufs
-            .out
-            .extend_from_slice(&self.bufs.client_in[..taken]);
-        self.bufs.client_in.advance(taken);
         // Everything needed to send the request again is in `out`, and
         // sending it twice could not do harm.
         let replayable = req_body.is_done() && req.idempotent;
@@ -312,13 +317,18 @@ impl Exchange<'_> {
                     reused = false;
                     continue;
                 }
-                Err(SendError::Upstream) => {
+                // A timed-out write lost `out`: never replayed.
+                Err(failure @ (SendError::Upstream | SendError::UpstreamTimeout)) => {
                     // The backend may have answered before taking the whole
                     // request (413, 401, ...) and then stopped reading or
-                    // closed: relay that answer rather than a 502.
+                    // closed: relay that answer rather than an error.
                     return match self.read_response_head(&mut upstream, req, false).await {
                         Ok(res) => self.relay_response(upstream, backend, res).await,
-                        Err(_) => Err(ProxyError::Upstream("backend closed the connection")),
+                        Err(HeadFailure::Error(e)) => Err(e),
+                        Err(HeadFailure::ClosedEarly) => Err(match failure {
+                            SendError::UpstreamTimeout => ProxyError::UpstreamTimeout,
+                            _ => ProxyError::Upstream("backend closed the connection"),
+                        }),
                     };
                 }
                 Err(SendError::Client(e)) => return Err(e),

@@ -9,7 +9,7 @@ use super::{forward_prefix, Exchange, Request};
 use crate::error::ProxyError;
 use crate::http::rewrite::{write_interim_head, write_response_head, ClientSide};
 use crate::http::{parse_response, BodyKind, BodyProgress, MAX_HEADERS};
-use crate::io::{make_room, read_some_timeout, write_all_timeout, write_static, ReadError};
+use crate::io::{make_room, read_some_timeout, write_all_timeout, write_static_timeout, ReadError};
 
 /// Interim (1xx) responses accepted before the final one; a backend
 /// sending endless 1xx would otherwise hold the exchange forever.
@@ -29,6 +29,9 @@ pub(super) struct Response {
 pub(super) enum SendError {
     /// Writing to the backend failed.
     Upstream,
+    /// The backend stopped taking the request for `--upstream-timeout`
+    /// (the unsent rest of `out` is lost with the cancelled write).
+    UpstreamTimeout,
     /// The client failed or sent a bad body.
     Client(ProxyError),
 }
@@ -39,6 +42,14 @@ pub(super) enum HeadFailure {
     ClosedEarly,
     /// Anything else.
     Error(ProxyError),
+}
+
+fn upstream_write_failure(e: std::io::Error) -> SendError {
+    if e.kind() == std::io::ErrorKind::TimedOut {
+        SendError::UpstreamTimeout
+    } else {
+        SendError::Upstream
+    }
 }
 
 impl Exchange<'_> {
@@ -53,16 +64,16 @@ impl Exchange<'_> {
         let upstream_timeout = self.worker.config.timeouts.upstream;
         write_all_timeout(upstream, &mut self.bufs.out, upstream_timeout)
             .await
-            .map_err(|_| SendError::Upstream)?;
+            .map_err(upstream_write_failure)?;
         if req_body.is_done() {
             return Ok(());
         }
+        let idle = self.worker.config.timeouts.client_idle;
         if req.expect_continue && req.http11 {
-            write_static(self.client, b"HTTP/1.1 100 Continue\r\n\r\n")
+            write_static_timeout(self.client, b"HTTP/1.1 100 Continue\r\n\r\n", idle)
                 .await
                 .map_err(|_| SendError::Client(ProxyError::ClientGone))?;
         }
-        let idle = self.worker.config.timeouts.client_idle;
         let size = self.worker.config.buffer_size;
         while !req_body.is_done() {
             let buf = &mut self.bufs.client_in;
@@ -88,7 +99,7 @@ impl Exchange<'_> {
                 upstream_timeout,
             )
             .await
-            .map_err(|_| SendError::Upstream)?;
+            .map_err(upstream_write_failure)?;
         }
         Ok(())
     }
