@@ -14,9 +14,7 @@ use bytes::BytesMut;
 use corelb::http::rewrite::{
     write_interim_head, write_request_head, write_response_head, ClientAddr, ClientSide,
 };
-use corelb::http::{
-    parse_request, parse_response, BodyKind, BodyProgress, ChunkError, ChunkedDecoder, MAX_HEADERS,
-};
+use corelb::http::{parse_request, parse_response, BodyKind, BodyProgress, MAX_HEADERS};
 use httparse::EMPTY_HEADER;
 
 // ---------------------------------------------------------------------------
@@ -520,71 +518,13 @@ fn response_connection_naming_framing_fields_keeps_the_framing() {
 // ---------------------------------------------------------------------------
 // Chunked bodies
 
-#[derive(Debug, PartialEq, Eq)]
-struct Outcome {
-    payload: Vec<u8>,
-    consumed: usize,
-    done: bool,
-    error: Option<ChunkError>,
-}
+#[path = "support/chunk_outcome.rs"]
+mod chunk_outcome;
+use chunk_outcome::{decode_in_pieces, decode_whole, Outcome};
 
-fn decode_whole(input: &[u8]) -> Outcome {
-    let mut d = ChunkedDecoder::new();
-    let mut payload = Vec::new();
-    match d.feed(input, |b| payload.extend_from_slice(b)) {
-        Ok(p) => Outcome {
-            payload,
-            consumed: p.consumed,
-            done: p.done,
-            error: None,
-        },
-        Err(e) => Outcome {
-            payload,
-            consumed: 0,
-            done: false,
-            error: Some(e),
-        },
-    }
-}
-
+/// Random pieces: often single bytes, otherwise up to 16.
 fn decode_split(input: &[u8], rng: &mut fastrand::Rng) -> Outcome {
-    let mut body = BodyProgress::new(BodyKind::Chunked);
-    let mut payload = Vec::new();
-    let mut consumed = 0;
-    let mut at = 0;
-    while at < input.len() {
-        let step = if rng.bool() { 1 } else { rng.usize(1..=16) };
-        let piece = &input[at..(at + step).min(input.len())];
-        match body.advance(piece, |b| payload.extend_from_slice(b)) {
-            Ok(p) => {
-                consumed += p.consumed;
-                if p.done {
-                    return Outcome {
-                        payload,
-                        consumed,
-                        done: true,
-                        error: None,
-                    };
-                }
-                assert_eq!(p.consumed, piece.len(), "stopped early without ending");
-            }
-            Err(e) => {
-                return Outcome {
-                    payload,
-                    consumed: 0,
-                    done: false,
-                    error: Some(e),
-                }
-            }
-        }
-        at += piece.len();
-    }
-    Outcome {
-        payload,
-        consumed,
-        done: false,
-        error: None,
-    }
+    decode_in_pieces(input, || if rng.bool() { 1 } else { rng.usize(1..=16) })
 }
 
 #[test]

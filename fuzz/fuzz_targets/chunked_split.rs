@@ -4,80 +4,20 @@
 
 #![no_main]
 
-use corelb::http::{BodyKind, BodyProgress, ChunkError, ChunkedDecoder};
 use libfuzzer_sys::fuzz_target;
 
-#[derive(Debug, PartialEq, Eq)]
-struct Outcome {
-    payload: Vec<u8>,
-    consumed: usize,
-    done: bool,
-    error: Option<ChunkError>,
-}
+#[path = "../../tests/support/chunk_outcome.rs"]
+mod chunk_outcome;
+use chunk_outcome::{decode_in_pieces, decode_whole as whole, Outcome};
 
-fn whole(input: &[u8]) -> Outcome {
-    let mut d = ChunkedDecoder::new();
-    let mut payload = Vec::new();
-    match d.feed(input, |b| payload.extend_from_slice(b)) {
-        Ok(p) => {
-            assert_eq!(p.done, d.is_done());
-            Outcome {
-                payload,
-                consumed: p.consumed,
-                done: p.done,
-                error: None,
-            }
-        }
-        Err(e) => Outcome {
-            payload,
-            consumed: 0,
-            done: false,
-            error: Some(e),
-        },
-    }
-}
-
+/// Pieces of 1..=97 bytes, sizes taken from `cuts` in turn.
 fn pieces(input: &[u8], cuts: &[u8]) -> Outcome {
-    let mut body = BodyProgress::new(BodyKind::Chunked);
-    let mut payload = Vec::new();
-    let mut consumed = 0;
-    let mut at = 0;
     let mut i = 0;
-    while at < input.len() {
+    decode_in_pieces(input, || {
         let step = 1 + usize::from(cuts.get(i % cuts.len().max(1)).copied().unwrap_or(0)) % 97;
         i += 1;
-        let piece = &input[at..(at + step).min(input.len())];
-        match body.advance(piece, |b| payload.extend_from_slice(b)) {
-            Ok(p) => {
-                assert!(p.consumed <= piece.len());
-                consumed += p.consumed;
-                if p.done {
-                    return Outcome {
-                        payload,
-                        consumed,
-                        done: true,
-                        error: None,
-                    };
-                }
-                assert_eq!(p.consumed, piece.len(), "stopped early without ending");
-            }
-            Err(e) => {
-                return Outcome {
-                    payload,
-                    consumed: 0,
-                    done: false,
-                    error: Some(e),
-                }
-            }
-        }
-        at += piece.len();
-    }
-    Outcome {
-        payload,
-        consumed,
-        done: false,
-        error: None,
-    }
+        step
+    })
 }
 
 fuzz_target!(|data: &[u8]| {
