@@ -3,21 +3,25 @@
 
 mod common;
 
-use common::{dead_addr, Backend, Proxy};
+use std::net::SocketAddr;
+
+use common::{dead_addr, Backend, Driver, Proxy};
+
+/// corelb in front of `backends`, in that order (round-robin).
+fn proxy_for(driver: Driver, backends: &[SocketAddr]) -> Proxy {
+    let mut args = vec!["--io-driver".to_string(), driver.as_str().to_string()];
+    for b in backends {
+        args.push("--backend".into());
+        args.push(b.to_string());
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    Proxy::start(&refs)
+}
 
 both_drivers!(refused_connect_moves_to_another_backend, |driver| {
     let alive = Backend::echo_name("alive");
     let dead = dead_addr();
-    let proxy = Proxy::start(&[
-        "--io-driver",
-        driver.as_str(),
-        "--backend",
-        &dead.to_string(),
-        "--backend",
-        &alive.addr().to_string(),
-        "--backend",
-        &dead.to_string(),
-    ]);
+    let proxy = proxy_for(driver, &[dead, alive.addr(), dead]);
     for _ in 0..12 {
         // A new connection each time, so no pooled connection helps.
         let mut client = proxy.client();
@@ -29,14 +33,7 @@ both_drivers!(refused_connect_moves_to_another_backend, |driver| {
 });
 
 both_drivers!(every_backend_refusing_is_a_502, |driver| {
-    let proxy = Proxy::start(&[
-        "--io-driver",
-        driver.as_str(),
-        "--backend",
-        &dead_addr().to_string(),
-        "--backend",
-        &dead_addr().to_string(),
-    ]);
+    let proxy = proxy_for(driver, &[dead_addr(), dead_addr()]);
     common::expect_error(&proxy, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 502);
 });
 
@@ -45,14 +42,7 @@ both_drivers!(a_backend_that_answers_badly_is_not_retried, |driver| {
     // twice, so the client gets the 502.
     let garbage = Backend::fixed(b"NOT HTTP\r\n\r\n");
     let good = Backend::echo_name("good");
-    let proxy = Proxy::start(&[
-        "--io-driver",
-        driver.as_str(),
-        "--backend",
-        &garbage.addr().to_string(),
-        "--backend",
-        &good.addr().to_string(),
-    ]);
+    let proxy = proxy_for(driver, &[garbage.addr(), good.addr()]);
     common::expect_error(
         &proxy,
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi",
@@ -67,14 +57,7 @@ both_drivers!(failover_sends_the_same_body_once, |driver| {
     // same five body bytes, and the pipelined request must stay a request.
     let echo = Backend::echo();
     let dead = dead_addr();
-    let proxy = Proxy::start(&[
-        "--io-driver",
-        driver.as_str(),
-        "--backend",
-        &dead.to_string(),
-        "--backend",
-        &echo.addr().to_string(),
-    ]);
+    let proxy = proxy_for(driver, &[dead, echo.addr()]);
     let mut client = proxy.client();
     client.send(
         "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello\
@@ -97,14 +80,7 @@ both_drivers!(failover_sends_the_same_body_once, |driver| {
 
 both_drivers!(failover_of_a_chunked_upload_keeps_its_framing, |driver| {
     let echo = Backend::echo();
-    let proxy = Proxy::start(&[
-        "--io-driver",
-        driver.as_str(),
-        "--backend",
-        &dead_addr().to_string(),
-        "--backend",
-        &echo.addr().to_string(),
-    ]);
+    let proxy = proxy_for(driver, &[dead_addr(), echo.addr()]);
     let mut client = proxy.client();
     client.send("POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n");
     std::thread::sleep(std::time::Duration::from_millis(50));
