@@ -106,8 +106,6 @@ fn gen_request(rng: &mut fastrand::Rng) -> Vec<u8> {
     for _ in 0..rng.usize(..8) {
         let (name, values) = pick(rng, FIELDS);
         let value = pick(rng, values);
-        // `Connection: host` is its own test below: a known failure must not
-        // hide others here.
         out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
     }
     out.extend_from_slice(b"\r\n");
@@ -139,11 +137,6 @@ fn gen_response(rng: &mut fastrand::Rng) -> Vec<u8> {
     for _ in 0..rng.usize(..6) {
         let (name, values) = pick(rng, FIELDS);
         let value = pick(rng, values);
-        // A response's Connection naming its own framing fields is its own
-        // test below: a known failure must not hide others here.
-        if value.contains("content-length") || value.contains("transfer-encoding") {
-            continue;
-        }
         out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
     }
     out.extend_from_slice(b"\r\n");
