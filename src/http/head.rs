@@ -98,18 +98,24 @@ impl<'b> RequestHead<'_, 'b> {
     /// authority (`host:port`, without any `user@`) and the rest of the
     /// target (`/path?q`, possibly empty).
     pub fn absolute_form(&self) -> Option<(&'b [u8], &'b [u8])> {
-        let rest = strip_scheme(self.target.as_bytes())?;
-        let end = rest
-            .iter()
-            .position(|&b| b == b'/' || b == b'?')
-            .unwrap_or(rest.len());
-        let authority = &rest[..end];
-        let authority = match authority.iter().rposition(|&b| b == b'@') {
-            Some(at) => &authority[at + 1..],
-            None => authority,
-        };
-        Some((authority, &rest[end..]))
+        split_absolute_form(self.target.as_bytes())
     }
+}
+
+/// `http://user@host:port/path?q` → (`host:port`, `/path?q`); `None` for a
+/// target that is not in absolute form.
+fn split_absolute_form(target: &[u8]) -> Option<(&[u8], &[u8])> {
+    let rest = strip_scheme(target)?;
+    let end = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let authority = match authority.iter().rposition(|&b| b == b'@') {
+        Some(at) => &authority[at + 1..],
+        None => authority,
+    };
+    Some((authority, &rest[end..]))
 }
 
 fn strip_scheme(target: &[u8]) -> Option<&[u8]> {
@@ -384,14 +390,8 @@ pub fn parse_request<'h, 'b>(
     let headers: &'h [Header<'b>] = req.headers;
     let f = scan_fields(headers).map_err(bad_request)?;
 
-    if let Some(rest) = strip_scheme(t) {
-        let end = rest
-            .iter()
-            .position(|&b| b == b'/' || b == b'?')
-            .unwrap_or(rest.len());
-        let authority = &rest[..end];
-        let host = authority.rsplit(|&b| b == b'@').next().unwrap_or(b"");
-        if host.is_empty() || !is_valid_host(host) {
+    if let Some((authority, _)) = split_absolute_form(t) {
+        if authority.is_empty() || !is_valid_host(authority) {
             return Err(bad_request("invalid authority in request target"));
         }
     }
