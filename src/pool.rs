@@ -7,7 +7,7 @@
 //! before reuse; one the backend closes in the instant after that check is
 //! caught by the proxy, which replays an idempotent request on a fresh one.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
@@ -43,8 +43,6 @@ pub struct UpstreamPool {
     idle: RefCell<FxHashMap<SocketAddr, Vec<IdleConnection>>>,
     max_idle_per_backend: usize,
     max_idle_time: Duration,
-    hits: Cell<u64>,
-    misses: Cell<u64>,
 }
 
 impl UpstreamPool {
@@ -55,40 +53,28 @@ impl UpstreamPool {
             idle: RefCell::new(FxHashMap::default()),
             max_idle_per_backend,
             max_idle_time,
-            hits: Cell::new(0),
-            misses: Cell::new(0),
         }
     }
 
     /// An idle connection to `addr`, if one is fresh enough.
     pub fn take(&self, addr: SocketAddr) -> Option<TcpStream> {
         let mut idle = self.idle.borrow_mut();
-        let list = idle.get_mut(&addr);
-        let found = list.and_then(|list| {
-            while let Some(conn) = list.pop() {
-                let idle_for = conn.since.elapsed();
-                if idle_for >= self.max_idle_time {
-                    // Too old: the backend has probably closed it; dropping closes ours.
-                    continue;
-                }
-                // Checked on every reuse, however short the idle time: a
-                // backend may close it, or (worse) send stray bytes that
-                // would be read as the next client's response. nginx and
-                // HAProxy watch idle connections with epoll; a peek when
-                // taking one costs one syscall and no task per connection.
-                if !is_still_open(&conn.stream) {
-                    continue;
-                }
+        let list = idle.get_mut(&addr)?;
+        while let Some(conn) = list.pop() {
+            if conn.since.elapsed() >= self.max_idle_time {
+                // Too old: the backend has probably closed it; dropping closes ours.
+                continue;
+            }
+            // Checked on every reuse, however short the idle time: a
+            // backend may close it, or (worse) send stray bytes that
+            // would be read as the next client's response. nginx and
+            // HAProxy watch idle connections with epoll; a peek when
+            // taking one costs one syscall and no task per connection.
+            if is_still_open(&conn.stream) {
                 return Some(conn.stream);
             }
-            None
-        });
-        if found.is_some() {
-            self.hits.set(self.hits.get() + 1);
-        } else {
-            self.misses.set(self.misses.get() + 1);
         }
-        found
+        None
     }
 
     /// Return a connection that finished a response cleanly.
@@ -109,10 +95,5 @@ impl UpstreamPool {
             list.remove(0);
         }
         list.push(IdleConnection { stream, since: now });
-    }
-
-    /// Requests served from the pool / needing a new connection.
-    pub fn hit_miss(&self) -> (u64, u64) {
-        (self.hits.get(), self.misses.get())
     }
 }
