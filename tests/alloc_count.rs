@@ -34,10 +34,21 @@ unsafe impl GlobalAlloc for CountingAllocator {
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
 
-const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nhello world!\n";
-const REQUEST: &[u8] = b"GET /alloc HTTP/1.1\r\nHost: test\r\nUser-Agent: alloc-count\r\n\r\n";
+const SMALL_RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nhello world!\n";
+const SMALL_REQUEST: &[u8] =
+    b"GET /alloc HTTP/1.1\r\nHost: test\r\nUser-Agent: alloc-count\r\n\r\n";
+/// The other body size of `perf/compare.sh`: 16 KiB, more than one read.
+const LARGE_REQUEST: &[u8] = b"GET /16k HTTP/1.1\r\nHost: test\r\nUser-Agent: alloc-count\r\n\r\n";
+const LARGE_BODY: usize = 16 * 1024;
 
-/// Answers every request head with `RESPONSE`, one connection at a time,
+fn large_response() -> Vec<u8> {
+    let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {LARGE_BODY}\r\n\r\n").into_bytes();
+    r.extend((0..LARGE_BODY).map(|i| b'a' + (i % 26) as u8));
+    r
+}
+
+/// Answers every request head (`GET /16k` with the 16 KiB response, anything
+/// else with the small one), one connection at a time,
 /// using a fixed stack buffer (no allocation per request).
 fn start_backend() -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -46,6 +57,7 @@ fn start_backend() -> std::net::SocketAddr {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
             std::thread::spawn(move || {
+                let large = large_response();
                 let mut buf = [0u8; 4096];
                 let mut filled = 0;
                 loop {
@@ -55,7 +67,12 @@ fn start_backend() -> std::net::SocketAddr {
                     }
                     // Heads only (GET): answer each complete one.
                     while let Some(end) = find_head_end(&buf[..filled]) {
-                        if stream.write_all(RESPONSE).is_err() {
+                        let response = if buf.starts_with(b"GET /16k ") {
+                            &large[..]
+                        } else {
+                            SMALL_RESPONSE
+                        };
+                        if stream.write_all(response).is_err() {
                             return;
                         }
                         buf.copy_within(end..filled, 0);
@@ -72,11 +89,11 @@ fn find_head_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
 }
 
-/// Send one request and read exactly one `RESPONSE`-sized answer.
-fn round_trip(client: &mut TcpStream, buf: &mut [u8]) {
-    client.write_all(REQUEST).unwrap();
+/// Send `request` and read a response of exactly `buf.len()` bytes.
+fn round_trip(client: &mut TcpStream, request: &[u8], buf: &mut [u8]) {
+    client.write_all(request).unwrap();
     let mut got = 0;
-    while got < RESPONSE.len() {
+    while got < buf.len() {
         let n = client.read(&mut buf[got..]).unwrap();
         assert!(n > 0, "proxy closed the connection");
         got += n;
@@ -105,26 +122,33 @@ fn steady_state_proxying_does_not_allocate() {
     ]);
     let config = corelb::config::Config::load(&cli).unwrap();
     let running = corelb::runtime::start(config).unwrap();
-    let mut client = TcpStream::connect(running.local_addr).unwrap();
-    client.set_nodelay(true).unwrap();
-    // corelb passes this response head through unchanged, so the client
-    // reads exactly RESPONSE.len() bytes per request.
-    let mut buf = vec![0u8; RESPONSE.len()];
-
-    for _ in 0..2_000 {
-        round_trip(&mut client, &mut buf);
+    // corelb passes these response heads through unchanged, so the client
+    // reads exactly the backend's bytes per request.
+    for (label, request, response_len) in [
+        ("13 B", SMALL_REQUEST, SMALL_RESPONSE.len()),
+        ("16 KiB", LARGE_REQUEST, large_response().len()),
+    ] {
+        let mut client = TcpStream::connect(running.local_addr).unwrap();
+        client.set_nodelay(true).unwrap();
+        let mut buf = vec![0u8; response_len];
+        for _ in 0..2_000 {
+            round_trip(&mut client, request, &mut buf);
+        }
+        const MEASURED: u64 = 10_000;
+        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        // The counter works: the warm-up (connections, buffers) did allocate.
+        assert!(before > 0);
+        for _ in 0..MEASURED {
+            round_trip(&mut client, request, &mut buf);
+        }
+        let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+        eprintln!(
+            "{label} bodies: allocations while proxying {MEASURED} requests: {allocations} ({:.4} per request)",
+            allocations as f64 / MEASURED as f64
+        );
+        assert_eq!(
+            allocations, 0,
+            "steady-state proxying of {label} bodies allocated"
+        );
     }
-    const MEASURED: u64 = 10_000;
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    // The counter works: the warm-up (connections, buffers) did allocate.
-    assert!(before > 0);
-    for _ in 0..MEASURED {
-        round_trip(&mut client, &mut buf);
-    }
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
-    eprintln!(
-        "allocations while proxying {MEASURED} requests: {allocations} ({:.4} per request)",
-        allocations as f64 / MEASURED as f64
-    );
-    assert_eq!(allocations, 0, "steady-state proxying allocated");
 }

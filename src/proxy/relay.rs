@@ -2,7 +2,9 @@
 //! body, streamed with the framing the head announced, then the upstream
 //! connection back to the pool when it is clean.
 
-use bytes::Buf;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
 use monoio::net::TcpStream;
 
 use super::upstream::Response;
@@ -28,57 +30,58 @@ impl Exchange<'_> {
         let dechunk = res.client.must_dechunk(res.body);
         let mut body = BodyProgress::new(res.body);
 
-        // First body bytes ride along with the head.
-        let out = &mut self.bufs.out;
-        let progress = body
-            .advance(&self.bufs.upstream_in, |data| {
-                if dechunk {
-                    out.extend_from_slice(data);
-                }
-            })
-            .map_err(|_| ProxyError::Upstream("invalid chunked body from backend"))?;
-        if !dechunk {
-            out.extend_from_slice(&self.bufs.upstream_in[..progress.consumed]);
-        }
-        self.bufs.upstream_in.advance(progress.consumed);
-
-        // The rest of a small body is gathered before anything is sent, so
-        // head and body leave in one write (one syscall, one segment), as
-        // nginx's proxy buffering does. Larger bodies are streamed below.
-        while let BodyProgress::Length(rest) = body {
-            let Ok(rest) = usize::try_from(rest) else {
-                break;
-            };
-            if rest > GATHER_LIMIT {
-                break;
-            }
-            let buf = &mut self.bufs.upstream_in;
-            make_room(buf, rest);
-            let limit = body.read_limit(buf.capacity() - buf.len());
-            match read_some_timeout(&mut upstream, buf, limit, cfg.timeouts.upstream).await {
-                Ok(0) => {
-                    return Err(ProxyError::Upstream(
-                        "backend closed the connection mid-body",
-                    ))
-                }
-                Ok(_) => {}
-                Err(ReadError::Timeout) => return Err(ProxyError::UpstreamTimeout),
-                Err(ReadError::Io(_)) => {
-                    return Err(ProxyError::Upstream("backend connection failed mid-body"))
-                }
-            }
-            let out = &mut self.bufs.out;
-            let progress = body
-                .advance(&self.bufs.upstream_in, |data| out.extend_from_slice(data))
-                .map_err(|_| ProxyError::Upstream("invalid body from backend"))?;
-            self.bufs.upstream_in.advance(progress.consumed);
-        }
-
-        self.response_started = true;
+        // The first write carries the head and all the body at hand; a small
+        // body (up to GATHER_LIMIT) is read whole first, so head and body
+        // leave in one write (one syscall, one segment), as nginx's proxy
+        // buffering does. Larger bodies are streamed below.
         let send_timeout = cfg.timeouts.client_idle;
-        write_all_timeout(self.client, &mut self.bufs.out, send_timeout)
+        let head_len = self.bufs.out.len();
+        if !dechunk && head_len <= res.head_len {
+            // The body goes out exactly as it came: write the rewritten head
+            // over the end of the backend's head, just before the body, and
+            // send straight from `upstream_in`, so no body byte is copied.
+            let buf = &mut self.bufs.upstream_in;
+            let start = res.head_len - head_len;
+            buf[start..res.head_len].copy_from_slice(&self.bufs.out);
+            buf.advance(start);
+            let at_hand = body
+                .advance(&buf[head_len..], |_| {})
+                .map_err(|_| ProxyError::Upstream("invalid chunked body from backend"))?
+                .consumed;
+            let rest =
+                gather_small_body(&mut upstream, buf, &mut body, cfg.timeouts.upstream).await?;
+            self.response_started = true;
+            forward_prefix(
+                self.client,
+                &mut self.bufs.upstream_in,
+                &mut self.bufs.out,
+                head_len + at_hand + rest,
+                send_timeout,
+            )
             .await
             .map_err(|_| ProxyError::ClientGone)?;
+        } else {
+            // The head grew (`Connection: close` added) or the body is
+            // de-chunked: the body at hand is appended to the head in `out`.
+            self.bufs.upstream_in.advance(res.head_len);
+            let out = &mut self.bufs.out;
+            let progress = body
+                .advance(&self.bufs.upstream_in, |data| {
+                    if dechunk {
+                        out.extend_from_slice(data);
+                    }
+                })
+                .map_err(|_| ProxyError::Upstream("invalid chunked body from backend"))?;
+            if !dechunk {
+                out.extend_from_slice(&self.bufs.upstream_in[..progress.consumed]);
+            }
+            self.bufs.upstream_in.advance(progress.consumed);
+            gather_small_body(&mut upstream, out, &mut body, cfg.timeouts.upstream).await?;
+            self.response_started = true;
+            write_all_timeout(self.client, &mut self.bufs.out, send_timeout)
+                .await
+                .map_err(|_| ProxyError::ClientGone)?;
+        }
 
         let size = cfg.buffer_size;
         while !body.is_done() {
@@ -134,4 +137,43 @@ impl Exchange<'_> {
         }
         Ok(res.client.keep_alive)
     }
+}
+
+/// The rest of a small Content-Length body (up to [`GATHER_LIMIT`]), read
+/// onto the end of `buf`, so it joins the head in the first write. Returns
+/// how many bytes were added; 0 when the body is done, or not small, or not
+/// Content-Length framed. Such a body never reads past its end, so every
+/// byte added is body.
+async fn gather_small_body(
+    upstream: &mut TcpStream,
+    buf: &mut BytesMut,
+    body: &mut BodyProgress,
+    timeout: Duration,
+) -> Result<usize, ProxyError> {
+    let mut added = 0;
+    while let BodyProgress::Length(rest) = *body {
+        let Ok(rest) = usize::try_from(rest) else {
+            break;
+        };
+        if rest > GATHER_LIMIT {
+            break;
+        }
+        buf.reserve(rest);
+        let start = buf.len();
+        match read_some_timeout(upstream, buf, rest, timeout).await {
+            Ok(0) => {
+                return Err(ProxyError::Upstream(
+                    "backend closed the connection mid-body",
+                ))
+            }
+            Ok(n) => added += n,
+            Err(ReadError::Timeout) => return Err(ProxyError::UpstreamTimeout),
+            Err(ReadError::Io(_)) => {
+                return Err(ProxyError::Upstream("backend connection failed mid-body"))
+            }
+        }
+        // Counting only: a Content-Length body cannot be invalid.
+        let _ = body.advance(&buf[start..], |_| {});
+    }
+    Ok(added)
 }

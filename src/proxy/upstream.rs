@@ -23,6 +23,9 @@ pub(super) struct Response {
     pub(super) upstream_keep_alive: bool,
     /// How the response goes to this client (version, keep-alive).
     pub(super) client: ClientSide,
+    /// Length of the backend's head, still at the front of `upstream_in`
+    /// (the relay may overwrite it with the rewritten head).
+    pub(super) head_len: usize,
 }
 
 /// Why sending the request failed.
@@ -177,14 +180,12 @@ impl Exchange<'_> {
                         };
                         self.bufs.out.clear();
                         write_response_head(&mut self.bufs.out, &res, client);
-                        let response = Response {
+                        return Ok(Response {
                             body: res.body,
                             upstream_keep_alive: res.keep_alive && request_sent,
                             client,
-                        };
-                        let len = res.len;
-                        self.bufs.upstream_in.advance(len);
-                        return Ok(response);
+                            head_len: res.len,
+                        });
                     }
                 }
             }
