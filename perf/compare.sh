@@ -349,10 +349,10 @@ start_haproxy() { # NAME CPUS KEY=VALUE...
     start_bg "$name" "$cpus" haproxy -db -f "$WORK/$name.cfg"
 }
 
-start_corelb() { # NAME CPUS THREADS PORT BACKEND_PORT
-    local name=$1 cpus=$2 threads=$3 port=$4 bport=$5
+start_corelb() { # NAME CPUS THREADS PORT BACKEND_PORT PIN(pin|no-pin)
+    local name=$1 cpus=$2 threads=$3 port=$4 bport=$5 pin=$6
     local args=(--listen "127.0.0.1:$port" --backend "127.0.0.1:$bport"
-        --threads "$threads" --no-pin --upstream-keepalive "$UPSTREAM_KEEPALIVE")
+        --threads "$threads" "--$pin" --upstream-keepalive "$UPSTREAM_KEEPALIVE")
     echo "taskset -c $cpus corelb ${args[*]}" >"$OUT/configs/$name.cmdline"
     start_bg "$name" "$cpus" "$CORELB" "${args[@]}"
 }
@@ -507,7 +507,10 @@ for size in "${SIZES_LIST[@]}"; do
     read -ra targets <<<"$(targets_for "$size")"
     # One set of proxies per body size: each fronts only that size's backend
     # (corelb takes one pool from its flags). Idle proxies cost no CPU.
-    start_corelb "corelb-$size" "$PROXY_CPUS" "$THREADS" "${PROXY_PORT[$size.corelb]}" "$bport"
+    # Side by side with nginx and HAProxy, corelb's threads float inside the
+    # CPU set as theirs do; the scaling row compares corelb with itself, so
+    # it runs as deployed: each worker pinned to one CPU of the set.
+    start_corelb "corelb-$size" "$PROXY_CPUS" "$THREADS" "${PROXY_PORT[$size.corelb]}" "$bport" no-pin
     PID_OF[corelb]=$LAST_PID
     start_nginx "nginx-$size" "$CONF_DIR/proxy.nginx.conf" "$PROXY_CPUS" \
         THREADS="$THREADS" PORT="${PROXY_PORT[$size.nginx]}" BACKEND_PORT="$bport"
@@ -516,7 +519,7 @@ for size in "${SIZES_LIST[@]}"; do
         THREADS="$THREADS" PORT="${PROXY_PORT[$size.haproxy]}" BACKEND_PORT="$bport"
     PID_OF[haproxy]=$LAST_PID
     if [[ " ${targets[*]} " == *" corelb2 "* ]]; then
-        start_corelb "corelb${SCALE_THREADS}t-$size" "$SCALE_CPUS" "$SCALE_THREADS" "${PROXY_PORT[$size.corelb2]}" "$bport"
+        start_corelb "corelb${SCALE_THREADS}t-$size" "$SCALE_CPUS" "$SCALE_THREADS" "${PROXY_PORT[$size.corelb2]}" "$bport" pin
         PID_OF[corelb2]=$LAST_PID
     fi
     wait_http "corelb-$size" "${PID_OF[corelb]}" "http://127.0.0.1:${PROXY_PORT[$size.corelb]}$path" "${BYTES_OF[$size]}"
