@@ -6,17 +6,20 @@
 //! in and put back. A read on a `BytesMut` writes at its *start*, so reads
 //! here append by reading into the slice past `len()`.
 //!
-//! Timeouts drop the read future. Dropping an in-flight read loses its
-//! buffer (monoio cancels the operation and keeps the buffer until the
-//! kernel lets go), so after a timeout the caller's buffer is left empty
-//! and the caller must close the connection — which it does anyway.
+//! Timeouts are the worker's coarse [`Deadlines`]: a wait past its deadline
+//! has its socket side shut down, so the operation itself ends and hands the
+//! buffer back. After a timed-out read the socket reads only end of file,
+//! after a timed-out write it cannot be written: the caller closes it.
 
 use std::io;
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+
+use crate::deadline::{Deadlines, Direction};
 
 /// A read that failed or took too long.
 #[derive(Debug)]
@@ -51,18 +54,20 @@ pub async fn read_some<S: AsyncReadRent>(
     result
 }
 
-/// [`read_some`] that gives up after `timeout`.
-pub async fn read_some_timeout<S: AsyncReadRent>(
+/// [`read_some`] that gives up after `timeout` (as measured by `deadlines`).
+pub async fn read_some_timeout<S: AsyncReadRent + AsRawFd>(
+    deadlines: &Deadlines,
     stream: &mut S,
     buf: &mut BytesMut,
     limit: usize,
     timeout: Duration,
 ) -> Result<usize, ReadError> {
-    match monoio::time::timeout(timeout, read_some(stream, buf, limit)).await {
-        Ok(Ok(n)) => Ok(n),
-        Ok(Err(e)) => Err(ReadError::Io(e)),
-        Err(_) => Err(ReadError::Timeout),
+    let wait = deadlines.arm(stream.as_raw_fd(), Direction::Read, timeout);
+    let result = read_some(stream, buf, limit).await;
+    if wait.expired() {
+        return Err(ReadError::Timeout);
     }
+    result.map_err(ReadError::Io)
 }
 
 /// Write all of `buf` to `stream`; `buf` comes back unchanged (not cleared).
@@ -74,29 +79,35 @@ pub async fn write_all<S: AsyncWriteRent>(stream: &mut S, buf: &mut BytesMut) ->
 }
 
 /// [`write_all`] that gives up after `timeout` (a peer that stopped
-/// reading); the error is then `TimedOut` and `buf` is left empty.
-pub async fn write_all_timeout<S: AsyncWriteRent>(
+/// reading); the error is then `TimedOut`.
+pub async fn write_all_timeout<S: AsyncWriteRent + AsRawFd>(
+    deadlines: &Deadlines,
     stream: &mut S,
     buf: &mut BytesMut,
     timeout: Duration,
 ) -> io::Result<()> {
-    match monoio::time::timeout(timeout, write_all(stream, buf)).await {
-        Ok(result) => result,
-        Err(_) => Err(io::ErrorKind::TimedOut.into()),
+    let wait = deadlines.arm(stream.as_raw_fd(), Direction::Write, timeout);
+    let result = write_all(stream, buf).await;
+    if wait.expired() {
+        return Err(io::ErrorKind::TimedOut.into());
     }
+    result
 }
 
 /// Write a static byte string (e.g. `100 Continue`), giving up after
 /// `timeout`.
-pub async fn write_static_timeout<S: AsyncWriteRent>(
+pub async fn write_static_timeout<S: AsyncWriteRent + AsRawFd>(
+    deadlines: &Deadlines,
     stream: &mut S,
     bytes: &'static [u8],
     timeout: Duration,
 ) -> io::Result<()> {
-    match monoio::time::timeout(timeout, stream.write_all(bytes)).await {
-        Ok((result, _)) => result.map(|_| ()),
-        Err(_) => Err(io::ErrorKind::TimedOut.into()),
+    let wait = deadlines.arm(stream.as_raw_fd(), Direction::Write, timeout);
+    let (result, _) = stream.write_all(bytes).await;
+    if wait.expired() {
+        return Err(io::ErrorKind::TimedOut.into());
     }
+    result.map(|_| ())
 }
 
 /// Make closing `stream` send RST instead of FIN (SO_LINGER 0): the way to

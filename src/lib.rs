@@ -11,6 +11,7 @@
 //! | [`proxy`] | the connection loop, upstream exchange and relay: where protocol meets sockets |
 //! | [`http`] | pure HTTP/1.1: head parsing, body framing, head rewriting |
 //! | [`io`] | monoio owned-buffer helpers |
+//! | [`deadline`] | coarse per-worker timeouts for socket waits, swept each tick |
 //! | [`pool`] | per-worker idle upstream connections |
 //! | [`backend`], [`snapshot`] | backends and their shared atomics; pools and routes |
 //! | [`balance`] | the balancing algorithms, one a file |
@@ -22,6 +23,7 @@ pub mod backend;
 pub mod balance;
 pub mod cli;
 pub mod config;
+pub mod deadline;
 pub mod demo;
 pub mod error;
 pub mod ewma;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::backend::Backend;
 use crate::balance::{self, Balancer};
 use crate::config::Config;
+use crate::deadline::Deadlines;
 use crate::http::RequestHead;
 use crate::pool::UpstreamPool;
 use crate::snapshot::{SharedSnapshot, Snapshot};
@@ -53,6 +54,8 @@ pub struct Worker {
     pub config: Arc<Config>,
     /// Idle upstream connections.
     pub pool: UpstreamPool,
+    /// Timeouts of this worker's socket waits (swept by a task of its own).
+    pub deadlines: Deadlines,
     snapshot: SharedSnapshot,
     routing: RefCell<Routing>,
 }
@@ -64,6 +67,7 @@ impl Worker {
         Self {
             id,
             pool: UpstreamPool::new(config.upstream_keepalive, UPSTREAM_IDLE_TIME),
+            deadlines: Deadlines::new(),
             config,
             snapshot,
             routing: RefCell::new(routing),

@@ -19,6 +19,7 @@ use monoio::io::AsyncWriteRent;
 use monoio::net::TcpStream;
 
 use crate::backend::InflightGuard;
+use crate::deadline::Deadlines;
 use crate::error::{write_error_response, ProxyError};
 use crate::http::rewrite::{write_request_head, ClientAddr};
 use crate::http::{head, parse_request, BodyKind, BodyProgress, MAX_HEADERS};
@@ -110,7 +111,7 @@ pub async fn serve_client(worker: Rc<Worker>, mut client: TcpStream, peer: Socke
                     out.clear();
                     write_error_response(out, &err);
                     let send_timeout = worker.config.timeouts.client_idle;
-                    if write_all_timeout(exchange.client, out, send_timeout)
+                    if write_all_timeout(&worker.deadlines, exchange.client, out, send_timeout)
                         .await
                         .is_err()
                     {
@@ -125,7 +126,7 @@ pub async fn serve_client(worker: Rc<Worker>, mut client: TcpStream, peer: Socke
         reset_on_close(&client);
         return;
     }
-    linger(&mut client, &mut bufs.client_in).await;
+    linger(&worker.deadlines, &mut client, &mut bufs.client_in).await;
 }
 
 /// Close gently: stop sending, then read and discard what the client may
@@ -133,7 +134,7 @@ pub async fn serve_client(worker: Rc<Worker>, mut client: TcpStream, peer: Socke
 /// of a refused request) until it closes too, for a short while. Closing a
 /// socket with unread input makes the kernel send RST, and an RST can
 /// destroy the end of the last response before the client has read it.
-async fn linger(client: &mut TcpStream, buf: &mut BytesMut) {
+async fn linger(deadlines: &Deadlines, client: &mut TcpStream, buf: &mut BytesMut) {
     const LINGER_TIME: Duration = Duration::from_secs(1);
     const LINGER_BYTES: usize = 256 * 1024;
     if client.shutdown().await.is_err() {
@@ -146,7 +147,7 @@ async fn linger(client: &mut TcpStream, buf: &mut BytesMut) {
         make_room(buf, 16 * 1024);
         let room = buf.capacity();
         let left = deadline.saturating_duration_since(Instant::now());
-        match read_some_timeout(client, buf, room, left).await {
+        match read_some_timeout(deadlines, client, buf, room, left).await {
             Ok(n) if n > 0 => discarded += n,
             _ => return,
         }
@@ -194,7 +195,15 @@ impl Exchange<'_> {
             };
             let room = cfg.buffer_size - self.bufs.client_in.len();
             make_room(&mut self.bufs.client_in, cfg.buffer_size);
-            match read_some_timeout(self.client, &mut self.bufs.client_in, room, timeout).await {
+            match read_some_timeout(
+                &self.worker.deadlines,
+                self.client,
+                &mut self.bufs.client_in,
+                room,
+                timeout,
+            )
+            .await
+            {
                 Ok(0) | Err(ReadError::Io(_)) => return Ok(NextRequest::Closed),
                 // A client that stalls mid-head gets no answer: it is either
                 // gone or hostile (slowloris), and a 408 helps neither.
@@ -387,6 +396,7 @@ fn has_head_end(buf: &[u8], searched: usize) -> bool {
 /// end) the buffer itself is written, without a copy; otherwise the prefix
 /// is copied into `scratch` so the rest (the next message) stays put.
 async fn forward_prefix(
+    deadlines: &Deadlines,
     dst: &mut TcpStream,
     buf: &mut BytesMut,
     scratch: &mut BytesMut,
@@ -397,13 +407,13 @@ async fn forward_prefix(
         return Ok(());
     }
     if len == buf.len() {
-        write_all_timeout(dst, buf, timeout).await?;
+        write_all_timeout(deadlines, dst, buf, timeout).await?;
         buf.clear();
     } else {
         scratch.clear();
         scratch.extend_from_slice(&buf[..len]);
         buf.advance(len);
-        write_all_timeout(dst, scratch, timeout).await?;
+        write_all_timeout(deadlines, dst, scratch, timeout).await?;
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ use monoio::net::TcpStream;
 use super::upstream::Response;
 use super::{forward_prefix, Exchange};
 use crate::backend::Backend;
+use crate::deadline::Deadlines;
 use crate::error::ProxyError;
 use crate::http::BodyProgress;
 use crate::io::{make_room, read_some_timeout, write_all_timeout, ReadError};
@@ -48,10 +49,17 @@ impl Exchange<'_> {
                 .advance(&buf[head_len..], |_| {})
                 .map_err(|_| ProxyError::Upstream("invalid chunked body from backend"))?
                 .consumed;
-            let rest =
-                gather_small_body(&mut upstream, buf, &mut body, cfg.timeouts.upstream).await?;
+            let rest = gather_small_body(
+                &self.worker.deadlines,
+                &mut upstream,
+                buf,
+                &mut body,
+                cfg.timeouts.upstream,
+            )
+            .await?;
             self.response_started = true;
             forward_prefix(
+                &self.worker.deadlines,
                 self.client,
                 &mut self.bufs.upstream_in,
                 &mut self.bufs.out,
@@ -76,11 +84,23 @@ impl Exchange<'_> {
                 out.extend_from_slice(&self.bufs.upstream_in[..progress.consumed]);
             }
             self.bufs.upstream_in.advance(progress.consumed);
-            gather_small_body(&mut upstream, out, &mut body, cfg.timeouts.upstream).await?;
+            gather_small_body(
+                &self.worker.deadlines,
+                &mut upstream,
+                out,
+                &mut body,
+                cfg.timeouts.upstream,
+            )
+            .await?;
             self.response_started = true;
-            write_all_timeout(self.client, &mut self.bufs.out, send_timeout)
-                .await
-                .map_err(|_| ProxyError::ClientGone)?;
+            write_all_timeout(
+                &self.worker.deadlines,
+                self.client,
+                &mut self.bufs.out,
+                send_timeout,
+            )
+            .await
+            .map_err(|_| ProxyError::ClientGone)?;
         }
 
         let size = cfg.buffer_size;
@@ -88,7 +108,14 @@ impl Exchange<'_> {
             let buf = &mut self.bufs.upstream_in;
             make_room(buf, size);
             let limit = body.read_limit(buf.capacity() - buf.len());
-            let n = match read_some_timeout(&mut upstream, buf, limit, cfg.timeouts.upstream).await
+            let n = match read_some_timeout(
+                &self.worker.deadlines,
+                &mut upstream,
+                buf,
+                limit,
+                cfg.timeouts.upstream,
+            )
+            .await
             {
                 Ok(n) => n,
                 Err(ReadError::Timeout) => return Err(ProxyError::UpstreamTimeout),
@@ -111,14 +138,20 @@ impl Exchange<'_> {
                     .advance(&self.bufs.upstream_in, |data| out.extend_from_slice(data))
                     .map_err(|_| ProxyError::Upstream("invalid chunked body from backend"))?;
                 self.bufs.upstream_in.advance(progress.consumed);
-                write_all_timeout(self.client, &mut self.bufs.out, send_timeout)
-                    .await
-                    .map_err(|_| ProxyError::ClientGone)?;
+                write_all_timeout(
+                    &self.worker.deadlines,
+                    self.client,
+                    &mut self.bufs.out,
+                    send_timeout,
+                )
+                .await
+                .map_err(|_| ProxyError::ClientGone)?;
             } else {
                 let progress = body
                     .advance(&self.bufs.upstream_in, |_| {})
                     .map_err(|_| ProxyError::Upstream("invalid chunked body from backend"))?;
                 forward_prefix(
+                    &self.worker.deadlines,
                     self.client,
                     &mut self.bufs.upstream_in,
                     &mut self.bufs.out,
@@ -145,6 +178,7 @@ impl Exchange<'_> {
 /// Content-Length framed. Such a body never reads past its end, so every
 /// byte added is body.
 async fn gather_small_body(
+    deadlines: &Deadlines,
     upstream: &mut TcpStream,
     buf: &mut BytesMut,
     body: &mut BodyProgress,
@@ -160,7 +194,7 @@ async fn gather_small_body(
         }
         buf.reserve(rest);
         let start = buf.len();
-        match read_some_timeout(upstream, buf, rest, timeout).await {
+        match read_some_timeout(deadlines, upstream, buf, rest, timeout).await {
             Ok(0) => {
                 return Err(ProxyError::Upstream(
                     "backend closed the connection mid-body",

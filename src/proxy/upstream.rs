@@ -65,24 +65,34 @@ impl Exchange<'_> {
         req_body: &mut BodyProgress,
     ) -> Result<(), SendError> {
         let upstream_timeout = self.worker.config.timeouts.upstream;
-        write_all_timeout(upstream, &mut self.bufs.out, upstream_timeout)
-            .await
-            .map_err(upstream_write_failure)?;
+        write_all_timeout(
+            &self.worker.deadlines,
+            upstream,
+            &mut self.bufs.out,
+            upstream_timeout,
+        )
+        .await
+        .map_err(upstream_write_failure)?;
         if req_body.is_done() {
             return Ok(());
         }
         let idle = self.worker.config.timeouts.client_idle;
         if req.expect_continue && req.http11 {
-            write_static_timeout(self.client, b"HTTP/1.1 100 Continue\r\n\r\n", idle)
-                .await
-                .map_err(|_| SendError::Client(ProxyError::ClientGone))?;
+            write_static_timeout(
+                &self.worker.deadlines,
+                self.client,
+                b"HTTP/1.1 100 Continue\r\n\r\n",
+                idle,
+            )
+            .await
+            .map_err(|_| SendError::Client(ProxyError::ClientGone))?;
         }
         let size = self.worker.config.buffer_size;
         while !req_body.is_done() {
             let buf = &mut self.bufs.client_in;
             make_room(buf, size);
             let limit = req_body.read_limit(buf.capacity() - buf.len());
-            match read_some_timeout(self.client, buf, limit, idle).await {
+            match read_some_timeout(&self.worker.deadlines, self.client, buf, limit, idle).await {
                 Ok(0) | Err(_) => return Err(SendError::Client(ProxyError::ClientGone)),
                 Ok(_) => {}
             }
@@ -95,6 +105,7 @@ impl Exchange<'_> {
                     })
                 })?;
             forward_prefix(
+                &self.worker.deadlines,
                 upstream,
                 &mut self.bufs.client_in,
                 &mut self.bufs.out,
@@ -159,6 +170,7 @@ impl Exchange<'_> {
                         self.bufs.upstream_in.advance(len);
                         if forward {
                             write_all_timeout(
+                                &self.worker.deadlines,
                                 self.client,
                                 &mut self.bufs.out,
                                 cfg.timeouts.client_idle,
@@ -192,7 +204,15 @@ impl Exchange<'_> {
             let buf = &mut self.bufs.upstream_in;
             make_room(buf, size);
             let room = size.saturating_sub(buf.len()).max(1);
-            match read_some_timeout(upstream, buf, room, cfg.timeouts.upstream).await {
+            match read_some_timeout(
+                &self.worker.deadlines,
+                upstream,
+                buf,
+                room,
+                cfg.timeouts.upstream,
+            )
+            .await
+            {
                 Ok(0) | Err(ReadError::Io(_)) if !received => return Err(HeadFailure::ClosedEarly),
                 Ok(0) | Err(ReadError::Io(_)) => {
                     return Err(HeadFailure::Error(ProxyError::Upstream(
