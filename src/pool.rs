@@ -56,12 +56,15 @@ impl UpstreamPool {
         }
     }
 
-    /// An idle connection to `addr`, if one is fresh enough.
-    pub fn take(&self, addr: SocketAddr) -> Option<TcpStream> {
+    /// An idle connection to `addr`, if one is fresh enough at `now`.
+    ///
+    /// `now` may be coarse (the worker's tick clock): idle times are
+    /// seconds, and a clock read per take and put would cost more.
+    pub fn take(&self, addr: SocketAddr, now: Instant) -> Option<TcpStream> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&addr)?;
         while let Some(conn) = list.pop() {
-            if conn.since.elapsed() >= self.max_idle_time {
+            if now.saturating_duration_since(conn.since) >= self.max_idle_time {
                 // Too old: the backend has probably closed it; dropping closes ours.
                 continue;
             }
@@ -77,12 +80,11 @@ impl UpstreamPool {
         None
     }
 
-    /// Return a connection that finished a response cleanly.
-    pub fn put(&self, addr: SocketAddr, stream: TcpStream) {
+    /// Return a connection that finished a response cleanly, at `now`.
+    pub fn put(&self, addr: SocketAddr, stream: TcpStream, now: Instant) {
         if self.max_idle_per_backend == 0 {
             return;
         }
-        let now = Instant::now();
         let mut idle = self.idle.borrow_mut();
         let list = idle.entry(addr).or_default();
         // Reuse is newest first, so the oldest may never come up again when
@@ -90,7 +92,7 @@ impl UpstreamPool {
         // list is full), instead of keeping its socket open for ever.
         let oldest_expired = list
             .first()
-            .is_some_and(|c| now.duration_since(c.since) >= self.max_idle_time);
+            .is_some_and(|c| now.saturating_duration_since(c.since) >= self.max_idle_time);
         if oldest_expired || list.len() >= self.max_idle_per_backend {
             list.remove(0);
         }

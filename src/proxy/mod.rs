@@ -314,7 +314,11 @@ impl Exchange<'_> {
         // sending it twice could not do harm.
         let replayable = req_body.is_done() && req.idempotent;
 
-        let (mut upstream, mut reused) = match self.worker.pool.take(backend.addr) {
+        let (mut upstream, mut reused) = match self
+            .worker
+            .pool
+            .take(backend.addr, self.worker.deadlines.now())
+        {
             Some(conn) => (conn, true),
             None => (self.connect(backend.addr).await?, false),
         };

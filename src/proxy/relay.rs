@@ -166,7 +166,9 @@ impl Exchange<'_> {
         // Bytes after the end of the response mean the backend is confused
         // about framing: never reuse that connection.
         if res.upstream_keep_alive && self.bufs.upstream_in.is_empty() {
-            self.worker.pool.put(backend.addr, upstream);
+            self.worker
+                .pool
+                .put(backend.addr, upstream, self.worker.deadlines.now());
         }
         Ok(res.client.keep_alive)
     }
