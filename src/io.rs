@@ -12,11 +12,12 @@
 //! after a timed-out write it cannot be written: the caller closes it.
 
 use std::io;
+use std::ops::Range;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use monoio::buf::IoBufMut;
+use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
 use crate::deadline::{Deadlines, Direction};
@@ -92,6 +93,24 @@ pub async fn write_all_timeout<S: AsyncWriteRent + AsRawFd>(
         return Err(io::ErrorKind::TimedOut.into());
     }
     result
+}
+
+/// Write `buf[range]` to `stream`, giving up after `timeout`, without
+/// moving or copying the bytes: `buf` comes back unchanged.
+pub async fn write_range_timeout<S: AsyncWriteRent + AsRawFd>(
+    deadlines: &Deadlines,
+    stream: &mut S,
+    buf: &mut BytesMut,
+    range: Range<usize>,
+    timeout: Duration,
+) -> io::Result<()> {
+    let wait = deadlines.arm(stream.as_raw_fd(), Direction::Write, timeout);
+    let (result, slice) = stream.write_all(std::mem::take(buf).slice(range)).await;
+    *buf = slice.into_inner();
+    if wait.expired() {
+        return Err(io::ErrorKind::TimedOut.into());
+    }
+    result.map(|_| ())
 }
 
 /// Write a static byte string (e.g. `100 Continue`), giving up after

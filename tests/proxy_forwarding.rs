@@ -624,6 +624,30 @@ both_drivers!(oversized_response_head_is_502, |driver| {
     assert!(r.body_str().starts_with("Bad Gateway"));
 });
 
+both_drivers!(
+    oversized_response_head_is_502_after_a_body_grew_the_buffer,
+    |driver| {
+        // A 4 KiB body first grows the connection's upstream buffer well
+        // past --buffer-size; the next response's head must still be held
+        // to --buffer-size, though a single read now takes all of it.
+        let huge_head = format!(
+            "HTTP/1.1 200 OK\r\nX-Huge: {}\r\nContent-Length: 2\r\n\r\nok",
+            "h".repeat(3000)
+        );
+        let backend = Backend::start(move |req| match req.path.as_str() {
+            "/body" => Reply::Raw(response(200, "OK", &[], &[b'b'; 4096])),
+            _ => Reply::Raw(huge_head.clone().into_bytes()),
+        });
+        let proxy = Proxy::with_backends(driver, &[&backend], &["--buffer-size", "1024"]);
+        let mut client = proxy.client();
+        let r = client.get("/body");
+        assert_eq!((r.status, r.body.len()), (200, 4096));
+        let r = client.get("/huge");
+        assert_eq!(r.status, 502, "{r:?}");
+        assert!(r.body_str().starts_with("Bad Gateway"));
+    }
+);
+
 both_drivers!(options_star_and_absolute_form_targets, |driver| {
     let backend = Backend::echo();
     let proxy = Proxy::with_backends(driver, &[&backend], &[]);

@@ -13,7 +13,7 @@ use crate::backend::Backend;
 use crate::deadline::Deadlines;
 use crate::error::ProxyError;
 use crate::http::BodyProgress;
-use crate::io::{make_room, read_some_timeout, write_all_timeout, ReadError};
+use crate::io::{make_room, read_some_timeout, write_all_timeout, write_range_timeout, ReadError};
 
 /// Response bodies up to this size (Content-Length) are read whole before
 /// the head is sent, so that head and body go out in a single write.
@@ -41,12 +41,13 @@ impl Exchange<'_> {
             // The body goes out exactly as it came: write the rewritten head
             // over the end of the backend's head, just before the body, and
             // send straight from `upstream_in`, so no body byte is copied.
+            // The buffer is not advanced past the old head, so it keeps its
+            // whole capacity for the next response's single read.
             let buf = &mut self.bufs.upstream_in;
             let start = res.head_len - head_len;
             buf[start..res.head_len].copy_from_slice(&self.bufs.out);
-            buf.advance(start);
             let at_hand = body
-                .advance(&buf[head_len..], |_| {})
+                .advance(&buf[res.head_len..], |_| {})
                 .map_err(|_| ProxyError::Upstream("invalid chunked body from backend"))?
                 .consumed;
             let rest = gather_small_body(
@@ -57,17 +58,25 @@ impl Exchange<'_> {
                 cfg.timeouts.upstream,
             )
             .await?;
+            let end = res.head_len + at_hand + rest;
             self.response_started = true;
-            forward_prefix(
+            write_range_timeout(
                 &self.worker.deadlines,
                 self.client,
                 &mut self.bufs.upstream_in,
-                &mut self.bufs.out,
-                head_len + at_hand + rest,
+                start..end,
                 send_timeout,
             )
             .await
             .map_err(|_| ProxyError::ClientGone)?;
+            // Anything after the body stays (and keeps the connection out
+            // of the pool).
+            let buf = &mut self.bufs.upstream_in;
+            if end == buf.len() {
+                buf.clear();
+            } else {
+                buf.advance(end);
+            }
         } else {
             // The head grew (`Connection: close` added) or the body is
             // de-chunked: the body at hand is appended to the head in `out`.

@@ -147,6 +147,11 @@ impl Exchange<'_> {
                         )))
                     }
                     Ok(None) => {}
+                    Ok(Some(res)) if res.len > size => {
+                        return Err(HeadFailure::Error(ProxyError::Upstream(
+                            "response head from backend too large",
+                        )))
+                    }
                     Ok(Some(res)) if res.code == 101 => {
                         return Err(HeadFailure::Error(ProxyError::Upstream(
                             "backend switched protocols",
@@ -203,7 +208,12 @@ impl Exchange<'_> {
             }
             let buf = &mut self.bufs.upstream_in;
             make_room(buf, size);
-            let room = size.saturating_sub(buf.len()).max(1);
+            // All the free space, not just up to `size`: a buffer grown for
+            // an earlier small body then takes the next head *and* body in
+            // one read (a 16 KiB body otherwise always needs a second read,
+            // a second trip round the event loop). The head limit is still
+            // `size`, checked on the parsed head.
+            let room = buf.capacity() - buf.len();
             match read_some_timeout(
                 &self.worker.deadlines,
                 upstream,
