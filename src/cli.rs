@@ -87,7 +87,7 @@ pub struct Cli {
     pub upstream_keepalive: Option<usize>,
 
     /// Time a client has to send a whole request head once it started one
-    /// [default: 10s].
+    /// [default: 10s]. Socket timeouts are checked every 50 ms.
     #[arg(long, value_name = "DURATION", global = true)]
     pub client_header_timeout: Option<String>,
 

@@ -10,12 +10,22 @@
 //! wait past its deadline — the read side for a read, the write side for a
 //! write — which ends the pending operation at once (a read sees end of
 //! file, a write `EPIPE`), and the waiter reports a timeout. The other
-//! direction stays usable: a client whose upload stalled can still be sent
-//! an error response.
+//! direction stays usable: after an upstream write timeout, an answer the
+//! backend already sent (413, ...) can still be read and relayed. What the
+//! shutdown sends: none for a read; for a write, a FIN queued behind the
+//! unsent data, which the peer sees only if it drains everything before we
+//! close (a client connection cut mid-response is closed with RST, which
+//! discards both). Once both sides are shut, data arriving makes the kernel
+//! reset the connection: nothing is sent to a client after its read timed
+//! out.
 //!
 //! A timeout fires between `timeout` and `timeout + 2 × TICK` after the wait
-//! began, like nginx's and HAProxy's millisecond timers give or take a
-//! tick. Waits that are not on a socket (connecting) keep monoio timers.
+//! began (later only if the event loop itself stalls), so timeouts under
+//! about 100 ms are not honoured precisely. Waits that are not on a socket
+//! (connecting) keep monoio timers. The sweep walks every pending wait, and
+//! each idle keep-alive client has one: 10 000 waits take 11 µs a sweep,
+//! 0.02 % of a core at 20 sweeps a second; arming and dropping a wait takes
+//! 6 ns (`cargo bench --bench deadline`).
 
 use std::cell::{Cell, RefCell};
 use std::os::fd::RawFd;

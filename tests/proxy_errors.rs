@@ -281,6 +281,28 @@ fn assert_truncated(err: &std::io::Error) {
     );
 }
 
+both_drivers!(
+    client_that_stops_reading_a_close_delimited_body_gets_a_reset,
+    |driver| {
+        // A close-delimited body ends where the connection closes cleanly.
+        // Cut short because the client stopped reading (write timeout), it
+        // must end with a reset, or the client takes what it got as whole.
+        let mut raw = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_vec();
+        raw.resize(raw.len() + 64 * 1024 * 1024, b'x');
+        let backend = Backend::start(move |_| Reply::RawThenClose(raw.clone()));
+        let proxy = Proxy::with_backends(driver, &[&backend], &["--client-idle-timeout", "300ms"]);
+        let mut c = proxy.client();
+        c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        // Not reading, well past the timeout: socket buffers hold far less
+        // than 64 MiB, so corelb's write to the client stalls.
+        std::thread::sleep(Duration::from_millis(1500));
+        let err = c
+            .try_read_response(false)
+            .expect_err("a body cut short must not look complete");
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+    }
+);
+
 both_drivers!(backend_dying_mid_small_body_is_a_502, |driver| {
     // A small body is gathered before the head goes out, so a backend that
     // dies inside it still gets the client a clean error.

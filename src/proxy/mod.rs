@@ -101,8 +101,12 @@ pub async fn serve_client(worker: Rc<Worker>, mut client: TcpStream, peer: Socke
         match result {
             Ok(true) => continue,
             Ok(false) => break,
-            Err(err) if exchange.response_started => {
-                abort = err != ProxyError::ClientGone;
+            // Even when the client is the one that failed: a client that
+            // stopped reading (write timeout) is still there, and with a
+            // close-delimited body a FIN would tell it the body is complete.
+            // The reset also discards the FIN our timed-out write queued.
+            Err(_) if exchange.response_started => {
+                abort = true;
                 break;
             }
             Err(err) => {
@@ -330,7 +334,8 @@ impl Exchange<'_> {
                     reused = false;
                     continue;
                 }
-                // A timed-out write lost `out`: never replayed.
+                // A timed-out write is never replayed: the backend took
+                // part of the request, then stopped taking it.
                 Err(failure @ (SendError::Upstream | SendError::UpstreamTimeout)) => {
                     // The backend may have answered before taking the whole
                     // request (413, 401, ...) and then stopped reading or

@@ -32,8 +32,9 @@ pub(super) struct Response {
 pub(super) enum SendError {
     /// Writing to the backend failed.
     Upstream,
-    /// The backend stopped taking the request for `--upstream-timeout`
-    /// (the unsent rest of `out` is lost with the cancelled write).
+    /// The backend stopped taking the request for `--upstream-timeout`;
+    /// our side of the connection is shut for writing (the backend sees the
+    /// request cut short), so it is never replayed.
     UpstreamTimeout,
     /// The client failed or sent a bad body.
     Client(ProxyError),
