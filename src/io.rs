@@ -40,6 +40,18 @@ pub fn make_room(buf: &mut BytesMut, capacity: usize) {
     }
 }
 
+/// Let go of an empty buffer's memory when it holds more than `keep`
+/// bytes: one large body must not pin a large buffer to a keep-alive
+/// connection for the rest of its life. Buffers within `keep` (all of them,
+/// in steady state, when bodies stay within it) are left alone, so this
+/// costs no allocation per request; a dropped one is reallocated at its
+/// normal size by [`make_room`] when next used.
+pub fn release_if_oversized(buf: &mut BytesMut, keep: usize) {
+    if buf.is_empty() && buf.capacity() > keep {
+        *buf = BytesMut::new();
+    }
+}
+
 /// Append up to `limit` bytes from `stream` to `buf`. `Ok(0)` means the
 /// peer closed (or `limit` was 0).
 pub async fn read_some<S: AsyncReadRent>(
@@ -160,4 +172,34 @@ pub fn reset_on_close(stream: &monoio::net::TcpStream) {
     // SAFETY: the fd belongs to `stream`, which outlives this borrow.
     let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
     let _ = socket2::SockRef::from(&fd).set_linger(Some(Duration::ZERO));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_empty_buffers_over_the_limit_are_released() {
+        let mut big = BytesMut::with_capacity(256 * 1024);
+        release_if_oversized(&mut big, 64 * 1024);
+        assert_eq!(big.capacity(), 0, "an empty, oversized buffer is released");
+
+        let mut busy = BytesMut::with_capacity(256 * 1024);
+        busy.extend_from_slice(b"pipelined bytes");
+        release_if_oversized(&mut busy, 64 * 1024);
+        assert!(
+            busy.capacity() >= 256 * 1024,
+            "unread bytes keep their buffer"
+        );
+
+        let mut normal = BytesMut::with_capacity(32 * 1024);
+        release_if_oversized(&mut normal, 64 * 1024);
+        assert!(
+            normal.capacity() >= 32 * 1024,
+            "a buffer within the limit stays"
+        );
+
+        make_room(&mut big, 16 * 1024);
+        assert!(big.capacity() >= 16 * 1024);
+    }
 }

@@ -23,13 +23,21 @@ use crate::deadline::Deadlines;
 use crate::error::{write_error_response, ProxyError};
 use crate::http::rewrite::{write_request_head, ClientAddr};
 use crate::http::{head, parse_request, BodyKind, BodyProgress, MAX_HEADERS};
-use crate::io::{make_room, read_some_timeout, reset_on_close, write_all_timeout, ReadError};
+use crate::io::{
+    make_room, read_some_timeout, release_if_oversized, reset_on_close, write_all_timeout,
+    ReadError,
+};
 use crate::worker::{Choice, Worker};
 
 mod relay;
 mod upstream;
 
 use upstream::{HeadFailure, SendError};
+
+/// Per-connection buffers may keep up to this many times `--buffer-size`
+/// between requests (64 KiB by default: 16 KiB bodies keep their one-read
+/// buffer of 32 KiB, larger bodies give theirs back).
+const RETAINED_BUFFERS: usize = 4;
 
 /// Backends tried for one request when connecting fails.
 const CONNECT_ATTEMPTS: u32 = 3;
@@ -99,7 +107,14 @@ pub async fn serve_client(worker: Rc<Worker>, mut client: TcpStream, peer: Socke
             Err(e) => Err(e),
         };
         match result {
-            Ok(true) => continue,
+            Ok(true) => {
+                // A large gathered body grew these; an idle keep-alive
+                // connection should not keep that memory.
+                let keep = RETAINED_BUFFERS * worker.config.buffer_size;
+                release_if_oversized(&mut exchange.bufs.upstream_in, keep);
+                release_if_oversized(&mut exchange.bufs.out, keep);
+                continue;
+            }
             Ok(false) => break,
             // Even when the client is the one that failed: a client that
             // stopped reading (write timeout) is still there, and with a
