@@ -532,8 +532,10 @@ for size in "${SIZES_LIST[@]}"; do
 
     for ((round = 1; round <= ROUNDS; round++)); do
         for conns in "${CONNS_LIST[@]}"; do
-            for target in "${targets[@]}"; do
-                measure "$size" "$conns" "$target" "$round"
+            # Each round starts one target later, so no target always runs
+            # first or always follows the same one (the machine drifts).
+            for ((i = 0; i < ${#targets[@]}; i++)); do
+                measure "$size" "$conns" "${targets[(i + round - 1) % ${#targets[@]}]}" "$round"
             done
         done
     done
@@ -575,7 +577,7 @@ target_label() {
     echo "### corelb vs nginx vs HAProxy ($STAMP)"
     echo
     echo "Proxies: $THREADS worker thread(s) on CPU(s) $PROXY_CPUS; backends (nginx, 1 worker each) on CPU(s) $BACKEND_CPUS;" \
-        "wrk -t$WRK_THREADS on CPU(s) $WRK_CPUS. Medians of $ROUNDS round(s) of ${DURATION} s (after ${WARMUP} s warm-up), targets interleaved."
+        "wrk -t$WRK_THREADS on CPU(s) $WRK_CPUS. Medians of $ROUNDS round(s) of ${DURATION} s (after ${WARMUP} s warm-up), targets interleaved, each round starting one target later."
     echo
     echo "| body | conns | target | req/s | vs direct | p50 | p99 | proxy CPU µs/req | req/s vs corelb | CPU vs corelb | errors |"
     echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
