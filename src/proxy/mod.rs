@@ -10,6 +10,7 @@
 //! the read buffer while request N is answered.
 
 use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +26,7 @@ use crate::http::rewrite::{write_request_head, ClientAddr};
 use crate::http::{head, parse_request, BodyKind, BodyProgress, MAX_HEADERS};
 use crate::io::{
     make_room, read_some_timeout, release_if_oversized, reset_on_close, write_all_timeout,
-    ReadError,
+    write_range_timeout, ReadError,
 };
 use crate::worker::{Choice, Worker};
 
@@ -414,30 +415,23 @@ fn has_head_end(buf: &[u8], searched: usize) -> bool {
     })
 }
 
-/// Write the first `len` bytes of `buf` to `dst` and drop them from `buf`.
-///
-/// When all of `buf` goes (the usual case: reads are capped at the body's
-/// end) the buffer itself is written, without a copy; otherwise the prefix
-/// is copied into `scratch` so the rest (the next message) stays put.
-async fn forward_prefix(
+/// Write `buf[range]` to `dst`, then drop `buf[..range.end]`, leaving
+/// what follows (the next message, or bytes after a body) in place. The
+/// bytes are written from `buf` itself, never copied.
+async fn forward_range(
     deadlines: &Deadlines,
     dst: &mut TcpStream,
     buf: &mut BytesMut,
-    scratch: &mut BytesMut,
-    len: usize,
+    range: Range<usize>,
     timeout: Duration,
 ) -> std::io::Result<()> {
-    if len == 0 {
-        return Ok(());
+    if !range.is_empty() {
+        write_range_timeout(deadlines, dst, buf, range.clone(), timeout).await?;
     }
-    if len == buf.len() {
-        write_all_timeout(deadlines, dst, buf, timeout).await?;
+    if range.end == buf.len() {
         buf.clear();
     } else {
-        scratch.clear();
-        scratch.extend_from_slice(&buf[..len]);
-        buf.advance(len);
-        write_all_timeout(deadlines, dst, scratch, timeout).await?;
+        buf.advance(range.end);
     }
     Ok(())
 }

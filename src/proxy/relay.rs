@@ -8,16 +8,27 @@ use bytes::{Buf, BytesMut};
 use monoio::net::TcpStream;
 
 use super::upstream::Response;
-use super::{forward_prefix, Exchange};
+use super::{forward_range, Exchange};
 use crate::backend::Backend;
 use crate::deadline::Deadlines;
 use crate::error::ProxyError;
 use crate::http::BodyProgress;
-use crate::io::{make_room, read_some_timeout, write_all_timeout, write_range_timeout, ReadError};
+use crate::io::{make_room, read_some_timeout, write_all_timeout, ReadError};
 
 /// Response bodies up to this size (Content-Length) are read whole before
 /// the head is sent, so that head and body go out in a single write.
 const GATHER_LIMIT: usize = 64 * 1024;
+
+/// A backend that closed before the body it announced was complete.
+const CLOSED_MID_BODY: ProxyError = ProxyError::Upstream("backend closed the connection mid-body");
+
+/// What a failed read of a response body means for the client.
+fn body_read_failure(e: ReadError) -> ProxyError {
+    match e {
+        ReadError::Timeout => ProxyError::UpstreamTimeout,
+        ReadError::Io(_) => ProxyError::Upstream("backend connection failed mid-body"),
+    }
+}
 
 impl Exchange<'_> {
     /// Send the response head (already in `out`) and stream the body.
@@ -60,7 +71,9 @@ impl Exchange<'_> {
             .await?;
             let end = res.head_len + at_hand + rest;
             self.response_started = true;
-            write_range_timeout(
+            // Anything after the body stays (and keeps the connection out
+            // of the pool).
+            forward_range(
                 &self.worker.deadlines,
                 self.client,
                 &mut self.bufs.upstream_in,
@@ -69,14 +82,6 @@ impl Exchange<'_> {
             )
             .await
             .map_err(|_| ProxyError::ClientGone)?;
-            // Anything after the body stays (and keeps the connection out
-            // of the pool).
-            let buf = &mut self.bufs.upstream_in;
-            if end == buf.len() {
-                buf.clear();
-            } else {
-                buf.advance(end);
-            }
         } else {
             // The head grew (`Connection: close` added) or the body is
             // de-chunked: the body at hand is appended to the head in `out`.
@@ -117,7 +122,7 @@ impl Exchange<'_> {
             let buf = &mut self.bufs.upstream_in;
             make_room(buf, size);
             let limit = body.read_limit(buf.capacity() - buf.len());
-            let n = match read_some_timeout(
+            let n = read_some_timeout(
                 &self.worker.deadlines,
                 &mut upstream,
                 buf,
@@ -125,20 +130,12 @@ impl Exchange<'_> {
                 cfg.timeouts.upstream,
             )
             .await
-            {
-                Ok(n) => n,
-                Err(ReadError::Timeout) => return Err(ProxyError::UpstreamTimeout),
-                Err(ReadError::Io(_)) => {
-                    return Err(ProxyError::Upstream("backend connection failed mid-body"))
-                }
-            };
+            .map_err(body_read_failure)?;
             if n == 0 {
                 if body.end_of_stream() {
                     break;
                 }
-                return Err(ProxyError::Upstream(
-                    "backend closed the connection mid-body",
-                ));
+                return Err(CLOSED_MID_BODY);
             }
             if dechunk {
                 let out = &mut self.bufs.out;
@@ -159,12 +156,11 @@ impl Exchange<'_> {
                 let progress = body
                     .advance(&self.bufs.upstream_in, |_| {})
                     .map_err(|_| ProxyError::Upstream("invalid chunked body from backend"))?;
-                forward_prefix(
+                forward_range(
                     &self.worker.deadlines,
                     self.client,
                     &mut self.bufs.upstream_in,
-                    &mut self.bufs.out,
-                    progress.consumed,
+                    0..progress.consumed,
                     send_timeout,
                 )
                 .await
@@ -206,16 +202,9 @@ async fn gather_small_body(
         buf.reserve(rest);
         let start = buf.len();
         match read_some_timeout(deadlines, upstream, buf, rest, timeout).await {
-            Ok(0) => {
-                return Err(ProxyError::Upstream(
-                    "backend closed the connection mid-body",
-                ))
-            }
+            Ok(0) => return Err(CLOSED_MID_BODY),
             Ok(n) => added += n,
-            Err(ReadError::Timeout) => return Err(ProxyError::UpstreamTimeout),
-            Err(ReadError::Io(_)) => {
-                return Err(ProxyError::Upstream("backend connection failed mid-body"))
-            }
+            Err(e) => return Err(body_read_failure(e)),
         }
         // Counting only: a Content-Length body cannot be invalid.
         let _ = body.advance(&buf[start..], |_| {});

@@ -5,7 +5,7 @@
 use bytes::Buf;
 use monoio::net::TcpStream;
 
-use super::{forward_prefix, Exchange, Request};
+use super::{forward_range, Exchange, Request};
 use crate::error::ProxyError;
 use crate::http::rewrite::{write_interim_head, write_response_head, ClientSide};
 use crate::http::{parse_response, BodyKind, BodyProgress, MAX_HEADERS};
@@ -105,12 +105,11 @@ impl Exchange<'_> {
                         reason: e.reason(),
                     })
                 })?;
-            forward_prefix(
+            forward_range(
                 &self.worker.deadlines,
                 upstream,
                 &mut self.bufs.client_in,
-                &mut self.bufs.out,
-                progress.consumed,
+                0..progress.consumed,
                 upstream_timeout,
             )
             .await
