@@ -127,14 +127,9 @@ pub async fn serve_client(worker: Rc<Worker>, mut client: TcpStream, peer: Socke
             }
             Err(err) => {
                 if err.status().is_some() {
-                    let out = &mut exchange.bufs.out;
-                    out.clear();
-                    write_error_response(out, &err);
-                    let send_timeout = worker.config.timeouts.client_idle;
-                    if write_all_timeout(&worker.deadlines, exchange.client, out, send_timeout)
-                        .await
-                        .is_err()
-                    {
+                    exchange.bufs.out.clear();
+                    write_error_response(&mut exchange.bufs.out, &err);
+                    if exchange.send_out().await.is_err() {
                         return;
                     }
                 }
@@ -186,6 +181,18 @@ struct Exchange<'a> {
 }
 
 impl Exchange<'_> {
+    /// Send `out` (a head, perhaps with body bytes) to the client.
+    async fn send_out(&mut self) -> Result<(), ProxyError> {
+        write_all_timeout(
+            &self.worker.deadlines,
+            self.client,
+            &mut self.bufs.out,
+            self.worker.config.timeouts.client_idle,
+        )
+        .await
+        .map_err(|_| ProxyError::ClientGone)
+    }
+
     /// Read until a whole request head is buffered, then parse it, pick a
     /// backend and write the forwarded head into `out`.
     async fn next_request(&mut self) -> Result<NextRequest, ProxyError> {

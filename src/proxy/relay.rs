@@ -13,7 +13,7 @@ use crate::backend::Backend;
 use crate::deadline::Deadlines;
 use crate::error::ProxyError;
 use crate::http::BodyProgress;
-use crate::io::{make_room, read_some_timeout, write_all_timeout, ReadError};
+use crate::io::{make_room, read_some_timeout, ReadError};
 
 /// Response bodies up to this size (Content-Length) are read whole before
 /// the head is sent, so that head and body go out in a single write.
@@ -107,14 +107,7 @@ impl Exchange<'_> {
             )
             .await?;
             self.response_started = true;
-            write_all_timeout(
-                &self.worker.deadlines,
-                self.client,
-                &mut self.bufs.out,
-                send_timeout,
-            )
-            .await
-            .map_err(|_| ProxyError::ClientGone)?;
+            self.send_out().await?;
         }
 
         let size = cfg.buffer_size;
@@ -144,14 +137,7 @@ impl Exchange<'_> {
                     .advance(&self.bufs.upstream_in, |data| out.extend_from_slice(data))
                     .map_err(|_| ProxyError::Upstream("invalid chunked body from backend"))?;
                 self.bufs.upstream_in.advance(progress.consumed);
-                write_all_timeout(
-                    &self.worker.deadlines,
-                    self.client,
-                    &mut self.bufs.out,
-                    send_timeout,
-                )
-                .await
-                .map_err(|_| ProxyError::ClientGone)?;
+                self.send_out().await?;
             } else {
                 let progress = body
                     .advance(&self.bufs.upstream_in, |_| {})

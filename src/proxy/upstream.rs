@@ -174,14 +174,7 @@ impl Exchange<'_> {
                         }
                         self.bufs.upstream_in.advance(len);
                         if forward {
-                            write_all_timeout(
-                                &self.worker.deadlines,
-                                self.client,
-                                &mut self.bufs.out,
-                                cfg.timeouts.client_idle,
-                            )
-                            .await
-                            .map_err(|_| HeadFailure::Error(ProxyError::ClientGone))?;
+                            self.send_out().await.map_err(HeadFailure::Error)?;
                         }
                         continue;
                     }
