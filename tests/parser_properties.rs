@@ -103,17 +103,7 @@ fn gen_request(rng: &mut fastrand::Rng) -> Vec<u8> {
     if rng.u8(..8) != 0 {
         out.extend_from_slice(b"Host: h\r\n");
     }
-    for _ in 0..rng.usize(..8) {
-        let (name, values) = pick(rng, FIELDS);
-        let value = pick(rng, values);
-        out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
-    }
-    out.extend_from_slice(b"\r\n");
-    for _ in 0..rng.usize(..20) {
-        out.push(*pick(rng, b"0123456789abcdef\r\n;=x"));
-    }
-    mutate(rng, &mut out);
-    out
+    finish_message(rng, out, 8)
 }
 
 /// A response head (and a few body bytes), valid more often than not.
@@ -133,8 +123,14 @@ fn gen_response(rng: &mut fastrand::Rng) -> Vec<u8> {
         ],
     );
     let version = if rng.u8(..4) == 0 { "1.0" } else { "1.1" };
-    let mut out = format!("HTTP/{version} {status}\r\n").into_bytes();
-    for _ in 0..rng.usize(..6) {
+    let out = format!("HTTP/{version} {status}\r\n").into_bytes();
+    finish_message(rng, out, 6)
+}
+
+/// Complete a start line in `out`: fewer than `max_fields` header fields,
+/// the blank line, a few body-like bytes, then perhaps some mutations.
+fn finish_message(rng: &mut fastrand::Rng, mut out: Vec<u8>, max_fields: usize) -> Vec<u8> {
+    for _ in 0..rng.usize(..max_fields) {
         let (name, values) = pick(rng, FIELDS);
         let value = pick(rng, values);
         out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
