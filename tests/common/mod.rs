@@ -416,19 +416,28 @@ pub struct Request {
     pub conn: usize,
 }
 
-impl Request {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        header(&self.headers, name)
-    }
+/// The header lookups of a type with a `headers: Headers` field (a request
+/// a backend received, a response a client received).
+macro_rules! header_lookups {
+    ($t:ty) => {
+        impl $t {
+            pub fn header(&self, name: &str) -> Option<&str> {
+                header(&self.headers, name)
+            }
 
-    pub fn header_all(&self, name: &str) -> Vec<&str> {
-        header_all(&self.headers, name)
-    }
+            pub fn header_all(&self, name: &str) -> Vec<&str> {
+                header_all(&self.headers, name)
+            }
 
-    pub fn has_header(&self, name: &str) -> bool {
-        self.header(name).is_some()
-    }
+            pub fn has_header(&self, name: &str) -> bool {
+                self.header(name).is_some()
+            }
+        }
+    };
 }
+
+header_lookups!(Request);
+header_lookups!(Response);
 
 /// What a backend does after receiving a request.
 pub enum Reply {
@@ -812,18 +821,6 @@ pub struct Response {
 }
 
 impl Response {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        header(&self.headers, name)
-    }
-
-    pub fn header_all(&self, name: &str) -> Vec<&str> {
-        header_all(&self.headers, name)
-    }
-
-    pub fn has_header(&self, name: &str) -> bool {
-        self.header(name).is_some()
-    }
-
     pub fn body_str(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
