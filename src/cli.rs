@@ -53,6 +53,17 @@ pub struct Cli {
     #[arg(long, global = true, overrides_with = "no_pin")]
     pub pin: bool,
 
+    /// Send every worker an even share of new connections, instead of
+    /// fewer to workers whose cores are busy with other work [default:
+    /// steered by load].
+    #[arg(long, global = true, overrides_with = "accept_steering")]
+    pub no_accept_steering: bool,
+
+    /// Steer new connections by load, overriding `accept_steering = false`
+    /// in the file.
+    #[arg(long, global = true, overrides_with = "no_accept_steering")]
+    pub accept_steering: bool,
+
     /// I/O driver: auto (io_uring, falling back to epoll), uring or epoll
     /// [default: auto].
     #[arg(long, value_name = "DRIVER", global = true)]

@@ -7,6 +7,7 @@
 //! | [`cli`], [`config`] | flags and the validated, typed [`config::Config`] |
 //! | [`runtime`] | pinned worker threads, one monoio runtime each |
 //! | [`listener`] | SO_REUSEPORT sockets, accept loop, connection cap |
+//! | [`steering`] | load-aware split of new connections between workers (reuseport BPF) |
 //! | [`worker`] | per-thread state: upstream pool, balancer state |
 //! | [`proxy`] | the connection loop, upstream exchange and relay: where protocol meets sockets |
 //! | [`http`] | pure HTTP/1.1: head parsing, body framing, head rewriting |
@@ -34,4 +35,5 @@ pub mod pool;
 pub mod proxy;
 pub mod runtime;
 pub mod snapshot;
+pub mod steering;
 pub mod worker;

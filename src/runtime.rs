@@ -12,8 +12,9 @@ use arc_swap::ArcSwap;
 use monoio::{FusionDriver, IoUringDriver, LegacyDriver, RuntimeBuilder};
 
 use crate::config::{Config, IoDriver};
-use crate::listener::{accept_loop, bind_listeners, ConnectionLimit};
+use crate::listener::{accept_loop, bind_listeners, port_has_listener, ConnectionLimit};
 use crate::snapshot::{SharedSnapshot, Snapshot};
+use crate::steering::{self, WorkerThreads};
 use crate::worker::Worker;
 
 /// Submission queue entries per io_uring.
@@ -73,9 +74,24 @@ pub fn block_on_driver<F: Future>(driver: IoDriver, future: F) -> io::Result<F::
     })
 }
 
+/// Steer new connections among the workers whose listeners share
+/// `listener`'s group; without it (the kernel refused) they are spread
+/// evenly, which still works.
+fn start_steering(listener: &std::net::TcpListener, threads: &Arc<WorkerThreads>) {
+    let started = listener
+        .try_clone()
+        .and_then(|l| steering::start(l, Arc::clone(threads)));
+    if let Err(e) = started {
+        eprintln!("corelb: accept steering is off ({e}); new connections are spread evenly");
+    }
+}
+
 /// Bind the listeners and start the workers.
 pub fn start(config: Config) -> Result<Running, String> {
     let driver = resolve_driver(config.io_driver)?;
+    // Steering numbers the group's sockets in the order ours joined it,
+    // which holds only for a group of our own.
+    let shared_port = port_has_listener(config.listen);
     let listeners = bind_listeners(config.listen, config.threads, config.backlog)
         .map_err(|e| format!("cannot listen on {} (--listen): {e}", config.listen))?;
     let local_addr = listeners[0]
@@ -88,6 +104,17 @@ pub fn start(config: Config) -> Result<Running, String> {
     } else {
         Vec::new()
     };
+    let threads = WorkerThreads::new(listeners.len());
+    if config.accept_steering && listeners.len() > 1 {
+        if shared_port {
+            eprintln!(
+                "corelb: another process also listens on {}; accept steering is off and new connections are spread evenly",
+                config.listen
+            );
+        } else {
+            start_steering(&listeners[0], &threads);
+        }
+    }
     let config = Arc::new(config);
 
     let mut workers = Vec::with_capacity(listeners.len());
@@ -95,6 +122,7 @@ pub fn start(config: Config) -> Result<Running, String> {
         let config = Arc::clone(&config);
         let snapshot = Arc::clone(&snapshot);
         let limit = Arc::clone(&limit);
+        let threads = Arc::clone(&threads);
         let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
         let handle = std::thread::Builder::new()
             .name(format!("corelb-w{id}"))
@@ -102,6 +130,7 @@ pub fn start(config: Config) -> Result<Running, String> {
                 if let Some(core) = core {
                     core_affinity::set_for_current(core);
                 }
+                threads.register_current(id);
                 let driver = config.io_driver;
                 let result = block_on_driver(driver, async move {
                     let listener = match monoio::net::TcpListener::from_std(std_listener) {

@@ -114,6 +114,7 @@ mod tests {
             listen: "127.0.0.1:0".parse().unwrap(),
             threads: 1,
             pin: false,
+            accept_steering: false,
             io_driver: IoDriver::Auto,
             backlog: 1,
             max_connections: 1,

@@ -24,6 +24,7 @@ pub(super) struct FileConfig {
     pub listen: Option<Spanned<String>>,
     pub threads: Option<Spanned<i64>>,
     pub pin: Option<bool>,
+    pub accept_steering: Option<bool>,
     pub io_driver: Option<Spanned<String>>,
     pub backlog: Option<Spanned<i64>>,
     pub max_connections: Option<Spanned<i64>>,

@@ -139,6 +139,9 @@ pub struct Config {
     pub threads: usize,
     /// Pin worker `i` to core `i`.
     pub pin: bool,
+    /// Split new connections by how much of its core each worker gets
+    /// (`crate::steering`), not evenly.
+    pub accept_steering: bool,
     /// Driver for the monoio runtimes.
     pub io_driver: IoDriver,
     /// Listen backlog per worker socket.
@@ -299,6 +302,13 @@ impl Config {
         if cli.no_pin {
             pin = false;
         }
+        let mut accept_steering = file.accept_steering.unwrap_or(true);
+        if cli.accept_steering {
+            accept_steering = true;
+        }
+        if cli.no_accept_steering {
+            accept_steering = false;
+        }
         let io_driver = s
             .text(
                 ("io-driver", cli.io_driver.as_deref()),
@@ -380,6 +390,7 @@ impl Config {
             listen,
             threads,
             pin,
+            accept_steering,
             io_driver,
             backlog,
             max_connections,
@@ -558,6 +569,20 @@ pool = "static"
         )
         .unwrap();
         assert!(!c.pin);
+    }
+
+    #[test]
+    fn accept_steering_is_on_unless_turned_off() {
+        let pool = "[[pools]]\nname = \"a\"\nbackends = [{ addr = \"127.0.0.1:1\" }]\n";
+        assert!(load(&[], pool).unwrap().accept_steering);
+        let off = format!("accept_steering = false\n{pool}");
+        assert!(!load(&[], &off).unwrap().accept_steering);
+        assert!(load(&["--accept-steering"], &off).unwrap().accept_steering);
+        assert!(
+            !load(&["--no-accept-steering"], pool)
+                .unwrap()
+                .accept_steering
+        );
     }
 
     #[test]
