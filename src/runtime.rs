@@ -75,9 +75,22 @@ pub fn block_on_driver<F: Future>(driver: IoDriver, future: F) -> io::Result<F::
 }
 
 /// Steer new connections among the workers whose listeners share
-/// `listener`'s group; without it (the kernel refused) they are spread
-/// evenly, which still works.
-fn start_steering(listener: &std::net::TcpListener, threads: &Arc<WorkerThreads>) {
+/// `listener`'s group. Steering numbers the group's sockets in the order
+/// ours joined it, which holds only for a group of our own: not when
+/// another process listened on the port first (`shared_port`). Without it
+/// connections are spread evenly, which still works.
+fn start_steering(
+    listener: &std::net::TcpListener,
+    threads: &Arc<WorkerThreads>,
+    shared_port: bool,
+    addr: SocketAddr,
+) {
+    if shared_port {
+        eprintln!(
+            "corelb: another process also listens on {addr}; accept steering is off and new connections are spread evenly"
+        );
+        return;
+    }
     let started = listener
         .try_clone()
         .and_then(|l| steering::start(l, Arc::clone(threads)));
@@ -89,8 +102,7 @@ fn start_steering(listener: &std::net::TcpListener, threads: &Arc<WorkerThreads>
 /// Bind the listeners and start the workers.
 pub fn start(config: Config) -> Result<Running, String> {
     let driver = resolve_driver(config.io_driver)?;
-    // Steering numbers the group's sockets in the order ours joined it,
-    // which holds only for a group of our own.
+    // Asked before binding: afterwards our own listeners hold the port.
     let shared_port = port_has_listener(config.listen);
     let listeners = bind_listeners(config.listen, config.threads, config.backlog)
         .map_err(|e| format!("cannot listen on {} (--listen): {e}", config.listen))?;
@@ -106,14 +118,7 @@ pub fn start(config: Config) -> Result<Running, String> {
     };
     let threads = WorkerThreads::new(listeners.len());
     if config.accept_steering && listeners.len() > 1 {
-        if shared_port {
-            eprintln!(
-                "corelb: another process also listens on {}; accept steering is off and new connections are spread evenly",
-                config.listen
-            );
-        } else {
-            start_steering(&listeners[0], &threads);
-        }
+        start_steering(&listeners[0], &threads, shared_port, config.listen);
     }
     let config = Arc::new(config);
 

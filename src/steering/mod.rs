@@ -92,22 +92,26 @@ pub fn attach(listener: &impl AsRawFd, weights: &[u32]) -> io::Result<()> {
 /// listeners share `listener`'s SO_REUSEPORT group. An error means the
 /// kernel refused the program and connections stay evenly spread.
 pub fn start(listener: std::net::TcpListener, threads: Arc<WorkerThreads>) -> io::Result<()> {
-    let workers = threads.tids.len();
-    attach(&listener, &vec![policy::FULL_WEIGHT; workers])?;
+    let policy = Policy::new(threads.tids.len());
+    let attached = policy.weights();
+    attach(&listener, &attached)?;
     std::thread::Builder::new()
         .name("corelb-steer".into())
-        .spawn(move || steer(&listener, &threads))?;
+        .spawn(move || steer(&listener, &threads, policy, attached))?;
     Ok(())
 }
 
-fn steer(listener: &std::net::TcpListener, threads: &WorkerThreads) {
-    let workers = threads.tids.len();
-    let mut policy = Policy::new(workers);
-    let mut attached = vec![policy::FULL_WEIGHT; workers];
+/// Revise the weights every window; `attached` are the ones in the kernel.
+fn steer(
+    listener: &std::net::TcpListener,
+    threads: &WorkerThreads,
+    mut policy: Policy,
+    mut attached: Vec<u32>,
+) {
     let mut last = Instant::now();
     loop {
         std::thread::sleep(WINDOW);
-        let samples: Vec<_> = (0..workers).map(|i| threads.sample(i)).collect();
+        let samples: Vec<_> = (0..threads.tids.len()).map(|i| threads.sample(i)).collect();
         let now = Instant::now();
         let window_ns = u64::try_from((now - last).as_nanos()).unwrap_or(u64::MAX);
         last = now;
