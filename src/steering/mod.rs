@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use policy::{Policy, SchedSample};
 
 /// How often the workers' counters are read and the weights revised.
-pub const WINDOW: Duration = Duration::from_millis(250);
+pub const WINDOW: Duration = Duration::from_millis(100);
 
 /// The kernel thread ids of the workers, filled in as each starts.
 #[derive(Debug)]
