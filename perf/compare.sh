@@ -357,17 +357,20 @@ start_corelb() { # NAME CPUS THREADS PORT BACKEND_PORT PIN(pin|no-pin)
     start_bg "$name" "$cpus" "$CORELB" "${args[@]}"
 }
 
-# CPU ticks (utime + stime) of PID and its direct children (nginx workers).
+# CPU ticks of PID and its direct children (nginx workers): "all user",
+# all = utime + stime (the kernel's work for the process included), user =
+# utime alone (the proxy's own code).
 tree_ticks() {
-    local root=$1 total=0 p s f
+    local root=$1 total=0 user=0 p s f
     for p in $root $(pgrep -P "$root" 2>/dev/null || true); do
         { read -r s <"/proc/$p/stat"; } 2>/dev/null || continue
         s=${s##*) }
         read -ra f <<<"$s"
         # f[0] is field 3 (state); utime is field 14, stime field 15.
         total=$((total + f[11] + f[12]))
+        user=$((user + f[11]))
     done
-    echo "$total"
+    echo "$total $user"
 }
 
 # parse_wrk FILE -> "requests req_per_s p50_us p99_us errors"
@@ -448,7 +451,7 @@ if awk -v l="$LOAD1" 'BEGIN { exit !(l > 0.5) }'; then
 fi
 note "$TOTAL_RUNS measured runs, about $((EST / 60)) min $((EST % 60)) s; results in $OUT"
 
-printf 'size\tconns\ttarget\tround\trequests\trps\tp50_us\tp99_us\terrors\tcpu_ticks\tcpu_us_per_req\n' >"$RUNS_TSV"
+printf 'size\tconns\ttarget\tround\trequests\trps\tp50_us\tp99_us\terrors\tcpu_ticks\tcpu_us_per_req\tuser_ticks\tuser_us_per_req\n' >"$RUNS_TSV"
 
 # ---------------------------------------------------------------- backends
 start_nginx backend-hello "$CONF_DIR/backend-hello.nginx.conf" "$BACKEND_CPUS" PORT="$P_BACK_HELLO"
@@ -462,8 +465,8 @@ declare -A PID_OF=()
 RUN_NO=0
 
 measure() { # SIZE CONNS TARGET ROUND
-    local size=$1 conns=$2 target=$3 round=$4 port pid=0 url raw t0=0 t1=0 stats
-    local req rps p50 p99 err ticks cpu
+    local size=$1 conns=$2 target=$3 round=$4 port pid=0 url raw t0=0 t1=0 u0=0 u1=0 stats
+    local req rps p50 p99 err ticks cpu user_ticks user_cpu
     if [[ $target == direct ]]; then
         port=${BACKEND_PORT_OF[$size]}
     else
@@ -479,23 +482,26 @@ measure() { # SIZE CONNS TARGET ROUND
     wait "$!" || die "wrk warm-up against $target failed: $(cat "$raw.warmup")"
     STARTED=("${STARTED[@]:0:${#STARTED[@]}-1}")
 
-    [[ $pid == 0 ]] || t0=$(tree_ticks "$pid")
+    [[ $pid == 0 ]] || read -r t0 u0 <<<"$(tree_ticks "$pid")"
     taskset -c "$WRK_CPUS" wrk --latency -t"$WRK_THREADS" -c"$conns" -d"${DURATION}s" --timeout 10s "$url" >"$raw" 2>&1 &
     STARTED+=("$!")
     wait "$!" || die "wrk against $target failed: $(cat "$raw")"
     STARTED=("${STARTED[@]:0:${#STARTED[@]}-1}")
-    [[ $pid == 0 ]] || t1=$(tree_ticks "$pid")
+    [[ $pid == 0 ]] || read -r t1 u1 <<<"$(tree_ticks "$pid")"
 
     stats=$(parse_wrk "$raw") || die "cannot read wrk's output in $raw"
     read -r req rps p50 p99 err <<<"$stats"
     ticks=$((t1 - t0))
+    user_ticks=$((u1 - u0))
     if [[ $pid == 0 || $req -eq 0 ]]; then
-        cpu=nan
+        cpu=nan user_cpu=nan
     else
         cpu=$(awk -v t="$ticks" -v hz="$CLK_TCK" -v n="$req" 'BEGIN { printf "%.3f", t * 1e6 / hz / n }')
+        user_cpu=$(awk -v t="$user_ticks" -v hz="$CLK_TCK" -v n="$req" 'BEGIN { printf "%.3f", t * 1e6 / hz / n }')
     fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
-        "$size" "$conns" "$target" "$round" "$req" "$rps" "$p50" "$p99" "$err" "$ticks" "$cpu" >>"$RUNS_TSV"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+        "$size" "$conns" "$target" "$round" "$req" "$rps" "$p50" "$p99" "$err" "$ticks" "$cpu" \
+        "$user_ticks" "$user_cpu" >>"$RUNS_TSV"
     printf 'compare.sh: [%d/%d] %-6s c=%-4s %-8s round %d: %9.0f req/s  p50 %8.0f us  p99 %8.0f us  CPU %s us/req%s\n' \
         "$RUN_NO" "$TOTAL_RUNS" "$size" "$conns" "$target" "$round" "$rps" "$p50" "$p99" "$cpu" \
         "$([[ $err == 0 ]] || echo "  ERRORS $err")" >&2
@@ -579,8 +585,8 @@ target_label() {
     echo "Proxies: $THREADS worker thread(s) on CPU(s) $PROXY_CPUS; backends (nginx, 1 worker each) on CPU(s) $BACKEND_CPUS;" \
         "wrk -t$WRK_THREADS on CPU(s) $WRK_CPUS. Medians of $ROUNDS round(s) of ${DURATION} s (after ${WARMUP} s warm-up), targets interleaved, each round starting one target later."
     echo
-    echo "| body | conns | target | req/s | vs direct | p50 | p99 | proxy CPU µs/req | req/s vs corelb | CPU vs corelb | errors |"
-    echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| body | conns | target | req/s | vs direct | p50 | p99 | proxy CPU µs/req | of it user space | req/s vs corelb | CPU vs corelb | errors |"
+    echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for size in "${SIZES_LIST[@]}"; do
         read -ra targets <<<"$(targets_for "$size")"
         for conns in "${CONNS_LIST[@]}"; do
@@ -592,18 +598,20 @@ target_label() {
                 p50=$(col "$size" "$conns" "$target" 7 | median)
                 p99=$(col "$size" "$conns" "$target" 8 | median)
                 cpu=$(col "$size" "$conns" "$target" 11 | median)
+                user=$(col "$size" "$conns" "$target" 13 | median)
                 errs=$(col "$size" "$conns" "$target" 9 | awk '{ s += $1 } END { print s + 0 }')
                 if [[ $target == direct ]]; then
-                    cpu_s="—" vs_rps="—" vs_cpu="—"
+                    cpu_s="—" user_s="—" vs_rps="—" vs_cpu="—"
                 else
                     cpu_s=$(awk -v v="$cpu" 'BEGIN { if (v == "nan") print "—"; else printf "%.2f\n", v }')
+                    user_s=$(awk -v v="$user" 'BEGIN { if (v == "nan") print "—"; else printf "%.2f\n", v }')
                     vs_rps=$(ratio "$rps" "$c_rps")
                     vs_cpu=$(ratio "$cpu" "$c_cpu")
                 fi
-                printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
+                printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
                     "${LABEL_OF[$size]}" "$conns" "$(target_label "$target")" \
                     "$(awk -v v="$rps" 'BEGIN { printf "%.0f\n", v }')" "$(ratio "$rps" "$d_rps")" \
-                    "$(fmt_lat "$p50")" "$(fmt_lat "$p99")" "$cpu_s" "$vs_rps" "$vs_cpu" "$errs"
+                    "$(fmt_lat "$p50")" "$(fmt_lat "$p99")" "$cpu_s" "$user_s" "$vs_rps" "$vs_cpu" "$errs"
             done
         done
     done
@@ -611,7 +619,8 @@ target_label() {
     echo "vs direct = req/s ÷ req/s of wrk hitting the backend itself (the ceiling)." \
         "req/s vs corelb and CPU vs corelb = this row ÷ the corelb row of the same body and conns:" \
         "req/s below 1 means slower than corelb, CPU above 1 means more CPU per request than corelb." \
-        "proxy CPU µs/req = user+system CPU of all the proxy's processes during the run ÷ requests completed." \
+        "proxy CPU µs/req = user+system CPU of all the proxy's processes during the run ÷ requests completed;" \
+        "of it user space = the user part alone (the proxy's own code; the rest is the kernel's TCP work, the same for every proxy)." \
         "errors = non-2xx responses + socket errors, summed over rounds."
 } >"$TABLE"
 
