@@ -89,15 +89,7 @@ fn send_now(fd: RawFd, bytes: &[u8]) -> usize {
     if bytes.is_empty() {
         return 0;
     }
-    // SAFETY: `bytes` is a live slice; `fd` is the caller's open socket.
-    let n = unsafe {
-        libc::send(
-            fd,
-            bytes.as_ptr().cast(),
-            bytes.len(),
-            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-        )
-    };
+    let n = crate::syscall::send(fd, bytes, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
     usize::try_from(n).unwrap_or(0)
 }
 

@@ -36,4 +36,5 @@ pub mod proxy;
 pub mod runtime;
 pub mod snapshot;
 pub mod steering;
+pub mod syscall;
 pub mod worker;

@@ -19,16 +19,12 @@ use rustc_hash::FxHashMap;
 /// reads as end-of-file; a healthy idle one has nothing to read. Bytes
 /// waiting on an idle connection mean the backend broke framing: drop it.
 fn is_still_open(stream: &TcpStream) -> bool {
-    let mut byte = 0u8;
-    // SAFETY: a 1-byte peek into a local on a socket we own.
-    let n = unsafe {
-        libc::recv(
-            stream.as_raw_fd(),
-            (&mut byte as *mut u8).cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
+    let mut byte = [0u8; 1];
+    let n = crate::syscall::recv(
+        stream.as_raw_fd(),
+        &mut byte,
+        libc::MSG_PEEK | libc::MSG_DONTWAIT,
+    );
     n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
 }
 
