@@ -45,9 +45,15 @@ pub fn observe(value_ns: u64, stamp_ns: u64, sample_ns: u64, now_ns: u64) -> u64
 
 /// Nanoseconds since the first call in this process, on the monotonic clock.
 pub fn now_ns() -> u64 {
+    ns_at(Instant::now())
+}
+
+/// [`now_ns`] for an instant already read, so a caller that also needs the
+/// `Instant` reads the clock once.
+pub fn ns_at(instant: Instant) -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
-    let epoch = *EPOCH.get_or_init(Instant::now);
-    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    let epoch = *EPOCH.get_or_init(|| instant);
+    u64::try_from(instant.saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ use monoio::net::TcpStream;
 use crate::backend::InflightGuard;
 use crate::deadline::Deadlines;
 use crate::error::{write_error_response, ProxyError};
+use crate::ewma;
 use crate::http::rewrite::{write_request_head, ClientAddr};
 use crate::http::{head, parse_request, BodyKind, BodyProgress, MAX_HEADERS};
 use crate::io::{
@@ -376,7 +377,10 @@ impl Exchange<'_> {
             }
             match self.read_response_head(&mut upstream, req, true).await {
                 Ok(res) => {
-                    backend.observe_latency(saturating_nanos(started.elapsed()));
+                    // One clock read: the latency, and the estimate's stamp.
+                    let now = Instant::now();
+                    let latency = now.saturating_duration_since(started);
+                    backend.observe_latency_at(saturating_nanos(latency), ewma::ns_at(now));
                     return self.relay_response(upstream, backend, res).await;
                 }
                 // A pooled connection the backend closed while idle looks
