@@ -6,6 +6,11 @@
 //! the backend's own idle timeout. Each is checked with a non-blocking peek
 //! before reuse; one the backend closes in the instant after that check is
 //! caught by the proxy, which replays an idempotent request on a fresh one.
+//!
+//! Taking and returning connections only happens with traffic, so a worker
+//! also prunes its pool every [`PRUNE_INTERVAL`]: without it, connections
+//! the backends closed while no requests came would sit half-closed, each
+//! holding a descriptor, until traffic returned.
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -27,6 +32,9 @@ fn is_still_open(stream: &TcpStream) -> bool {
     );
     n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
 }
+
+/// How often a worker drops its aged and backend-closed idle connections.
+pub const PRUNE_INTERVAL: Duration = Duration::from_secs(1);
 
 struct IdleConnection {
     stream: TcpStream,
@@ -76,6 +84,34 @@ impl UpstreamPool {
         None
     }
 
+    /// Drop every idle connection that has aged out at `now` or that its
+    /// backend closed (or sent stray bytes on); how many were dropped.
+    pub fn prune(&self, now: Instant) -> usize {
+        let mut dropped = 0;
+        for list in self.idle.borrow_mut().values_mut() {
+            let before = list.len();
+            list.retain(|conn| {
+                now.saturating_duration_since(conn.since) < self.max_idle_time
+                    && is_still_open(&conn.stream)
+            });
+            dropped += before - list.len();
+        }
+        dropped
+    }
+
+    /// Idle connections held, over all backends.
+    pub fn idle_count(&self) -> usize {
+        self.idle.borrow().values().map(Vec::len).sum()
+    }
+
+    /// Prune every [`PRUNE_INTERVAL`], for ever (spawned once per worker).
+    pub async fn run_pruner(&self) {
+        loop {
+            monoio::time::sleep(PRUNE_INTERVAL).await;
+            self.prune(Instant::now());
+        }
+    }
+
     /// Return a connection that finished a response cleanly, at `now`.
     pub fn put(&self, addr: SocketAddr, stream: TcpStream, now: Instant) {
         if self.max_idle_per_backend == 0 {
@@ -93,5 +129,71 @@ impl UpstreamPool {
             list.remove(0);
         }
         list.push(IdleConnection { stream, since: now });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Run `f` on a monoio runtime (the pool holds monoio streams).
+    fn on_runtime(f: impl std::future::Future<Output = ()>) {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap()
+            .block_on(f);
+    }
+
+    /// A connected pair: corelb's side as a monoio stream, the backend's
+    /// side as a std stream.
+    async fn pair(listener: &std::net::TcpListener) -> (TcpStream, std::net::TcpStream) {
+        let ours = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (theirs, _) = listener.accept().unwrap();
+        (ours, theirs)
+    }
+
+    #[test]
+    fn pruning_drops_connections_the_backend_closed_or_wrote_on() {
+        on_runtime(async {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let pool = UpstreamPool::new(8, Duration::from_secs(30));
+            let now = Instant::now();
+            let (open, _open_peer) = pair(&listener).await;
+            let (closed, closed_peer) = pair(&listener).await;
+            let (stray, mut stray_peer) = pair(&listener).await;
+            pool.put(addr, open, now);
+            pool.put(addr, closed, now);
+            pool.put(addr, stray, now);
+            drop(closed_peer);
+            std::io::Write::write_all(&mut stray_peer, b"HTTP/1.1 200 OK\r\n").unwrap();
+            // Let the FIN and the bytes arrive.
+            monoio::time::sleep(Duration::from_millis(50)).await;
+
+            assert_eq!(pool.prune(now), 2);
+            assert_eq!(pool.idle_count(), 1);
+            assert!(pool.take(addr, now).is_some(), "the open one is kept");
+        });
+    }
+
+    #[test]
+    fn pruning_drops_connections_idle_too_long() {
+        on_runtime(async {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let pool = UpstreamPool::new(8, Duration::from_secs(30));
+            let start = Instant::now();
+            let (old, _old_peer) = pair(&listener).await;
+            let (young, _young_peer) = pair(&listener).await;
+            pool.put(addr, old, start);
+            pool.put(addr, young, start + Duration::from_secs(20));
+
+            assert_eq!(pool.prune(start + Duration::from_secs(29)), 0);
+            assert_eq!(pool.prune(start + Duration::from_secs(31)), 1);
+            assert_eq!(pool.idle_count(), 1);
+        });
     }
 }

@@ -148,6 +148,8 @@ pub fn start(config: Config) -> Result<Running, String> {
                     let worker = Rc::new(Worker::new(id, config, snapshot));
                     let sweeper = Rc::clone(&worker);
                     monoio::spawn(async move { sweeper.deadlines.run_sweeper().await });
+                    let pruner = Rc::clone(&worker);
+                    monoio::spawn(async move { pruner.pool.run_pruner().await });
                     accept_loop(worker, listener, limit).await;
                 });
                 if let Err(e) = result {

@@ -533,3 +533,60 @@ both_drivers!(stale_pooled_connection_with_streamed_body, |driver| {
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.body_str(), "30000 bytes");
 });
+
+/// Sockets in CLOSE_WAIT (the peer closed, we have not) whose remote end is
+/// 127.0.0.1:`port`, from the kernel's table.
+fn half_closed_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let remote = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(2) == Some(&remote.as_str()) && fields.get(3) == Some(&"08")
+        })
+        .count()
+}
+
+both_drivers!(
+    idle_connections_the_backend_closed_are_let_go_without_traffic,
+    |driver| {
+        let backend = Backend::start_with(
+            BackendOptions {
+                idle_close: Some(Duration::from_millis(300)),
+                ..Default::default()
+            },
+            |_| {
+                // Slow enough that the requests below overlap, so each
+                // gets an upstream connection of its own.
+                std::thread::sleep(Duration::from_millis(200));
+                Reply::ok("ok")
+            },
+        );
+        let proxy = Proxy::with_backends(driver, &[&backend], &[]);
+        let clients: Vec<_> = (0..6)
+            .map(|_| {
+                let mut client = proxy.client();
+                std::thread::spawn(move || client.get("/").status)
+            })
+            .collect();
+        for client in clients {
+            assert_eq!(client.join().unwrap(), 200);
+        }
+        assert_eq!(backend.connections(), 6);
+        // No more traffic. The backend closes its idle ends after 300 ms;
+        // corelb must close its own, not hold them until the next request.
+        std::thread::sleep(Duration::from_millis(600));
+        let give_up = std::time::Instant::now() + Duration::from_secs(10);
+        let mut left = half_closed_to(backend.addr().port());
+        while left > 0 && std::time::Instant::now() < give_up {
+            std::thread::sleep(Duration::from_millis(100));
+            left = half_closed_to(backend.addr().port());
+        }
+        assert_eq!(
+            left, 0,
+            "corelb still holds {left} half-closed upstream connections"
+        );
+    }
+);
