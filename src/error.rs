@@ -109,9 +109,11 @@ pub fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
-/// Write the complete response for `err` (head and body) into `out`.
-/// The response always says `Connection: close`.
-pub fn write_error_response(out: &mut BytesMut, err: &ProxyError) {
+/// Write the complete response for `err` into `out`: the head, and the
+/// body unless it answers a HEAD request (`head_only`: the head still gives
+/// the length the body would have, as for a GET). The response always says
+/// `Connection: close`.
+pub fn write_error_response(out: &mut BytesMut, err: &ProxyError, head_only: bool) {
     let status = err.status().unwrap_or(500);
     let phrase = reason_phrase(status);
     let body_len = phrase.len() + 2 + err.detail().len() + 1;
@@ -122,6 +124,9 @@ pub fn write_error_response(out: &mut BytesMut, err: &ProxyError) {
              Content-Length: {body_len}\r\nConnection: close\r\n\r\n"
         ),
     );
+    if head_only {
+        return;
+    }
     out.put_slice(phrase.as_bytes());
     out.put_slice(b": ");
     out.put_slice(err.detail().as_bytes());
@@ -135,12 +140,26 @@ mod tests {
     #[test]
     fn error_response_is_complete_http() {
         let mut out = BytesMut::new();
-        write_error_response(&mut out, &ProxyError::NoBackend);
+        write_error_response(&mut out, &ProxyError::NoBackend, false);
         let text = std::str::from_utf8(&out).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
         assert!(head.contains(&format!("Content-Length: {}", body.len())));
         assert_eq!(body, "Service Unavailable: no backend is available\n");
+    }
+
+    #[test]
+    fn error_response_to_head_has_the_head_alone() {
+        let mut full = BytesMut::new();
+        write_error_response(&mut full, &ProxyError::NoBackend, false);
+        let mut head_only = BytesMut::new();
+        write_error_response(&mut head_only, &ProxyError::NoBackend, true);
+        let full = std::str::from_utf8(&full).unwrap();
+        let (head, _) = full.split_once("\r\n\r\n").unwrap();
+        assert_eq!(
+            std::str::from_utf8(&head_only).unwrap(),
+            format!("{head}\r\n\r\n")
+        );
     }
 
     #[test]

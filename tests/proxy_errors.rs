@@ -238,6 +238,26 @@ both_drivers!(unreachable_backend_is_502, |driver| {
     assert!(r.body_str().starts_with("Bad Gateway"), "{r:?}");
 });
 
+both_drivers!(an_error_answering_head_has_no_body, |driver| {
+    let dead = dead_addr();
+    let proxy = Proxy::start(&[
+        "--io-driver",
+        driver.as_str(),
+        "--backend",
+        &dead.to_string(),
+    ]);
+    // A HEAD, then a GET pipelined behind it: a body after the HEAD's
+    // answer would be read as the start of the next response.
+    let mut client = proxy.client();
+    client.send("HEAD / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let all = client.conn.read_to_eof().unwrap();
+    let text = String::from_utf8_lossy(&all);
+    let (head, rest) = text.split_once("\r\n\r\n").expect("a whole head");
+    assert!(head.starts_with("HTTP/1.1 502 "), "{text}");
+    assert!(head.contains("Connection: close"), "{text}");
+    assert_eq!(rest, "", "bytes after the HEAD answer's head");
+});
+
 both_drivers!(garbage_from_backend_is_502, |driver| {
     for garbage in [
         &b"garbage\r\n\r\n"[..],

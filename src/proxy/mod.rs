@@ -97,12 +97,14 @@ pub async fn serve_client(worker: Rc<Worker>, mut client: TcpStream, peer: Socke
         client_addr: ClientAddr::new(peer.ip()),
         bufs: &mut bufs,
         response_started: false,
+        answering_head: false,
     };
     // Set when a response was cut short after it started: the client must
     // see a reset, not a clean end it could take for the whole body.
     let mut abort = false;
     loop {
         exchange.response_started = false;
+        exchange.answering_head = false;
         let result = match exchange.next_request().await {
             Ok(NextRequest::Ready(req)) => exchange.forward(req).await,
             Ok(NextRequest::Closed) => return,
@@ -129,7 +131,7 @@ pub async fn serve_client(worker: Rc<Worker>, mut client: TcpStream, peer: Socke
             Err(err) => {
                 if err.status().is_some() {
                     exchange.bufs.out.clear();
-                    write_error_response(&mut exchange.bufs.out, &err);
+                    write_error_response(&mut exchange.bufs.out, &err, exchange.answering_head);
                     if exchange.send_out().await.is_err() {
                         return;
                     }
@@ -179,6 +181,8 @@ struct Exchange<'a> {
     bufs: &'a mut Buffers,
     /// Some of the response went to the client: an error now can only close.
     response_started: bool,
+    /// The request being answered is a HEAD: an error answer has no body.
+    answering_head: bool,
 }
 
 impl Exchange<'_> {
@@ -252,6 +256,7 @@ impl Exchange<'_> {
         let Some(req) = parse_request(&self.bufs.client_in, &mut headers)? else {
             return Ok(None);
         };
+        self.answering_head = req.is_head();
         let choice = self
             .worker
             .pick(req.host_name(), req.path(), self.peer_ip, &req)
