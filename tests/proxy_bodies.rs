@@ -269,3 +269,48 @@ both_drivers!(small_buffer_and_tiny_chunks_both_ways, |driver| {
         "chunk framing changed on the way"
     );
 });
+
+both_drivers!(a_transfer_coding_other_than_chunked, |driver| {
+    // `Transfer-Encoding: gzip`, delimited by the close: HTTP/1.1 clients
+    // get it as it is; an HTTP/1.0 client cannot be told of the coding
+    // (RFC 9112 6.1), so it gets a 502 rather than gzip bytes as the body.
+    let backend = Backend::start(|_| {
+        Reply::RawThenClose(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Type: text/plain\r\n\r\n\x1f\x8bGZ"
+                .to_vec(),
+        )
+    });
+    let proxy = Proxy::with_backends(driver, &[&backend], &[]);
+    let r = proxy.client().get("/gz");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("transfer-encoding"), Some("gzip"));
+    assert_eq!(r.body, b"\x1f\x8bGZ");
+
+    let mut old = proxy.client();
+    old.send("GET /gz HTTP/1.0\r\n\r\n");
+    let r = old.read_response();
+    assert_eq!(r.status, 502, "{r:?}");
+    assert_eq!(r.header("transfer-encoding"), None);
+});
+
+both_drivers!(
+    no_transfer_encoding_to_http10_clients_even_without_a_body,
+    |driver| {
+        let backend = Backend::start(|_| {
+            Reply::Raw(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Kind: head\r\n\r\n".to_vec(),
+            )
+        });
+        let proxy = Proxy::with_backends(driver, &[&backend], &[]);
+        let mut old = proxy.client();
+        old.send("HEAD / HTTP/1.0\r\n\r\n");
+        let head = old.conn.read_head().unwrap().expect("a response head");
+        let head = String::from_utf8(head).unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(head.contains("X-Kind: head\r\n"), "{head}");
+        assert!(
+            !head.to_ascii_lowercase().contains("transfer-encoding"),
+            "{head}"
+        );
+    }
+);

@@ -167,6 +167,17 @@ impl ResponseHead<'_, '_> {
     pub fn is_informational(&self) -> bool {
         (100..200).contains(&self.code)
     }
+
+    /// The body is sent in a transfer coding other than chunked (e.g.
+    /// `Transfer-Encoding: gzip`, delimited by the close). An HTTP/1.0
+    /// client cannot be told of it (RFC 9112 6.1), so it cannot take it.
+    pub fn has_other_transfer_coding(&self) -> bool {
+        self.body == BodyKind::CloseDelimited
+            && self
+                .headers
+                .iter()
+                .any(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
+    }
 }
 
 /// What the framing-relevant header fields said, gathered in one pass.
@@ -658,6 +669,33 @@ mod tests {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         parse_response(raw.as_bytes(), &mut headers, head)
             .map(|r| r.map(|h| (h.code, h.body, h.keep_alive)).unwrap())
+    }
+
+    #[test]
+    fn other_transfer_codings_are_told_apart_from_chunked() {
+        let other = |raw: &str, head: bool| {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            parse_response(raw.as_bytes(), &mut headers, head)
+                .unwrap()
+                .unwrap()
+                .has_other_transfer_coding()
+        };
+        assert!(other(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+            false
+        ));
+        assert!(!other(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            false
+        ));
+        assert!(
+            !other("HTTP/1.1 200 OK\r\n\r\n", false),
+            "plain close-delimited"
+        );
+        assert!(
+            !other("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", true),
+            "no body"
+        );
     }
 
     #[test]

@@ -335,15 +335,15 @@ pub fn write_response_head(out: &mut BytesMut, res: &ResponseHead<'_, '_>, clien
     out.put_u8(b' ');
     out.put_slice(res.reason.as_bytes());
     out.put_slice(b"\r\n");
-    let dechunk = client.must_dechunk(res.body);
     let hop_by_hop = HopByHop::new(res.headers);
     let mut copier = LineCopier::new(res.raw);
     for h in res.headers {
         let name = h.name.as_bytes();
         let keep = match classify(name) {
             Field::HopByHop => false,
-            // A de-chunked body is delimited by closing the connection.
-            Field::Framing => !dechunk || !name.eq_ignore_ascii_case(b"transfer-encoding"),
+            // Transfer-Encoding never goes to an HTTP/1.0 client (RFC 9112
+            // 6.1): its chunked body is de-chunked and delimited by the close.
+            Field::Framing => client.http11 || !name.eq_ignore_ascii_case(b"transfer-encoding"),
             Field::Other => !hop_by_hop.lists(name),
             _ => true,
         };

@@ -178,6 +178,11 @@ impl Exchange<'_> {
                         }
                         continue;
                     }
+                    Ok(Some(res)) if !req.http11 && res.has_other_transfer_coding() => {
+                        return Err(HeadFailure::Error(ProxyError::Upstream(
+                            "transfer coding an HTTP/1.0 client cannot take",
+                        )))
+                    }
                     Ok(Some(res)) => {
                         let client = ClientSide {
                             http11: req.http11,
