@@ -1443,6 +1443,32 @@ both_drivers!(endless_response_head_is_502, |driver| {
     health(&mut proxy);
 });
 
+both_drivers!(response_heads_trickled_a_byte_at_a_time, |driver| {
+    // An interim head and then the final one, each byte its own segment:
+    // the head's end is found across reads and after the interim one.
+    let backend = Script::start(echo_script(|conn, req, _| {
+        if req.path == "/trickle" {
+            conn.stream.set_nodelay(true)?;
+            let mut all = b"HTTP/1.1 103 Hint\r\nLink: </a.css>\r\n\r\n".to_vec();
+            all.extend_from_slice(&echo_bytes(req));
+            for byte in all {
+                conn.stream.write_all(&[byte])?;
+                thread::sleep(Duration::from_micros(300));
+            }
+            return Ok(Some(true));
+        }
+        Ok(None)
+    }));
+    let mut proxy = backend.proxy(driver, &[]);
+    let mut c = proxy.client();
+    c.send("GET /trickle HTTP/1.1\r\nHost: test\r\n\r\n");
+    assert_eq!(c.read_response().status, 103);
+    let r = c.read_response();
+    assert_eq!((r.status, r.header("x-path")), (200, Some("/trickle")));
+    assert_eq!(c.get("/after").header("x-path"), Some("/after"));
+    health(&mut proxy);
+});
+
 both_drivers!(interim_response_storm_then_the_final_one, |driver| {
     let backend = Script::start(echo_script(|conn, req, _| {
         if req.path == "/storm" {

@@ -5,7 +5,7 @@
 use bytes::Buf;
 use monoio::net::TcpStream;
 
-use super::{forward_range, Exchange, Request};
+use super::{forward_range, has_head_end, Exchange, Request};
 use crate::error::ProxyError;
 use crate::http::rewrite::{write_interim_head, write_response_head, ClientSide};
 use crate::http::{parse_response, BodyKind, BodyProgress, MAX_HEADERS};
@@ -136,16 +136,14 @@ impl Exchange<'_> {
         // only a connection that stayed silent may be retried.
         let mut received = false;
         let mut interim_responses = 0;
+        // Bytes already searched for the end of the head: a head trickled in
+        // byte by byte is parsed once at its end, not after every read.
+        let mut searched = 0;
         loop {
-            if !self.bufs.upstream_in.is_empty() {
+            if has_head_end(&self.bufs.upstream_in, searched) {
                 let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
                 match parse_response(&self.bufs.upstream_in, &mut headers, req.is_head) {
                     Err(e) => return Err(HeadFailure::Error(e.into())),
-                    Ok(None) if self.bufs.upstream_in.len() >= size => {
-                        return Err(HeadFailure::Error(ProxyError::Upstream(
-                            "response head from backend too large",
-                        )))
-                    }
                     Ok(None) => {}
                     Ok(Some(res)) if res.len > size => {
                         return Err(HeadFailure::Error(ProxyError::Upstream(
@@ -173,6 +171,7 @@ impl Exchange<'_> {
                             write_interim_head(&mut self.bufs.out, &res);
                         }
                         self.bufs.upstream_in.advance(len);
+                        searched = 0;
                         if forward {
                             self.send_out().await.map_err(HeadFailure::Error)?;
                         }
@@ -205,6 +204,12 @@ impl Exchange<'_> {
                 }
             }
             let buf = &mut self.bufs.upstream_in;
+            if buf.len() >= size {
+                return Err(HeadFailure::Error(ProxyError::Upstream(
+                    "response head from backend too large",
+                )));
+            }
+            searched = buf.len();
             make_room(buf, size);
             // All the free space, not just up to `size`: a buffer grown for
             // an earlier small body then takes the next head *and* body in
