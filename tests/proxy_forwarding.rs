@@ -415,6 +415,24 @@ both_drivers!(slow_head_is_closed_after_the_header_timeout, |driver| {
     assert_eq!(backend.connections(), 0);
 });
 
+both_drivers!(
+    a_stray_empty_line_after_a_body_keeps_the_idle_timeout,
+    |driver| {
+        // Old clients send CRLF after a POST body. That empty line is not the
+        // start of a request head, so the connection stays idle (60 s here),
+        // not on the 300 ms head clock.
+        let backend = Backend::echo();
+        let proxy =
+            Proxy::with_backends(driver, &[&backend], &["--client-header-timeout", "300ms"]);
+        let mut client = proxy.client();
+        client.send("POST /form HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc\r\n");
+        assert_eq!(client.read_response().status, 200);
+        std::thread::sleep(Duration::from_millis(700));
+        let r = client.get("/next");
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+);
+
 both_drivers!(many_pipelined_requests_through_a_small_buffer, |driver| {
     let backend = Backend::echo();
     let proxy = Proxy::with_backends(driver, &[&backend], &["--buffer-size", "1024"]);

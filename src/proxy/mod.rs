@@ -218,7 +218,16 @@ impl Exchange<'_> {
                 return Err(head::oversized_request(&self.bufs.client_in).into());
             }
             let timeout = match header_deadline {
-                None if self.bufs.client_in.is_empty() => cfg.timeouts.client_idle,
+                // Empty lines before a request line are ignored (RFC 9112
+                // 2.2; old clients send one after a POST body): still idle.
+                None if self
+                    .bufs
+                    .client_in
+                    .iter()
+                    .all(|&b| b == b'\r' || b == b'\n') =>
+                {
+                    cfg.timeouts.client_idle
+                }
                 None => {
                     header_deadline = Some(Instant::now() + cfg.timeouts.client_header);
                     cfg.timeouts.client_header
