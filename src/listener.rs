@@ -41,23 +41,6 @@ pub fn bind_listeners(
     Ok(listeners)
 }
 
-/// Whether some socket already listens on `addr`: our SO_REUSEPORT
-/// listeners would join its group rather than form one of their own (a
-/// second corelb started before the first stopped). Binding without
-/// SO_REUSEPORT succeeds only on a port nobody listens on.
-pub fn port_has_listener(addr: SocketAddr) -> bool {
-    if addr.port() == 0 {
-        return false;
-    }
-    let Ok(probe) = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
-    else {
-        return false;
-    };
-    // Connections of an earlier process in TIME_WAIT are not listeners.
-    let _ = probe.set_reuse_address(true);
-    matches!(probe.bind(&addr.into()), Err(e) if e.kind() == io::ErrorKind::AddrInUse)
-}
-
 /// The process-wide cap on open client connections.
 #[derive(Debug)]
 pub struct ConnectionLimit {

@@ -12,7 +12,7 @@ use arc_swap::ArcSwap;
 use monoio::{FusionDriver, IoUringDriver, LegacyDriver, RuntimeBuilder};
 
 use crate::config::{Config, IoDriver};
-use crate::listener::{accept_loop, bind_listeners, port_has_listener, ConnectionLimit};
+use crate::listener::{accept_loop, bind_listeners, ConnectionLimit};
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use crate::steering::{self, WorkerThreads};
 use crate::worker::Worker;
@@ -74,26 +74,22 @@ pub fn block_on_driver<F: Future>(driver: IoDriver, future: F) -> io::Result<F::
     })
 }
 
-/// Steer new connections among the workers whose listeners share
-/// `listener`'s group. Steering numbers the group's sockets in the order
-/// ours joined it, which holds only for a group of our own: not when
-/// another process listened on the port first (`shared_port`). Without it
-/// connections are spread evenly, which still works.
+/// Steer new connections among the workers, whose `listeners` form one
+/// SO_REUSEPORT group on `addr`. Without it connections are spread evenly,
+/// which still works.
 fn start_steering(
-    listener: &std::net::TcpListener,
+    listeners: &[std::net::TcpListener],
     threads: &Arc<WorkerThreads>,
-    shared_port: bool,
     addr: SocketAddr,
 ) {
-    if shared_port {
-        eprintln!(
-            "corelb: another process also listens on {addr}; accept steering is off and new connections are spread evenly"
-        );
-        return;
-    }
-    let started = listener
-        .try_clone()
-        .and_then(|l| steering::start(l, Arc::clone(threads)));
+    let started = listeners
+        .iter()
+        .map(steering::group::socket_inode)
+        .collect::<std::io::Result<Vec<u64>>>()
+        .and_then(|ours| {
+            let listener = listeners[0].try_clone()?;
+            steering::start(listener, addr, ours, Arc::clone(threads))
+        });
     if let Err(e) = started {
         eprintln!("corelb: accept steering is off ({e}); new connections are spread evenly");
     }
@@ -102,8 +98,6 @@ fn start_steering(
 /// Bind the listeners and start the workers.
 pub fn start(config: Config) -> Result<Running, String> {
     let driver = resolve_driver(config.io_driver)?;
-    // Asked before binding: afterwards our own listeners hold the port.
-    let shared_port = port_has_listener(config.listen);
     let listeners = bind_listeners(config.listen, config.threads, config.backlog)
         .map_err(|e| format!("cannot listen on {} (--listen): {e}", config.listen))?;
     let local_addr = listeners[0]
@@ -118,7 +112,7 @@ pub fn start(config: Config) -> Result<Running, String> {
     };
     let threads = WorkerThreads::new(listeners.len());
     if config.accept_steering && listeners.len() > 1 {
-        start_steering(&listeners[0], &threads, shared_port, config.listen);
+        start_steering(&listeners, &threads, local_addr);
     }
     let config = Arc::new(config);
 

@@ -14,12 +14,16 @@
 //!
 //! It acts on new connections only; an open keep-alive connection stays
 //! with the worker that accepted it. With one worker there is nothing to
-//! steer and no thread is started.
+//! steer and no thread is started. While another process listens on our
+//! address too (an overlapping restart), steering stands aside and the
+//! kernel spreads connections evenly ([`group`]).
 
+pub mod group;
 pub mod policy;
 pub mod program;
 
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
@@ -29,6 +33,9 @@ use policy::{Policy, SchedSample};
 
 /// How often the workers' counters are read and the weights revised.
 pub const WINDOW: Duration = Duration::from_millis(100);
+/// How often (in windows) the group is checked for other processes'
+/// listeners: a second, for an overlap that lasts seconds.
+const GROUP_CHECK_EVERY: u32 = 10;
 
 /// The kernel thread ids of the workers, filled in as each starts.
 #[derive(Debug)]
@@ -88,39 +95,114 @@ pub fn attach(listener: &impl AsRawFd, weights: &[u32]) -> io::Result<()> {
     }
 }
 
+/// Take our program off `listener`'s group: the kernel's even hash again.
+pub fn detach(listener: &impl AsRawFd) -> io::Result<()> {
+    let unused: libc::c_int = 0;
+    // SAFETY: a plain setsockopt; the kernel ignores the value.
+    let rc = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_DETACH_REUSEPORT_BPF,
+            std::ptr::from_ref(&unused).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Our listeners' group and what is attached to it.
+struct Group {
+    listener: std::net::TcpListener,
+    addr: SocketAddr,
+    /// Inodes of our own listeners.
+    ours: Vec<u64>,
+    /// The weights of our program in the kernel; `None`: none of ours.
+    attached: Option<Vec<u32>>,
+    /// Another process listens on our address too.
+    shared: bool,
+}
+
+impl Group {
+    /// Look for other processes' listeners; say so when that changes.
+    /// A table we cannot read counts as shared: steering needs certainty.
+    fn check(&mut self) {
+        let shared = group::has_foreign_listeners(self.addr, &self.ours).unwrap_or(true);
+        if shared && !self.shared {
+            eprintln!(
+                "corelb: another process also listens on {}; accept steering stands aside and new connections are spread evenly until it leaves",
+                self.addr
+            );
+        } else if !shared && self.shared {
+            eprintln!(
+                "corelb: no other process listens on {} any more; accept steering resumes",
+                self.addr
+            );
+        }
+        self.shared = shared;
+    }
+
+    /// Put `weights` in the kernel, or nothing of ours while shared.
+    fn apply(&mut self, weights: Vec<u32>) -> io::Result<()> {
+        if self.shared {
+            if self.attached.take().is_some() {
+                detach(&self.listener)?;
+            }
+        } else if self.attached.as_ref() != Some(&weights) {
+            attach(&self.listener, &weights)?;
+            self.attached = Some(weights);
+        }
+        Ok(())
+    }
+}
+
 /// Start steering new connections among `threads`' workers, whose
-/// listeners share `listener`'s SO_REUSEPORT group. An error means the
-/// kernel refused the program and connections stay evenly spread.
-pub fn start(listener: std::net::TcpListener, threads: Arc<WorkerThreads>) -> io::Result<()> {
+/// listeners (inodes `ours`) share `listener`'s SO_REUSEPORT group on
+/// `addr`. An error means the kernel refused the program and connections
+/// stay evenly spread.
+pub fn start(
+    listener: std::net::TcpListener,
+    addr: SocketAddr,
+    ours: Vec<u64>,
+    threads: Arc<WorkerThreads>,
+) -> io::Result<()> {
     let policy = Policy::new(threads.tids.len());
-    let attached = policy.weights();
-    attach(&listener, &attached)?;
+    let mut group = Group {
+        listener,
+        addr,
+        ours,
+        attached: None,
+        shared: false,
+    };
+    group.check();
+    group.apply(policy.weights())?;
     std::thread::Builder::new()
         .name("corelb-steer".into())
-        .spawn(move || steer(&listener, &threads, policy, attached))?;
+        .spawn(move || steer(group, &threads, policy))?;
     Ok(())
 }
 
-/// Revise the weights every window; `attached` are the ones in the kernel.
-fn steer(
-    listener: &std::net::TcpListener,
-    threads: &WorkerThreads,
-    mut policy: Policy,
-    mut attached: Vec<u32>,
-) {
+/// Revise the weights every window, and check the group every
+/// [`GROUP_CHECK_EVERY`] windows.
+fn steer(mut group: Group, threads: &WorkerThreads, mut policy: Policy) {
     let mut last = Instant::now();
-    loop {
+    for window in 1u32.. {
         std::thread::sleep(WINDOW);
         let samples: Vec<_> = (0..threads.tids.len()).map(|i| threads.sample(i)).collect();
         let now = Instant::now();
         let window_ns = u64::try_from((now - last).as_nanos()).unwrap_or(u64::MAX);
         last = now;
         policy.observe(&samples, window_ns);
-        let weights = policy.weights();
-        // Failing now (it worked at start) leaves the last split in place.
-        if weights != attached && attach(listener, &weights).is_ok() {
-            attached = weights;
+        if window % GROUP_CHECK_EVERY == 0 {
+            group.check();
         }
+        // Failing now (it worked at start) leaves the last split in place;
+        // the next change tries again.
+        let _ = group.apply(policy.weights());
     }
 }
 
