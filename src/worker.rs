@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend::Backend;
-use crate::balance::{self, Balancer};
+use crate::balance::{self, Balancer, WeightedSampler};
 use crate::config::Config;
 use crate::deadline::Deadlines;
 use crate::http::RequestHead;
@@ -22,10 +22,15 @@ use crate::snapshot::{SharedSnapshot, Snapshot};
 /// about to close only costs a replay, but dropping ours first is cheaper.
 const UPSTREAM_IDLE_TIME: Duration = Duration::from_secs(30);
 
+/// Weighted draws for a failover target before walking the pool instead.
+const FAILOVER_DRAWS: usize = 4;
+
 /// The balancers built for one snapshot.
 struct Routing {
     snapshot: Arc<Snapshot>,
     balancers: Vec<Box<dyn Balancer>>,
+    /// Per pool: where a request goes when its backend cannot be reached.
+    failover: Vec<WeightedSampler>,
 }
 
 impl Routing {
@@ -39,9 +44,19 @@ impl Routing {
                 balance::build(pool.algorithm, &pool.backends, seed)
             })
             .collect();
+        let failover = snapshot
+            .pools
+            .iter()
+            .enumerate()
+            .map(|(i, pool)| {
+                let seed = !((worker_id as u64) << 32 | i as u64);
+                WeightedSampler::new(&pool.backends, seed)
+            })
+            .collect();
         Self {
             snapshot,
             balancers,
+            failover,
         }
     }
 }
@@ -110,10 +125,21 @@ impl Worker {
             return None;
         }
         let backends = &routing.snapshot.pools.get(choice.pool)?.backends;
-        // The next eligible backend after the failed one, in pool order.
-        // Not the balancer: a second pick would move its cursor, and with
-        // one backend down round-robin would then start every request on it.
         let failed_at = backends.iter().position(|b| b.addr == failed.addr)?;
+        // Drawn by weight from the others, not the next one in pool order:
+        // with a backend down, its whole share would fall on one neighbour.
+        // Not the balancer either: a second pick would move its cursor, and
+        // with one backend down round-robin would then start every request
+        // on it.
+        let sampler = routing.failover.get(choice.pool)?;
+        for _ in 0..FAILOVER_DRAWS {
+            let i = sampler.pick(backends, Some(failed_at))?;
+            // The same address listed twice is the same dead server.
+            if backends[i].addr != failed.addr {
+                return Some(Arc::clone(&backends[i]));
+            }
+        }
+        // Entries for the failed address crowd the pool: walk to another.
         (1..backends.len())
             .map(|step| &backends[(failed_at + step) % backends.len()])
             .find(|b| b.is_eligible() && b.addr != failed.addr)

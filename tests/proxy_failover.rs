@@ -32,6 +32,23 @@ both_drivers!(refused_connect_moves_to_another_backend, |driver| {
     assert_eq!(alive.request_count(), 12);
 });
 
+both_drivers!(a_dead_backends_share_is_spread_over_the_others, |driver| {
+    // Round-robin over [dead, b, c]: a third of the requests fail over.
+    // They must be spread by weight, not all sent to the dead backend's
+    // neighbour in the list (which would carry double load).
+    let b = Backend::echo_name("b");
+    let c = Backend::echo_name("c");
+    let proxy = proxy_for(driver, &[dead_addr(), b.addr(), c.addr()]);
+    for _ in 0..300 {
+        assert_eq!(proxy.client().get("/").status, 200);
+    }
+    let (b, c) = (b.request_count(), c.request_count());
+    assert_eq!(b + c, 300);
+    // Expected 150 each (the failed-over 100 split 50/50, sd 5); the next-in-
+    // line rule gives 200/100.
+    assert!((120..=180).contains(&b), "b {b}, c {c}");
+});
+
 both_drivers!(every_backend_refusing_is_a_502, |driver| {
     let proxy = proxy_for(driver, &[dead_addr(), dead_addr()]);
     common::expect_error(&proxy, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 502);

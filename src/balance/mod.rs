@@ -40,6 +40,7 @@ pub use peak_ewma::PeakEwma;
 pub use power_of_two::PowerOfTwo;
 pub use random::Random;
 pub use round_robin::RoundRobin;
+pub use weighted_sample::WeightedSampler;
 
 use std::fmt;
 use std::net::IpAddr;
