@@ -139,6 +139,14 @@ async fn serve_connection(mut stream: TcpStream, response: &'static [u8], delay:
 
 /// Run the demo: backends, then corelb in front of them.
 pub fn run(cli: &Cli) -> Result<(), String> {
+    // Refused rather than ignored: a user who asked for them would believe
+    // they had been honoured.
+    if cli.check {
+        return Err("--check does not apply to the demo: it has no configuration to check".into());
+    }
+    if !cli.backends.is_empty() {
+        return Err("--backend does not apply to the demo: it runs its own three backends".into());
+    }
     let addrs = start_backends()?;
     let mut cli = cli.clone();
     cli.backends = addrs.iter().map(|a| a.to_string()).collect();

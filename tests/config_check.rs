@@ -344,3 +344,20 @@ fn help_documents_every_flag_with_its_default() {
         assert!(help.contains(default), "{default} missing from --help");
     }
 }
+
+#[test]
+fn demo_refuses_flags_it_would_ignore() {
+    for (args, flag) in [
+        (&["demo", "--check"][..], "--check"),
+        (&["demo", "--backend", "127.0.0.1:9"][..], "--backend"),
+    ] {
+        let out = corelb(args);
+        assert!(!out.status.success(), "{args:?} must fail");
+        let err = text(&out.stderr);
+        assert!(
+            err.starts_with(&format!("corelb: {flag} does not apply to the demo")),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}
