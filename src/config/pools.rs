@@ -3,9 +3,9 @@
 //! the [module docs](super), and turn route pool names into indices.
 
 use super::file::{FilePool, FileRoute, Source};
-use super::values::{check_weight, parse_path_prefix, parse_route_host};
+use super::values::{check_weight, parse_path_prefix, parse_route_host, resolve_backend};
 use super::{
-    flag_error, parse_backend, quoted, resolve, BackendConfig, ConfigError, HashKey, PoolConfig,
+    flag_error, parse_backend, quoted, BackendConfig, ConfigError, HashKey, PoolConfig,
     RouteConfig, DEFAULT_POOL,
 };
 use crate::balance::Algorithm;
@@ -148,7 +148,7 @@ fn file_pool(
         .map(|(j, b)| {
             let key = |k: &str| format!("pools[{i}].backends[{j}].{k}");
             let addr_text = b.addr.get_ref().trim();
-            let addr = resolve(addr_text)
+            let addr = resolve_backend(addr_text)
                 .map_err(|e| src.invalid(b.addr.span(), &key("addr"), quoted(addr_text), e))?;
             let weight = match &b.weight {
                 Some(w) => check_weight(*w.get_ref())

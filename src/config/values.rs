@@ -93,6 +93,16 @@ pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| "resolves to no address".to_string())
 }
 
+/// Resolve a backend's `HOST:PORT`: [`resolve`], and a port that can be
+/// connected to (0 only makes sense for a listener).
+pub fn resolve_backend(addr: &str) -> Result<SocketAddr, String> {
+    let resolved = resolve(addr)?;
+    if resolved.port() == 0 {
+        return Err("port 0 cannot be connected to (expected HOST:PORT)".into());
+    }
+    Ok(resolved)
+}
+
 /// Check a weight is in [`WEIGHTS`].
 pub fn check_weight(weight: i64) -> Result<u32, String> {
     if WEIGHTS.contains(&weight) {
@@ -127,7 +137,7 @@ pub fn parse_backend(spec: &str) -> Result<BackendConfig, String> {
             _ => return Err(format!("unknown option `{option}` (expected weight=N)")),
         }
     }
-    let addr = resolve(addr_text)?;
+    let addr = resolve_backend(addr_text)?;
     Ok(BackendConfig {
         addr,
         name: addr_text.to_string(),
@@ -146,6 +156,9 @@ pub fn parse_route_host(host: &str) -> Result<String, String> {
         .any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b == b'/')
     {
         return Err("is not a host name".into());
+    }
+    if host.contains('*') {
+        return Err("must be an exact host name: wildcards are not supported".into());
     }
     let without_ipv6 = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
     if without_ipv6.is_none() && host.contains(':') {
@@ -166,6 +179,9 @@ pub fn parse_path_prefix(prefix: &str) -> Result<String, String> {
         .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
     {
         return Err("must not contain spaces or control characters".into());
+    }
+    if prefix.contains(['?', '#']) {
+        return Err("must be a path only: routes match the path without its query".into());
     }
     Ok(prefix.to_string())
 }
@@ -188,6 +204,7 @@ mod tests {
             10_000
         );
         assert!(parse_backend("127.0.0.1:80,color=red").is_err());
+        assert!(parse_backend("127.0.0.1:0").unwrap_err().contains("port 0"));
         assert!(parse_backend("127.0.0.1").is_err());
         assert!(parse_backend("").is_err());
     }
@@ -251,5 +268,10 @@ mod tests {
         assert!(parse_route_host("a b").is_err());
         assert_eq!(parse_path_prefix("/api/").unwrap(), "/api/");
         assert!(parse_path_prefix("api/").is_err());
+        // Never matched: routes see the host exactly and the path without
+        // its query.
+        assert!(parse_route_host("*.example.com").is_err());
+        assert!(parse_path_prefix("/api?x=1").is_err());
+        assert!(parse_path_prefix("/page#top").is_err());
     }
 }
