@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -39,6 +39,34 @@ pub fn bind_listeners(
         listeners.push(listener);
     }
     Ok(listeners)
+}
+
+/// Failures reported at most once per [`REPORT_EVERY`]: under EMFILE every
+/// retry fails, and a line every 10 ms would flood the log.
+#[derive(Debug, Default)]
+struct ErrorReports {
+    last_report: Option<Instant>,
+    unreported: u64,
+}
+
+/// The least time between two reports of a repeating failure.
+const REPORT_EVERY: Duration = Duration::from_secs(1);
+
+impl ErrorReports {
+    /// A failure at `now`: `Some(n)` to report it, with `n` failures since
+    /// the last report that were not; `None` to keep quiet.
+    fn report(&mut self, now: Instant) -> Option<u64> {
+        match self.last_report {
+            Some(last) if now.saturating_duration_since(last) < REPORT_EVERY => {
+                self.unreported += 1;
+                None
+            }
+            _ => {
+                self.last_report = Some(now);
+                Some(std::mem::take(&mut self.unreported))
+            }
+        }
+    }
 }
 
 /// The process-wide cap on open client connections.
@@ -87,6 +115,7 @@ pub async fn accept_loop(
     listener: monoio::net::TcpListener,
     limit: Arc<ConnectionLimit>,
 ) {
+    let mut accept_errors = ErrorReports::default();
     loop {
         if limit.is_full() {
             // Leave new connections in the kernel backlog until one closes.
@@ -104,10 +133,34 @@ pub async fn accept_loop(
                 });
             }
             Err(e) => {
+                if let Some(unreported) = accept_errors.report(Instant::now()) {
+                    let more = if unreported > 0 {
+                        format!(" ({unreported} more failures since the last report)")
+                    } else {
+                        String::new()
+                    };
+                    eprintln!("corelb: worker {}: accept failed: {e}{more}", worker.id);
+                }
                 // EMFILE and friends: back off instead of spinning.
-                eprintln!("corelb: worker {}: accept failed: {e}", worker.id);
                 monoio::time::sleep(Duration::from_millis(10)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeating_failure_is_reported_once_a_second_with_a_count() {
+        let mut reports = ErrorReports::default();
+        let start = Instant::now();
+        assert_eq!(reports.report(start), Some(0));
+        for i in 1..=5 {
+            assert_eq!(reports.report(start + Duration::from_millis(10 * i)), None);
+        }
+        assert_eq!(reports.report(start + REPORT_EVERY), Some(5));
+        assert_eq!(reports.report(start + REPORT_EVERY), None);
     }
 }
