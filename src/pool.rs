@@ -67,21 +67,24 @@ impl UpstreamPool {
     pub fn take(&self, addr: SocketAddr, now: Instant) -> Option<TcpStream> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&addr)?;
+        // Checked on every reuse, however short the idle time: a backend
+        // may close it, or (worse) send stray bytes that would be read as
+        // the next client's response. nginx and HAProxy watch idle
+        // connections with epoll; a peek when taking one costs one syscall
+        // and no task per connection. One that fails is dropped (closed).
         while let Some(conn) = list.pop() {
-            if now.saturating_duration_since(conn.since) >= self.max_idle_time {
-                // Too old: the backend has probably closed it; dropping closes ours.
-                continue;
-            }
-            // Checked on every reuse, however short the idle time: a
-            // backend may close it, or (worse) send stray bytes that
-            // would be read as the next client's response. nginx and
-            // HAProxy watch idle connections with epoll; a peek when
-            // taking one costs one syscall and no task per connection.
-            if is_still_open(&conn.stream) {
+            if self.is_usable(&conn, now) {
                 return Some(conn.stream);
             }
         }
         None
+    }
+
+    /// Young enough at `now` (an old one the backend has probably closed),
+    /// and still open with nothing to read.
+    fn is_usable(&self, conn: &IdleConnection, now: Instant) -> bool {
+        now.saturating_duration_since(conn.since) < self.max_idle_time
+            && is_still_open(&conn.stream)
     }
 
     /// Drop every idle connection that has aged out at `now` or that its
@@ -90,10 +93,7 @@ impl UpstreamPool {
         let mut dropped = 0;
         for list in self.idle.borrow_mut().values_mut() {
             let before = list.len();
-            list.retain(|conn| {
-                now.saturating_duration_since(conn.since) < self.max_idle_time
-                    && is_still_open(&conn.stream)
-            });
+            list.retain(|conn| self.is_usable(conn, now));
             dropped += before - list.len();
         }
         dropped

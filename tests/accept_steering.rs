@@ -26,20 +26,27 @@ fn every_new_connection_is_served_with_two_steered_workers() {
     assert!(!proxy.log().contains("steering is off"), "{}", proxy.log());
 }
 
-#[test]
-fn joining_another_process_on_the_same_port_sets_steering_aside() {
+/// A corelb with 2 workers, then one with `second_threads` on its port,
+/// both in front of the returned backend.
+fn two_on_one_port(second_threads: &str) -> (Backend, Proxy, Proxy) {
     let backend = Backend::echo_name("b");
     let backend_addr = backend.addr().to_string();
     let first = Proxy::start(&["--threads", "2", "--backend", &backend_addr]);
     let port = first.addr().to_string();
     let second = Proxy::start(&[
         "--threads",
-        "2",
+        second_threads,
         "--listen",
         &port,
         "--backend",
         &backend_addr,
     ]);
+    (backend, first, second)
+}
+
+#[test]
+fn joining_another_process_on_the_same_port_sets_steering_aside() {
+    let (backend, _first, second) = two_on_one_port("2");
     assert!(
         second.log().contains("another process also listens on"),
         "{}",
@@ -75,18 +82,7 @@ fn after_the_other_process_leaves_every_worker_gets_connections() {
     // A 2-worker corelb steers its group; a 4-worker one joins the port,
     // then the first exits. The first one's program must not stay behind
     // in the kernel, sending every connection to two of the four workers.
-    let backend = Backend::echo_name("b");
-    let backend_addr = backend.addr().to_string();
-    let first = Proxy::start(&["--threads", "2", "--backend", &backend_addr]);
-    let port = first.addr().to_string();
-    let second = Proxy::start(&[
-        "--threads",
-        "4",
-        "--listen",
-        &port,
-        "--backend",
-        &backend_addr,
-    ]);
+    let (_backend, first, second) = two_on_one_port("4");
     drop(first);
     let give_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !second.log().contains("accept steering resumes") && std::time::Instant::now() < give_up {

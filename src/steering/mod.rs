@@ -35,7 +35,7 @@ use policy::{Policy, SchedSample};
 pub const WINDOW: Duration = Duration::from_millis(100);
 /// How often (in windows) the group is checked for other processes'
 /// listeners: a second, for an overlap that lasts seconds.
-const GROUP_CHECK_EVERY: u32 = 10;
+const GROUP_CHECK_EVERY: u64 = 10;
 
 /// The kernel thread ids of the workers, filled in as each starts.
 #[derive(Debug)]
@@ -77,35 +77,26 @@ pub fn attach(listener: &impl AsRawFd, weights: &[u32]) -> io::Result<()> {
         len,
         filter: insns.as_mut_ptr(),
     };
-    // SAFETY: `prog` points at `insns`, alive for the call; the kernel
-    // copies the program.
-    let rc = unsafe {
-        libc::setsockopt(
-            listener.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_ATTACH_REUSEPORT_CBPF,
-            std::ptr::from_ref(&prog).cast(),
-            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    // The kernel copies the program during the call.
+    set_socket_option(listener, libc::SO_ATTACH_REUSEPORT_CBPF, &prog)
 }
 
 /// Take our program off `listener`'s group: the kernel's even hash again.
 pub fn detach(listener: &impl AsRawFd) -> io::Result<()> {
-    let unused: libc::c_int = 0;
-    // SAFETY: a plain setsockopt; the kernel ignores the value.
+    let ignored: libc::c_int = 0;
+    set_socket_option(listener, libc::SO_DETACH_REUSEPORT_BPF, &ignored)
+}
+
+/// `setsockopt(SOL_SOCKET, option, value)`.
+fn set_socket_option<T>(socket: &impl AsRawFd, option: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: `value` points at a live `T` of the size passed, for the call.
     let rc = unsafe {
         libc::setsockopt(
-            listener.as_raw_fd(),
+            socket.as_raw_fd(),
             libc::SOL_SOCKET,
-            libc::SO_DETACH_REUSEPORT_BPF,
-            std::ptr::from_ref(&unused).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            option,
+            std::ptr::from_ref(value).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
         )
     };
     if rc == 0 {
@@ -131,13 +122,27 @@ impl Group {
     /// Look for other processes' listeners; say so when that changes.
     /// A table we cannot read counts as shared: steering needs certainty.
     fn check(&mut self) {
-        let shared = group::has_foreign_listeners(self.addr, &self.ours).unwrap_or(true);
-        if shared && !self.shared {
-            eprintln!(
-                "corelb: another process also listens on {}; accept steering stands aside and new connections are spread evenly until it leaves",
-                self.addr
-            );
-        } else if !shared && self.shared {
+        let shared = match group::has_foreign_listeners(self.addr, &self.ours) {
+            Ok(shared) => {
+                if shared && !self.shared {
+                    eprintln!(
+                        "corelb: another process also listens on {}; accept steering stands aside and new connections are spread evenly until it leaves",
+                        self.addr
+                    );
+                }
+                shared
+            }
+            Err(e) => {
+                if !self.shared {
+                    eprintln!(
+                        "corelb: cannot tell whether another process listens on {} ({e}); accept steering stands aside and new connections are spread evenly",
+                        self.addr
+                    );
+                }
+                true
+            }
+        };
+        if !shared && self.shared {
             eprintln!(
                 "corelb: no other process listens on {} any more; accept steering resumes",
                 self.addr
@@ -190,8 +195,10 @@ pub fn start(
 /// [`GROUP_CHECK_EVERY`] windows.
 fn steer(mut group: Group, threads: &WorkerThreads, mut policy: Policy) {
     let mut last = Instant::now();
-    for window in 1u32.. {
+    let mut window: u64 = 0;
+    loop {
         std::thread::sleep(WINDOW);
+        window += 1;
         let samples: Vec<_> = (0..threads.tids.len()).map(|i| threads.sample(i)).collect();
         let now = Instant::now();
         let window_ns = u64::try_from((now - last).as_nanos()).unwrap_or(u64::MAX);
