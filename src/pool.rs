@@ -155,12 +155,22 @@ mod tests {
         (ours, theirs)
     }
 
+    /// A pool keeping connections 30 s, and a listener standing in for its
+    /// backend.
+    fn pool_and_backend() -> (UpstreamPool, std::net::TcpListener, SocketAddr) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        (
+            UpstreamPool::new(8, Duration::from_secs(30)),
+            listener,
+            addr,
+        )
+    }
+
     #[test]
     fn pruning_drops_connections_the_backend_closed_or_wrote_on() {
         on_runtime(async {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let addr = listener.local_addr().unwrap();
-            let pool = UpstreamPool::new(8, Duration::from_secs(30));
+            let (pool, listener, addr) = pool_and_backend();
             let now = Instant::now();
             let (open, _open_peer) = pair(&listener).await;
             let (closed, closed_peer) = pair(&listener).await;
@@ -182,9 +192,7 @@ mod tests {
     #[test]
     fn pruning_drops_connections_idle_too_long() {
         on_runtime(async {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let addr = listener.local_addr().unwrap();
-            let pool = UpstreamPool::new(8, Duration::from_secs(30));
+            let (pool, listener, addr) = pool_and_backend();
             let start = Instant::now();
             let (old, _old_peer) = pair(&listener).await;
             let (young, _young_peer) = pair(&listener).await;

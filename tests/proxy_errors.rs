@@ -390,20 +390,14 @@ both_drivers!(
 both_drivers!(
     idle_closed_pooled_connections_are_replaced_transparently,
     |driver| {
-        let backend = Backend::start_with(
-            BackendOptions {
-                idle_close: Some(Duration::from_secs(1)),
-                ..Default::default()
-            },
-            |req| {
-                Reply::ok(format!(
-                    "{} {} {}",
-                    req.method,
-                    req.path,
-                    String::from_utf8_lossy(&req.body)
-                ))
-            },
-        );
+        let backend = Backend::closing_idle_after(Duration::from_secs(1), |req| {
+            Reply::ok(format!(
+                "{} {} {}",
+                req.method,
+                req.path,
+                String::from_utf8_lossy(&req.body)
+            ))
+        });
         let proxy = Proxy::with_backends(driver, &[&backend], &[]);
         let mut client = proxy.client();
         let mut errors = Vec::new();
@@ -534,13 +528,9 @@ both_drivers!(stale_pooled_connection_with_streamed_body, |driver| {
     // A body that is still arriving cannot be replayed, so a pooled
     // connection the backend closed while idle must be noticed before the
     // request goes out on it.
-    let backend = Backend::start_with(
-        BackendOptions {
-            idle_close: Some(Duration::from_millis(500)),
-            ..Default::default()
-        },
-        |req| Reply::ok(format!("{} bytes", req.body.len())),
-    );
+    let backend = Backend::closing_idle_after(Duration::from_millis(500), |req| {
+        Reply::ok(format!("{} bytes", req.body.len()))
+    });
     let proxy = Proxy::with_backends(driver, &[&backend], &[]);
     let mut client = proxy.client();
     assert_eq!(client.get("/warm").status, 200);
@@ -572,18 +562,12 @@ fn half_closed_to(port: u16) -> usize {
 both_drivers!(
     idle_connections_the_backend_closed_are_let_go_without_traffic,
     |driver| {
-        let backend = Backend::start_with(
-            BackendOptions {
-                idle_close: Some(Duration::from_millis(300)),
-                ..Default::default()
-            },
-            |_| {
-                // Slow enough that the requests below overlap, so each
-                // gets an upstream connection of its own.
-                std::thread::sleep(Duration::from_millis(200));
-                Reply::ok("ok")
-            },
-        );
+        let backend = Backend::closing_idle_after(Duration::from_millis(300), |_| {
+            // Slow enough that the requests below overlap, so each
+            // gets an upstream connection of its own.
+            std::thread::sleep(Duration::from_millis(200));
+            Reply::ok("ok")
+        });
         let proxy = Proxy::with_backends(driver, &[&backend], &[]);
         let clients: Vec<_> = (0..6)
             .map(|_| {

@@ -1402,13 +1402,9 @@ both_drivers!(backend_idle_close_just_before_a_streamed_upload, |driver| {
     // The backend closes idle connections after 100 ms; the next upload
     // starts 200-odd ms later and its body is still arriving, so it cannot
     // be replayed. The dead pooled connection must be noticed before use.
-    let backend = Backend::start_with(
-        BackendOptions {
-            idle_close: Some(Duration::from_millis(100)),
-            ..Default::default()
-        },
-        |req| Reply::ok(format!("{} bytes", req.body.len())),
-    );
+    let backend = Backend::closing_idle_after(Duration::from_millis(100), |req| {
+        Reply::ok(format!("{} bytes", req.body.len()))
+    });
     let proxy = Proxy::with_backends(driver, &[&backend], &[]);
     let mut failures = Vec::new();
     for _ in 0..3 {

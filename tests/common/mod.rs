@@ -532,6 +532,21 @@ impl Backend {
         Backend::start_with(BackendOptions::default(), handler)
     }
 
+    /// A backend answering with `handler` that closes a connection left
+    /// idle between requests for `idle` (as backends' keep-alive timeouts do).
+    pub fn closing_idle_after(
+        idle: Duration,
+        handler: impl Fn(&Request) -> Reply + Send + Sync + 'static,
+    ) -> Backend {
+        Backend::start_with(
+            BackendOptions {
+                idle_close: Some(idle),
+                ..Default::default()
+            },
+            handler,
+        )
+    }
+
     /// A backend with `options`.
     pub fn start_with(
         options: BackendOptions,
