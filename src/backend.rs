@@ -1,19 +1,24 @@
 //! Backends and the counters every core shares about them.
 //!
-//! A [`Backend`] is one upstream server. Its live counters sit in one
-//! cache-line-padded block of atomics ([`BackendStats`]) so that workers on
-//! different cores can read and bump them without locks and without false
-//! sharing with a neighbouring backend. Everything else about a backend is
-//! immutable; a config reload builds new `Backend`s but carries the
-//! `Arc<BackendStats>` of backends that stay, so counters survive it.
+//! A [`Backend`] is one upstream server as a pool lists it. Its live state
+//! sits in one cache-line-padded block of atomics so that workers on
+//! different cores can read and bump it without locks and without false
+//! sharing with a neighbouring backend; its counters are one block per
+//! worker ([`BackendStats`]). Everything else about a `Backend` is
+//! immutable; a reload builds new `Backend`s around the `Arc<BackendStats>`
+//! the control plane's registry keeps per address, so state and counters
+//! survive it.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
+use crate::control::registry::EntryStats;
 use crate::ewma;
+use crate::outcome::{AttemptOutcome, BackendCounters};
 
 /// Whether the balancers may send new requests to a backend.
 ///
@@ -53,13 +58,12 @@ impl BackendState {
     }
 }
 
-/// The live counters of one backend, shared by all workers.
+/// The live state of one backend, shared by all workers: written by any
+/// core (in-flight count, latency estimate) or by the control plane (state).
 #[derive(Debug)]
-pub struct BackendStats {
+struct LiveState {
     /// Requests sent and not yet finished, across all cores.
     inflight: AtomicU32,
-    /// Weight the balancers use now; starts at the configured weight.
-    effective_weight: AtomicU32,
     /// A [`BackendState`] as `u8`.
     state: AtomicU8,
     /// Peak EWMA of response latency, in ns ([`crate::ewma`]).
@@ -67,27 +71,49 @@ pub struct BackendStats {
     latency_ewma_ns: AtomicU64,
     /// When `latency_ewma_ns` was last updated ([`crate::ewma::now_ns`]).
     latency_stamp_ns: AtomicU64,
-    /// Requests sent to this backend since start.
-    requests: AtomicU64,
-    /// Requests that ended in a connect, I/O, timeout or protocol error.
-    errors: AtomicU64,
+}
+
+/// Everything kept about one backend server, across reloads: its live
+/// state (one cache line, shared by all cores) and one block of counters
+/// per worker (each written by its worker only, summed on scrape).
+///
+/// The control plane's registry holds one per address, so a server listed
+/// in two pools, or kept by a reload, is one `BackendStats`.
+#[derive(Debug)]
+pub struct BackendStats {
+    live: CachePadded<LiveState>,
+    per_worker: Box<[CachePadded<BackendCounters>]>,
 }
 
 impl BackendStats {
-    fn new(weight: u32) -> Self {
-        Self {
-            inflight: AtomicU32::new(0),
-            effective_weight: AtomicU32::new(weight),
-            state: AtomicU8::new(BackendState::Up as u8),
-            latency_ewma_ns: AtomicU64::new(0),
-            latency_stamp_ns: AtomicU64::new(0),
-            requests: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-        }
+    /// Fresh state for a backend, with counters for `workers`.
+    pub fn new(workers: usize) -> Arc<Self> {
+        Arc::new(Self {
+            live: CachePadded::new(LiveState {
+                inflight: AtomicU32::new(0),
+                state: AtomicU8::new(BackendState::Up as u8),
+                latency_ewma_ns: AtomicU64::new(0),
+                latency_stamp_ns: AtomicU64::new(0),
+            }),
+            per_worker: (0..workers.max(1))
+                .map(|_| CachePadded::new(BackendCounters::default()))
+                .collect(),
+        })
+    }
+
+    /// Worker `worker`'s counters (the first block for an unknown index).
+    #[inline]
+    pub fn counters(&self, worker: usize) -> &BackendCounters {
+        self.per_worker.get(worker).unwrap_or(&self.per_worker[0])
+    }
+
+    /// Every worker's counters, for a scrape.
+    pub fn all_counters(&self) -> impl Iterator<Item = &BackendCounters> {
+        self.per_worker.iter().map(|c| &**c)
     }
 }
 
-/// One upstream server.
+/// One upstream server as one pool lists it.
 #[derive(Debug)]
 pub struct Backend {
     /// The resolved address corelb connects to.
@@ -96,69 +122,101 @@ pub struct Backend {
     pub name: String,
     /// The configured weight (≥ 1).
     pub weight: u32,
-    stats: Arc<CachePadded<BackendStats>>,
+    /// Taken out of this pool's rotation by the admin API: finishes what it
+    /// has, gets nothing new.
+    pub drained: bool,
+    /// Weight the balancers use now; starts at the configured weight. Per
+    /// pool entry: a server in two pools may weigh differently in each.
+    effective_weight: AtomicU32,
+    stats: Arc<BackendStats>,
+    entry: Arc<EntryStats>,
 }
 
 impl Backend {
-    /// A backend with fresh counters.
+    /// A backend with fresh counters for one worker (tests, benches).
     pub fn new(addr: SocketAddr, name: impl Into<String>, weight: u32) -> Self {
-        let weight = weight.max(1);
+        Self::with_stats(
+            addr,
+            name,
+            weight,
+            false,
+            BackendStats::new(1),
+            EntryStats::new(1),
+        )
+    }
+
+    /// A backend whose state and counters are `stats` (from the registry).
+    pub fn with_stats(
+        addr: SocketAddr,
+        name: impl Into<String>,
+        weight: u32,
+        drained: bool,
+        stats: Arc<BackendStats>,
+        entry: Arc<EntryStats>,
+    ) -> Self {
         Self {
             addr,
             name: name.into(),
-            weight,
-            stats: Arc::new(CachePadded::new(BackendStats::new(weight))),
+            weight: weight.max(1),
+            drained,
+            effective_weight: AtomicU32::new(weight.max(1)),
+            stats,
+            entry,
         }
     }
 
-    /// A backend that keeps the counters of `previous` (same server across a reload).
-    pub fn carrying_over(previous: &Backend, name: impl Into<String>, weight: u32) -> Self {
-        let weight = weight.max(1);
-        previous
-            .stats
-            .effective_weight
-            .store(weight, Ordering::Relaxed);
-        Self {
-            addr: previous.addr,
-            name: name.into(),
-            weight,
-            stats: Arc::clone(&previous.stats),
-        }
+    /// The shared state and counters.
+    pub fn stats(&self) -> &Arc<BackendStats> {
+        &self.stats
+    }
+
+    /// The counters of this backend in this pool.
+    pub fn entry(&self) -> &Arc<EntryStats> {
+        &self.entry
     }
 
     /// May a balancer pick this backend for a new request?
     #[inline]
     pub fn is_eligible(&self) -> bool {
-        self.state() == BackendState::Up
+        !self.drained && self.state() == BackendState::Up
+    }
+
+    /// The state shown to operators: a drained backend is `draining` in its
+    /// pool whatever its health.
+    pub fn shown_state(&self) -> BackendState {
+        if self.drained {
+            BackendState::Draining
+        } else {
+            self.state()
+        }
     }
 
     /// The current state.
     #[inline]
     pub fn state(&self) -> BackendState {
-        BackendState::from_u8(self.stats.state.load(Ordering::Relaxed))
+        BackendState::from_u8(self.stats.live.state.load(Ordering::Relaxed))
     }
 
-    /// Set the state (health checks, breaker, drain).
+    /// Set the state (health checks, breaker).
     pub fn set_state(&self, state: BackendState) {
-        self.stats.state.store(state as u8, Ordering::Relaxed);
+        self.stats.live.state.store(state as u8, Ordering::Relaxed);
     }
 
     /// Requests in flight to this backend across all cores.
     #[inline]
     pub fn inflight(&self) -> u32 {
-        self.stats.inflight.load(Ordering::Relaxed)
+        self.stats.live.inflight.load(Ordering::Relaxed)
     }
 
     /// The weight balancers should use now.
     #[inline]
     pub fn effective_weight(&self) -> u32 {
-        self.stats.effective_weight.load(Ordering::Relaxed).max(1)
+        self.effective_weight.load(Ordering::Relaxed).max(1)
     }
 
     /// Set the weight balancers should use (dynamic weighting).
     pub fn set_effective_weight(&self, weight: u32) {
-        self.stats
-            .effective_weight
+        self.effective_weight
             .store(weight.max(1), Ordering::Relaxed);
     }
 
@@ -171,8 +229,8 @@ impl Backend {
     /// balancer comparing several backends read the clock once.
     #[inline]
     pub fn latency_at(&self, now_ns: u64) -> u64 {
-        let value = self.stats.latency_ewma_ns.load(Ordering::Relaxed);
-        let stamp = self.stats.latency_stamp_ns.load(Ordering::Relaxed);
+        let value = self.stats.live.latency_ewma_ns.load(Ordering::Relaxed);
+        let stamp = self.stats.live.latency_stamp_ns.load(Ordering::Relaxed);
         ewma::decayed(value, stamp, now_ns)
     }
 
@@ -187,41 +245,31 @@ impl Backend {
 
     /// [`Backend::observe_latency`] at a given time (from [`ewma::now_ns`]).
     pub fn observe_latency_at(&self, sample_ns: u64, now: u64) {
-        let value = self.stats.latency_ewma_ns.load(Ordering::Relaxed);
-        let stamp = self.stats.latency_stamp_ns.load(Ordering::Relaxed);
+        let live = &self.stats.live;
+        let value = live.latency_ewma_ns.load(Ordering::Relaxed);
+        let stamp = live.latency_stamp_ns.load(Ordering::Relaxed);
         let new = ewma::observe(value, stamp, sample_ns, now);
-        self.stats.latency_ewma_ns.store(new, Ordering::Relaxed);
-        self.stats.latency_stamp_ns.store(now, Ordering::Relaxed);
+        live.latency_ewma_ns.store(new, Ordering::Relaxed);
+        live.latency_stamp_ns.store(now, Ordering::Relaxed);
     }
 
-    /// Requests sent since start.
-    pub fn requests(&self) -> u64 {
-        self.stats.requests.load(Ordering::Relaxed)
-    }
-
-    /// Failed requests since start.
-    pub fn errors(&self) -> u64 {
-        self.stats.errors.load(Ordering::Relaxed)
-    }
-
-    /// Count a failed request.
-    pub fn record_error(&self) {
-        self.stats.errors.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Count a request as in flight until the returned guard drops.
+    /// Count a request as in flight until the returned guard is finished
+    /// or dropped.
     ///
     /// The guard decrements on every path, so an error, a timeout or a
     /// cancelled task never leaks an in-flight count.
     #[inline]
     pub fn start_request(self: &Arc<Self>) -> InflightGuard {
-        self.stats.inflight.fetch_add(1, Ordering::Relaxed);
-        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        self.stats.live.inflight.fetch_add(1, Ordering::Relaxed);
         InflightGuard {
             backend: Arc::clone(self),
         }
     }
 }
+
+/// The latency a failed try counts as, for the latency estimate: a failed
+/// backend should look very slow at once (the estimate decays back).
+const FAILURE_PENALTY: Duration = Duration::from_secs(1);
 
 /// Holds one in-flight count on a backend; releases it on drop.
 #[derive(Debug)]
@@ -234,11 +282,37 @@ impl InflightGuard {
     pub fn backend(&self) -> &Arc<Backend> {
         &self.backend
     }
+
+    /// The one place a try at a backend is recorded: its counters (for
+    /// `worker`) and its latency estimate. `now_ns` is the clock reading
+    /// the caller took at the end (see [`ewma::ns_at`]).
+    pub fn finish(self, worker: usize, outcome: &AttemptOutcome, now_ns: u64) {
+        let backend = &self.backend;
+        backend.stats.counters(worker).record(outcome);
+        if let Some(status) = outcome.status {
+            backend.entry.counters(worker).responses[crate::metrics::class_of(status)].inc();
+        }
+        let sample = if outcome.failure.is_some() {
+            outcome.elapsed.max(FAILURE_PENALTY)
+        } else {
+            // The estimate is of time to first byte: what a new request
+            // waits for, whatever the size of the body.
+            outcome.ttfb.unwrap_or(outcome.elapsed)
+        };
+        if outcome.failure.is_some() || outcome.ttfb.is_some() {
+            let ns = u64::try_from(sample.as_nanos()).unwrap_or(u64::MAX);
+            backend.observe_latency_at(ns, now_ns);
+        }
+    }
 }
 
 impl Drop for InflightGuard {
     fn drop(&mut self) {
-        self.backend.stats.inflight.fetch_sub(1, Ordering::Relaxed);
+        self.backend
+            .stats
+            .live
+            .inflight
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -260,7 +334,47 @@ mod tests {
         assert_eq!(b.inflight(), 1);
         drop(g2);
         assert_eq!(b.inflight(), 0);
-        assert_eq!(b.requests(), 2);
+    }
+
+    #[test]
+    fn a_finished_try_is_counted_for_its_worker() {
+        let stats = BackendStats::new(2);
+        let b = Arc::new(Backend::with_stats(
+            "127.0.0.1:1".parse().unwrap(),
+            "b",
+            1,
+            false,
+            Arc::clone(&stats),
+            EntryStats::new(2),
+        ));
+        let outcome = AttemptOutcome {
+            status: Some(200),
+            failure: None,
+            ttfb: Some(Duration::from_millis(2)),
+            elapsed: Duration::from_millis(3),
+            replayed: false,
+            pooled: true,
+        };
+        b.start_request().finish(1, &outcome, ewma::now_ns());
+        assert_eq!(b.inflight(), 0);
+        assert_eq!(stats.counters(1).responses[1].get(), 1);
+        assert_eq!(stats.counters(0).responses[1].get(), 0);
+        assert!(b.latency_ewma_ns() > 1_000_000);
+    }
+
+    #[test]
+    fn a_drained_backend_is_not_eligible() {
+        let b = Backend::with_stats(
+            "127.0.0.1:1".parse().unwrap(),
+            "b",
+            1,
+            true,
+            BackendStats::new(1),
+            EntryStats::new(1),
+        );
+        assert!(!b.is_eligible());
+        assert_eq!(b.shown_state(), BackendState::Draining);
+        assert_eq!(b.state(), BackendState::Up);
     }
 
     #[test]
@@ -279,12 +393,21 @@ mod tests {
     }
 
     #[test]
-    fn carried_over_backend_shares_counters() {
-        let old = backend();
+    fn backends_built_on_one_stats_share_it() {
+        let stats = BackendStats::new(1);
+        let addr = "127.0.0.1:1".parse().unwrap();
+        let entry = EntryStats::new(1);
+        let old = Arc::new(Backend::with_stats(
+            addr,
+            "b",
+            1,
+            false,
+            Arc::clone(&stats),
+            Arc::clone(&entry),
+        ));
         let _g = old.start_request();
-        let new = Backend::carrying_over(&old, "b2", 3);
+        let new = Backend::with_stats(addr, "b2", 3, false, stats, entry);
         assert_eq!(new.inflight(), 1);
-        assert_eq!(new.effective_weight(), 3);
     }
 
     #[test]

@@ -115,6 +115,48 @@ pub struct Cli {
     /// and for a backend to take the request [default: 30s].
     #[arg(long, value_name = "DURATION", global = true)]
     pub upstream_timeout: Option<String>,
+
+    /// On SIGTERM or SIGINT, time to let in-flight requests finish before
+    /// exiting anyway [default: 30s].
+    #[arg(long, value_name = "DURATION", global = true)]
+    pub shutdown_timeout: Option<String>,
+
+    /// Join a listen address another corelb already serves, for an
+    /// overlapping restart: new connections come here, the old process is
+    /// then stopped with SIGTERM [default: a busy address is an error].
+    #[arg(long, global = true)]
+    pub takeover: bool,
+
+    /// Admin API (metrics, status, dashboard, runtime changes) address, or
+    /// `off` [default: 127.0.0.1:9901; if that port is taken, corelb runs
+    /// without admin and says so].
+    #[arg(long, value_name = "ADDR|off", global = true)]
+    pub admin: Option<String>,
+
+    /// Bearer token required by admin calls that change state; also read
+    /// from CORELB_ADMIN_TOKEN [default: none: such calls are allowed from
+    /// loopback only].
+    #[arg(long, value_name = "TOKEN", global = true)]
+    pub admin_token: Option<String>,
+
+    /// Least severe log level written to stderr: error, warn, info or
+    /// debug [default: info].
+    #[arg(long, value_name = "LEVEL", global = true)]
+    pub log_level: Option<String>,
+
+    /// Log line format: text or json [default: text].
+    #[arg(long, value_name = "FORMAT", global = true)]
+    pub log_format: Option<String>,
+
+    /// Access log file, or `-` for standard output; reopened on SIGUSR1
+    /// [default: off].
+    #[arg(long, value_name = "PATH|-", global = true)]
+    pub access_log: Option<String>,
+
+    /// Access log line format: combined (nginx's, plus backend and times)
+    /// or json [default: combined].
+    #[arg(long, value_name = "FORMAT", global = true)]
+    pub access_log_format: Option<String>,
 }
 
 /// Subcommands.

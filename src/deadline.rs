@@ -48,6 +48,9 @@ struct Wait {
     direction: Direction,
     deadline: Instant,
     expired: bool,
+    /// A keep-alive connection waiting for its next request: cut short
+    /// by a drain.
+    idle_since: Option<Instant>,
 }
 
 /// One worker's pending socket waits and its coarse clock.
@@ -55,6 +58,8 @@ pub struct Deadlines {
     /// The time at the last sweep (never ahead of the real time).
     now: Cell<Instant>,
     waits: RefCell<Slab<Wait>>,
+    /// Set by a drain: the longest an idle wait may last from now on.
+    idle_cap: Cell<Option<Duration>>,
 }
 
 impl Default for Deadlines {
@@ -69,6 +74,7 @@ impl Deadlines {
         Self {
             now: Cell::new(Instant::now()),
             waits: RefCell::new(Slab::new()),
+            idle_cap: Cell::new(None),
         }
     }
 
@@ -81,6 +87,26 @@ impl Deadlines {
     /// Register a wait on `fd` that must end within `timeout`. The wait is
     /// over when the returned guard is dropped; ask it whether it expired.
     pub fn arm(&self, fd: RawFd, direction: Direction, timeout: Duration) -> Armed<'_> {
+        self.insert(fd, direction, timeout, None)
+    }
+
+    /// [`Deadlines::arm`] for a kept-alive connection waiting for its next
+    /// request (a read): a drain ends it early ([`Deadlines::start_drain`]).
+    pub fn arm_idle(&self, fd: RawFd, timeout: Duration) -> Armed<'_> {
+        let timeout = match self.idle_cap.get() {
+            Some(cap) => timeout.min(cap),
+            None => timeout,
+        };
+        self.insert(fd, Direction::Read, timeout, Some(self.now.get()))
+    }
+
+    fn insert(
+        &self,
+        fd: RawFd,
+        direction: Direction,
+        timeout: Duration,
+        idle_since: Option<Instant>,
+    ) -> Armed<'_> {
         // `now` may be up to a tick old: add a tick so no wait is cut short.
         let deadline = self.now.get() + timeout + TICK;
         let key = self.waits.borrow_mut().insert(Wait {
@@ -88,8 +114,21 @@ impl Deadlines {
             direction,
             deadline,
             expired: false,
+            idle_since,
         });
         Armed { table: self, key }
+    }
+
+    /// A drain began: every idle wait now ends once it has lasted `grace`
+    /// (at once if it already has), and so does every idle wait armed
+    /// from now on.
+    pub fn start_drain(&self, grace: Duration) {
+        self.idle_cap.set(Some(grace));
+        for (_, wait) in self.waits.borrow_mut().iter_mut() {
+            if let Some(since) = wait.idle_since {
+                wait.deadline = wait.deadline.min(since + grace);
+            }
+        }
     }
 
     /// Advance the clock to `now` and expire every wait whose deadline has
@@ -112,14 +151,6 @@ impl Deadlines {
             unsafe { libc::shutdown(wait.fd, how) };
         }
         expired
-    }
-
-    /// Sweep every tick, for ever (spawned once per worker).
-    pub async fn run_sweeper(&self) {
-        loop {
-            monoio::time::sleep(TICK).await;
-            self.sweep(Instant::now());
-        }
     }
 
     /// Waits currently registered.
@@ -176,6 +207,25 @@ mod tests {
             0,
             "expires once"
         );
+    }
+
+    #[test]
+    fn a_drain_ends_idle_waits_after_the_grace_and_leaves_others() {
+        let table = Deadlines::new();
+        let start = table.now();
+        let (a, _b) = socket_pair();
+        let (c, _d) = socket_pair();
+        let idle = table.arm_idle(a.as_raw_fd(), Duration::from_secs(60));
+        let busy = table.arm(c.as_raw_fd(), Direction::Read, Duration::from_secs(60));
+        table.start_drain(Duration::from_secs(1));
+        assert_eq!(table.sweep(start + Duration::from_millis(500)), 0);
+        assert_eq!(table.sweep(start + Duration::from_secs(1)), 1);
+        assert!(idle.expired());
+        assert!(!busy.expired());
+        // Armed during the drain: capped too.
+        let later = table.arm_idle(c.as_raw_fd(), Duration::from_secs(60));
+        assert_eq!(table.sweep(table.now() + Duration::from_secs(1) + TICK), 1);
+        assert!(later.expired());
     }
 
     #[test]

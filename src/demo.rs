@@ -138,7 +138,7 @@ async fn serve_connection(mut stream: TcpStream, response: &'static [u8], delay:
 }
 
 /// Run the demo: backends, then corelb in front of them.
-pub fn run(cli: &Cli) -> Result<(), String> {
+pub fn run(cli: &Cli) -> Result<u8, String> {
     // Refused rather than ignored: a user who asked for them would believe
     // they had been honoured.
     if cli.check {
@@ -152,13 +152,25 @@ pub fn run(cli: &Cli) -> Result<(), String> {
     cli.backends = addrs.iter().map(|a| a.to_string()).collect();
     let config = Config::load(&cli).map_err(|e| e.to_string())?;
     let threads = config.threads;
-    let running = crate::runtime::start(config)?;
-    let url = format!("http://{}/", running.local_addr);
+    let admin = config.admin;
+    crate::serve(config, cli, |control| {
+        print_help(control, threads, admin, &addrs)
+    })
+}
+
+/// What the demo prints once it runs.
+fn print_help(
+    control: &crate::control::Control,
+    threads: usize,
+    admin: crate::config::AdminListen,
+    addrs: &[SocketAddr],
+) {
+    let url = format!("http://{}/", control.info.listen);
     println!(
         "corelb demo: listening on {} ({threads} workers, {}) in front of",
-        running.local_addr, running.driver
+        control.info.listen, control.info.driver
     );
-    for (spec, addr) in BACKENDS.iter().zip(&addrs) {
+    for (spec, addr) in BACKENDS.iter().zip(addrs) {
         let note = if spec.delay.is_zero() {
             String::new()
         } else {
@@ -171,7 +183,12 @@ pub fn run(cli: &Cli) -> Result<(), String> {
     println!("  curl {url}                # run it a few times: the backends take turns");
     println!("  curl -v {url}             # see the X-Backend header");
     println!("  wrk -t2 -c64 -d10s {url}  # load it");
-    println!("Stop with Ctrl-C.");
-    running.wait();
-    Ok(())
+    match admin {
+        crate::config::AdminListen::Off => {}
+        crate::config::AdminListen::Default(a) | crate::config::AdminListen::Explicit(a) => {
+            println!("  open http://{a}/ in a browser  # the live dashboard (if the admin port was free)");
+            println!("  curl http://{a}/metrics       # Prometheus metrics");
+        }
+    }
+    println!("Stop with Ctrl-C (drains in-flight requests first).");
 }

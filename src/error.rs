@@ -16,9 +16,12 @@ use crate::http::HeadError;
 pub enum ProxyError {
     /// The client sent something corelb will not forward.
     Downstream { status: u16, reason: &'static str },
-    /// The backend could not be reached, broke the connection, or answered
-    /// something that is not HTTP.
+    /// The backend answered something that is not valid HTTP, or that
+    /// corelb cannot relay.
     Upstream(&'static str),
+    /// The backend closed or reset the connection before the response was
+    /// complete.
+    UpstreamClosed(&'static str),
     /// The backend did not answer in time.
     UpstreamTimeout,
     /// The backend refused or reset the connection attempt.
@@ -49,7 +52,7 @@ impl ProxyError {
     pub fn status(&self) -> Option<u16> {
         match self {
             Self::Downstream { status, .. } => Some(*status),
-            Self::Upstream(_) | Self::Connect => Some(502),
+            Self::Upstream(_) | Self::UpstreamClosed(_) | Self::Connect => Some(502),
             Self::UpstreamTimeout | Self::ConnectTimeout => Some(504),
             Self::NoBackend => Some(503),
             Self::ClientGone => None,
@@ -60,7 +63,11 @@ impl ProxyError {
     pub fn is_upstream(&self) -> bool {
         matches!(
             self,
-            Self::Upstream(_) | Self::UpstreamTimeout | Self::Connect | Self::ConnectTimeout
+            Self::Upstream(_)
+                | Self::UpstreamClosed(_)
+                | Self::UpstreamTimeout
+                | Self::Connect
+                | Self::ConnectTimeout
         )
     }
 
@@ -71,7 +78,9 @@ impl ProxyError {
 
     fn detail(&self) -> &'static str {
         match self {
-            Self::Downstream { reason, .. } | Self::Upstream(reason) => reason,
+            Self::Downstream { reason, .. }
+            | Self::Upstream(reason)
+            | Self::UpstreamClosed(reason) => reason,
             Self::UpstreamTimeout => "the backend did not answer in time",
             Self::Connect => "cannot connect to the backend",
             Self::ConnectTimeout => "timed out connecting to the backend",

@@ -83,6 +83,23 @@ pub async fn read_some_timeout<S: AsyncReadRent + AsRawFd>(
     result.map_err(ReadError::Io)
 }
 
+/// [`read_some_timeout`] for a kept-alive connection waiting for its next
+/// request: a drain ends the wait early (see [`Deadlines::arm_idle`]).
+pub async fn read_idle_timeout<S: AsyncReadRent + AsRawFd>(
+    deadlines: &Deadlines,
+    stream: &mut S,
+    buf: &mut BytesMut,
+    limit: usize,
+    timeout: Duration,
+) -> Result<usize, ReadError> {
+    let wait = deadlines.arm_idle(stream.as_raw_fd(), timeout);
+    let result = read_some(stream, buf, limit).await;
+    if wait.expired() {
+        return Err(ReadError::Timeout);
+    }
+    result.map_err(ReadError::Io)
+}
+
 /// One non-blocking `send` of `bytes` on `fd`, right now; how many went
 /// (0 on any error: the caller's io_uring write then meets and reports it).
 fn send_now(fd: RawFd, bytes: &[u8]) -> usize {

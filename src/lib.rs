@@ -5,6 +5,9 @@
 //! | module | holds |
 //! |---|---|
 //! | [`cli`], [`config`] | flags and the validated, typed [`config::Config`] |
+//! | [`serve`] | the whole process: logging, signals, data plane, admin, control loop |
+//! | [`control`] | the owner of everything shared: snapshot, registry, lifecycle, reload, admin changes |
+//! | [`admin`] | the admin listener: metrics, status, dashboard, runtime API |
 //! | [`runtime`] | pinned worker threads, one monoio runtime each |
 //! | [`listener`] | SO_REUSEPORT sockets, accept loop, connection cap |
 //! | [`steering`] | load-aware split of new connections between workers (reuseport BPF) |
@@ -17,13 +20,18 @@
 //! | [`backend`], [`snapshot`] | backends and their shared atomics; pools and routes |
 //! | [`balance`] | the balancing algorithms, one a file |
 //! | [`error`] | failures and the status each gets |
+//! | [`outcome`], [`metrics`] | what a request and a try came to, and the per-worker counters they go into |
+//! | [`access_log`], [`logging`] | the buffered per-worker access log; log lines and their rate limit |
 //! | [`ewma`] | the peak, time-decaying latency average |
 //! | [`demo`] | `corelb demo`: built-in backends |
 
+pub mod access_log;
+pub mod admin;
 pub mod backend;
 pub mod balance;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod deadline;
 pub mod demo;
 pub mod error;
@@ -31,10 +39,16 @@ pub mod ewma;
 pub mod http;
 pub mod io;
 pub mod listener;
+pub mod logging;
+pub mod metrics;
+pub mod outcome;
 pub mod pool;
 pub mod proxy;
 pub mod runtime;
+pub mod serve;
 pub mod snapshot;
 pub mod steering;
 pub mod syscall;
 pub mod worker;
+
+pub use serve::serve;

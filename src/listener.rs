@@ -7,15 +7,47 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
+use tracing::{error, warn};
 
 use crate::proxy::serve_client;
+use crate::steering::group;
 use crate::worker::Worker;
+
+/// Refuse an address another process already listens on, as nginx would:
+/// joining its SO_REUSEPORT group silently would take half its traffic
+/// with our (maybe different) backends. `--takeover` joins on purpose.
+///
+/// Tested by binding without SO_REUSEPORT, which any listener on the
+/// address (or on the wildcard address of its port) makes fail.
+pub fn refuse_busy(addr: SocketAddr) -> Result<(), String> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+        .map_err(|e| format!("cannot create a socket: {e}"))?;
+    // SO_REUSEADDR: connections of an earlier process in TIME_WAIT do not
+    // make the address busy.
+    let _ = probe.set_reuse_address(true);
+    match probe.bind(&addr.into()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+            let who = group::who_listens_on_port(addr.port())
+                .map(|who| format!(" by {who}"))
+                .unwrap_or_default();
+            Err(format!(
+                "cannot listen on {addr} (--listen): address already in use{who}; to replace a running corelb without dropping connections, start the new one with --takeover, then stop the old one with SIGTERM"
+            ))
+        }
+        Err(e) => Err(format!("cannot listen on {addr} (--listen): {e}")),
+    }
+}
 
 /// Bind `count` SO_REUSEPORT listeners to `addr`. With port 0 the first
 /// socket picks a port and the rest join it.
@@ -73,7 +105,8 @@ impl ErrorReports {
 #[derive(Debug)]
 pub struct ConnectionLimit {
     open: AtomicUsize,
-    max: usize,
+    /// A reload may change it.
+    max: AtomicUsize,
 }
 
 impl ConnectionLimit {
@@ -81,7 +114,7 @@ impl ConnectionLimit {
     pub fn new(max: usize) -> Arc<Self> {
         Arc::new(Self {
             open: AtomicUsize::new(0),
-            max,
+            max: AtomicUsize::new(max),
         })
     }
 
@@ -90,8 +123,13 @@ impl ConnectionLimit {
         self.open.load(Ordering::Relaxed)
     }
 
+    /// Allow at most `max` from now on (connections above it stay open).
+    pub fn set_max(&self, max: usize) {
+        self.max.store(max, Ordering::Relaxed);
+    }
+
     fn is_full(&self) -> bool {
-        self.open() >= self.max
+        self.open() >= self.max.load(Ordering::Relaxed)
     }
 
     fn acquire(self: &Arc<Self>) -> ConnectionPermit {
@@ -109,29 +147,40 @@ impl Drop for ConnectionPermit {
     }
 }
 
-/// Accept connections forever, serving each in its own task.
-pub async fn accept_loop(
-    worker: Rc<Worker>,
-    listener: monoio::net::TcpListener,
-    limit: Arc<ConnectionLimit>,
-) {
+/// Serve `stream` in a task of its own, counted against the limit and by
+/// the worker until it closes.
+fn spawn_connection(worker: &Rc<Worker>, stream: monoio::net::TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let permit = worker.control.limit.acquire();
+    worker.connection_opened();
+    let worker = Rc::clone(worker);
+    monoio::spawn(async move {
+        serve_client(Rc::clone(&worker), stream, peer).await;
+        worker.connection_closed();
+        drop(permit);
+    });
+}
+
+/// Accept connections until the drain closes the listener, serving each
+/// in its own task.
+pub async fn accept_loop(worker: Rc<Worker>, listener: monoio::net::TcpListener) {
+    use std::os::fd::AsRawFd;
+    worker.set_listener(listener.as_raw_fd());
+    let limit = Arc::clone(&worker.control.limit);
     let mut accept_errors = ErrorReports::default();
     loop {
+        if worker.draining() {
+            return;
+        }
         if limit.is_full() {
             // Leave new connections in the kernel backlog until one closes.
             monoio::time::sleep(Duration::from_millis(5)).await;
             continue;
         }
         match listener.accept().await {
-            Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
-                let permit = limit.acquire();
-                let worker = Rc::clone(&worker);
-                monoio::spawn(async move {
-                    serve_client(worker, stream, peer).await;
-                    drop(permit);
-                });
-            }
+            Ok((stream, peer)) => spawn_connection(&worker, stream, peer),
+            // The drain shut the listener down.
+            Err(_) if worker.draining() => return,
             Err(e) => {
                 if let Some(unreported) = accept_errors.report(Instant::now()) {
                     let more = if unreported > 0 {
@@ -139,13 +188,50 @@ pub async fn accept_loop(
                     } else {
                         String::new()
                     };
-                    eprintln!("corelb: worker {}: accept failed: {e}{more}", worker.id);
+                    error!("worker {}: accept failed: {e}{more}", worker.id);
                 }
                 // EMFILE and friends: back off instead of spinning.
                 monoio::time::sleep(Duration::from_millis(10)).await;
             }
         }
     }
+}
+
+/// The drain's first step on one worker: accept (without waiting) every
+/// connection already in the listener's queue and serve it, then shut the
+/// listener down, which ends the accept loop's pending accept. A
+/// connection left in the queue would be reset when the listener closes;
+/// taken here, it is served like any other (with `Connection: close`).
+pub fn take_queued(worker: &Rc<Worker>, fd: RawFd) {
+    loop {
+        // SAFETY: `fd` is this worker's listener, open until the accept
+        // loop ends (after the shutdown below); a null address is allowed.
+        let conn = unsafe {
+            libc::accept4(
+                fd,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            )
+        };
+        if conn < 0 {
+            break;
+        }
+        // SAFETY: `conn` is a new descriptor that nothing else owns.
+        let std_stream = unsafe { std::net::TcpStream::from_raw_fd(conn) };
+        let peer = std_stream
+            .peer_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        match monoio::net::TcpStream::from_std(std_stream) {
+            Ok(stream) => spawn_connection(worker, stream, peer),
+            Err(e) => warn!(
+                "worker {}: cannot serve a queued connection: {e}",
+                worker.id
+            ),
+        }
+    }
+    // SAFETY: a plain syscall on the open listener.
+    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! The `corelb` binary: parse flags, load config, start, wait.
+//! The `corelb` binary: parse flags, load config, start, serve until a
+//! signal says stop.
 
 use std::process::ExitCode;
 
@@ -28,7 +29,7 @@ fn main() -> ExitCode {
         None => run(&cli),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(message) => {
             eprintln!("corelb: {message}");
             ExitCode::FAILURE
@@ -36,19 +37,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: &Cli) -> Result<(), String> {
+fn run(cli: &Cli) -> Result<u8, String> {
     let config = Config::load(cli).map_err(|e| e.to_string())?;
     if cli.check {
         println!("corelb: configuration OK ({})", config.summary());
-        return Ok(());
+        return Ok(0);
     }
-    let backends: usize = config.pools.iter().map(|p| p.backends.len()).sum();
-    let threads = config.threads;
-    let running = corelb::runtime::start(config)?;
-    eprintln!(
-        "corelb: listening on {} ({} workers, {}, {} backends)",
-        running.local_addr, threads, running.driver, backends
-    );
-    running.wait();
-    Ok(())
+    corelb::serve(config, cli.clone(), |_| {})
 }

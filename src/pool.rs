@@ -45,7 +45,8 @@ struct IdleConnection {
 pub struct UpstreamPool {
     /// Fx hashing: two lookups per request, keys are not attacker-chosen.
     idle: RefCell<FxHashMap<SocketAddr, Vec<IdleConnection>>>,
-    max_idle_per_backend: usize,
+    /// A reload may change it (`--upstream-keepalive`).
+    max_idle_per_backend: std::cell::Cell<usize>,
     max_idle_time: Duration,
 }
 
@@ -55,9 +56,15 @@ impl UpstreamPool {
     pub fn new(max_idle_per_backend: usize, max_idle_time: Duration) -> Self {
         Self {
             idle: RefCell::new(FxHashMap::default()),
-            max_idle_per_backend,
+            max_idle_per_backend: std::cell::Cell::new(max_idle_per_backend),
             max_idle_time,
         }
+    }
+
+    /// Keep at most `max` idle connections per backend from now on (the
+    /// extra ones go as they are taken or age out).
+    pub fn set_max_idle(&self, max: usize) {
+        self.max_idle_per_backend.set(max);
     }
 
     /// An idle connection to `addr`, if one is fresh enough at `now`.
@@ -114,7 +121,7 @@ impl UpstreamPool {
 
     /// Return a connection that finished a response cleanly, at `now`.
     pub fn put(&self, addr: SocketAddr, stream: TcpStream, now: Instant) {
-        if self.max_idle_per_backend == 0 {
+        if self.max_idle_per_backend.get() == 0 {
             return;
         }
         let mut idle = self.idle.borrow_mut();
@@ -125,7 +132,7 @@ impl UpstreamPool {
         let oldest_expired = list
             .first()
             .is_some_and(|c| now.saturating_duration_since(c.since) >= self.max_idle_time);
-        if oldest_expired || list.len() >= self.max_idle_per_backend {
+        if oldest_expired || list.len() >= self.max_idle_per_backend.get() {
             list.remove(0);
         }
         list.push(IdleConnection { stream, since: now });

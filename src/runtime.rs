@@ -8,12 +8,14 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use arc_swap::ArcSwap;
 use monoio::{FusionDriver, IoUringDriver, LegacyDriver, RuntimeBuilder};
+use tracing::{error, info, warn};
 
+use crate::access_log::AccessLog;
+use crate::cli::Cli;
 use crate::config::{Config, IoDriver};
-use crate::listener::{accept_loop, bind_listeners, ConnectionLimit};
-use crate::snapshot::{SharedSnapshot, Snapshot};
+use crate::control::Control;
+use crate::listener::{accept_loop, bind_listeners, refuse_busy};
 use crate::steering::{self, WorkerThreads};
 use crate::worker::Worker;
 
@@ -26,9 +28,10 @@ pub struct Running {
     pub local_addr: SocketAddr,
     /// The io driver the workers use.
     pub driver: &'static str,
-    /// The routing snapshot, for reloads.
-    pub snapshot: SharedSnapshot,
-    workers: Vec<JoinHandle<()>>,
+    /// The owner of everything shared: snapshot, metrics, lifecycle.
+    pub control: Arc<Control>,
+    /// The worker threads, which end when a drain finishes.
+    pub workers: Vec<JoinHandle<()>>,
 }
 
 impl Running {
@@ -91,20 +94,30 @@ fn start_steering(
             steering::start(listener, addr, ours, Arc::clone(threads))
         });
     if let Err(e) = started {
-        eprintln!("corelb: accept steering is off ({e}); new connections are spread evenly");
+        warn!("accept steering is off ({e}); new connections are spread evenly");
     }
 }
 
-/// Bind the listeners and start the workers.
-pub fn start(config: Config) -> Result<Running, String> {
+/// Bind the listeners and start the workers. `cli` is kept for reloads.
+pub fn start(config: Config, cli: Cli) -> Result<Running, String> {
     let driver = resolve_driver(config.io_driver)?;
+    if !config.takeover {
+        refuse_busy(config.listen)?;
+    }
     let listeners = bind_listeners(config.listen, config.threads, config.backlog)
         .map_err(|e| format!("cannot listen on {} (--listen): {e}", config.listen))?;
     let local_addr = listeners[0]
         .local_addr()
         .map_err(|e| format!("cannot read listening address: {e}"))?;
-    let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::build(&config, None)));
-    let limit = ConnectionLimit::new(config.max_connections);
+    if config.takeover {
+        match steering::group::who_listens_on_port(local_addr.port()) {
+            Some(who) if who != format!("process {} (corelb)", std::process::id()) => {
+                info!("--takeover: sharing {local_addr} with {who} until it stops")
+            }
+            _ => info!("--takeover: no other process listens on {local_addr}"),
+        }
+    }
+    let access_log = config.access_log.clone();
     let cores = if config.pin {
         core_affinity::get_core_ids().unwrap_or_default()
     } else {
@@ -114,13 +127,23 @@ pub fn start(config: Config) -> Result<Running, String> {
     if config.accept_steering && listeners.len() > 1 {
         start_steering(&listeners, &threads, local_addr);
     }
-    let config = Arc::new(config);
+    let io_driver = config.io_driver;
+    let control = Control::new(config, cli, driver, local_addr);
+    // Opened here, so a path that cannot be written is an error at start,
+    // not a silent gap in the log.
+    let mut logs = Vec::with_capacity(listeners.len());
+    for _ in 0..listeners.len() {
+        logs.push(match &access_log {
+            Some(cfg) => Some(AccessLog::open(cfg, control.log_epoch()).map_err(|e| {
+                format!("cannot open access log {} (--access-log): {e}", cfg.target)
+            })?),
+            None => None,
+        });
+    }
 
     let mut workers = Vec::with_capacity(listeners.len());
-    for (id, std_listener) in listeners.into_iter().enumerate() {
-        let config = Arc::clone(&config);
-        let snapshot = Arc::clone(&snapshot);
-        let limit = Arc::clone(&limit);
+    for ((id, std_listener), log) in listeners.into_iter().enumerate().zip(logs) {
+        let control = Arc::clone(&control);
         let threads = Arc::clone(&threads);
         let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
         let handle = std::thread::Builder::new()
@@ -130,24 +153,9 @@ pub fn start(config: Config) -> Result<Running, String> {
                     core_affinity::set_for_current(core);
                 }
                 threads.register_current(id);
-                let driver = config.io_driver;
-                let result = block_on_driver(driver, async move {
-                    let listener = match monoio::net::TcpListener::from_std(std_listener) {
-                        Ok(l) => l,
-                        Err(e) => {
-                            eprintln!("corelb: worker {id}: cannot use listener: {e}");
-                            return;
-                        }
-                    };
-                    let worker = Rc::new(Worker::new(id, config, snapshot));
-                    let sweeper = Rc::clone(&worker);
-                    monoio::spawn(async move { sweeper.deadlines.run_sweeper().await });
-                    let pruner = Rc::clone(&worker);
-                    monoio::spawn(async move { pruner.pool.run_pruner().await });
-                    accept_loop(worker, listener, limit).await;
-                });
+                let result = block_on_driver(io_driver, run_worker(id, control, std_listener, log));
                 if let Err(e) = result {
-                    eprintln!("corelb: worker {id}: cannot start the io runtime: {e}");
+                    error!("worker {id}: cannot start the io runtime: {e}");
                     std::process::exit(1);
                 }
             })
@@ -157,7 +165,37 @@ pub fn start(config: Config) -> Result<Running, String> {
     Ok(Running {
         local_addr,
         driver,
-        snapshot,
+        control,
         workers,
     })
+}
+
+/// One worker's life: serve until the drain has closed every connection
+/// (or the process stops), then write out the access log.
+async fn run_worker(
+    id: usize,
+    control: Arc<Control>,
+    std_listener: std::net::TcpListener,
+    log: Option<AccessLog>,
+) {
+    let listener = match monoio::net::TcpListener::from_std(std_listener) {
+        Ok(l) => l,
+        Err(e) => {
+            error!("worker {id}: cannot use listener: {e}");
+            return;
+        }
+    };
+    let worker = Rc::new(Worker::new(id, control, log));
+    monoio::spawn(Rc::clone(&worker).run_ticks());
+    let pruner = Rc::clone(&worker);
+    monoio::spawn(async move { pruner.pool.run_pruner().await });
+    if worker.access_log.is_some() {
+        let flusher = Rc::clone(&worker);
+        monoio::spawn(async move { flusher.run_log_flusher().await });
+    }
+    accept_loop(Rc::clone(&worker), listener).await;
+    worker.wait_drained().await;
+    if let Some(log) = &worker.access_log {
+        log.flush();
+    }
 }

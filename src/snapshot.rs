@@ -1,19 +1,19 @@
-//! The routing table workers read on every request: pools of backends and
-//! the routes that choose a pool.
+//! The routing table workers read on every request: pools of backends,
+//! the routes that choose a pool, and the settings a reload may change.
 //!
-//! A [`Snapshot`] is immutable. The control plane builds a new one on reload
-//! and swaps it in whole ([`SharedSnapshot`] is an `ArcSwap`); workers load
-//! it without locks. A rebuilt snapshot reuses the counters of backends that
-//! stay (matched by pool name and address), so in-flight counts and error
-//! totals survive a reload.
+//! A [`Snapshot`] is immutable. The control plane ([`crate::control`])
+//! builds a new one on reload or admin change and publishes it whole; workers
+//! load it without locks and tell snapshots apart by their generation. A
+//! rebuilt snapshot takes each backend's state and counters from the
+//! control plane's [`Registry`] (by address), so in-flight counts, latency
+//! estimates and counters survive a reload.
 
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
-
 use crate::backend::Backend;
 use crate::balance::Algorithm;
-use crate::config::{Config, HashKey, RouteConfig};
+use crate::config::{Config, HashKey, RouteConfig, Settings};
+use crate::control::registry::Registry;
 
 /// A pool as workers see it.
 #[derive(Debug)]
@@ -31,47 +31,48 @@ pub struct Pool {
 /// Immutable routing state.
 #[derive(Debug)]
 pub struct Snapshot {
+    /// Counts up from 1 with every snapshot published.
+    pub generation: u64,
     /// Pools, in config order.
     pub pools: Vec<Pool>,
     /// Routes, tried in order.
     pub routes: Vec<RouteConfig>,
+    /// Timeouts, buffer size, keep-alive and connection limits.
+    pub settings: Settings,
 }
 
-/// The snapshot shared between the control plane and the workers.
-pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
-
 impl Snapshot {
-    /// Build from a validated config, carrying over the counters of
-    /// backends that were in `previous`.
-    pub fn build(config: &Config, previous: Option<&Snapshot>) -> Snapshot {
+    /// Build generation `generation` from a validated config, with backend
+    /// state and counters from `registry`.
+    pub fn build(config: &Config, registry: &mut Registry, generation: u64) -> Snapshot {
         let pools = config
             .pools
             .iter()
-            .map(|pc| {
-                let old_pool = previous.and_then(|p| p.pools.iter().find(|op| op.name == pc.name));
-                let backends = pc
+            .map(|pc| Pool {
+                name: pc.name.clone(),
+                algorithm: pc.algorithm,
+                hash_key: pc.hash_key.clone(),
+                backends: pc
                     .backends
                     .iter()
                     .map(|bc| {
-                        let old =
-                            old_pool.and_then(|op| op.backends.iter().find(|b| b.addr == bc.addr));
-                        Arc::new(match old {
-                            Some(old) => Backend::carrying_over(old, bc.name.clone(), bc.weight),
-                            None => Backend::new(bc.addr, bc.name.clone(), bc.weight),
-                        })
+                        Arc::new(Backend::with_stats(
+                            bc.addr,
+                            bc.name.clone(),
+                            bc.weight,
+                            bc.drained,
+                            registry.backend(bc.addr),
+                            registry.entry(&pc.name, bc.addr),
+                        ))
                     })
-                    .collect();
-                Pool {
-                    name: pc.name.clone(),
-                    algorithm: pc.algorithm,
-                    hash_key: pc.hash_key.clone(),
-                    backends,
-                }
+                    .collect(),
             })
             .collect();
         Snapshot {
+            generation,
             pools,
             routes: config.routes.clone(),
+            settings: config.settings(),
         }
     }
 
@@ -95,8 +96,9 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{BackendConfig, IoDriver, PoolConfig, Timeouts};
-    use std::time::Duration;
+    use crate::cli::Cli;
+    use crate::config::{BackendConfig, PoolConfig};
+    use clap::Parser;
 
     fn config() -> Config {
         let pool = |name: &str, port: u16| PoolConfig {
@@ -107,25 +109,11 @@ mod tests {
                 addr: format!("127.0.0.1:{port}").parse().unwrap(),
                 name: "b".into(),
                 weight: 1,
+                drained: false,
             }],
         };
-        let d = Duration::from_secs(1);
+        let base = Config::load(&Cli::parse_from(["corelb", "--backend", "127.0.0.1:1"])).unwrap();
         Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            threads: 1,
-            pin: false,
-            accept_steering: false,
-            io_driver: IoDriver::Auto,
-            backlog: 1,
-            max_connections: 1,
-            buffer_size: 1024,
-            upstream_keepalive: 1,
-            timeouts: Timeouts {
-                client_header: d,
-                client_idle: d,
-                connect: d,
-                upstream: d,
-            },
             pools: vec![pool("static", 1), pool("api", 2)],
             routes: vec![
                 RouteConfig {
@@ -139,12 +127,13 @@ mod tests {
                     pool: 0,
                 },
             ],
+            ..base
         }
     }
 
     #[test]
     fn routes_match_in_order() {
-        let s = Snapshot::build(&config(), None);
+        let s = Snapshot::build(&config(), &mut Registry::new(1), 1);
         assert_eq!(s.route(b"x.com", b"/api/users"), 1);
         assert_eq!(s.route(b"STATIC.example.com", b"/img"), 0);
         assert_eq!(s.route(b"other", b"/"), 0);
@@ -152,10 +141,28 @@ mod tests {
 
     #[test]
     fn rebuild_keeps_counters() {
-        let first = Snapshot::build(&config(), None);
+        let mut registry = Registry::new(1);
+        let first = Snapshot::build(&config(), &mut registry, 1);
         let _guard = first.pools[1].backends[0].start_request();
-        let second = Snapshot::build(&config(), Some(&first));
+        let second = Snapshot::build(&config(), &mut registry, 2);
+        assert_eq!(second.generation, 2);
         assert_eq!(second.pools[1].backends[0].inflight(), 1);
         assert_eq!(second.pools[0].backends[0].inflight(), 0);
+        assert!(Arc::ptr_eq(
+            first.pools[0].backends[0].entry(),
+            second.pools[0].backends[0].entry()
+        ));
+    }
+
+    #[test]
+    fn a_server_in_two_pools_is_one_backend() {
+        let mut c = config();
+        c.pools[1].backends[0].addr = c.pools[0].backends[0].addr;
+        c.pools[1].backends[0].weight = 5;
+        let s = Snapshot::build(&c, &mut Registry::new(1), 1);
+        let (a, b) = (&s.pools[0].backends[0], &s.pools[1].backends[0]);
+        let _guard = a.start_request();
+        assert_eq!(b.inflight(), 1, "one in-flight count for the one server");
+        assert_eq!((a.effective_weight(), b.effective_weight()), (1, 5));
     }
 }

@@ -1,21 +1,28 @@
-//! What one worker thread owns: its config handle, its upstream pool, and
-//! its own balancer state for every pool of the current snapshot.
+//! What one worker thread owns: its upstream pool, its timeouts, its own
+//! balancer state for every pool of the current snapshot, its drain state
+//! and its access log.
 //!
-//! A worker is used from its own thread only (`Rc`, `RefCell`); nothing here
-//! is shared except the snapshot it reads and the backend atomics.
+//! A worker is used from its own thread only (`Rc`, `Cell`, `RefCell`);
+//! what it shares with other threads is reached through [`Control`]: the
+//! snapshot it reads, the backend atomics, its own metrics block.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::net::IpAddr;
+use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::access_log::AccessLog;
 use crate::backend::Backend;
 use crate::balance::{self, Balancer, WeightedSampler};
-use crate::config::Config;
-use crate::deadline::Deadlines;
+use crate::config::Settings;
+use crate::control::lifecycle::Phase;
+use crate::control::Control;
+use crate::deadline::{Deadlines, TICK};
 use crate::http::RequestHead;
+use crate::outcome::WorkerMetrics;
 use crate::pool::UpstreamPool;
-use crate::snapshot::{SharedSnapshot, Snapshot};
+use crate::snapshot::Snapshot;
 
 /// How long an idle pooled upstream connection is kept. Backends commonly
 /// close idle connections after 60 s (nginx: 75 s); reusing one they are
@@ -24,6 +31,12 @@ const UPSTREAM_IDLE_TIME: Duration = Duration::from_secs(30);
 
 /// Weighted draws for a failover target before walking the pool instead.
 const FAILOVER_DRAWS: usize = 4;
+
+/// While draining, a kept-alive connection idle this long is closed. Not
+/// at once: a client that has just read a response is about to send its
+/// next request, and closing under it would fail that request; given a
+/// moment, it gets an answer with `Connection: close` instead.
+pub const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(1);
 
 /// The balancers built for one snapshot.
 struct Routing {
@@ -65,27 +78,69 @@ impl Routing {
 pub struct Worker {
     /// Index of this worker (0-based).
     pub id: usize,
-    /// The configuration the process started with.
-    pub config: Arc<Config>,
+    /// The owner of everything shared.
+    pub control: Arc<Control>,
     /// Idle upstream connections.
     pub pool: UpstreamPool,
     /// Timeouts of this worker's socket waits (swept by a task of its own).
     pub deadlines: Deadlines,
-    snapshot: SharedSnapshot,
+    /// The access log, if on.
+    pub access_log: Option<AccessLog>,
     routing: RefCell<Routing>,
+    settings: Cell<Settings>,
+    draining: Cell<bool>,
+    /// Client connections this worker has open.
+    connections: Cell<usize>,
+    /// This worker's listening socket, closed when the drain starts.
+    listener_fd: Cell<Option<RawFd>>,
 }
 
 impl Worker {
     /// State for worker `id`.
-    pub fn new(id: usize, config: Arc<Config>, snapshot: SharedSnapshot) -> Self {
-        let routing = Routing::new(snapshot.load_full(), id);
+    pub fn new(id: usize, control: Arc<Control>, access_log: Option<AccessLog>) -> Self {
+        let snapshot = control.snapshot().clone();
+        let settings = snapshot.settings;
         Self {
             id,
-            pool: UpstreamPool::new(config.upstream_keepalive, UPSTREAM_IDLE_TIME),
+            pool: UpstreamPool::new(settings.upstream_keepalive, UPSTREAM_IDLE_TIME),
             deadlines: Deadlines::new(),
-            config,
-            snapshot,
-            routing: RefCell::new(routing),
+            access_log,
+            routing: RefCell::new(Routing::new(snapshot, id)),
+            settings: Cell::new(settings),
+            draining: Cell::new(false),
+            connections: Cell::new(0),
+            listener_fd: Cell::new(None),
+            control,
+        }
+    }
+
+    /// The reloadable settings, as of the last request's snapshot.
+    #[inline]
+    pub fn settings(&self) -> Settings {
+        self.settings.get()
+    }
+
+    /// This worker's metrics block.
+    #[inline]
+    pub fn metrics(&self) -> &WorkerMetrics {
+        self.control.worker_metrics(self.id)
+    }
+
+    /// Is this worker draining (answer with `Connection: close`)?
+    #[inline]
+    pub fn draining(&self) -> bool {
+        self.draining.get()
+    }
+
+    /// Take up a newly published snapshot, if there is one: new balancer
+    /// state on the new pools, the new settings.
+    fn refresh(&self, routing: &mut Routing) {
+        let current = self.control.snapshot();
+        if routing.snapshot.generation != current.generation {
+            *routing = Routing::new(Arc::clone(&current), self.id);
+            let settings = current.settings;
+            self.pool.set_max_idle(settings.upstream_keepalive);
+            self.settings.set(settings);
         }
     }
 
@@ -98,12 +153,8 @@ impl Worker {
         client_ip: IpAddr,
         req: &RequestHead<'_, '_>,
     ) -> Option<Choice> {
-        let current = self.snapshot.load();
         let mut routing = self.routing.borrow_mut();
-        if !Arc::ptr_eq(&routing.snapshot, &current) {
-            // A reload happened: start fresh balancer state on the new pools.
-            *routing = Routing::new(Arc::clone(&current), self.id);
-        }
+        self.refresh(&mut routing);
         let pool_index = routing.snapshot.route(host, path);
         let pool = &routing.snapshot.pools[pool_index];
         let hash = balance::request_hash(&pool.hash_key, pool.algorithm, client_ip, req);
@@ -111,7 +162,7 @@ impl Worker {
         Some(Choice {
             backend: Arc::clone(&pool.backends[chosen]),
             pool: pool_index,
-            snapshot: Arc::as_ptr(&routing.snapshot) as usize,
+            generation: routing.snapshot.generation,
         })
     }
 
@@ -121,7 +172,7 @@ impl Worker {
     /// replaced the pools meanwhile.
     pub fn pick_other(&self, choice: &Choice, failed: &Backend) -> Option<Arc<Backend>> {
         let routing = self.routing.borrow();
-        if Arc::as_ptr(&routing.snapshot) as usize != choice.snapshot {
+        if routing.snapshot.generation != choice.generation {
             return None;
         }
         let backends = &routing.snapshot.pools.get(choice.pool)?.backends;
@@ -145,6 +196,74 @@ impl Worker {
             .find(|b| b.is_eligible() && b.addr != failed.addr)
             .map(Arc::clone)
     }
+
+    /// A client connection opened on this worker.
+    pub fn connection_opened(&self) {
+        self.connections.set(self.connections.get() + 1);
+        self.metrics().accepted.inc();
+        self.metrics().open.change(1);
+    }
+
+    /// A client connection of this worker closed.
+    pub fn connection_closed(&self) {
+        self.connections
+            .set(self.connections.get().saturating_sub(1));
+        self.metrics().open.change(-1);
+    }
+
+    /// Client connections open on this worker.
+    pub fn open_connections(&self) -> usize {
+        self.connections.get()
+    }
+
+    /// Remember the listening socket, to close it when the drain starts.
+    pub fn set_listener(&self, fd: RawFd) {
+        self.listener_fd.set(Some(fd));
+    }
+
+    /// Every tick: expire socket waits, and follow the lifecycle. Ends when
+    /// the process stops.
+    pub async fn run_ticks(self: std::rc::Rc<Self>) {
+        loop {
+            monoio::time::sleep(TICK).await;
+            self.deadlines.sweep(std::time::Instant::now());
+            match self.control.lifecycle.phase() {
+                Phase::Running => {}
+                Phase::Draining if !self.draining.get() => self.start_drain(),
+                Phase::Draining => {}
+                Phase::Stopping => return,
+            }
+        }
+    }
+
+    /// Stop accepting: take what is already queued, then close the
+    /// listener (a connection left in its queue would be reset).
+    fn start_drain(self: &std::rc::Rc<Self>) {
+        self.draining.set(true);
+        self.deadlines.start_drain(DRAIN_IDLE_GRACE);
+        if let Some(fd) = self.listener_fd.take() {
+            crate::listener::take_queued(self, fd);
+        }
+    }
+
+    /// Write the access log out once a second, reopening it after SIGUSR1.
+    pub async fn run_log_flusher(&self) {
+        let Some(log) = &self.access_log else {
+            return;
+        };
+        loop {
+            monoio::time::sleep(Duration::from_secs(1)).await;
+            log.flush_and_reopen(self.control.log_epoch());
+        }
+    }
+
+    /// Wait until this worker's last connection has closed, or the process
+    /// is stopping.
+    pub async fn wait_drained(&self) {
+        while self.connections.get() > 0 && self.control.lifecycle.phase() != Phase::Stopping {
+            monoio::time::sleep(TICK).await;
+        }
+    }
 }
 
 /// The backend chosen for a request, and what is needed to choose again.
@@ -152,6 +271,6 @@ pub struct Choice {
     /// The backend to send the request to.
     pub backend: Arc<Backend>,
     pool: usize,
-    /// Identity of the snapshot `pool` indexes into.
-    snapshot: usize,
+    /// The snapshot `pool` indexes into.
+    generation: u64,
 }

@@ -26,14 +26,15 @@ fn every_new_connection_is_served_with_two_steered_workers() {
     assert!(!proxy.log().contains("steering is off"), "{}", proxy.log());
 }
 
-/// A corelb with 2 workers, then one with `second_threads` on its port,
-/// both in front of the returned backend.
+/// A corelb with 2 workers, then one with `second_threads` joining its port
+/// on purpose (`--takeover`), both in front of the returned backend.
 fn two_on_one_port(second_threads: &str) -> (Backend, Proxy, Proxy) {
     let backend = Backend::echo_name("b");
     let backend_addr = backend.addr().to_string();
     let first = Proxy::start(&["--threads", "2", "--backend", &backend_addr]);
     let port = first.addr().to_string();
     let second = Proxy::start(&[
+        "--takeover",
         "--threads",
         second_threads,
         "--listen",

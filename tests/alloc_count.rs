@@ -110,6 +110,9 @@ fn round_trip(client: &mut TcpStream, request: &[u8], buf: &mut [u8]) {
 #[test]
 fn steady_state_proxying_does_not_allocate() {
     let backend = start_backend();
+    // With the access log on: formatting a line per request must not
+    // allocate either (metrics are always on).
+    let log = std::env::temp_dir().join(format!("corelb-alloc-{}.log", std::process::id()));
     let cli = corelb::cli::Cli::parse_from([
         "corelb",
         "--listen",
@@ -119,9 +122,13 @@ fn steady_state_proxying_does_not_allocate() {
         "--threads",
         "1",
         "--no-pin",
+        "--admin",
+        "off",
+        "--access-log",
+        log.to_str().unwrap(),
     ]);
     let config = corelb::config::Config::load(&cli).unwrap();
-    let running = corelb::runtime::start(config).unwrap();
+    let running = corelb::runtime::start(config, cli).unwrap();
     // corelb passes these response heads through unchanged, so the client
     // reads exactly the backend's bytes per request.
     for (label, request, response_len) in [
@@ -151,4 +158,12 @@ fn steady_state_proxying_does_not_allocate() {
             "steady-state proxying of {label} bodies allocated"
         );
     }
+    // The log got lines (it is flushed once a second).
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::metadata(&log).map_or(0, |m| m.len()) == 0 && std::time::Instant::now() < give_up {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let written = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    assert!(written.contains("\"GET /alloc HTTP/1.1\" 200"), "{}", &written[..written.len().min(500)]);
 }

@@ -34,6 +34,13 @@ pub(super) struct FileConfig {
     pub client_idle_timeout: Option<Spanned<String>>,
     pub connect_timeout: Option<Spanned<String>>,
     pub upstream_timeout: Option<Spanned<String>>,
+    pub shutdown_timeout: Option<Spanned<String>>,
+    pub admin: Option<Spanned<String>>,
+    pub admin_token: Option<Spanned<String>>,
+    pub log_level: Option<Spanned<String>>,
+    pub log_format: Option<Spanned<String>>,
+    pub access_log: Option<Spanned<String>>,
+    pub access_log_format: Option<Spanned<String>>,
     #[serde(default)]
     pub pools: Vec<FilePool>,
     #[serde(default)]

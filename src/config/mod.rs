@@ -30,9 +30,14 @@
 //!   hash key and leave every other pool alone.
 
 mod file;
+mod operations;
 mod pools;
 mod values;
 
+pub use operations::{
+    AccessLogConfig, AccessLogFormat, AccessLogTarget, AdminListen, LogFormat, LogLevel,
+    DEFAULT_ADMIN,
+};
 pub use values::{parse_backend, parse_duration, resolve};
 
 use std::net::SocketAddr;
@@ -89,6 +94,8 @@ pub struct BackendConfig {
     pub name: String,
     /// Relative share of traffic (1 to 10000).
     pub weight: u32,
+    /// Taken out of rotation by the admin API (never set by the file).
+    pub drained: bool,
 }
 
 /// What a consistent-hash pool hashes. Written `client-ip`, `path`,
@@ -130,7 +137,26 @@ pub struct RouteConfig {
     pub pool: usize,
 }
 
+/// The settings a reload may change besides pools and routes: workers
+/// read them from the published snapshot, so a change applies to the next
+/// request (buffer size: the next connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Open client connections allowed per process.
+    pub max_connections: usize,
+    /// Read buffer size per connection; the largest head accepted.
+    pub buffer_size: usize,
+    /// Idle pooled upstream connections per worker per backend (0: none).
+    pub upstream_keepalive: usize,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+}
+
 /// Everything corelb needs to run.
+///
+/// Which fields a reload may change: [`Config::settings`], `pools`,
+/// `routes` and `admin_token`. The others take a restart
+/// ([`Config::restart_only_changes`] names them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Address of every worker's listener.
@@ -159,6 +185,20 @@ pub struct Config {
     pub pools: Vec<PoolConfig>,
     /// Routes, tried in order; a request no route matches goes to pool 0.
     pub routes: Vec<RouteConfig>,
+    /// How long a graceful stop waits for in-flight requests.
+    pub shutdown_timeout: Duration,
+    /// Join a listen address another process serves (`--takeover`).
+    pub takeover: bool,
+    /// The admin API's address.
+    pub admin: AdminListen,
+    /// Required as `Authorization: Bearer` by state-changing admin calls.
+    pub admin_token: Option<String>,
+    /// Least severe level logged.
+    pub log_level: LogLevel,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// The access log, if on.
+    pub access_log: Option<AccessLogConfig>,
 }
 
 /// A configuration problem, worded for the user.
@@ -262,6 +302,45 @@ impl Config {
     /// called `name` in messages. `cli.config` is not read.
     pub fn from_toml(cli: &Cli, name: &str, text: &str) -> Result<Config, ConfigError> {
         Config::build(cli, Some(&Source { name, text }))
+    }
+
+    /// The settings a reload may change, apart from pools and routes.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            max_connections: self.max_connections,
+            buffer_size: self.buffer_size,
+            upstream_keepalive: self.upstream_keepalive,
+            timeouts: self.timeouts,
+        }
+    }
+
+    /// The settings that differ between `self` and `new` but take a restart
+    /// to change, by their flag names.
+    pub fn restart_only_changes(&self, new: &Config) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        let mut check = |differs: bool, name: &'static str| {
+            if differs {
+                changed.push(name);
+            }
+        };
+        check(self.listen != new.listen, "listen");
+        check(self.threads != new.threads, "threads");
+        check(self.pin != new.pin, "pin");
+        check(
+            self.accept_steering != new.accept_steering,
+            "accept-steering",
+        );
+        check(self.io_driver != new.io_driver, "io-driver");
+        check(self.backlog != new.backlog, "backlog");
+        check(self.admin != new.admin, "admin");
+        check(self.log_level != new.log_level, "log-level");
+        check(self.log_format != new.log_format, "log-format");
+        check(self.access_log != new.access_log, "access-log");
+        check(
+            self.shutdown_timeout != new.shutdown_timeout,
+            "shutdown-timeout",
+        );
+        changed
     }
 
     /// One line for `--check`: `N pools, M backends, R routes`.
@@ -386,6 +465,69 @@ impl Config {
 
         let (pools, routes) = pools_and_routes(cli, src, &file.pools, &file.routes)?;
 
+        let shutdown_timeout = duration(
+            "shutdown-timeout",
+            &cli.shutdown_timeout,
+            "shutdown_timeout",
+            file.shutdown_timeout.as_ref(),
+            Duration::from_secs(30),
+        )?;
+        let admin = s
+            .text(
+                ("admin", cli.admin.as_deref()),
+                ("admin", file.admin.as_ref()),
+                operations::parse_admin,
+            )?
+            .map_or_else(|| resolve(DEFAULT_ADMIN).map(AdminListen::Default), Ok)
+            .map_err(ConfigError)?;
+        // The environment is the least visible source: flag, then file, then it.
+        let env_token = std::env::var("CORELB_ADMIN_TOKEN").ok();
+        let admin_token = match s.text(
+            ("admin-token", cli.admin_token.as_deref()),
+            ("admin_token", file.admin_token.as_ref()),
+            operations::parse_token,
+        )? {
+            Some(token) => Some(token),
+            None => env_token
+                .filter(|t| !t.is_empty())
+                .map(|t| {
+                    operations::parse_token(&t).map_err(|e| {
+                        ConfigError(format!("invalid value in CORELB_ADMIN_TOKEN: {e}"))
+                    })
+                })
+                .transpose()?,
+        };
+        let log_level = s
+            .text(
+                ("log-level", cli.log_level.as_deref()),
+                ("log_level", file.log_level.as_ref()),
+                str::parse,
+            )?
+            .unwrap_or(LogLevel::Info);
+        let log_format = s
+            .text(
+                ("log-format", cli.log_format.as_deref()),
+                ("log_format", file.log_format.as_ref()),
+                str::parse,
+            )?
+            .unwrap_or(LogFormat::Text);
+        let access_target = s.text(
+            ("access-log", cli.access_log.as_deref()),
+            ("access_log", file.access_log.as_ref()),
+            str::parse::<AccessLogTarget>,
+        )?;
+        let access_format = s
+            .text(
+                ("access-log-format", cli.access_log_format.as_deref()),
+                ("access_log_format", file.access_log_format.as_ref()),
+                str::parse,
+            )?
+            .unwrap_or(AccessLogFormat::Combined);
+        let access_log = access_target.map(|target| AccessLogConfig {
+            target,
+            format: access_format,
+        });
+
         Ok(Config {
             listen,
             threads,
@@ -399,6 +541,13 @@ impl Config {
             timeouts,
             pools,
             routes,
+            shutdown_timeout,
+            takeover: cli.takeover,
+            admin,
+            admin_token,
+            log_level,
+            log_format,
+            access_log,
         })
     }
 }
@@ -537,7 +686,7 @@ pool = "static"
     #[test]
     fn routes_pick_pools_through_the_snapshot() {
         let c = load(&[], ROUTES).unwrap();
-        let s = crate::snapshot::Snapshot::build(&c, None);
+        let s = crate::snapshot::Snapshot::build(&c, &mut crate::control::registry::Registry::new(1), 1);
         assert_eq!(s.route(b"x", b"/api/v1"), 0);
         assert_eq!(s.route(b"STATIC.example.com", b"/api/v1"), 0);
         assert_eq!(s.route(b"static.example.com", b"/img"), 1);

@@ -159,6 +159,7 @@ fn file_pool(
                 addr,
                 name: addr_text.to_string(),
                 weight,
+                drained: false,
             })
         })
         .collect::<Result<Vec<_>, ConfigError>>()?;

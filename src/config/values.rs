@@ -142,6 +142,7 @@ pub fn parse_backend(spec: &str) -> Result<BackendConfig, String> {
         addr,
         name: addr_text.to_string(),
         weight,
+        drained: false,
     })
 }
 

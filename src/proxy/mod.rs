@@ -19,16 +19,18 @@ use bytes::{Buf, BytesMut};
 use monoio::io::AsyncWriteRent;
 use monoio::net::TcpStream;
 
+use crate::access_log::Entry;
 use crate::backend::InflightGuard;
 use crate::deadline::Deadlines;
 use crate::error::{write_error_response, ProxyError};
 use crate::ewma;
 use crate::http::rewrite::{write_request_head, ClientAddr};
-use crate::http::{head, parse_request, BodyKind, BodyProgress, MAX_HEADERS};
+use crate::http::{head, parse_request, BodyKind, BodyProgress, RequestHead, MAX_HEADERS};
 use crate::io::{
-    make_room, read_some_timeout, release_if_oversized, reset_on_close, write_all_timeout,
-    write_range_timeout, ReadError,
+    make_room, read_idle_timeout, read_some_timeout, release_if_oversized, reset_on_close,
+    write_all_timeout, write_range_timeout, ReadError,
 };
+use crate::outcome::{AttemptOutcome, Failure, Generated, RequestOutcome};
 use crate::worker::{Choice, Worker};
 
 mod relay;
@@ -43,13 +45,6 @@ const RETAINED_BUFFERS: usize = 4;
 
 /// Backends tried for one request when connecting fails.
 const CONNECT_ATTEMPTS: u32 = 3;
-
-/// The latency a failed request counts as, for the latency estimate.
-const FAILURE_PENALTY: Duration = Duration::from_secs(1);
-
-fn saturating_nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
 
 /// The three buffers a client connection uses, reused for every request.
 struct Buffers {
@@ -82,9 +77,22 @@ enum NextRequest {
     Closed,
 }
 
+/// How a finished exchange leaves the connection.
+enum After {
+    /// Keep it for the next request.
+    KeepAlive,
+    /// Close it gently (see [`linger`]).
+    Close,
+    /// The response was cut short: reset, so the client cannot take it
+    /// for complete.
+    Abort,
+    /// The client is gone: just close.
+    Gone,
+}
+
 /// Serve one client connection until it closes.
 pub async fn serve_client(worker: Rc<Worker>, mut client: TcpStream, peer: SocketAddr) {
-    let size = worker.config.buffer_size;
+    let size = worker.settings().buffer_size;
     let mut bufs = Buffers {
         client_in: BytesMut::with_capacity(size),
         upstream_in: BytesMut::with_capacity(size),
@@ -98,53 +106,48 @@ pub async fn serve_client(worker: Rc<Worker>, mut client: TcpStream, peer: Socke
         bufs: &mut bufs,
         response_started: false,
         answering_head: false,
+        started: None,
+        outcome: RequestOutcome::default(),
+        attempt: AttemptState::default(),
+        logged: LoggedHead::default(),
     };
-    // Set when a response was cut short after it started: the client must
-    // see a reset, not a clean end it could take for the whole body.
-    let mut abort = false;
-    loop {
+    let after = loop {
         exchange.response_started = false;
         exchange.answering_head = false;
+        exchange.started = None;
+        exchange.outcome = RequestOutcome::default();
         let result = match exchange.next_request().await {
             Ok(NextRequest::Ready(req)) => exchange.forward(req).await,
-            Ok(NextRequest::Closed) => return,
+            Ok(NextRequest::Closed) => break After::Gone,
             Err(e) => Err(e),
         };
-        match result {
-            Ok(true) => {
-                // A large gathered body grew these; an idle keep-alive
-                // connection should not keep that memory.
-                let keep = RETAINED_BUFFERS * worker.config.buffer_size;
-                release_if_oversized(&mut exchange.bufs.upstream_in, keep);
-                release_if_oversized(&mut exchange.bufs.out, keep);
-                continue;
-            }
-            Ok(false) => break,
+        let after = match result {
+            Ok(true) => After::KeepAlive,
+            Ok(false) => After::Close,
             // Even when the client is the one that failed: a client that
             // stopped reading (write timeout) is still there, and with a
             // close-delimited body a FIN would tell it the body is complete.
             // The reset also discards the FIN our timed-out write queued.
-            Err(_) if exchange.response_started => {
-                abort = true;
-                break;
+            Err(_) if exchange.response_started => After::Abort,
+            Err(err) => exchange.answer_error(&err).await,
+        };
+        exchange.finish_request();
+        match after {
+            After::KeepAlive => {
+                // A large gathered body grew these; an idle keep-alive
+                // connection should not keep that memory.
+                let keep = RETAINED_BUFFERS * worker.settings().buffer_size;
+                release_if_oversized(&mut exchange.bufs.upstream_in, keep);
+                release_if_oversized(&mut exchange.bufs.out, keep);
             }
-            Err(err) => {
-                if err.status().is_some() {
-                    exchange.bufs.out.clear();
-                    write_error_response(&mut exchange.bufs.out, &err, exchange.answering_head);
-                    if exchange.send_out().await.is_err() {
-                        return;
-                    }
-                }
-                break;
-            }
+            other => break other,
         }
+    };
+    match after {
+        After::Abort => reset_on_close(&client),
+        After::Close => linger(&worker.deadlines, &mut client, &mut bufs.client_in).await,
+        After::Gone | After::KeepAlive => {}
     }
-    if abort {
-        reset_on_close(&client);
-        return;
-    }
-    linger(&worker.deadlines, &mut client, &mut bufs.client_in).await;
 }
 
 /// Close gently: stop sending, then read and discard what the client may
@@ -172,6 +175,65 @@ async fn linger(deadlines: &Deadlines, client: &mut TcpStream, buf: &mut BytesMu
     }
 }
 
+/// What the current try at a backend has come to so far.
+#[derive(Debug, Default, Clone, Copy)]
+struct AttemptState {
+    status: Option<u16>,
+    ttfb: Option<Duration>,
+    replayed: bool,
+    pooled: bool,
+}
+
+/// The parts of the request head the access log writes, copied out of the
+/// read buffer (which the body then reuses). The buffer is kept, so this
+/// allocates nothing per request once grown.
+#[derive(Debug, Default)]
+struct LoggedHead {
+    bytes: Vec<u8>,
+    method: Range<usize>,
+    target: Range<usize>,
+    referer: Range<usize>,
+    user_agent: Range<usize>,
+    minor_version: u8,
+    backend: Option<SocketAddr>,
+}
+
+impl LoggedHead {
+    fn push(&mut self, part: &[u8]) -> Range<usize> {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(part);
+        start..self.bytes.len()
+    }
+
+    /// Copy what the log needs from `req`.
+    fn capture(&mut self, req: &RequestHead<'_, '_>) {
+        self.bytes.clear();
+        self.method = self.push(req.method.as_bytes());
+        self.target = self.push(req.target.as_bytes());
+        let value = |name: &str| {
+            req.headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(name))
+                .map_or(&b""[..], |h| h.value)
+        };
+        self.referer = self.push(value("referer"));
+        self.user_agent = self.push(value("user-agent"));
+        self.minor_version = req.minor_version;
+        self.backend = None;
+    }
+
+    /// A request that never parsed: nothing to show but dashes.
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.method = 0..0;
+        self.target = 0..0;
+        self.referer = 0..0;
+        self.user_agent = 0..0;
+        self.minor_version = 1;
+        self.backend = None;
+    }
+}
+
 struct Exchange<'a> {
     worker: &'a Worker,
     client: &'a mut TcpStream,
@@ -183,25 +245,86 @@ struct Exchange<'a> {
     response_started: bool,
     /// The request being answered is a HEAD: an error answer has no body.
     answering_head: bool,
+    /// When the current request's head was complete.
+    started: Option<Instant>,
+    /// What the current request has come to so far.
+    outcome: RequestOutcome,
+    /// What the current try has come to so far.
+    attempt: AttemptState,
+    /// The head fields of the current request, for the access log.
+    logged: LoggedHead,
 }
 
 impl Exchange<'_> {
     /// Send `out` (a head, perhaps with body bytes) to the client.
     async fn send_out(&mut self) -> Result<(), ProxyError> {
+        let len = self.bufs.out.len() as u64;
         write_all_timeout(
             &self.worker.deadlines,
             self.client,
             &mut self.bufs.out,
-            self.worker.config.timeouts.client_idle,
+            self.worker.settings().timeouts.client_idle,
         )
         .await
-        .map_err(|_| ProxyError::ClientGone)
+        .map_err(|_| ProxyError::ClientGone)?;
+        self.outcome.bytes_out += len;
+        Ok(())
+    }
+
+    /// Answer `err` with corelb's own response, if the client is there.
+    async fn answer_error(&mut self, err: &ProxyError) -> After {
+        let Some(status) = err.status() else {
+            return After::Close;
+        };
+        self.outcome.status = status;
+        self.outcome.generated = Generated::of(err);
+        self.bufs.out.clear();
+        write_error_response(&mut self.bufs.out, err, self.answering_head);
+        match self.send_out().await {
+            Ok(()) => After::Close,
+            Err(_) => After::Gone,
+        }
+    }
+
+    /// The one place a request's outcome is recorded: this worker's
+    /// metrics, and the access log.
+    fn finish_request(&mut self) {
+        let Some(started) = self.started else {
+            // Nothing parsed: a head too large or malformed is still a
+            // request answered, and counted; a silent close is not.
+            if self.outcome.status == 0 {
+                return;
+            }
+            self.logged.clear();
+            self.started = Some(Instant::now());
+            return self.finish_request();
+        };
+        self.outcome.total_time = started.elapsed();
+        self.worker.metrics().record_request(&self.outcome);
+        if let Some(log) = &self.worker.access_log {
+            if self.outcome.status != 0 {
+                let l = &self.logged;
+                log.record(&Entry {
+                    client: self.peer_ip,
+                    method: or_dash(&l.bytes[l.method.clone()]),
+                    target: or_dash(&l.bytes[l.target.clone()]),
+                    minor_version: l.minor_version,
+                    status: self.outcome.status,
+                    bytes_out: self.outcome.bytes_out,
+                    referer: &l.bytes[l.referer.clone()],
+                    user_agent: &l.bytes[l.user_agent.clone()],
+                    backend: l.backend,
+                    upstream_time: self.outcome.upstream_time,
+                    total_time: self.outcome.total_time,
+                });
+            }
+        }
     }
 
     /// Read until a whole request head is buffered, then parse it, pick a
     /// backend and write the forwarded head into `out`.
     async fn next_request(&mut self) -> Result<NextRequest, ProxyError> {
-        let cfg = &self.worker.config;
+        let cfg = self.worker.settings();
         let mut header_deadline: Option<Instant> = None;
         // Bytes already searched for the end of the head: a head trickled in
         // byte by byte is parsed once at its end, not after every read
@@ -217,17 +340,16 @@ impl Exchange<'_> {
             if searched >= cfg.buffer_size {
                 return Err(head::oversized_request(&self.bufs.client_in).into());
             }
-            let timeout = match header_deadline {
-                // Empty lines before a request line are ignored (RFC 9112
-                // 2.2; old clients send one after a POST body): still idle.
-                None if self
+            // Empty lines before a request line are ignored (RFC 9112
+            // 2.2; old clients send one after a POST body): still idle.
+            let idle = header_deadline.is_none()
+                && self
                     .bufs
                     .client_in
                     .iter()
-                    .all(|&b| b == b'\r' || b == b'\n') =>
-                {
-                    cfg.timeouts.client_idle
-                }
+                    .all(|&b| b == b'\r' || b == b'\n');
+            let timeout = match header_deadline {
+                None if idle => cfg.timeouts.client_idle,
                 None => {
                     header_deadline = Some(Instant::now() + cfg.timeouts.client_header);
                     cfg.timeouts.client_header
@@ -236,15 +358,16 @@ impl Exchange<'_> {
             };
             let room = cfg.buffer_size - self.bufs.client_in.len();
             make_room(&mut self.bufs.client_in, cfg.buffer_size);
-            match read_some_timeout(
-                &self.worker.deadlines,
-                self.client,
-                &mut self.bufs.client_in,
-                room,
-                timeout,
-            )
-            .await
-            {
+            let deadlines = &self.worker.deadlines;
+            let buf = &mut self.bufs.client_in;
+            let read = if idle {
+                // A drain closes connections waiting here (see
+                // `Deadlines::start_drain`).
+                read_idle_timeout(deadlines, self.client, buf, room, timeout).await
+            } else {
+                read_some_timeout(deadlines, self.client, buf, room, timeout).await
+            };
+            match read {
                 Ok(0) | Err(ReadError::Io(_)) => return Ok(NextRequest::Closed),
                 // A client that stalls mid-head gets no answer: it is either
                 // gone or hostile (slowloris), and a 408 helps neither.
@@ -266,10 +389,16 @@ impl Exchange<'_> {
             return Ok(None);
         };
         self.answering_head = req.is_head();
+        self.started = Some(Instant::now());
+        self.outcome.bytes_in = req.len as u64;
+        if self.worker.access_log.is_some() {
+            self.logged.capture(&req);
+        }
         let choice = self
             .worker
             .pick(req.host_name(), req.path(), self.peer_ip, &req)
             .ok_or(ProxyError::NoBackend)?;
+        self.logged.backend = Some(choice.backend.addr);
         let out = &mut self.bufs.out;
         out.clear();
         write_request_head(out, &req, &self.client_addr, choice.backend.name.as_bytes());
@@ -313,35 +442,67 @@ impl Exchange<'_> {
             .out
             .extend_from_slice(&self.bufs.client_in[..taken]);
         self.bufs.client_in.advance(taken);
+        self.outcome.bytes_in += taken as u64;
 
         let mut backend = Arc::clone(&req.choice.backend);
         let mut attempt = 1;
         loop {
             let guard = backend.start_request();
             let started = Instant::now();
+            self.attempt = AttemptState::default();
             let result = self
                 .forward_to(&req, &guard, started, req_body.clone())
                 .await;
+            self.finish_attempt(guard, started, &result);
             let Err(err) = result else {
                 return result;
             };
-            if err.is_upstream() {
-                backend.record_error();
-                // A failure counts as a very slow answer, so latency-aware
-                // balancing steers away at once (the estimate decays back).
-                let spent = started.elapsed().max(FAILURE_PENALTY);
-                backend.observe_latency(saturating_nanos(spent));
-            }
             if !err.is_connect_failure() || attempt >= CONNECT_ATTEMPTS {
                 return Err(err);
             }
-            drop(guard);
             match self.worker.pick_other(&req.choice, &backend) {
-                Some(other) => backend = other,
+                Some(other) => {
+                    backend.stats().counters(self.worker.id).failovers.inc();
+                    backend = other;
+                    self.logged.backend = Some(backend.addr);
+                }
                 None => return Err(err),
             }
             attempt += 1;
         }
+    }
+
+    /// The one place a try at a backend is recorded (its counters, its
+    /// latency estimate; health and ejection attach here too).
+    fn finish_attempt(
+        &mut self,
+        guard: InflightGuard,
+        started: Instant,
+        result: &Result<bool, ProxyError>,
+    ) {
+        let now = Instant::now();
+        let failure = result.as_ref().err().and_then(Failure::of);
+        let state = self.attempt;
+        if state.pooled {
+            self.worker.metrics().pool_hits.inc();
+        } else {
+            self.worker.metrics().pool_misses.inc();
+        }
+        if let Some(status) = state.status {
+            self.outcome.status = status;
+        }
+        self.outcome.upstream_time = state.ttfb;
+        let outcome = AttemptOutcome {
+            // A response cut short mid-body is the backend's failure, even
+            // though its head arrived.
+            status: state.status.filter(|_| failure.is_none()),
+            failure,
+            ttfb: state.ttfb,
+            elapsed: now.saturating_duration_since(started),
+            replayed: state.replayed,
+            pooled: state.pooled,
+        };
+        guard.finish(self.worker.id, &outcome, ewma::ns_at(now));
     }
 
     async fn forward_to(
@@ -364,10 +525,12 @@ impl Exchange<'_> {
             Some(conn) => (conn, true),
             None => (self.connect(backend.addr).await?, false),
         };
+        self.attempt.pooled = reused;
         loop {
             match self.send_request(&mut upstream, req, &mut req_body).await {
                 Ok(()) => {}
                 Err(SendError::Upstream) if reused && replayable => {
+                    self.attempt.replayed = true;
                     upstream = self.connect(backend.addr).await?;
                     reused = false;
                     continue;
@@ -379,11 +542,14 @@ impl Exchange<'_> {
                     // request (413, 401, ...) and then stopped reading or
                     // closed: relay that answer rather than an error.
                     return match self.read_response_head(&mut upstream, req, false).await {
-                        Ok(res) => self.relay_response(upstream, backend, res).await,
+                        Ok(res) => {
+                            self.attempt.ttfb = Some(started.elapsed());
+                            self.relay_response(upstream, backend, res).await
+                        }
                         Err(HeadFailure::Error(e)) => Err(e),
                         Err(HeadFailure::ClosedEarly) => Err(match failure {
                             SendError::UpstreamTimeout => ProxyError::UpstreamTimeout,
-                            _ => ProxyError::Upstream("backend closed the connection"),
+                            _ => ProxyError::UpstreamClosed("backend closed the connection"),
                         }),
                     };
                 }
@@ -391,21 +557,19 @@ impl Exchange<'_> {
             }
             match self.read_response_head(&mut upstream, req, true).await {
                 Ok(res) => {
-                    // One clock read: the latency, and the estimate's stamp.
-                    let now = Instant::now();
-                    let latency = now.saturating_duration_since(started);
-                    backend.observe_latency_at(saturating_nanos(latency), ewma::ns_at(now));
+                    self.attempt.ttfb = Some(started.elapsed());
                     return self.relay_response(upstream, backend, res).await;
                 }
                 // A pooled connection the backend closed while idle looks
                 // exactly like this: nothing came back. The request never
                 // reached the application, so sending it again is safe.
                 Err(HeadFailure::ClosedEarly) if reused && replayable => {
+                    self.attempt.replayed = true;
                     upstream = self.connect(backend.addr).await?;
                     reused = false;
                 }
                 Err(HeadFailure::ClosedEarly) => {
-                    return Err(ProxyError::Upstream(
+                    return Err(ProxyError::UpstreamClosed(
                         "backend closed the connection without answering",
                     ))
                 }
@@ -415,7 +579,7 @@ impl Exchange<'_> {
     }
 
     async fn connect(&self, addr: SocketAddr) -> Result<TcpStream, ProxyError> {
-        let timeout = self.worker.config.timeouts.connect;
+        let timeout = self.worker.settings().timeouts.connect;
         match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
@@ -424,6 +588,14 @@ impl Exchange<'_> {
             Ok(Err(_)) => Err(ProxyError::Connect),
             Err(_) => Err(ProxyError::ConnectTimeout),
         }
+    }
+}
+
+fn or_dash(bytes: &[u8]) -> &[u8] {
+    if bytes.is_empty() {
+        b"-"
+    } else {
+        bytes
     }
 }
 

@@ -20,13 +20,14 @@ use crate::io::{make_room, read_some_timeout, ReadError};
 const GATHER_LIMIT: usize = 64 * 1024;
 
 /// A backend that closed before the body it announced was complete.
-const CLOSED_MID_BODY: ProxyError = ProxyError::Upstream("backend closed the connection mid-body");
+const CLOSED_MID_BODY: ProxyError =
+    ProxyError::UpstreamClosed("backend closed the connection mid-body");
 
 /// What a failed read of a response body means for the client.
 fn body_read_failure(e: ReadError) -> ProxyError {
     match e {
         ReadError::Timeout => ProxyError::UpstreamTimeout,
-        ReadError::Io(_) => ProxyError::Upstream("backend connection failed mid-body"),
+        ReadError::Io(_) => ProxyError::UpstreamClosed("backend connection failed mid-body"),
     }
 }
 
@@ -38,7 +39,7 @@ impl Exchange<'_> {
         backend: &Backend,
         res: Response,
     ) -> Result<bool, ProxyError> {
-        let cfg = &self.worker.config;
+        let cfg = self.worker.settings();
         let dechunk = res.client.must_dechunk(res.body);
         let mut body = BodyProgress::new(res.body);
 
@@ -71,6 +72,7 @@ impl Exchange<'_> {
             .await?;
             let end = res.head_len + at_hand + rest;
             self.response_started = true;
+            self.outcome.bytes_out += (end - start) as u64;
             // Anything after the body stays (and keeps the connection out
             // of the pool).
             forward_range(
@@ -142,6 +144,7 @@ impl Exchange<'_> {
                 let progress = body
                     .advance(&self.bufs.upstream_in, |_| {})
                     .map_err(|_| ProxyError::Upstream("invalid chunked body from backend"))?;
+                self.outcome.bytes_out += progress.consumed as u64;
                 forward_range(
                     &self.worker.deadlines,
                     self.client,

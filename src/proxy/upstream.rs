@@ -65,7 +65,7 @@ impl Exchange<'_> {
         req: &Request,
         req_body: &mut BodyProgress,
     ) -> Result<(), SendError> {
-        let upstream_timeout = self.worker.config.timeouts.upstream;
+        let upstream_timeout = self.worker.settings().timeouts.upstream;
         write_all_timeout(
             &self.worker.deadlines,
             upstream,
@@ -77,7 +77,7 @@ impl Exchange<'_> {
         if req_body.is_done() {
             return Ok(());
         }
-        let idle = self.worker.config.timeouts.client_idle;
+        let idle = self.worker.settings().timeouts.client_idle;
         if req.expect_continue && req.http11 {
             write_static_timeout(
                 &self.worker.deadlines,
@@ -87,8 +87,9 @@ impl Exchange<'_> {
             )
             .await
             .map_err(|_| SendError::Client(ProxyError::ClientGone))?;
+            self.outcome.bytes_out += 25;
         }
-        let size = self.worker.config.buffer_size;
+        let size = self.worker.settings().buffer_size;
         while !req_body.is_done() {
             let buf = &mut self.bufs.client_in;
             make_room(buf, size);
@@ -105,6 +106,7 @@ impl Exchange<'_> {
                         reason: e.reason(),
                     })
                 })?;
+            self.outcome.bytes_in += progress.consumed as u64;
             forward_range(
                 &self.worker.deadlines,
                 upstream,
@@ -129,7 +131,7 @@ impl Exchange<'_> {
         req: &Request,
         request_sent: bool,
     ) -> Result<Response, HeadFailure> {
-        let cfg = &self.worker.config;
+        let cfg = self.worker.settings();
         let size = cfg.buffer_size;
         self.bufs.upstream_in.clear();
         // Whether the backend sent anything at all (interim responses count):
@@ -183,11 +185,14 @@ impl Exchange<'_> {
                         )))
                     }
                     Ok(Some(res)) => {
+                        self.attempt.status = Some(res.code);
                         let client = ClientSide {
                             http11: req.http11,
                             // A close-delimited body, or a chunked one de-chunked
                             // for an HTTP/1.0 client, ends only when we close.
+                            // A draining worker closes after this response.
                             keep_alive: req.keep_alive
+                                && !self.worker.draining()
                                 && request_sent
                                 && res.body != BodyKind::CloseDelimited
                                 && (req.http11 || res.body != BodyKind::Chunked),
@@ -228,7 +233,7 @@ impl Exchange<'_> {
             {
                 Ok(0) | Err(ReadError::Io(_)) if !received => return Err(HeadFailure::ClosedEarly),
                 Ok(0) | Err(ReadError::Io(_)) => {
-                    return Err(HeadFailure::Error(ProxyError::Upstream(
+                    return Err(HeadFailure::Error(ProxyError::UpstreamClosed(
                         "backend closed the connection mid-head",
                     )))
                 }

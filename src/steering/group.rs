@@ -88,10 +88,77 @@ pub fn has_foreign_listeners(addr: SocketAddr, ours: &[u64]) -> io::Result<bool>
     Ok(listening.iter().any(|inode| !ours.contains(inode)))
 }
 
+/// The inodes of every socket listening on `port` (any address) in the
+/// lines of a socket table.
+fn listening_on_port(lines: impl Iterator<Item = String>, port: u16) -> Vec<u64> {
+    let suffix = format!(":{port:04X}");
+    let mut inodes = Vec::new();
+    for line in lines.skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(local), Some(state), Some(inode)) = (fields.get(1), fields.get(3), fields.get(9))
+        else {
+            continue;
+        };
+        if *state != LISTEN {
+            break;
+        }
+        if local.ends_with(&suffix) {
+            if let Ok(inode) = inode.parse() {
+                inodes.push(inode);
+            }
+        }
+    }
+    inodes
+}
+
+/// Which process listens on `port`, as `process PID (NAME)`, for the
+/// message that refuses a busy address. `None` if it cannot be told
+/// (another user's process, whose descriptors we may not read).
+pub fn who_listens_on_port(port: u16) -> Option<String> {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        if let Ok(file) = std::fs::File::open(table) {
+            let lines = BufReader::new(file).lines().map_while(Result::ok);
+            inodes.extend(listening_on_port(lines, port));
+        }
+    }
+    let wanted: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let Ok(link) = std::fs::read_link(fd.path()) else {
+                continue;
+            };
+            if wanted.iter().any(|w| link.as_os_str() == w.as_str()) {
+                let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+                return Some(format!("process {pid} ({})", comm.trim()));
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::listener::bind_listeners;
+
+    #[test]
+    fn the_owner_of_a_listening_port_is_found() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let who = who_listens_on_port(port).expect("our own listener is found");
+        assert!(who.contains(&std::process::id().to_string()), "{who}");
+    }
 
     #[test]
     fn addresses_are_written_as_the_kernel_writes_them() {

@@ -125,8 +125,8 @@ impl Group {
         let shared = match group::has_foreign_listeners(self.addr, &self.ours) {
             Ok(shared) => {
                 if shared && !self.shared {
-                    eprintln!(
-                        "corelb: another process also listens on {}; accept steering stands aside and new connections are spread evenly until it leaves",
+                    tracing::info!(
+                        "another process also listens on {}; accept steering stands aside and new connections are spread evenly until it leaves",
                         self.addr
                     );
                 }
@@ -134,8 +134,8 @@ impl Group {
             }
             Err(e) => {
                 if !self.shared {
-                    eprintln!(
-                        "corelb: cannot tell whether another process listens on {} ({e}); accept steering stands aside and new connections are spread evenly",
+                    tracing::warn!(
+                        "cannot tell whether another process listens on {} ({e}); accept steering stands aside and new connections are spread evenly",
                         self.addr
                     );
                 }
@@ -143,8 +143,8 @@ impl Group {
             }
         };
         if !shared && self.shared {
-            eprintln!(
-                "corelb: no other process listens on {} any more; accept steering resumes",
+            tracing::info!(
+                "no other process listens on {} any more; accept steering resumes",
                 self.addr
             );
         }

@@ -78,6 +78,8 @@ impl Driver {
 
 /// A running `corelb` child process; killed on drop.
 pub struct Proxy {
+    /// Set when a test stopped the proxy on purpose.
+    pub stopped: bool,
     child: Child,
     addr: SocketAddr,
     log: Arc<Mutex<String>>,
@@ -124,6 +126,7 @@ impl Proxy {
             })
         };
         let mut proxy = Proxy {
+            stopped: false,
             child,
             addr: "0.0.0.0:0".parse().unwrap(),
             log,
@@ -178,6 +181,57 @@ impl Proxy {
         self.child.id()
     }
 
+    /// Where the admin API listens (start the proxy with `--admin
+    /// 127.0.0.1:0`): from its `admin API on http://ADDR/` log line.
+    pub fn admin_addr(&self) -> SocketAddr {
+        let mut found = None;
+        wait_until("the admin API line in the log", || {
+            found = self.log().lines().find_map(|line| {
+                let rest = line.split("admin API on http://").nth(1)?;
+                rest.split('/').next()?.parse().ok()
+            });
+            found.is_some()
+        });
+        found.unwrap()
+    }
+
+    /// Send signal `signal` (e.g. `libc::SIGTERM`) to the proxy.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Wait (bounded) for the process to exit; its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let give_up = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status.code().unwrap_or(-1));
+            }
+            if Instant::now() > give_up {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Start corelb and expect it to refuse to start: its exit code and
+    /// stderr.
+    pub fn start_failing(args: &[&str]) -> (i32, String) {
+        let output = Command::new(env!("CARGO_BIN_EXE_corelb"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("cannot start the corelb binary");
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
     /// The process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -209,7 +263,7 @@ impl Drop for Proxy {
         if log.contains("panicked") {
             panic!("corelb panicked during the test; stderr:\n{log}");
         }
-        if exited_early {
+        if exited_early && !self.stopped {
             panic!("corelb exited during the test; stderr:\n{log}");
         }
     }

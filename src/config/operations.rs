@@ -1,0 +1,179 @@
+//! The settings that run corelb rather than route its traffic: the admin
+//! listener, the shutdown timeout, logs and the access log. Each parses
+//! from the text a flag or a file key gives.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use super::values::resolve;
+
+/// Where the admin API listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminListen {
+    /// No admin listener (`--admin off`).
+    Off,
+    /// The built-in default: if the port is taken (a second instance, a
+    /// test) corelb warns and runs without admin.
+    Default(SocketAddr),
+    /// Asked for by the user: failing to bind it is an error.
+    Explicit(SocketAddr),
+}
+
+/// The default admin address.
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
+
+/// Parse `--admin`: `off` or `HOST:PORT`.
+pub fn parse_admin(text: &str) -> Result<AdminListen, String> {
+    match text.trim() {
+        "off" | "none" => Ok(AdminListen::Off),
+        addr => resolve(addr).map(AdminListen::Explicit),
+    }
+}
+
+/// The least severe log level written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+impl FromStr for LogLevel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "error" => Ok(Self::Error),
+            "warn" => Ok(Self::Warn),
+            "info" => Ok(Self::Info),
+            "debug" => Ok(Self::Debug),
+            _ => Err("expected error, warn, info or debug".into()),
+        }
+    }
+}
+
+/// How log lines (stderr) are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            _ => Err("expected text or json".into()),
+        }
+    }
+}
+
+/// Where access log lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    /// Standard output (`-`).
+    Stdout,
+    /// A file, appended to; reopened on SIGUSR1.
+    File(PathBuf),
+}
+
+impl FromStr for AccessLogTarget {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "" => Err("expected a file path, or - for standard output".into()),
+            "-" => Ok(Self::Stdout),
+            path => Ok(Self::File(PathBuf::from(path))),
+        }
+    }
+}
+
+impl fmt::Display for AccessLogTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Stdout => f.write_str("-"),
+            Self::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// The shape of an access log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// nginx's `combined`, plus backend, upstream and total time.
+    Combined,
+    /// One JSON object per line.
+    Json,
+}
+
+impl FromStr for AccessLogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "combined" => Ok(Self::Combined),
+            "json" => Ok(Self::Json),
+            _ => Err("expected combined or json".into()),
+        }
+    }
+}
+
+/// The access log, when it is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLogConfig {
+    pub target: AccessLogTarget,
+    pub format: AccessLogFormat,
+}
+
+/// Check an admin token: printable ASCII without spaces, so it can travel
+/// in an `Authorization: Bearer` header unchanged.
+pub fn parse_token(text: &str) -> Result<String, String> {
+    if text.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if !text.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("must be printable ASCII without spaces".into());
+    }
+    Ok(text.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_is_off_or_an_address() {
+        assert_eq!(parse_admin("off"), Ok(AdminListen::Off));
+        assert_eq!(
+            parse_admin("127.0.0.1:9000"),
+            Ok(AdminListen::Explicit("127.0.0.1:9000".parse().unwrap()))
+        );
+        assert!(parse_admin("nowhere").is_err());
+    }
+
+    #[test]
+    fn names_parse() {
+        assert_eq!("warn".parse(), Ok(LogLevel::Warn));
+        assert!("loud".parse::<LogLevel>().is_err());
+        assert_eq!("json".parse(), Ok(LogFormat::Json));
+        assert_eq!("-".parse(), Ok(AccessLogTarget::Stdout));
+        assert_eq!(
+            "/var/log/a.log".parse(),
+            Ok(AccessLogTarget::File("/var/log/a.log".into()))
+        );
+        assert_eq!("combined".parse(), Ok(AccessLogFormat::Combined));
+        assert!("apache".parse::<AccessLogFormat>().is_err());
+    }
+
+    #[test]
+    fn tokens_are_plain() {
+        assert!(parse_token("s3cr3t-T0ken").is_ok());
+        assert!(parse_token("two words").is_err());
+        assert!(parse_token("").is_err());
+    }
+}

@@ -1,0 +1,250 @@
+//! The control plane: the one owner of everything shared between threads.
+//!
+//! [`Control`] holds the published [`Snapshot`] (pools, routes, reloadable
+//! settings; told apart by generation), the backend [`registry`] behind it,
+//! every worker's metrics block, the connection limit, the lifecycle
+//! (running → draining → stopping) and the access-log reopen signal.
+//! Workers read it without locks: an `ArcSwap` load per request and a few
+//! atomics per tick. Changes — a reload (SIGHUP, `POST /reload`), an admin
+//! API call — happen on control threads, one at a time under
+//! [`Control`]'s lock, and reach the workers only as a new snapshot.
+//!
+//! The desired configuration is kept here too: a reload replaces it with
+//! the file (and flags), an admin change edits it; either way the next
+//! snapshot is built from it.
+
+pub mod api;
+pub mod history;
+pub mod lifecycle;
+pub mod registry;
+pub mod signals;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use arc_swap::{ArcSwap, Guard};
+use crossbeam_utils::CachePadded;
+
+use crate::cli::Cli;
+use crate::config::Config;
+use crate::listener::ConnectionLimit;
+use crate::outcome::WorkerMetrics;
+use crate::snapshot::Snapshot;
+use history::History;
+use lifecycle::Lifecycle;
+use registry::Registry;
+
+/// Facts about the running process, fixed at start.
+#[derive(Debug, Clone)]
+pub struct ProcessInfo {
+    /// corelb's version.
+    pub version: &'static str,
+    /// When it started.
+    pub started: Instant,
+    /// Worker threads.
+    pub threads: usize,
+    /// The io driver the workers use.
+    pub driver: &'static str,
+    /// Where clients connect.
+    pub listen: SocketAddr,
+}
+
+/// What only the control plane touches, under [`Control`]'s lock.
+struct ControlState {
+    /// The flags, to load the file again on reload.
+    cli: Cli,
+    /// What the next snapshot is built from.
+    desired: Config,
+    /// Backend state and counters by address.
+    registry: Registry,
+    /// The last generation published.
+    generation: u64,
+    /// Admin API changes since the last load of the file.
+    runtime_changes: u64,
+}
+
+/// Everything shared between threads. See the module docs.
+pub struct Control {
+    /// Facts fixed at start.
+    pub info: ProcessInfo,
+    snapshot: ArcSwap<Snapshot>,
+    workers: Box<[CachePadded<WorkerMetrics>]>,
+    /// The process-wide cap on open client connections.
+    pub limit: Arc<ConnectionLimit>,
+    /// Running, draining or stopping.
+    pub lifecycle: Lifecycle,
+    /// Bumped by SIGUSR1: workers reopen their access log file.
+    log_epoch: AtomicU64,
+    /// Reloads that took effect.
+    pub reloads_ok: AtomicU64,
+    /// Reloads refused (bad file).
+    pub reloads_failed: AtomicU64,
+    /// Per-second samples for `/status` and the dashboard.
+    pub history: Mutex<History>,
+    state: Mutex<ControlState>,
+}
+
+impl Control {
+    /// The control plane for `config`, publishing generation 1.
+    pub fn new(config: Config, cli: Cli, driver: &'static str, listen: SocketAddr) -> Arc<Self> {
+        let threads = config.threads;
+        let mut registry = Registry::new(threads);
+        let first = Snapshot::build(&config, &mut registry, 1);
+        Arc::new(Self {
+            info: ProcessInfo {
+                version: env!("CARGO_PKG_VERSION"),
+                started: Instant::now(),
+                threads,
+                driver,
+                listen,
+            },
+            snapshot: ArcSwap::from_pointee(first),
+            workers: (0..threads)
+                .map(|_| CachePadded::new(WorkerMetrics::default()))
+                .collect(),
+            limit: ConnectionLimit::new(config.max_connections),
+            lifecycle: Lifecycle::default(),
+            log_epoch: AtomicU64::new(0),
+            reloads_ok: AtomicU64::new(0),
+            reloads_failed: AtomicU64::new(0),
+            history: Mutex::new(History::default()),
+            state: Mutex::new(ControlState {
+                cli,
+                desired: config,
+                registry,
+                generation: 1,
+                runtime_changes: 0,
+            }),
+        })
+    }
+
+    /// The snapshot workers should use now (cheap: no reference count
+    /// traffic unless kept).
+    #[inline]
+    pub fn snapshot(&self) -> Guard<Arc<Snapshot>> {
+        self.snapshot.load()
+    }
+
+    /// Worker `id`'s metrics block.
+    #[inline]
+    pub fn worker_metrics(&self, id: usize) -> &WorkerMetrics {
+        self.workers.get(id).unwrap_or(&self.workers[0])
+    }
+
+    /// Every worker's metrics block.
+    pub fn all_worker_metrics(&self) -> impl Iterator<Item = &WorkerMetrics> {
+        self.workers.iter().map(|w| &**w)
+    }
+
+    /// The access log epoch: workers reopen their file when it moves.
+    pub fn log_epoch(&self) -> u64 {
+        self.log_epoch.load(Ordering::Relaxed)
+    }
+
+    /// Ask every worker to reopen its access log file (SIGUSR1).
+    pub fn reopen_logs(&self) {
+        self.log_epoch.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The admin token required now (reloadable).
+    pub fn admin_token(&self) -> Option<String> {
+        self.lock().desired.admin_token.clone()
+    }
+
+    /// How long a graceful stop may take.
+    pub fn shutdown_timeout(&self) -> std::time::Duration {
+        self.lock().desired.shutdown_timeout
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ControlState> {
+        // A panic while holding the lock leaves consistent data (every
+        // change is built aside and published whole): keep going.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Build a snapshot from the desired config and publish it.
+    fn publish(&self, state: &mut ControlState) -> u64 {
+        state.generation += 1;
+        let snapshot = Snapshot::build(&state.desired, &mut state.registry, state.generation);
+        let entries: Vec<(&str, SocketAddr)> = state
+            .desired
+            .pools
+            .iter()
+            .flat_map(|p| p.backends.iter().map(|b| (p.name.as_str(), b.addr)))
+            .collect();
+        state.registry.retain(&entries);
+        self.limit.set_max(snapshot.settings.max_connections);
+        self.snapshot.store(Arc::new(snapshot));
+        state.generation
+    }
+
+    /// Load the config file (and flags) again and publish it. A bad file
+    /// changes nothing. `Ok` says what happened, for the log and the API.
+    pub fn reload(&self) -> Result<String, String> {
+        let mut state = self.lock();
+        if state.cli.config.is_none() {
+            // Flags are all there is: re-applying them would only undo
+            // admin changes, which an operator did not ask for by habit.
+            return Ok(
+                "nothing to re-read: corelb was started without --config; configuration kept"
+                    .into(),
+            );
+        }
+        let new = match Config::load(&state.cli) {
+            Ok(new) => new,
+            Err(e) => {
+                self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                return Err(format!("reload failed, configuration kept: {e}"));
+            }
+        };
+        let mut notes = Vec::new();
+        let restart_only = state.desired.restart_only_changes(&new);
+        if !restart_only.is_empty() {
+            notes.push(format!(
+                "changes to {} take a restart and were not applied",
+                restart_only.join(", ")
+            ));
+        }
+        if state.runtime_changes > 0 {
+            notes.push(format!(
+                "the file replaces {} admin API change(s)",
+                state.runtime_changes
+            ));
+        }
+        // Keep what cannot change live, take the rest from the file.
+        let kept = &state.desired;
+        let merged = Config {
+            listen: kept.listen,
+            threads: kept.threads,
+            pin: kept.pin,
+            accept_steering: kept.accept_steering,
+            io_driver: kept.io_driver,
+            backlog: kept.backlog,
+            admin: kept.admin,
+            log_level: kept.log_level,
+            log_format: kept.log_format,
+            access_log: kept.access_log.clone(),
+            shutdown_timeout: kept.shutdown_timeout,
+            takeover: kept.takeover,
+            ..new
+        };
+        state.desired = merged;
+        state.runtime_changes = 0;
+        let generation = self.publish(&mut state);
+        self.reloads_ok.fetch_add(1, Ordering::Relaxed);
+        let summary = state.desired.summary();
+        let mut message = format!("reloaded: generation {generation}, {summary}");
+        for note in notes {
+            message.push_str("; ");
+            message.push_str(&note);
+        }
+        Ok(message)
+    }
+
+    /// The generation published last.
+    pub fn generation(&self) -> u64 {
+        self.snapshot().generation
+    }
+}

@@ -1,0 +1,143 @@
+//! The one place backends are kept across snapshots, by identity: a
+//! backend by its address, a backend's place in a pool by (pool, address).
+//!
+//! A snapshot's `Backend`s are rebuilt on every reload or admin change, but
+//! the state and counters behind them ([`BackendStats`]) come from here, so
+//! a server that stays keeps its in-flight count, latency estimate, health
+//! and counters, and a server listed in two pools is one server: counted,
+//! and later probed, once. Used by the control plane only (under its lock);
+//! workers never see the registry, only the snapshots built from it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crossbeam_utils::CachePadded;
+
+use crate::backend::BackendStats;
+use crate::metrics::Counter;
+
+/// One worker's counters for one backend in one pool.
+#[derive(Debug, Default)]
+pub struct EntryCounters {
+    /// Responses relayed from this backend for requests of this pool, by
+    /// status class.
+    pub responses: [Counter; 5],
+}
+
+/// Counters of one backend in one pool, one block per worker. (A request
+/// reaches them through the `Backend` it already holds: no extra shared
+/// reference count per request.)
+#[derive(Debug)]
+pub struct EntryStats {
+    per_worker: Box<[CachePadded<EntryCounters>]>,
+}
+
+impl EntryStats {
+    /// Fresh counters for `workers`.
+    pub fn new(workers: usize) -> Arc<Self> {
+        Arc::new(Self {
+            per_worker: (0..workers.max(1))
+                .map(|_| CachePadded::new(EntryCounters::default()))
+                .collect(),
+        })
+    }
+
+    /// Worker `worker`'s counters.
+    #[inline]
+    pub fn counters(&self, worker: usize) -> &EntryCounters {
+        self.per_worker.get(worker).unwrap_or(&self.per_worker[0])
+    }
+
+    /// Every worker's counters.
+    pub fn all_counters(&self) -> impl Iterator<Item = &EntryCounters> {
+        self.per_worker.iter().map(|c| &**c)
+    }
+}
+
+/// Backends by address and pool entries by (pool, address), as long as a
+/// snapshot uses them.
+#[derive(Debug)]
+pub struct Registry {
+    workers: usize,
+    backends: HashMap<SocketAddr, Arc<BackendStats>>,
+    entries: HashMap<(String, SocketAddr), Arc<EntryStats>>,
+}
+
+impl Registry {
+    /// An empty registry whose counters have a block per worker.
+    pub fn new(workers: usize) -> Self {
+        Self {
+            workers,
+            backends: HashMap::new(),
+            entries: HashMap::new(),
+        }
+    }
+
+    /// The state of the backend at `addr`, made fresh if it is new.
+    pub fn backend(&mut self, addr: SocketAddr) -> Arc<BackendStats> {
+        let workers = self.workers;
+        Arc::clone(
+            self.backends
+                .entry(addr)
+                .or_insert_with(|| BackendStats::new(workers)),
+        )
+    }
+
+    /// The counters of `addr` in pool `pool`, made fresh if new.
+    pub fn entry(&mut self, pool: &str, addr: SocketAddr) -> Arc<EntryStats> {
+        let key = (pool.to_string(), addr);
+        let workers = self.workers;
+        Arc::clone(
+            self.entries
+                .entry(key)
+                .or_insert_with(|| EntryStats::new(workers)),
+        )
+    }
+
+    /// Forget every backend and entry not in `entries` (pool, address): a
+    /// server removed and added back later starts afresh, as a new server
+    /// would. (Requests still in flight to a removed one keep its state
+    /// alive through their own `Arc`.)
+    pub fn retain(&mut self, entries: &[(&str, SocketAddr)]) {
+        self.backends
+            .retain(|addr, _| entries.iter().any(|(_, a)| a == addr));
+        self.entries
+            .retain(|(pool, addr), _| entries.contains(&(pool.as_str(), *addr)));
+    }
+
+    /// Backends known.
+    pub fn backend_count(&self) -> usize {
+        self.backends.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_address_is_one_backend() {
+        let mut r = Registry::new(2);
+        let a = r.backend("127.0.0.1:1".parse().unwrap());
+        let again = r.backend("127.0.0.1:1".parse().unwrap());
+        let other = r.backend("127.0.0.1:2".parse().unwrap());
+        assert!(Arc::ptr_eq(&a, &again));
+        assert!(!Arc::ptr_eq(&a, &other));
+        assert_eq!(r.backend_count(), 2);
+    }
+
+    #[test]
+    fn removed_backends_start_afresh() {
+        let mut r = Registry::new(1);
+        let addr = "127.0.0.1:1".parse().unwrap();
+        let first = r.backend(addr);
+        let entry = r.entry("p", addr);
+        r.retain(&[("p", addr)]);
+        assert!(Arc::ptr_eq(&first, &r.backend(addr)));
+        assert!(Arc::ptr_eq(&entry, &r.entry("p", addr)));
+        r.retain(&[]);
+        assert!(!Arc::ptr_eq(&first, &r.backend(addr)));
+        assert!(!Arc::ptr_eq(&entry, &r.entry("p", addr)));
+    }
+}

@@ -1,0 +1,295 @@
+//! What became of a request, recorded once, and the per-worker counters it
+//! is recorded into.
+//!
+//! Two hooks, both called from exactly one place of `proxy/`:
+//!
+//! - a **try** at one backend ends in an [`AttemptOutcome`] (status or
+//!   failure, time to first byte, time taken), recorded by
+//!   [`crate::backend::InflightGuard::finish`] into that backend's counters
+//!   for this worker and its latency estimate. Health and ejection attach
+//!   here: they need every try, including ones that failed over.
+//! - a **request** ends in a [`RequestOutcome`] (the status the client got,
+//!   who produced it, bytes, total time), recorded by
+//!   [`WorkerMetrics::record_request`] and written to the access log.
+
+use std::time::Duration;
+
+use crate::error::ProxyError;
+use crate::metrics::{class_of, Counter, Gauge, Histogram};
+
+/// Why a try at a backend failed, as counted in metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The backend refused or reset the connection attempt.
+    ConnectRefused,
+    /// Connecting took longer than `--connect-timeout`.
+    ConnectTimeout,
+    /// The backend did not answer (or take the request) in time.
+    Timeout,
+    /// The backend closed or reset the connection mid-exchange.
+    Reset,
+    /// The backend answered something corelb cannot relay.
+    Protocol,
+}
+
+impl Failure {
+    /// Every kind, in the order of their counters.
+    pub const ALL: [Failure; 5] = [
+        Failure::ConnectRefused,
+        Failure::ConnectTimeout,
+        Failure::Timeout,
+        Failure::Reset,
+        Failure::Protocol,
+    ];
+
+    /// The label used in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ConnectRefused => "connect_refused",
+            Self::ConnectTimeout => "connect_timeout",
+            Self::Timeout => "timeout",
+            Self::Reset => "reset",
+            Self::Protocol => "protocol",
+        }
+    }
+
+    /// The backend's failure in `err`; `None` when the backend is not to blame.
+    pub fn of(err: &ProxyError) -> Option<Failure> {
+        match err {
+            ProxyError::Connect => Some(Self::ConnectRefused),
+            ProxyError::ConnectTimeout => Some(Self::ConnectTimeout),
+            ProxyError::UpstreamTimeout => Some(Self::Timeout),
+            ProxyError::UpstreamClosed(_) => Some(Self::Reset),
+            ProxyError::Upstream(_) => Some(Self::Protocol),
+            ProxyError::Downstream { .. } | ProxyError::NoBackend | ProxyError::ClientGone => None,
+        }
+    }
+}
+
+/// What one try at a backend came to.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptOutcome {
+    /// The final response status relayed, if a response head arrived.
+    pub status: Option<u16>,
+    /// The backend's failure, if it failed.
+    pub failure: Option<Failure>,
+    /// From the start of the try to the final response head.
+    pub ttfb: Option<Duration>,
+    /// From the start of the try to its end.
+    pub elapsed: Duration,
+    /// A pooled connection failed silently and the request was sent again
+    /// on a new one.
+    pub replayed: bool,
+    /// The connection came from the worker's pool (else: a new connect).
+    pub pooled: bool,
+}
+
+/// One worker's counters for one backend.
+#[derive(Debug, Default)]
+pub struct BackendCounters {
+    /// Final responses relayed, by status class.
+    pub responses: [Counter; 5],
+    /// Failed tries, by [`Failure`] kind.
+    pub failures: [Counter; 5],
+    /// Requests sent elsewhere after this backend could not be reached.
+    pub failovers: Counter,
+    /// Requests sent again after a pooled connection failed silently.
+    pub replays: Counter,
+    /// Whole tries, start to end of the response.
+    pub latency: Histogram,
+    /// Start of the try to the response head.
+    pub ttfb: Histogram,
+}
+
+impl BackendCounters {
+    /// Count one try.
+    pub fn record(&self, outcome: &AttemptOutcome) {
+        if let Some(status) = outcome.status {
+            self.responses[class_of(status)].inc();
+        }
+        if let Some(failure) = outcome.failure {
+            self.failures[failure as usize].inc();
+        }
+        if outcome.replayed {
+            self.replays.inc();
+        }
+        if let Some(ttfb) = outcome.ttfb {
+            self.ttfb.observe(ttfb);
+        }
+        self.latency.observe(outcome.elapsed);
+    }
+}
+
+/// Why corelb answered a request itself, as counted in metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Generated {
+    /// The client sent something corelb will not forward (4xx).
+    ClientError,
+    /// The backend's answer could not be relayed.
+    UpstreamProtocol,
+    /// The backend closed or reset the connection.
+    UpstreamReset,
+    /// The backend did not answer in time.
+    UpstreamTimeout,
+    /// No backend could be connected to.
+    ConnectFailed,
+    /// Connecting timed out.
+    ConnectTimeout,
+    /// No backend was eligible.
+    NoBackend,
+}
+
+impl Generated {
+    /// Every reason, in the order of their counters.
+    pub const ALL: [Generated; 7] = [
+        Generated::ClientError,
+        Generated::UpstreamProtocol,
+        Generated::UpstreamReset,
+        Generated::UpstreamTimeout,
+        Generated::ConnectFailed,
+        Generated::ConnectTimeout,
+        Generated::NoBackend,
+    ];
+
+    /// The label used in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientError => "client_error",
+            Self::UpstreamProtocol => "upstream_protocol",
+            Self::UpstreamReset => "upstream_reset",
+            Self::UpstreamTimeout => "upstream_timeout",
+            Self::ConnectFailed => "connect_failed",
+            Self::ConnectTimeout => "connect_timeout",
+            Self::NoBackend => "no_backend",
+        }
+    }
+
+    /// Why `err` was answered by corelb; `None` if it gets no answer.
+    pub fn of(err: &ProxyError) -> Option<Generated> {
+        Some(match err {
+            ProxyError::Downstream { .. } => Self::ClientError,
+            ProxyError::Upstream(_) => Self::UpstreamProtocol,
+            ProxyError::UpstreamClosed(_) => Self::UpstreamReset,
+            ProxyError::UpstreamTimeout => Self::UpstreamTimeout,
+            ProxyError::Connect => Self::ConnectFailed,
+            ProxyError::ConnectTimeout => Self::ConnectTimeout,
+            ProxyError::NoBackend => Self::NoBackend,
+            ProxyError::ClientGone => return None,
+        })
+    }
+}
+
+/// The statuses corelb generates, each with a counter; anything else is
+/// counted as `other`.
+pub const GENERATED_STATUSES: [u16; 11] = [400, 408, 413, 414, 417, 431, 501, 502, 503, 504, 505];
+
+/// The counter index of a generated `status`.
+pub fn generated_index(status: u16) -> usize {
+    GENERATED_STATUSES
+        .iter()
+        .position(|&s| s == status)
+        .unwrap_or(GENERATED_STATUSES.len())
+}
+
+/// How a request ended, for metrics and the access log.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestOutcome {
+    /// The status the client got (0: none, the client went away).
+    pub status: u16,
+    /// corelb answered itself, and why.
+    pub generated: Option<Generated>,
+    /// Request bytes read from the client (head and body).
+    pub bytes_in: u64,
+    /// Response bytes written to the client.
+    pub bytes_out: u64,
+    /// Time to the first response byte from the chosen backend.
+    pub upstream_time: Option<Duration>,
+    /// From the first byte of the request to the end of the response.
+    pub total_time: Duration,
+}
+
+/// One worker's own counters (not per backend).
+#[derive(Debug, Default)]
+pub struct WorkerMetrics {
+    /// Client connections accepted.
+    pub accepted: Counter,
+    /// Client connections open now.
+    pub open: Gauge,
+    /// Requests answered, by status class (relayed or generated).
+    pub responses: [Counter; 5],
+    /// Responses corelb generated: [reason][status index].
+    pub generated: [[Counter; GENERATED_STATUSES.len() + 1]; Generated::ALL.len()],
+    /// Request bytes from clients.
+    pub bytes_in: Counter,
+    /// Response bytes to clients.
+    pub bytes_out: Counter,
+    /// Upstream connections taken from the pool.
+    pub pool_hits: Counter,
+    /// Requests that needed a new upstream connection.
+    pub pool_misses: Counter,
+    /// Whole requests, first byte to end of response.
+    pub request_latency: Histogram,
+}
+
+impl WorkerMetrics {
+    /// Count a finished request.
+    pub fn record_request(&self, outcome: &RequestOutcome) {
+        if outcome.status != 0 {
+            self.responses[class_of(outcome.status)].inc();
+            self.request_latency.observe(outcome.total_time);
+        }
+        if let Some(reason) = outcome.generated {
+            self.generated[reason as usize][generated_index(outcome.status)].inc();
+        }
+        self.bytes_in.add(outcome.bytes_in);
+        self.bytes_out.add(outcome.bytes_out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_and_reasons_follow_the_error() {
+        assert_eq!(
+            Failure::of(&ProxyError::Connect),
+            Some(Failure::ConnectRefused)
+        );
+        assert_eq!(
+            Failure::of(&ProxyError::UpstreamClosed("x")),
+            Some(Failure::Reset)
+        );
+        assert_eq!(Failure::of(&ProxyError::NoBackend), None);
+        assert_eq!(Generated::of(&ProxyError::ClientGone), None);
+        assert_eq!(
+            Generated::of(&ProxyError::NoBackend),
+            Some(Generated::NoBackend)
+        );
+        for (i, f) in Failure::ALL.iter().enumerate() {
+            assert_eq!(*f as usize, i);
+        }
+        for (i, g) in Generated::ALL.iter().enumerate() {
+            assert_eq!(*g as usize, i);
+        }
+    }
+
+    #[test]
+    fn a_request_is_counted_once_with_its_bytes() {
+        let m = WorkerMetrics::default();
+        m.record_request(&RequestOutcome {
+            status: 503,
+            generated: Some(Generated::NoBackend),
+            bytes_in: 40,
+            bytes_out: 120,
+            ..Default::default()
+        });
+        assert_eq!(m.responses[4].get(), 1);
+        assert_eq!(
+            m.generated[Generated::NoBackend as usize][generated_index(503)].get(),
+            1
+        );
+        assert_eq!(m.bytes_out.get(), 120);
+        assert_eq!(generated_index(418), GENERATED_STATUSES.len());
+    }
+}

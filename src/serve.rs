@@ -1,0 +1,62 @@
+//! The whole process: logging, signals, the data plane, the admin API and
+//! the control loop, in the order that keeps each safe.
+
+use std::sync::Arc;
+
+use tracing::info;
+
+use crate::cli::Cli;
+use crate::config::Config;
+use crate::control::{signals, Control};
+use crate::runtime::{self, Running};
+
+/// One line saying what runs: version, workers, driver, listener, pools.
+fn start_summary(config_pools: &Config, running: &Running) -> String {
+    let pools: Vec<String> = config_pools
+        .pools
+        .iter()
+        .map(|p| {
+            let backends: Vec<String> = p
+                .backends
+                .iter()
+                .map(|b| {
+                    if b.weight == 1 {
+                        b.name.clone()
+                    } else {
+                        format!("{} (weight {})", b.name, b.weight)
+                    }
+                })
+                .collect();
+            format!("{} [{}: {}]", p.name, p.algorithm, backends.join(", "))
+        })
+        .collect();
+    format!(
+        "corelb {}: listening on {} ({} workers, {}); pools: {}",
+        env!("CARGO_PKG_VERSION"),
+        running.local_addr,
+        running.workers.len(),
+        running.driver,
+        pools.join("; ")
+    )
+}
+
+/// Run corelb with `config` until it is stopped; returns the exit code.
+/// `started` is called once everything is up (the demo prints its help).
+pub fn serve(config: Config, cli: Cli, started: impl FnOnce(&Arc<Control>)) -> Result<u8, String> {
+    crate::logging::init(config.log_level, config.log_format);
+    // Before any thread starts: a signal in the first instant must not
+    // take the default action (SIGHUP and SIGTERM kill, SIGUSR1 too).
+    let signals = signals::catch().map_err(|e| format!("cannot handle signals: {e}"))?;
+    let summary_config = config.clone();
+    let admin = config.admin;
+    let running = runtime::start(config, cli)?;
+    info!("{}", start_summary(&summary_config, &running));
+    let control = Arc::clone(&running.control);
+    crate::admin::start(admin, &control)?;
+    if let Some(log) = &summary_config.access_log {
+        info!("access log: {} ({:?})", log.target, log.format);
+    }
+    started(&control);
+    signals::sample(&control);
+    Ok(signals::run(&control, signals, running.workers))
+}
