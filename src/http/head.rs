@@ -260,14 +260,24 @@ pub fn trim_ows(mut s: &[u8]) -> &[u8] {
     s
 }
 
-/// RFC 9110 §8.6: `1*DIGIT`, nothing else (no sign, no spaces, no list).
+/// Largest Content-Length accepted: `i64::MAX`, as for chunk sizes.
+const MAX_CONTENT_LENGTH: u64 = i64::MAX as u64;
+
+/// RFC 9110 §8.6: `1*DIGIT`, nothing else (no sign, no spaces, no list),
+/// and at most `i64::MAX`. The grammar sets no bound, but a parser keeping
+/// the length in an `off_t` or `i64` (nginx, HAProxy, most servers) reads a
+/// larger one as negative or refuses it: forwarded, the two hops would
+/// disagree on where the body ends. nginx and HAProxy refuse it too.
 fn parse_content_length(value: &[u8]) -> Option<u64> {
     if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    value.iter().try_fold(0u64, |n, &d| {
-        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
+    value
+        .iter()
+        .try_fold(0u64, |n, &d| {
+            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        })
+        .filter(|&n| n <= MAX_CONTENT_LENGTH)
 }
 
 /// tchar from RFC 9110 §5.6.2.
@@ -597,6 +607,33 @@ mod tests {
             "GET x HTTP/1.1\r\nHost: x\r\n\r\n",
         ] {
             assert_eq!(status_of(raw), 400, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn content_length_fits_in_i64() {
+        assert_eq!(
+            parse_content_length(b"9223372036854775807"),
+            Some(i64::MAX as u64)
+        );
+        assert_eq!(parse_content_length(b"0000000000000000005"), Some(5));
+        for too_big in [
+            &b"9223372036854775808"[..],
+            b"9999999999999999999",
+            b"18446744073709551615",
+            b"18446744073709551616",
+        ] {
+            assert_eq!(parse_content_length(too_big), None, "{too_big:?}");
+            let raw = format!(
+                "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+                String::from_utf8_lossy(too_big)
+            );
+            assert_eq!(status_of(&raw), 400);
+            let raw = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                String::from_utf8_lossy(too_big)
+            );
+            assert_eq!(res(&raw, false).unwrap_err().status, 502);
         }
     }
 
