@@ -108,3 +108,19 @@ fn content_length_beyond_i64_is_refused() {
         assert_eq!(scripted.connections.load(Ordering::SeqCst), 1);
     }
 }
+
+#[test]
+fn empty_host_is_400() {
+    let backend = echo_backend();
+    let proxy = Proxy::with_backends(DRIVER, &[&backend], &[]);
+    for raw in [
+        &b"GET / HTTP/1.1\r\nHost:\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: \r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: \t \r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: :8080\r\n\r\n",
+        b"GET / HTTP/1.0\r\nHost: \r\n\r\n",
+        b"GET http://:8080/ HTTP/1.1\r\nHost: test\r\n\r\n",
+    ] {
+        refused_before_backend(&proxy, &backend, raw, 400);
+    }
+}

@@ -141,6 +141,17 @@ fn strip_port(host: &[u8]) -> &[u8] {
     }
 }
 
+/// Does an authority (`Host` value, or the target's) name a host? RFC 9110
+/// §4.2.1: an http(s) URI with an empty host is invalid and a recipient
+/// MUST reject it, and the request's target URI is built from `Host`
+/// (RFC 9112 §3.3). RFC 9112 §3.2 lets a client send an empty `Host` only
+/// for a target URI without an authority, which is not a request corelb
+/// can route or a backend can serve; and the request goes upstream as
+/// HTTP/1.1 whatever version it came in, so HTTP/1.0 gets the same rule.
+fn names_a_host(authority: &[u8]) -> bool {
+    !strip_port(authority).is_empty()
+}
+
 /// A parsed response head borrowing from the upstream read buffer.
 #[derive(Debug)]
 pub struct ResponseHead<'h, 'b> {
@@ -412,7 +423,7 @@ pub fn parse_request<'h, 'b>(
     let f = scan_fields(headers).map_err(bad_request)?;
 
     if let Some((authority, _)) = split_absolute_form(t) {
-        if authority.is_empty() || !is_valid_host(authority) {
+        if !names_a_host(authority) || !is_valid_host(authority) {
             return Err(bad_request("invalid authority in request target"));
         }
     }
@@ -424,6 +435,9 @@ pub fn parse_request<'h, 'b>(
     }
     if f.host.is_some_and(|h| !is_valid_host(h)) {
         return Err(bad_request("invalid Host"));
+    }
+    if f.host.is_some_and(|h| !names_a_host(h)) {
+        return Err(bad_request("empty Host"));
     }
 
     // RFC 9112 §6.3, for requests.
@@ -657,6 +671,22 @@ mod tests {
         );
         assert_eq!(oversized_request(b"GET /aaaaaaaa").status, 414);
         assert_eq!(oversized_request(b"GET / HTTP/1.1\r\nX: aaaa").status, 431);
+    }
+
+    #[test]
+    fn empty_host_is_refused() {
+        for raw in [
+            "GET / HTTP/1.1\r\nHost:\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: \r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: \t \r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: :8080\r\n\r\n",
+            "GET / HTTP/1.0\r\nHost: \r\n\r\n",
+            "GET http://:8080/ HTTP/1.1\r\nHost: x\r\n\r\n",
+        ] {
+            assert_eq!(status_of(raw), 400, "{raw:?}");
+        }
+        assert!(req("GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n").is_ok());
+        assert!(req("GET / HTTP/1.0\r\n\r\n").is_ok(), "1.0 may omit Host");
     }
 
     #[test]
