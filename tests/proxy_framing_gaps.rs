@@ -124,3 +124,22 @@ fn empty_host_is_400() {
         refused_before_backend(&proxy, &backend, raw, 400);
     }
 }
+
+#[test]
+fn raw_non_ascii_in_the_request_target_is_400() {
+    // RFC 9112 §3.2: the target is a URI (RFC 3986), ASCII only; a byte
+    // >= 0x80 must be percent-encoded. Parsers that take such bytes differ
+    // on how to read them (UTF-8, Latin-1, or as a delimiter).
+    let backend = echo_backend();
+    let proxy = Proxy::with_backends(DRIVER, &[&backend], &[]);
+    for raw in [
+        &b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: test\r\n\r\n"[..],
+        b"GET /\x80 HTTP/1.1\r\nHost: test\r\n\r\n",
+        b"GET /a?q=\xff HTTP/1.1\r\nHost: test\r\n\r\n",
+        b"GET http://test/\xce\xb4 HTTP/1.1\r\nHost: test\r\n\r\n",
+    ] {
+        refused_before_backend(&proxy, &backend, raw, 400);
+    }
+    let mut c = proxy.client();
+    assert_eq!(c.get("/caf%C3%A9").status, 200, "percent-encoded is fine");
+}

@@ -413,6 +413,13 @@ pub fn parse_request<'h, 'b>(
         });
     }
     let t = target.as_bytes();
+    if !t.is_ascii() {
+        // RFC 9112 §3.2: the target is a URI (RFC 3986 §2), ASCII only;
+        // other bytes must be percent-encoded. httparse passes bytes
+        // >= 0x80 for the sake of raw UTF-8 paths, but next hops read them
+        // differently (UTF-8, Latin-1, refused, or cut at): refuse them.
+        return Err(bad_request("raw non-ASCII byte in request target"));
+    }
     let target_ok = t.first() == Some(&b'/')
         || strip_scheme(t).is_some_and(|rest| !rest.is_empty())
         || (t == b"*" && method == "OPTIONS");
@@ -671,6 +678,21 @@ mod tests {
         );
         assert_eq!(oversized_request(b"GET /aaaaaaaa").status, 414);
         assert_eq!(oversized_request(b"GET / HTTP/1.1\r\nX: aaaa").status, 431);
+    }
+
+    #[test]
+    fn request_target_is_ascii() {
+        for raw in [
+            &b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+            b"GET /\x80 HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /a?q=\xff HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET http://x/\xce\xb4 HTTP/1.1\r\nHost: x\r\n\r\n",
+        ] {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let got = parse_request(raw, &mut headers).map(|r| r.is_some());
+            assert_eq!(got.unwrap_err().status, 400, "{raw:?}");
+        }
+        assert!(req("GET /caf%C3%A9 HTTP/1.1\r\nHost: x\r\n\r\n").is_ok());
     }
 
     #[test]
