@@ -110,6 +110,32 @@ fn content_length_beyond_i64_is_refused() {
 }
 
 #[test]
+fn underscore_spellings_of_controlled_fields_are_400() {
+    // A CGI/WSGI-style backend maps `_` and `-` alike (HTTP_CONTENT_LENGTH):
+    // it would see two framings, or a forwarding field corelb never vouched
+    // for.
+    let backend = echo_backend();
+    let proxy = Proxy::with_backends(DRIVER, &[&backend], &[]);
+    for field in [
+        "Content_Length: 3",
+        "content_length: 3",
+        "CONTENT_LENGTH: 0",
+        "Transfer_Encoding: chunked",
+        "transfer_encoding: chunked",
+        "X_Forwarded_For: 10.0.0.1",
+        "X-Forwarded_Proto: https",
+    ] {
+        let raw =
+            format!("POST /u HTTP/1.1\r\nHost: test\r\n{field}\r\nContent-Length: 3\r\n\r\nabc");
+        refused_before_backend(&proxy, &backend, raw.as_bytes(), 400);
+    }
+    // Other names with `_` are not corelb's business.
+    let mut c = proxy.client();
+    c.send("GET /ok HTTP/1.1\r\nHost: test\r\nX_Custom_Thing: 1\r\n\r\n");
+    assert_eq!(c.read_response().status, 200);
+}
+
+#[test]
 fn empty_host_is_400() {
     let backend = echo_backend();
     let proxy = Proxy::with_backends(DRIVER, &[&backend], &[]);

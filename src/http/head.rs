@@ -8,6 +8,7 @@
 use httparse::{Header, Status};
 
 use super::body::BodyKind;
+use super::field;
 
 /// Most header fields accepted in one head; more is answered 431.
 pub const MAX_HEADERS: usize = 100;
@@ -206,6 +207,9 @@ struct FramingFields<'b> {
     host: Option<&'b [u8]>,
     hosts: usize,
     expect: Option<&'b [u8]>,
+    /// A field named like a framing or forwarding field with `_` for `-`
+    /// (`Content_Length`): see [`field::is_underscore_alias`].
+    underscore_alias: bool,
 }
 
 fn scan_fields<'b>(headers: &[Header<'b>]) -> Result<FramingFields<'b>, &'static str> {
@@ -247,6 +251,8 @@ fn scan_fields<'b>(headers: &[Header<'b>]) -> Result<FramingFields<'b>, &'static
             f.host = Some(h.value);
         } else if name.eq_ignore_ascii_case(b"expect") {
             f.expect = Some(h.value);
+        } else if field::is_underscore_alias(name) {
+            f.underscore_alias = true;
         }
     }
     Ok(f)
@@ -428,6 +434,14 @@ pub fn parse_request<'h, 'b>(
     }
     let headers: &'h [Header<'b>] = req.headers;
     let f = scan_fields(headers).map_err(bad_request)?;
+    if f.underscore_alias {
+        // Refused, not dropped: a request that spells a framing field two
+        // ways is a smuggling probe or a broken client, and dropping the
+        // field silently would hide the probe and still change the message.
+        return Err(bad_request(
+            "`_` for `-` in a Content-Length, Transfer-Encoding or X-Forwarded-* field name",
+        ));
+    }
 
     if let Some((authority, _)) = split_absolute_form(t) {
         if !names_a_host(authority) || !is_valid_host(authority) {
@@ -678,6 +692,26 @@ mod tests {
         );
         assert_eq!(oversized_request(b"GET /aaaaaaaa").status, 414);
         assert_eq!(oversized_request(b"GET / HTTP/1.1\r\nX: aaaa").status, 431);
+    }
+
+    #[test]
+    fn underscore_spellings_of_framing_fields_are_refused() {
+        for field in [
+            "Content_Length: 3",
+            "CONTENT_LENGTH: 0",
+            "transfer_encoding: chunked",
+            "X_Forwarded_For: 10.0.0.1",
+        ] {
+            let raw = format!("POST / HTTP/1.1\r\nHost: x\r\n{field}\r\nContent-Length: 3\r\n\r\n");
+            assert_eq!(status_of(&raw), 400, "{raw:?}");
+        }
+        assert!(req("GET / HTTP/1.1\r\nHost: x\r\nX_Custom: 1\r\n\r\n").is_ok());
+        // A response is read by the client, not by a CGI-style server.
+        assert!(res(
+            "HTTP/1.1 200 OK\r\nContent_Length: 3\r\nContent-Length: 0\r\n\r\n",
+            false
+        )
+        .is_ok());
     }
 
     #[test]
