@@ -11,8 +11,8 @@
 #[macro_use]
 mod common;
 
-use std::io::Write;
-use std::net::{Shutdown, SocketAddr, TcpListener};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -38,6 +38,32 @@ fn refused_before_backend(proxy: &Proxy, backend: &Backend, raw: &[u8], status: 
         "{:?} made corelb connect to the backend",
         String::from_utf8_lossy(raw)
     );
+}
+
+/// A chunked POST whose body is `5\r\nhello\r\n0\r\n` followed by `trailers`
+/// (the trailer lines and the final CRLF).
+fn chunked_post_with_trailers(trailers: &[u8]) -> Vec<u8> {
+    let mut raw =
+        b"POST /t HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n"
+            .to_vec();
+    raw.extend_from_slice(trailers);
+    raw
+}
+
+/// Every byte the peer sends until it closes; `reset` tells whether it
+/// ended with a reset rather than a FIN.
+fn read_until_closed(stream: &mut TcpStream) -> (Vec<u8>, bool) {
+    let mut all = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return (all, false),
+            Ok(n) => all.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return (all, true),
+            Err(e) => panic!("reading from corelb: {e} (after {all:?})"),
+        }
+    }
 }
 
 /// A backend that, on every connection, reads one request head and then
@@ -82,6 +108,158 @@ impl Scripted {
     fn proxy(&self) -> Proxy {
         let addr = self.addr.to_string();
         Proxy::start(&["--io-driver", DRIVER.as_str(), "--backend", &addr])
+    }
+}
+
+/// A chunked `200` whose body is `hello` and then `trailers` (trailer lines
+/// and the final CRLF), in one piece.
+fn chunked_response_with_trailers(trailers: &[u8]) -> Vec<u8> {
+    let mut raw =
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n".to_vec();
+    raw.extend_from_slice(trailers);
+    raw
+}
+
+/// Trailer sections that break the field-line rules of RFC 9112 §5 and
+/// RFC 9110 §5.5 (the rules of a header section), and ones that carry
+/// fields RFC 9110 §6.5.1 keeps out of trailers.
+fn bad_trailer_sections() -> Vec<Vec<u8>> {
+    let mut cases: Vec<Vec<u8>> = [
+        // syntax: a field line is `token ":" OWS value OWS`
+        &b"NoColon\r\n\r\n"[..],
+        b"Name : v\r\n\r\n",
+        b"Na me: v\r\n\r\n",
+        b"Na\"me: v\r\n\r\n",
+        b": v\r\n\r\n",
+        b"T: a\rb\r\n\r\n",
+        b"T: a\x00b\r\n\r\n",
+        b"T: a\x7fb\r\n\r\n",
+        b"T: a\r\n b\r\n\r\n",
+        b"T: a\nU: b\r\n\r\n",
+        // fields that frame, route or control the message
+        b"Content-Length: 5\r\n\r\n",
+        b"transfer-encoding: chunked\r\n\r\n",
+        b"Host: evil.example\r\n\r\n",
+        b"Content_Length: 5\r\n\r\n",
+        b"TRANSFER_ENCODING: chunked\r\n\r\n",
+        b"Connection: close\r\n\r\n",
+        b"Trailer: X\r\n\r\n",
+        b"X-Forwarded-For: 10.0.0.1\r\n\r\n",
+        b"OK: 1\r\nContent-Length: 0\r\n\r\n",
+    ]
+    .iter()
+    .map(|c| c.to_vec())
+    .collect();
+    // more fields than a head may have
+    let mut many = Vec::new();
+    for i in 0..101 {
+        many.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"\r\n");
+    cases.push(many);
+    cases
+}
+
+/// A trailer section over the 16 KiB limit. Longer than the proxy's read
+/// buffer, so corelb has passed part of the message on before it finds out.
+fn overlong_trailer_section() -> Vec<u8> {
+    let mut long = b"X-Long: ".to_vec();
+    long.extend(std::iter::repeat_n(b'a', 17 * 1024));
+    long.extend_from_slice(b"\r\n\r\n");
+    long
+}
+
+#[test]
+fn invalid_request_trailers_are_400() {
+    let backend = echo_backend();
+    let proxy = Proxy::with_backends(DRIVER, &[&backend], &[]);
+    for trailers in bad_trailer_sections() {
+        let raw = chunked_post_with_trailers(&trailers);
+        refused_before_backend(&proxy, &backend, &raw, 400);
+    }
+    // Streamed to the backend before the limit is reached: still a 400.
+    expect_error(
+        &proxy,
+        &chunked_post_with_trailers(&overlong_trailer_section()),
+        400,
+    );
+    assert_eq!(backend.request_count(), 0, "{:?}", backend.requests());
+}
+
+#[test]
+fn valid_trailers_are_forwarded_as_they_came() {
+    let trailers = b"Checksum: abc\r\nX-Empty:\r\nX-Text:  caf\xc3\xa9 \t\r\n\r\n";
+    // request side
+    let backend = echo_backend();
+    let proxy = Proxy::with_backends(DRIVER, &[&backend], &[]);
+    let mut c = proxy.client();
+    c.send(chunked_post_with_trailers(trailers));
+    let r = c.read_response();
+    assert_eq!((r.status, r.body_str().as_str()), (200, "hello"), "{r:?}");
+    let got = backend.requests();
+    let mut want = b"5\r\nhello\r\n0\r\n".to_vec();
+    want.extend_from_slice(trailers);
+    assert_eq!(
+        String::from_utf8_lossy(&got[0].raw_body),
+        String::from_utf8_lossy(&want)
+    );
+    // response side
+    let scripted = Scripted::start(vec![(
+        chunked_response_with_trailers(trailers),
+        Duration::ZERO,
+    )]);
+    let proxy = scripted.proxy();
+    let mut s = TcpStream::connect(proxy.addr()).unwrap();
+    s.set_read_timeout(Some(SAFETY)).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let (bytes, _) = read_until_closed(&mut s);
+    assert!(
+        bytes.ends_with(&want),
+        "{:?}",
+        String::from_utf8_lossy(&bytes)
+    );
+}
+
+#[test]
+fn invalid_response_trailers_are_502_before_the_response_starts() {
+    for trailers in bad_trailer_sections() {
+        let scripted = Scripted::start(vec![(
+            chunked_response_with_trailers(&trailers),
+            Duration::ZERO,
+        )]);
+        let proxy = scripted.proxy();
+        expect_error(&proxy, b"GET / HTTP/1.1\r\nHost: test\r\n\r\n", 502);
+        assert_eq!(scripted.connections.load(Ordering::SeqCst), 1);
+    }
+}
+
+#[test]
+fn invalid_response_trailers_cut_a_response_already_started() {
+    // The head and the first chunk leave before the trailers arrive: the
+    // client must see the response cut short, never a complete one.
+    for trailers in [
+        b"Content-Length: 5\r\n\r\n".to_vec(),
+        b"Name : v\r\n\r\n".to_vec(),
+        b"T: a\r\n b\r\n\r\n".to_vec(),
+        overlong_trailer_section(),
+    ] {
+        let scripted = Scripted::start(vec![
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n".to_vec(),
+                Duration::from_millis(300),
+            ),
+            ([&b"0\r\n"[..], &trailers].concat(), Duration::ZERO),
+        ]);
+        let proxy = scripted.proxy();
+        let mut c = proxy.client();
+        c.send(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n");
+        let got = c.try_read_response(false);
+        assert!(
+            got.is_err(),
+            "trailers {:?}: the client got a complete response {got:?}",
+            String::from_utf8_lossy(&trailers)
+        );
     }
 }
 

@@ -40,9 +40,72 @@ pub fn is_underscore_alias(name: &[u8]) -> bool {
     GUARDED_BY_SPELLING.iter().any(|c| reads_as(name, c)) && name.contains(&b'_')
 }
 
+/// Fields a trailer section may not carry. RFC 9110 §6.5.1 keeps out of
+/// trailers the fields that frame the message, route it or control the
+/// connection, because a recipient that merges trailers into the head (as
+/// many do, against §6.5.1) would then act on a field no earlier hop
+/// checked. These are those of them corelb decides or writes itself in a
+/// head: framing, `Host`, the hop-by-hop fields (RFC 9110 §7.6.1) with
+/// `Trailer`, `Expect`, and the forwarding fields corelb vouches for.
+const NOT_IN_TRAILERS: [&[u8]; 13] = [
+    b"content-length",
+    b"transfer-encoding",
+    b"host",
+    b"connection",
+    b"keep-alive",
+    b"proxy-connection",
+    b"te",
+    b"trailer",
+    b"upgrade",
+    b"expect",
+    b"via",
+    b"x-forwarded-for",
+    b"x-forwarded-proto",
+];
+
+/// The longest name in [`NOT_IN_TRAILERS`]: a trailer name longer than
+/// this is allowed whatever it is, so a streaming parser keeps no more.
+pub const LONGEST_NOT_IN_TRAILERS: usize = 17;
+
+/// May a trailer section not carry the field `name`? Any case, and `_`
+/// read as `-` (so `Content_Length` too, for the backends described above).
+pub fn is_forbidden_in_trailers(name: &[u8]) -> bool {
+    NOT_IN_TRAILERS.iter().any(|c| reads_as(name, c))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_kept_out_of_trailers() {
+        assert_eq!(
+            NOT_IN_TRAILERS.iter().map(|n| n.len()).max(),
+            Some(LONGEST_NOT_IN_TRAILERS)
+        );
+        for name in [
+            &b"Content-Length"[..],
+            b"content_length",
+            b"TRANSFER-ENCODING",
+            b"Host",
+            b"Connection",
+            b"TE",
+            b"Trailer",
+            b"X-Forwarded-For",
+            b"x_forwarded_proto",
+        ] {
+            assert!(is_forbidden_in_trailers(name), "{name:?}");
+        }
+        for name in [
+            &b"Checksum"[..],
+            b"Server-Timing",
+            b"grpc-status",
+            b"Hosts",
+            b"T",
+        ] {
+            assert!(!is_forbidden_in_trailers(name), "{name:?}");
+        }
+    }
 
     #[test]
     fn underscore_spellings_of_guarded_fields() {
