@@ -386,6 +386,37 @@ pub fn oversized_request(buf: &[u8]) -> HeadError {
     }
 }
 
+/// How far into a connection's next bytes [`check_request_start`] looks:
+/// enough for a few empty lines and any method in use, and a bound on the
+/// work per read, which runs again after every read of an unfinished head.
+const REQUEST_START_WINDOW: usize = 64;
+
+/// Can `buf`, the bytes received so far for the next request, still begin
+/// a request? Called after each read of an unfinished head, so that
+/// something that is not HTTP at all (a TLS ClientHello, first byte 0x16,
+/// sent to the plain-HTTP port) is answered 400 at once instead of holding
+/// the connection for the header timeout.
+///
+/// RFC 9112 §2.2 lets empty lines come before the request line; §3 makes
+/// the line start with the method, a token (RFC 9110 §9.1), ended by SP.
+/// `Ok` only means "not refused yet": [`parse_request`] judges the head.
+pub fn check_request_start(buf: &[u8]) -> Result<(), HeadError> {
+    let window = &buf[..buf.len().min(REQUEST_START_WINDOW)];
+    let Some(line_start) = window.iter().position(|&b| b != b'\r' && b != b'\n') else {
+        return Ok(());
+    };
+    let line = &window[line_start..];
+    let method_len = line
+        .iter()
+        .position(|&b| !is_token_byte(b))
+        .unwrap_or(line.len());
+    match line.get(method_len) {
+        Some(_) if method_len == 0 => Err(bad_request("not an HTTP request")),
+        None | Some(b' ') => Ok(()),
+        Some(_) => Err(bad_request("not an HTTP request")),
+    }
+}
+
 /// Parse a request head at the start of `buf`.
 ///
 /// `Ok(None)`: the head is not complete yet; read more.
@@ -743,6 +774,49 @@ mod tests {
         }
         assert!(req("GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n").is_ok());
         assert!(req("GET / HTTP/1.0\r\n\r\n").is_ok(), "1.0 may omit Host");
+    }
+
+    #[test]
+    fn what_cannot_begin_a_request_is_told_at_once() {
+        let client_hello = [0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00];
+        for start in [
+            &client_hello[..],
+            &client_hello[..1],
+            b"\r\n\r\n\x16",
+            b"\n\x16\x03",
+            b" GET / HTTP/1.1\r\n",
+            b"GET\t/",
+            b"GET\r\n",
+            b"G\x00",
+            b"\xff",
+            b"\r\n\r \r\n",
+        ] {
+            assert_eq!(
+                check_request_start(start).map_err(|e| e.status),
+                Err(400),
+                "{start:?}"
+            );
+        }
+        for start in [
+            &b""[..],
+            b"\r\n",
+            b"\r\n\r\n\r",
+            b"G",
+            b"GET",
+            b"GET ",
+            b"GET /\x16 anything: the parser judges the rest",
+            b"\r\nPOST /x HTTP/1.1\r\n",
+            b"M-SEARCH",
+        ] {
+            assert!(check_request_start(start).is_ok(), "{start:?}");
+        }
+        // Past the window nothing is judged (the parser will be).
+        let mut long = vec![b'\n'; REQUEST_START_WINDOW];
+        long.push(0x16);
+        assert!(check_request_start(&long).is_ok());
+        let mut long_method = vec![b'A'; REQUEST_START_WINDOW];
+        long_method.push(0x16);
+        assert!(check_request_start(&long_method).is_ok());
     }
 
     #[test]
