@@ -316,12 +316,6 @@ const EXCEPTIONS: &[(&str, Diff, &str)] = &[
         "methods are any token (RFC 9110 §9.1); llhttp knows a fixed list. The method does not \
          frame a request: the body is still decided by Content-Length/Transfer-Encoding only",
     ),
-    (
-        "request/uri.md:151", // Disallow UTF-8 in URI path in strict mode
-        Diff::Looser,
-        "raw UTF-8 in the request-target (as nginx accepts it) is forwarded unchanged; the \
-         target cannot move the end of the request line (space/CR/LF/controls are still refused)",
-    ),
 ];
 
 #[test]

@@ -8,7 +8,8 @@
 
 use std::fmt;
 
-use super::head::is_token_byte;
+use super::field::{self, LONGEST_NOT_IN_TRAILERS};
+use super::head::{is_token_byte, MAX_HEADERS};
 
 /// How the length of a message body is known (RFC 9112 §6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +37,8 @@ pub enum ChunkError {
     BadLine,
     /// Chunk-size line or trailers exceed their limits.
     TooLong,
+    /// A trailer field that frames, routes or controls the message.
+    ForbiddenTrailer,
 }
 
 impl ChunkError {
@@ -47,6 +50,7 @@ impl ChunkError {
             Self::MissingCrlf => "chunk data not followed by CRLF",
             Self::BadLine => "invalid byte in chunk extension or trailer",
             Self::TooLong => "chunk line or trailers too long",
+            Self::ForbiddenTrailer => "trailer field not allowed in trailers",
         }
     }
 }
@@ -66,6 +70,8 @@ const MAX_CHUNK_SIZE: u64 = i64::MAX as u64;
 const MAX_SIZE_LINE: usize = 4096;
 /// Most trailer bytes accepted after the last chunk.
 const MAX_TRAILERS: usize = 16 * 1024;
+/// Most trailer fields accepted: as many as a head may have.
+const MAX_TRAILER_FIELDS: usize = MAX_HEADERS;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -97,8 +103,10 @@ enum State {
     DataLf,
     /// After the last chunk: a trailer line or the final CRLF.
     TrailerStart,
-    /// Inside a trailer field line.
-    Trailer,
+    /// Inside a trailer field name; a token byte or the colon must come.
+    TrailerName,
+    /// Inside a trailer field value, after the colon.
+    TrailerValue,
     /// CR ending a trailer line seen; LF must follow.
     TrailerLf,
     /// CR of the final empty line seen; LF must follow.
@@ -124,6 +132,13 @@ pub struct ChunkedDecoder {
     remaining: u64,
     /// Bytes seen in the current size line, or in the trailers so far.
     line_len: usize,
+    /// The current trailer name's first bytes: enough to tell a field
+    /// trailers may not carry.
+    name: [u8; LONGEST_NOT_IN_TRAILERS],
+    /// Length of the current trailer name (may exceed `name`).
+    name_len: usize,
+    /// Trailer fields seen so far.
+    trailer_fields: usize,
 }
 
 impl Default for ChunkedDecoder {
@@ -146,6 +161,9 @@ impl ChunkedDecoder {
             state: State::SizeStart,
             remaining: 0,
             line_len: 0,
+            name: [0; LONGEST_NOT_IN_TRAILERS],
+            name_len: 0,
+            trailer_fields: 0,
         }
     }
 
@@ -245,21 +263,43 @@ impl ChunkedDecoder {
                 b'\n' => State::SizeStart,
                 _ => return Err(ChunkError::MissingCrlf),
             },
+            // A trailer section is a header section (RFC 9112 §7.1.2:
+            // `*( field-line CRLF )`, field-line as in §5), held to the
+            // same rules as a head: `token ":" OWS value OWS`.
             State::TrailerStart => {
                 self.count_line_byte(MAX_TRAILERS)?;
                 match b {
                     b'\r' => State::FinalLf,
                     // A trailer field line must start with a field-name byte:
                     // no leading whitespace (obs-fold) and no empty name.
-                    b if is_token_byte(b) => State::Trailer,
+                    b if is_token_byte(b) => {
+                        self.start_trailer_name(b)?;
+                        State::TrailerName
+                    }
                     _ => return Err(ChunkError::BadLine),
                 }
             }
-            State::Trailer => {
+            State::TrailerName => {
+                self.count_line_byte(MAX_TRAILERS)?;
+                match b {
+                    b if is_token_byte(b) => {
+                        self.push_name_byte(b);
+                        State::TrailerName
+                    }
+                    // §5.1: no whitespace between name and colon; a line
+                    // without a colon is no field line at all.
+                    b':' => {
+                        self.check_trailer_name()?;
+                        State::TrailerValue
+                    }
+                    _ => return Err(ChunkError::BadLine),
+                }
+            }
+            State::TrailerValue => {
                 self.count_line_byte(MAX_TRAILERS)?;
                 match b {
                     b'\r' => State::TrailerLf,
-                    b if is_line_byte(b) => State::Trailer,
+                    b if is_line_byte(b) => State::TrailerValue,
                     _ => return Err(ChunkError::BadLine),
                 }
             }
@@ -274,6 +314,36 @@ impl ChunkedDecoder {
             State::Done => State::Done,
         };
         Ok(())
+    }
+
+    /// The first byte of a trailer field's name: one field more.
+    fn start_trailer_name(&mut self, b: u8) -> Result<(), ChunkError> {
+        self.trailer_fields += 1;
+        if self.trailer_fields > MAX_TRAILER_FIELDS {
+            return Err(ChunkError::TooLong);
+        }
+        self.name_len = 0;
+        self.push_name_byte(b);
+        Ok(())
+    }
+
+    fn push_name_byte(&mut self, b: u8) {
+        if let Some(slot) = self.name.get_mut(self.name_len) {
+            *slot = b;
+        }
+        self.name_len += 1;
+    }
+
+    /// The name is complete. corelb forwards trailers as they came, so it
+    /// refuses the fields a trailer must not carry rather than pass them
+    /// to a backend or client that might merge them into the head.
+    fn check_trailer_name(&self) -> Result<(), ChunkError> {
+        match self.name.get(..self.name_len) {
+            Some(name) if field::is_forbidden_in_trailers(name) => {
+                Err(ChunkError::ForbiddenTrailer)
+            }
+            _ => Ok(()),
+        }
     }
 
     fn count_line_byte(&mut self, limit: usize) -> Result<(), ChunkError> {
@@ -449,7 +519,8 @@ mod tests {
 
     #[test]
     fn accepts_trailers() {
-        let input = b"1\r\na\r\n0\r\nChecksum: abc\r\nX-B: 1\r\n\r\n";
+        let input =
+            b"1\r\na\r\n0\r\nChecksum: abc\r\nX-B: 1\r\nX-Empty:\r\nX-T: \t\xc3\xa9 x \r\n\r\n";
         let (data, consumed, done) = decode_in_steps(input, 1).unwrap();
         assert_eq!(
             (data.as_slice(), consumed, done),
@@ -474,6 +545,33 @@ mod tests {
             (b"0\r\n Folded: x\r\n\r\n", ChunkError::BadLine),
             (b"0\r\nA: b\n\r\n", ChunkError::BadLine),
             (b"0\r\n\r\r", ChunkError::BadLine),
+            // trailer field lines follow the rules of a head's (RFC 9112 §5)
+            (b"0\r\nNoColon\r\n\r\n", ChunkError::BadLine),
+            (b"0\r\nName : v\r\n\r\n", ChunkError::BadLine),
+            (b"0\r\nNa me: v\r\n\r\n", ChunkError::BadLine),
+            (b"0\r\nNa\"me: v\r\n\r\n", ChunkError::BadLine),
+            (b"0\r\n: v\r\n\r\n", ChunkError::BadLine),
+            (b"0\r\nT: a\rb\r\n\r\n", ChunkError::BadLine),
+            (b"0\r\nT: a\x7fb\r\n\r\n", ChunkError::BadLine),
+            (b"0\r\nT: a\r\n\tb\r\n\r\n", ChunkError::BadLine),
+            // fields that frame, route or control the message (RFC 9110 §6.5.1)
+            (
+                b"0\r\nContent-Length: 5\r\n\r\n",
+                ChunkError::ForbiddenTrailer,
+            ),
+            (
+                b"0\r\ntransfer-encoding: chunked\r\n\r\n",
+                ChunkError::ForbiddenTrailer,
+            ),
+            (b"0\r\nHost: evil\r\n\r\n", ChunkError::ForbiddenTrailer),
+            (
+                b"0\r\nContent_Length: 5\r\n\r\n",
+                ChunkError::ForbiddenTrailer,
+            ),
+            (
+                b"0\r\nOK: 1\r\nX-Forwarded-For: a\r\n\r\n",
+                ChunkError::ForbiddenTrailer,
+            ),
         ];
         for (input, want) in cases {
             let got = decode_in_steps(input, 1).unwrap_err();
@@ -529,6 +627,26 @@ mod tests {
                 String::from_utf8_lossy(ext)
             );
         }
+    }
+
+    #[test]
+    fn trailers_keep_the_limits_of_a_head() {
+        let mut input = b"0\r\n".to_vec();
+        for i in 0..MAX_TRAILER_FIELDS {
+            input.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+        }
+        let mut ok = input.clone();
+        ok.extend_from_slice(b"\r\n");
+        assert!(decode_in_steps(&ok, 7).unwrap().2);
+        input.extend_from_slice(b"X-Last: v\r\n\r\n");
+        assert_eq!(decode_in_steps(&input, 7).unwrap_err(), ChunkError::TooLong);
+
+        let mut long = b"0\r\nX-Long: ".to_vec();
+        long.extend(std::iter::repeat_n(b'a', MAX_TRAILERS));
+        assert_eq!(decode_in_steps(&long, 64).unwrap_err(), ChunkError::TooLong);
+        // A long name is not mistaken for a short forbidden one.
+        let name = b"0\r\nContent-Length-Checksum: 1\r\n\r\n";
+        assert!(decode_in_steps(name, 1).unwrap().2);
     }
 
     #[test]

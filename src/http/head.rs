@@ -8,6 +8,7 @@
 use httparse::{Header, Status};
 
 use super::body::BodyKind;
+use super::field;
 
 /// Most header fields accepted in one head; more is answered 431.
 pub const MAX_HEADERS: usize = 100;
@@ -141,6 +142,17 @@ fn strip_port(host: &[u8]) -> &[u8] {
     }
 }
 
+/// Does an authority (`Host` value, or the target's) name a host? RFC 9110
+/// §4.2.1: an http(s) URI with an empty host is invalid and a recipient
+/// MUST reject it, and the request's target URI is built from `Host`
+/// (RFC 9112 §3.3). RFC 9112 §3.2 lets a client send an empty `Host` only
+/// for a target URI without an authority, which is not a request corelb
+/// can route or a backend can serve; and the request goes upstream as
+/// HTTP/1.1 whatever version it came in, so HTTP/1.0 gets the same rule.
+fn names_a_host(authority: &[u8]) -> bool {
+    !strip_port(authority).is_empty()
+}
+
 /// A parsed response head borrowing from the upstream read buffer.
 #[derive(Debug)]
 pub struct ResponseHead<'h, 'b> {
@@ -195,6 +207,9 @@ struct FramingFields<'b> {
     host: Option<&'b [u8]>,
     hosts: usize,
     expect: Option<&'b [u8]>,
+    /// A field named like a framing or forwarding field with `_` for `-`
+    /// (`Content_Length`): see [`field::is_underscore_alias`].
+    underscore_alias: bool,
 }
 
 fn scan_fields<'b>(headers: &[Header<'b>]) -> Result<FramingFields<'b>, &'static str> {
@@ -236,6 +251,8 @@ fn scan_fields<'b>(headers: &[Header<'b>]) -> Result<FramingFields<'b>, &'static
             f.host = Some(h.value);
         } else if name.eq_ignore_ascii_case(b"expect") {
             f.expect = Some(h.value);
+        } else if field::is_underscore_alias(name) {
+            f.underscore_alias = true;
         }
     }
     Ok(f)
@@ -260,14 +277,24 @@ pub fn trim_ows(mut s: &[u8]) -> &[u8] {
     s
 }
 
-/// RFC 9110 §8.6: `1*DIGIT`, nothing else (no sign, no spaces, no list).
+/// Largest Content-Length accepted: `i64::MAX`, as for chunk sizes.
+const MAX_CONTENT_LENGTH: u64 = i64::MAX as u64;
+
+/// RFC 9110 §8.6: `1*DIGIT`, nothing else (no sign, no spaces, no list),
+/// and at most `i64::MAX`. The grammar sets no bound, but a parser keeping
+/// the length in an `off_t` or `i64` (nginx, HAProxy, most servers) reads a
+/// larger one as negative or refuses it: forwarded, the two hops would
+/// disagree on where the body ends. nginx and HAProxy refuse it too.
 fn parse_content_length(value: &[u8]) -> Option<u64> {
     if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    value.iter().try_fold(0u64, |n, &d| {
-        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
+    value
+        .iter()
+        .try_fold(0u64, |n, &d| {
+            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        })
+        .filter(|&n| n <= MAX_CONTENT_LENGTH)
 }
 
 /// tchar from RFC 9110 §5.6.2.
@@ -359,6 +386,37 @@ pub fn oversized_request(buf: &[u8]) -> HeadError {
     }
 }
 
+/// How far into a connection's next bytes [`check_request_start`] looks:
+/// enough for a few empty lines and any method in use, and a bound on the
+/// work per read, which runs again after every read of an unfinished head.
+const REQUEST_START_WINDOW: usize = 64;
+
+/// Can `buf`, the bytes received so far for the next request, still begin
+/// a request? Called after each read of an unfinished head, so that
+/// something that is not HTTP at all (a TLS ClientHello, first byte 0x16,
+/// sent to the plain-HTTP port) is answered 400 at once instead of holding
+/// the connection for the header timeout.
+///
+/// RFC 9112 §2.2 lets empty lines come before the request line; §3 makes
+/// the line start with the method, a token (RFC 9110 §9.1), ended by SP.
+/// `Ok` only means "not refused yet": [`parse_request`] judges the head.
+pub fn check_request_start(buf: &[u8]) -> Result<(), HeadError> {
+    let window = &buf[..buf.len().min(REQUEST_START_WINDOW)];
+    let Some(line_start) = window.iter().position(|&b| b != b'\r' && b != b'\n') else {
+        return Ok(());
+    };
+    let line = &window[line_start..];
+    let method_len = line
+        .iter()
+        .position(|&b| !is_token_byte(b))
+        .unwrap_or(line.len());
+    match line.get(method_len) {
+        Some(_) if method_len == 0 => Err(bad_request("not an HTTP request")),
+        None | Some(b' ') => Ok(()),
+        Some(_) => Err(bad_request("not an HTTP request")),
+    }
+}
+
 /// Parse a request head at the start of `buf`.
 ///
 /// `Ok(None)`: the head is not complete yet; read more.
@@ -392,6 +450,13 @@ pub fn parse_request<'h, 'b>(
         });
     }
     let t = target.as_bytes();
+    if !t.is_ascii() {
+        // RFC 9112 §3.2: the target is a URI (RFC 3986 §2), ASCII only;
+        // other bytes must be percent-encoded. httparse passes bytes
+        // >= 0x80 for the sake of raw UTF-8 paths, but next hops read them
+        // differently (UTF-8, Latin-1, refused, or cut at): refuse them.
+        return Err(bad_request("raw non-ASCII byte in request target"));
+    }
     let target_ok = t.first() == Some(&b'/')
         || strip_scheme(t).is_some_and(|rest| !rest.is_empty())
         || (t == b"*" && method == "OPTIONS");
@@ -400,9 +465,17 @@ pub fn parse_request<'h, 'b>(
     }
     let headers: &'h [Header<'b>] = req.headers;
     let f = scan_fields(headers).map_err(bad_request)?;
+    if f.underscore_alias {
+        // Refused, not dropped: a request that spells a framing field two
+        // ways is a smuggling probe or a broken client, and dropping the
+        // field silently would hide the probe and still change the message.
+        return Err(bad_request(
+            "`_` for `-` in a Content-Length, Transfer-Encoding or X-Forwarded-* field name",
+        ));
+    }
 
     if let Some((authority, _)) = split_absolute_form(t) {
-        if authority.is_empty() || !is_valid_host(authority) {
+        if !names_a_host(authority) || !is_valid_host(authority) {
             return Err(bad_request("invalid authority in request target"));
         }
     }
@@ -414,6 +487,9 @@ pub fn parse_request<'h, 'b>(
     }
     if f.host.is_some_and(|h| !is_valid_host(h)) {
         return Err(bad_request("invalid Host"));
+    }
+    if f.host.is_some_and(|h| !names_a_host(h)) {
+        return Err(bad_request("empty Host"));
     }
 
     // RFC 9112 §6.3, for requests.
@@ -601,6 +677,33 @@ mod tests {
     }
 
     #[test]
+    fn content_length_fits_in_i64() {
+        assert_eq!(
+            parse_content_length(b"9223372036854775807"),
+            Some(i64::MAX as u64)
+        );
+        assert_eq!(parse_content_length(b"0000000000000000005"), Some(5));
+        for too_big in [
+            &b"9223372036854775808"[..],
+            b"9999999999999999999",
+            b"18446744073709551615",
+            b"18446744073709551616",
+        ] {
+            assert_eq!(parse_content_length(too_big), None, "{too_big:?}");
+            let raw = format!(
+                "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+                String::from_utf8_lossy(too_big)
+            );
+            assert_eq!(status_of(&raw), 400);
+            let raw = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                String::from_utf8_lossy(too_big)
+            );
+            assert_eq!(res(&raw, false).unwrap_err().status, 502);
+        }
+    }
+
+    #[test]
     fn other_client_errors() {
         assert_eq!(status_of("GET / HTTP/2.0\r\nHost: x\r\n\r\n"), 505);
         assert_eq!(status_of("GET /a b HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
@@ -620,6 +723,100 @@ mod tests {
         );
         assert_eq!(oversized_request(b"GET /aaaaaaaa").status, 414);
         assert_eq!(oversized_request(b"GET / HTTP/1.1\r\nX: aaaa").status, 431);
+    }
+
+    #[test]
+    fn underscore_spellings_of_framing_fields_are_refused() {
+        for field in [
+            "Content_Length: 3",
+            "CONTENT_LENGTH: 0",
+            "transfer_encoding: chunked",
+            "X_Forwarded_For: 10.0.0.1",
+        ] {
+            let raw = format!("POST / HTTP/1.1\r\nHost: x\r\n{field}\r\nContent-Length: 3\r\n\r\n");
+            assert_eq!(status_of(&raw), 400, "{raw:?}");
+        }
+        assert!(req("GET / HTTP/1.1\r\nHost: x\r\nX_Custom: 1\r\n\r\n").is_ok());
+        // A response is read by the client, not by a CGI-style server.
+        assert!(res(
+            "HTTP/1.1 200 OK\r\nContent_Length: 3\r\nContent-Length: 0\r\n\r\n",
+            false
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn request_target_is_ascii() {
+        for raw in [
+            &b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+            b"GET /\x80 HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /a?q=\xff HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET http://x/\xce\xb4 HTTP/1.1\r\nHost: x\r\n\r\n",
+        ] {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let got = parse_request(raw, &mut headers).map(|r| r.is_some());
+            assert_eq!(got.unwrap_err().status, 400, "{raw:?}");
+        }
+        assert!(req("GET /caf%C3%A9 HTTP/1.1\r\nHost: x\r\n\r\n").is_ok());
+    }
+
+    #[test]
+    fn empty_host_is_refused() {
+        for raw in [
+            "GET / HTTP/1.1\r\nHost:\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: \r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: \t \r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: :8080\r\n\r\n",
+            "GET / HTTP/1.0\r\nHost: \r\n\r\n",
+            "GET http://:8080/ HTTP/1.1\r\nHost: x\r\n\r\n",
+        ] {
+            assert_eq!(status_of(raw), 400, "{raw:?}");
+        }
+        assert!(req("GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n").is_ok());
+        assert!(req("GET / HTTP/1.0\r\n\r\n").is_ok(), "1.0 may omit Host");
+    }
+
+    #[test]
+    fn what_cannot_begin_a_request_is_told_at_once() {
+        let client_hello = [0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00];
+        for start in [
+            &client_hello[..],
+            &client_hello[..1],
+            b"\r\n\r\n\x16",
+            b"\n\x16\x03",
+            b" GET / HTTP/1.1\r\n",
+            b"GET\t/",
+            b"GET\r\n",
+            b"G\x00",
+            b"\xff",
+            b"\r\n\r \r\n",
+        ] {
+            assert_eq!(
+                check_request_start(start).map_err(|e| e.status),
+                Err(400),
+                "{start:?}"
+            );
+        }
+        for start in [
+            &b""[..],
+            b"\r\n",
+            b"\r\n\r\n\r",
+            b"G",
+            b"GET",
+            b"GET ",
+            b"GET /\x16 anything: the parser judges the rest",
+            b"\r\nPOST /x HTTP/1.1\r\n",
+            b"M-SEARCH",
+        ] {
+            assert!(check_request_start(start).is_ok(), "{start:?}");
+        }
+        // Past the window nothing is judged (the parser will be).
+        let mut long = vec![b'\n'; REQUEST_START_WINDOW];
+        long.push(0x16);
+        assert!(check_request_start(&long).is_ok());
+        let mut long_method = vec![b'A'; REQUEST_START_WINDOW];
+        long_method.push(0x16);
+        assert!(check_request_start(&long_method).is_ok());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! here touches a socket.
 
 pub mod body;
+pub mod field;
 pub mod head;
 pub mod rewrite;
 
