@@ -160,10 +160,15 @@ fn steady_state_proxying_does_not_allocate() {
     }
     // The log got lines (it is flushed once a second).
     let give_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::fs::metadata(&log).map_or(0, |m| m.len()) == 0 && std::time::Instant::now() < give_up {
+    while std::fs::metadata(&log).map_or(0, |m| m.len()) == 0 && std::time::Instant::now() < give_up
+    {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     let written = std::fs::read_to_string(&log).unwrap_or_default();
     let _ = std::fs::remove_file(&log);
-    assert!(written.contains("\"GET /alloc HTTP/1.1\" 200"), "{}", &written[..written.len().min(500)]);
+    assert!(
+        written.contains("\"GET /alloc HTTP/1.1\" 200"),
+        "{}",
+        &written[..written.len().min(500)]
+    );
 }

@@ -352,7 +352,6 @@ fn raw_non_ascii_in_the_request_target_is_400() {
 // `corelb::http::head::check_request_start` (see the framing branch's
 // report): without it corelb waits for a whole head before judging.
 #[test]
-#[ignore = "needs the check_request_start hook in src/proxy/mod.rs"]
 fn a_first_byte_no_request_starts_with_is_400_at_once() {
     // The header timeout is far beyond the test's read bound: only an
     // answer judged from the first bytes arrives in time.

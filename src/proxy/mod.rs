@@ -336,6 +336,9 @@ impl Exchange<'_> {
                     return Ok(NextRequest::Ready(req));
                 }
             }
+            // Bytes no request line can start with (a TLS ClientHello on
+            // the plain port): answer 400 now, not at the header timeout.
+            head::check_request_start(&self.bufs.client_in)?;
             searched = self.bufs.client_in.len();
             if searched >= cfg.buffer_size {
                 return Err(head::oversized_request(&self.bufs.client_in).into());
