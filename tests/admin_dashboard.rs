@@ -61,7 +61,7 @@ impl Load {
                     if res.says_close() {
                         client = Client::connect(proxy);
                     }
-                    thread::sleep(Duration::from_millis(2));
+                    thread::sleep(Duration::from_millis(5));
                 }
             })
         };
