@@ -93,6 +93,8 @@ pub struct Worker {
     connections: Cell<usize>,
     /// This worker's listening socket, closed when the drain starts.
     listener_fd: Cell<Option<RawFd>>,
+    /// Backend failures are logged at most once a second per worker.
+    pub failure_log: crate::logging::Limiter,
 }
 
 impl Worker {
@@ -110,6 +112,7 @@ impl Worker {
             draining: Cell::new(false),
             connections: Cell::new(0),
             listener_fd: Cell::new(None),
+            failure_log: crate::logging::Limiter::new(Duration::from_secs(1)),
             control,
         }
     }

@@ -505,6 +505,20 @@ impl Exchange<'_> {
             replayed: state.replayed,
             pooled: state.pooled,
         };
+        if let (Some(failure), Err(err)) = (failure, result) {
+            if let Some(quiet) = self.worker.failure_log.allow(now) {
+                let more = if quiet > 0 {
+                    format!(" ({quiet} more backend failures on this worker since the last line)")
+                } else {
+                    String::new()
+                };
+                tracing::warn!(
+                    "backend {}: {} ({err}){more}",
+                    guard.backend().addr,
+                    failure.as_str()
+                );
+            }
+        }
         guard.finish(self.worker.id, &outcome, ewma::ns_at(now));
     }
 
