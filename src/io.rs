@@ -76,6 +76,16 @@ pub async fn read_some_timeout<S: AsyncReadRent + AsRawFd>(
     timeout: Duration,
 ) -> Result<usize, ReadError> {
     let wait = deadlines.arm(stream.as_raw_fd(), Direction::Read, timeout);
+    read_while_armed(wait, stream, buf, limit).await
+}
+
+/// [`read_some`] under a registered wait: a timeout if the sweeper ended it.
+async fn read_while_armed<S: AsyncReadRent>(
+    wait: crate::deadline::Armed<'_>,
+    stream: &mut S,
+    buf: &mut BytesMut,
+    limit: usize,
+) -> Result<usize, ReadError> {
     let result = read_some(stream, buf, limit).await;
     if wait.expired() {
         return Err(ReadError::Timeout);
@@ -93,11 +103,7 @@ pub async fn read_idle_timeout<S: AsyncReadRent + AsRawFd>(
     timeout: Duration,
 ) -> Result<usize, ReadError> {
     let wait = deadlines.arm_idle(stream.as_raw_fd(), timeout);
-    let result = read_some(stream, buf, limit).await;
-    if wait.expired() {
-        return Err(ReadError::Timeout);
-    }
-    result.map_err(ReadError::Io)
+    read_while_armed(wait, stream, buf, limit).await
 }
 
 /// One non-blocking `send` of `bytes` on `fd`, right now; how many went

@@ -44,6 +44,13 @@ pub fn table_address(addr: SocketAddr) -> String {
 /// writes it) in the lines of a socket table. The table lists listening
 /// sockets first, so reading stops at the first socket in another state.
 pub fn listening_inodes(lines: impl Iterator<Item = String>, address: &str) -> Vec<u64> {
+    listening_where(lines, |local| local == address)
+}
+
+/// The inodes of the listening sockets whose local address (as the table
+/// writes it) passes `wanted`. The table lists listening sockets first, so
+/// reading stops at the first socket in another state.
+fn listening_where(lines: impl Iterator<Item = String>, wanted: impl Fn(&str) -> bool) -> Vec<u64> {
     let mut inodes = Vec::new();
     for line in lines.skip(1) {
         let fields: Vec<&str> = line.split_whitespace().collect();
@@ -55,7 +62,7 @@ pub fn listening_inodes(lines: impl Iterator<Item = String>, address: &str) -> V
         if *state != LISTEN {
             break;
         }
-        if *local == address {
+        if wanted(local) {
             if let Ok(inode) = inode.parse() {
                 inodes.push(inode);
             }
@@ -92,23 +99,7 @@ pub fn has_foreign_listeners(addr: SocketAddr, ours: &[u64]) -> io::Result<bool>
 /// lines of a socket table.
 fn listening_on_port(lines: impl Iterator<Item = String>, port: u16) -> Vec<u64> {
     let suffix = format!(":{port:04X}");
-    let mut inodes = Vec::new();
-    for line in lines.skip(1) {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let (Some(local), Some(state), Some(inode)) = (fields.get(1), fields.get(3), fields.get(9))
-        else {
-            continue;
-        };
-        if *state != LISTEN {
-            break;
-        }
-        if local.ends_with(&suffix) {
-            if let Ok(inode) = inode.parse() {
-                inodes.push(inode);
-            }
-        }
-    }
-    inodes
+    listening_where(lines, |local| local.ends_with(&suffix))
 }
 
 /// Which process listens on `port`, as `process PID (NAME)`, for the
