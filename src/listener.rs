@@ -73,33 +73,9 @@ pub fn bind_listeners(
     Ok(listeners)
 }
 
-/// Failures reported at most once per [`REPORT_EVERY`]: under EMFILE every
-/// retry fails, and a line every 10 ms would flood the log.
-#[derive(Debug, Default)]
-struct ErrorReports {
-    last_report: Option<Instant>,
-    unreported: u64,
-}
-
-/// The least time between two reports of a repeating failure.
+/// The least time between two reports of a repeating accept failure: under
+/// EMFILE every retry fails, and a line every 10 ms would flood the log.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
-
-impl ErrorReports {
-    /// A failure at `now`: `Some(n)` to report it, with `n` failures since
-    /// the last report that were not; `None` to keep quiet.
-    fn report(&mut self, now: Instant) -> Option<u64> {
-        match self.last_report {
-            Some(last) if now.saturating_duration_since(last) < REPORT_EVERY => {
-                self.unreported += 1;
-                None
-            }
-            _ => {
-                self.last_report = Some(now);
-                Some(std::mem::take(&mut self.unreported))
-            }
-        }
-    }
-}
 
 /// The process-wide cap on open client connections.
 #[derive(Debug)]
@@ -167,7 +143,7 @@ pub async fn accept_loop(worker: Rc<Worker>, listener: monoio::net::TcpListener)
     use std::os::fd::AsRawFd;
     worker.set_listener(listener.as_raw_fd());
     let limit = Arc::clone(&worker.control.limit);
-    let mut accept_errors = ErrorReports::default();
+    let accept_errors = crate::logging::Limiter::new(REPORT_EVERY);
     loop {
         if worker.draining() {
             return;
@@ -182,7 +158,7 @@ pub async fn accept_loop(worker: Rc<Worker>, listener: monoio::net::TcpListener)
             // The drain shut the listener down.
             Err(_) if worker.draining() => return,
             Err(e) => {
-                if let Some(unreported) = accept_errors.report(Instant::now()) {
+                if let Some(unreported) = accept_errors.allow(Instant::now()) {
                     let more = if unreported > 0 {
                         format!(" ({unreported} more failures since the last report)")
                     } else {
@@ -232,21 +208,4 @@ pub fn take_queued(worker: &Rc<Worker>, fd: RawFd) {
     }
     // SAFETY: a plain syscall on the open listener.
     unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_repeating_failure_is_reported_once_a_second_with_a_count() {
-        let mut reports = ErrorReports::default();
-        let start = Instant::now();
-        assert_eq!(reports.report(start), Some(0));
-        for i in 1..=5 {
-            assert_eq!(reports.report(start + Duration::from_millis(10 * i)), None);
-        }
-        assert_eq!(reports.report(start + REPORT_EVERY), Some(5));
-        assert_eq!(reports.report(start + REPORT_EVERY), None);
-    }
 }
