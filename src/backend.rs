@@ -10,7 +10,7 @@
 //! survive it.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,10 +31,13 @@ pub enum BackendState {
     Up = 0,
     /// Failed its health checks.
     Down = 1,
-    /// Circuit breaker open: too many recent failures.
+    /// Circuit breaker open (ejected): too many recent failures.
     Open = 2,
-    /// Being removed: finishes what it has, takes nothing new.
+    /// Being removed: finishes what it has, takes nothing new. Shown only;
+    /// never stored (a drain is a pool entry's, not a server's).
     Draining = 3,
+    /// Circuit breaker half-open: a few trial requests decide.
+    HalfOpen = 4,
 }
 
 impl BackendState {
@@ -43,6 +46,7 @@ impl BackendState {
             0 => Self::Up,
             1 => Self::Down,
             2 => Self::Open,
+            4 => Self::HalfOpen,
             _ => Self::Draining,
         }
     }
@@ -54,8 +58,18 @@ impl BackendState {
             Self::Down => "down",
             Self::Open => "open",
             Self::Draining => "draining",
+            Self::HalfOpen => "half-open",
         }
     }
+
+    /// Every state, for metrics.
+    pub const ALL: [BackendState; 5] = [
+        Self::Up,
+        Self::Down,
+        Self::Open,
+        Self::HalfOpen,
+        Self::Draining,
+    ];
 }
 
 /// The live state of one backend, shared by all workers: written by any
@@ -71,6 +85,24 @@ struct LiveState {
     latency_ewma_ns: AtomicU64,
     /// When `latency_ewma_ns` was last updated ([`crate::ewma::now_ns`]).
     latency_stamp_ns: AtomicU64,
+    /// Tries in a row that failed, across all cores (reset by a success).
+    consecutive_failures: AtomicU32,
+    /// Trial requests a half-open breaker still admits.
+    trial_permits: AtomicU32,
+}
+
+/// What the resilience thread counts about one backend (written by that
+/// thread only, read on scrape).
+#[derive(Debug, Default)]
+pub struct ResilienceCounters {
+    /// Health probes that passed.
+    pub probes_ok: AtomicU64,
+    /// Health probes that failed.
+    pub probes_failed: AtomicU64,
+    /// Times the breaker opened (ejections).
+    pub ejections: AtomicU64,
+    /// Times the health checks took it down.
+    pub health_downs: AtomicU64,
 }
 
 /// Everything kept about one backend server, across reloads: its live
@@ -83,6 +115,8 @@ struct LiveState {
 pub struct BackendStats {
     live: CachePadded<LiveState>,
     per_worker: Box<[CachePadded<BackendCounters>]>,
+    /// Probes and ejections, counted by the resilience thread.
+    pub resilience: ResilienceCounters,
 }
 
 impl BackendStats {
@@ -94,11 +128,64 @@ impl BackendStats {
                 state: AtomicU8::new(BackendState::Up as u8),
                 latency_ewma_ns: AtomicU64::new(0),
                 latency_stamp_ns: AtomicU64::new(0),
+                consecutive_failures: AtomicU32::new(0),
+                trial_permits: AtomicU32::new(0),
             }),
             per_worker: (0..workers.max(1))
                 .map(|_| CachePadded::new(BackendCounters::default()))
                 .collect(),
+            resilience: ResilienceCounters::default(),
         })
+    }
+
+    /// The current state.
+    #[inline]
+    pub fn state(&self) -> BackendState {
+        BackendState::from_u8(self.live.state.load(Ordering::Relaxed))
+    }
+
+    /// Move from `from` to `to` unless another thread moved it first
+    /// (a worker tripping the breaker races the resilience thread's tick).
+    /// Entering half-open hands out `permits` trial requests; entering up
+    /// forgets the failure streak.
+    pub fn change_state(&self, from: BackendState, to: BackendState, permits: u32) -> bool {
+        if to == BackendState::HalfOpen {
+            self.live.trial_permits.store(permits, Ordering::Relaxed);
+        }
+        if to == BackendState::Up {
+            self.live.consecutive_failures.store(0, Ordering::Relaxed);
+        }
+        self.live
+            .state
+            .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Count a finished try: returns the failures in a row now. A success
+    /// writes only if a streak was running (no shared write per request).
+    #[inline]
+    pub fn note_try(&self, failed: bool) -> u32 {
+        let streak = &self.live.consecutive_failures;
+        if failed {
+            streak.fetch_add(1, Ordering::Relaxed) + 1
+        } else {
+            if streak.load(Ordering::Relaxed) != 0 {
+                streak.store(0, Ordering::Relaxed);
+            }
+            0
+        }
+    }
+
+    /// Take a trial permit if half-open; any other state admits freely.
+    #[inline]
+    pub fn admit(&self) -> bool {
+        if self.state() != BackendState::HalfOpen {
+            return true;
+        }
+        self.live
+            .trial_permits
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |p| p.checked_sub(1))
+            .is_ok()
     }
 
     /// Worker `worker`'s counters (the first block for an unknown index).
@@ -128,6 +215,11 @@ pub struct Backend {
     /// Weight the balancers use now; starts at the configured weight. Per
     /// pool entry: a server in two pools may weigh differently in each.
     effective_weight: AtomicU32,
+    /// The pool is in panic (too few backends left): an open breaker does
+    /// not keep this entry out (set by the resilience thread).
+    panic: AtomicBool,
+    /// Requests in flight allowed (`--max-requests`; 0: no limit).
+    max_requests: u32,
     stats: Arc<BackendStats>,
     entry: Arc<EntryStats>,
 }
@@ -160,8 +252,28 @@ impl Backend {
             weight: weight.max(1),
             drained,
             effective_weight: AtomicU32::new(weight.max(1)),
+            panic: AtomicBool::new(false),
+            max_requests: 0,
             stats,
             entry,
+        }
+    }
+
+    /// The same, with an in-flight cap (0: none).
+    pub fn with_max_requests(mut self, max_requests: u32) -> Self {
+        self.max_requests = max_requests;
+        self
+    }
+
+    /// Is this entry's pool in panic?
+    pub fn in_panic(&self) -> bool {
+        self.panic.load(Ordering::Relaxed)
+    }
+
+    /// Set by the resilience thread for every entry of a pool.
+    pub fn set_panic(&self, panic: bool) {
+        if self.in_panic() != panic {
+            self.panic.store(panic, Ordering::Relaxed);
         }
     }
 
@@ -178,7 +290,16 @@ impl Backend {
     /// May a balancer pick this backend for a new request?
     #[inline]
     pub fn is_eligible(&self) -> bool {
-        !self.drained && self.state() == BackendState::Up
+        if self.drained {
+            return false;
+        }
+        let admits = match self.state() {
+            BackendState::Up => true,
+            BackendState::HalfOpen => self.stats.live.trial_permits.load(Ordering::Relaxed) > 0,
+            BackendState::Open => self.in_panic(),
+            BackendState::Down | BackendState::Draining => false,
+        };
+        admits && (self.max_requests == 0 || self.inflight() < self.max_requests)
     }
 
     /// The state shown to operators: a drained backend is `draining` in its
@@ -194,10 +315,11 @@ impl Backend {
     /// The current state.
     #[inline]
     pub fn state(&self) -> BackendState {
-        BackendState::from_u8(self.stats.live.state.load(Ordering::Relaxed))
+        self.stats.state()
     }
 
-    /// Set the state (health checks, breaker).
+    /// Set the state (tests; the resilience thread uses
+    /// [`BackendStats::change_state`]).
     pub fn set_state(&self, state: BackendState) {
         self.stats.live.state.store(state as u8, Ordering::Relaxed);
     }

@@ -116,6 +116,127 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", global = true)]
     pub upstream_timeout: Option<String>,
 
+    /// Time a backend has to start its answer (the response head), per
+    /// try: an idempotent request is then retried on another backend,
+    /// others get 504 [default: 30s].
+    #[arg(long, value_name = "DURATION", global = true)]
+    pub response_timeout: Option<String>,
+
+    /// Time a client may pause while sending a request body [default: 60s].
+    #[arg(long, value_name = "DURATION", global = true)]
+    pub client_body_timeout: Option<String>,
+
+    /// Probe every backend with `GET PATH` (per pool in the file:
+    /// `health_path`) [default: off: no active health checks].
+    #[arg(long, value_name = "PATH", global = true)]
+    pub health_path: Option<String>,
+
+    /// `Host` header of health probes [default: the backend's address].
+    #[arg(long, value_name = "HOST", global = true)]
+    pub health_host: Option<String>,
+
+    /// Time between probes of a healthy backend [default: 2s].
+    #[arg(long, value_name = "DURATION", global = true)]
+    pub health_interval: Option<String>,
+
+    /// Time between probes while a backend may be changing state
+    /// [default: 500ms].
+    #[arg(long, value_name = "DURATION", global = true)]
+    pub health_fast_interval: Option<String>,
+
+    /// Time between probes of a backend that is down [default: 5s].
+    #[arg(long, value_name = "DURATION", global = true)]
+    pub health_down_interval: Option<String>,
+
+    /// Time a probe has to get a status line [default: 1s].
+    #[arg(long, value_name = "DURATION", global = true)]
+    pub health_timeout: Option<String>,
+
+    /// Statuses a healthy backend answers probes with, as LOW-HIGH
+    /// [default: 200-399].
+    #[arg(long, value_name = "LOW-HIGH", global = true)]
+    pub health_status: Option<String>,
+
+    /// Good probes in a row that bring a down backend back [default: 2].
+    #[arg(long, value_name = "N", global = true)]
+    pub health_rise: Option<u32>,
+
+    /// Failed probes in a row that take a backend down [default: 3].
+    #[arg(long, value_name = "N", global = true)]
+    pub health_fall: Option<u32>,
+
+    /// Failed tries in a row (connect failures, resets, timeouts and,
+    /// unless --no-fail-on-5xx, 5xx answers) that eject a backend: its
+    /// circuit breaker opens; 0 turns this off [default: 5].
+    #[arg(long, value_name = "N", global = true)]
+    pub max_fails: Option<u32>,
+
+    /// Window over which --fail-ratio is measured [default: 10s].
+    #[arg(long, value_name = "DURATION", global = true)]
+    pub fail_window: Option<String>,
+
+    /// Share of failed tries within --fail-window (of at least
+    /// --fail-min-requests) that ejects a backend; 0 turns this off
+    /// [default: 50%].
+    #[arg(long, value_name = "PERCENT", global = true)]
+    pub fail_ratio: Option<String>,
+
+    /// Tries --fail-window must hold before --fail-ratio counts
+    /// [default: 20].
+    #[arg(long, value_name = "N", global = true)]
+    pub fail_min_requests: Option<u32>,
+
+    /// Do not count 5xx answers against a backend [default: they count].
+    #[arg(long, global = true)]
+    pub no_fail_on_5xx: bool,
+
+    /// How long a backend is ejected the first time; doubles with each
+    /// ejection that follows [default: 5s].
+    #[arg(long, value_name = "DURATION", global = true)]
+    pub ejection_time: Option<String>,
+
+    /// Longest ejection, however many in a row [default: 2m].
+    #[arg(long, value_name = "DURATION", global = true)]
+    pub max_ejection_time: Option<String>,
+
+    /// Most of a pool (in percent of its backends) ejected at once; one
+    /// backend may always be [default: 50].
+    #[arg(long, value_name = "PERCENT", global = true)]
+    pub max_ejection_percent: Option<u32>,
+
+    /// When fewer than this percent of a pool's backends are available,
+    /// ejected ones are used again rather than refusing traffic (backends
+    /// that fail their health checks never are) [default: 50].
+    #[arg(long, value_name = "PERCENT", global = true)]
+    pub panic_threshold: Option<u32>,
+
+    /// Requests in flight allowed to one backend; beyond it requests go
+    /// to another backend or get 503; 0 means no limit [default: 0].
+    #[arg(long, value_name = "N", global = true)]
+    pub max_requests: Option<u32>,
+
+    /// Lower the weight of a backend slower than its pool or failing, and
+    /// restore it gradually (round-robin and random pools) [default: off].
+    #[arg(long, global = true)]
+    pub adaptive_weights: bool,
+
+    /// Ramp a backend that comes back (or is added) from a sixteenth of
+    /// its weight to all of it over this time; 0s is off [default: 0s].
+    #[arg(long, value_name = "DURATION", global = true)]
+    pub slow_start: Option<String>,
+
+    /// Retries of a request on another backend, when nothing of the
+    /// answer has reached the client: after a connect failure (any
+    /// method), or a reset, close or --response-timeout before the answer
+    /// (idempotent methods only) [default: 2].
+    #[arg(long, value_name = "N", global = true)]
+    pub retries: Option<u32>,
+
+    /// Retries allowed as a share of recent requests (plus 3 a second per
+    /// worker), so an outage does not become a retry storm [default: 20%].
+    #[arg(long, value_name = "PERCENT", global = true)]
+    pub retry_budget: Option<String>,
+
     /// On SIGTERM or SIGINT, time to let in-flight requests finish before
     /// exiting anyway [default: 30s].
     #[arg(long, value_name = "DURATION", global = true)]

@@ -126,11 +126,18 @@ pub fn write_error_response(out: &mut BytesMut, err: &ProxyError, head_only: boo
     let status = err.status().unwrap_or(500);
     let phrase = reason_phrase(status);
     let body_len = phrase.len() + 2 + err.detail().len() + 1;
+    // No backend now: say when to try again (RFC 9110 §10.2.3), so
+    // clients and other proxies back off instead of hammering.
+    let retry_after = if status == 503 {
+        "Retry-After: 1\r\n"
+    } else {
+        ""
+    };
     let _ = std::fmt::Write::write_fmt(
         out,
         format_args!(
             "HTTP/1.1 {status} {phrase}\r\nContent-Type: text/plain; charset=utf-8\r\n\
-             Content-Length: {body_len}\r\nConnection: close\r\n\r\n"
+             Content-Length: {body_len}\r\nConnection: close\r\n{retry_after}\r\n"
         ),
     );
     if head_only {

@@ -44,6 +44,8 @@ pub mod metrics;
 pub mod outcome;
 pub mod pool;
 pub mod proxy;
+pub mod resilience;
+pub mod retry_budget;
 pub mod runtime;
 pub mod serve;
 pub mod snapshot;

@@ -66,6 +66,48 @@ impl Failure {
     }
 }
 
+/// Which wait ran out, as counted in metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutKind {
+    /// `--connect-timeout`.
+    Connect,
+    /// `--response-timeout`: no response head in time.
+    Response,
+    /// `--upstream-timeout`: the backend stalled mid-body or stopped
+    /// taking the request.
+    UpstreamIdle,
+    /// `--client-header-timeout`.
+    ClientHeader,
+    /// `--client-body-timeout`.
+    ClientBody,
+    /// `--client-idle-timeout`: a kept-alive connection sent nothing more.
+    KeepAlive,
+}
+
+impl TimeoutKind {
+    /// Every kind, in the order of their counters.
+    pub const ALL: [TimeoutKind; 6] = [
+        Self::Connect,
+        Self::Response,
+        Self::UpstreamIdle,
+        Self::ClientHeader,
+        Self::ClientBody,
+        Self::KeepAlive,
+    ];
+
+    /// The label used in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Response => "response",
+            Self::UpstreamIdle => "upstream_idle",
+            Self::ClientHeader => "client_header",
+            Self::ClientBody => "client_body",
+            Self::KeepAlive => "keepalive",
+        }
+    }
+}
+
 /// What one try at a backend came to.
 #[derive(Debug, Clone, Copy)]
 pub struct AttemptOutcome {
@@ -229,6 +271,20 @@ pub struct WorkerMetrics {
     pub pool_misses: Counter,
     /// Whole requests, first byte to end of response.
     pub request_latency: Histogram,
+    /// Expired waits, by [`TimeoutKind`].
+    pub timeouts: [Counter; 6],
+    /// Requests sent again to another backend.
+    pub retries: Counter,
+    /// Retries not sent because the retry budget was spent.
+    pub retries_over_budget: Counter,
+}
+
+impl WorkerMetrics {
+    /// Count an expired wait.
+    #[inline]
+    pub fn timed_out(&self, kind: TimeoutKind) {
+        self.timeouts[kind as usize].inc();
+    }
 }
 
 impl WorkerMetrics {

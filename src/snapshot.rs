@@ -24,6 +24,10 @@ pub struct Pool {
     pub algorithm: Algorithm,
     /// What consistent hashing hashes.
     pub hash_key: HashKey,
+    /// Active health checks: `GET` this path.
+    pub health_path: Option<String>,
+    /// `Host` of the probes.
+    pub health_host: Option<String>,
     /// In config order.
     pub backends: Vec<Arc<Backend>>,
 }
@@ -52,6 +56,8 @@ impl Snapshot {
                 name: pc.name.clone(),
                 algorithm: pc.algorithm,
                 hash_key: pc.hash_key.clone(),
+                health_path: pc.health_path.clone(),
+                health_host: pc.health_host.clone(),
                 backends: pc
                     .backends
                     .iter()
@@ -63,7 +69,8 @@ impl Snapshot {
                             bc.drained,
                             registry.backend(bc.addr),
                             registry.entry(&pc.name, bc.addr),
-                        ))
+                        )
+                        .with_max_requests(config.resilience.max_requests))
                     })
                     .collect(),
             })
@@ -105,6 +112,8 @@ mod tests {
             name: name.into(),
             algorithm: Algorithm::RoundRobin,
             hash_key: HashKey::ClientIp,
+            health_path: None,
+            health_host: None,
             backends: vec![BackendConfig {
                 addr: format!("127.0.0.1:{port}").parse().unwrap(),
                 name: "b".into(),

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::access_log::AccessLog;
-use crate::backend::Backend;
+use crate::backend::{Backend, BackendState};
 use crate::balance::{self, Balancer, WeightedSampler};
 use crate::config::Settings;
 use crate::control::lifecycle::Phase;
@@ -22,6 +22,8 @@ use crate::deadline::{Deadlines, TICK};
 use crate::http::RequestHead;
 use crate::outcome::WorkerMetrics;
 use crate::pool::UpstreamPool;
+use crate::resilience::breaker::ejection_allowed;
+use crate::retry_budget::RetryBudget;
 use crate::snapshot::Snapshot;
 
 /// How long an idle pooled upstream connection is kept. Backends commonly
@@ -95,6 +97,8 @@ pub struct Worker {
     listener_fd: Cell<Option<RawFd>>,
     /// Backend failures are logged at most once a second per worker.
     pub failure_log: crate::logging::Limiter,
+    /// Retries this worker may still send (`--retry-budget`).
+    pub retry_budget: RetryBudget,
 }
 
 impl Worker {
@@ -113,6 +117,7 @@ impl Worker {
             connections: Cell::new(0),
             listener_fd: Cell::new(None),
             failure_log: crate::logging::Limiter::new(Duration::from_secs(1)),
+            retry_budget: RetryBudget::new(std::time::Instant::now()),
             control,
         }
     }
@@ -162,11 +167,59 @@ impl Worker {
         let pool = &routing.snapshot.pools[pool_index];
         let hash = balance::request_hash(&pool.hash_key, pool.algorithm, client_ip, req);
         let chosen = routing.balancers[pool_index].pick(&pool.backends, hash)?;
-        Some(Choice {
+        self.retry_budget.on_request();
+        let mut choice = Choice {
             backend: Arc::clone(&pool.backends[chosen]),
             pool: pool_index,
             generation: routing.snapshot.generation,
-        })
+        };
+        if !choice.backend.stats().admit() {
+            // Half-open, and another core took the last trial permit.
+            drop(routing);
+            choice.backend = self.pick_other(&choice, &Arc::clone(&choice.backend))?;
+        }
+        Some(choice)
+    }
+
+    /// Count a finished try against (or for) its backend, and trip the
+    /// backend's breaker when this was the failure too many: at once, on
+    /// this core, so no more requests go there meanwhile. `failed` by
+    /// [`crate::resilience::breaker::counts_as_failure`].
+    pub fn note_try(&self, choice: &Choice, backend: &Backend, failed: bool) {
+        let stats = backend.stats();
+        let streak = stats.note_try(failed);
+        if !failed {
+            return;
+        }
+        let settings = self.settings().resilience;
+        match backend.state() {
+            BackendState::HalfOpen => {
+                stats.change_state(BackendState::HalfOpen, BackendState::Open, 0);
+            }
+            BackendState::Up
+                if settings.max_fails > 0
+                    && streak >= settings.max_fails
+                    && self.may_eject(choice, settings.max_ejection_percent) =>
+            {
+                stats.change_state(BackendState::Up, BackendState::Open, 0);
+            }
+            _ => {}
+        }
+    }
+
+    /// Would ejecting one more backend of the choice's pool stay within
+    /// `--max-ejection-percent`? Counted only when a streak is long
+    /// enough to eject, so the scan is rare.
+    fn may_eject(&self, choice: &Choice, max_percent: u32) -> bool {
+        let routing = self.routing.borrow();
+        if routing.snapshot.generation != choice.generation {
+            return true;
+        }
+        let Some(pool) = routing.snapshot.pools.get(choice.pool) else {
+            return true;
+        };
+        let (ejected, total) = crate::resilience::thread::ejected_in(pool);
+        ejection_allowed(ejected, total, max_percent)
     }
 
     /// Another backend of the same pool than `failed`, for a request that
@@ -189,14 +242,14 @@ impl Worker {
         for _ in 0..FAILOVER_DRAWS {
             let i = sampler.pick(backends, Some(failed_at))?;
             // The same address listed twice is the same dead server.
-            if backends[i].addr != failed.addr {
+            if backends[i].addr != failed.addr && backends[i].stats().admit() {
                 return Some(Arc::clone(&backends[i]));
             }
         }
         // Entries for the failed address crowd the pool: walk to another.
         (1..backends.len())
             .map(|step| &backends[(failed_at + step) % backends.len()])
-            .find(|b| b.is_eligible() && b.addr != failed.addr)
+            .find(|b| b.is_eligible() && b.addr != failed.addr && b.stats().admit())
             .map(Arc::clone)
     }
 

@@ -32,6 +32,7 @@
 mod file;
 mod operations;
 mod pools;
+pub mod resilience;
 mod values;
 
 pub use operations::{
@@ -50,6 +51,7 @@ use crate::balance::Algorithm;
 use crate::cli::Cli;
 use file::{FileConfig, Source};
 use pools::pools_and_routes;
+pub use resilience::{HealthTiming, Resilience};
 
 /// Name of the pool `--backend` flags form, and of the pool that serves
 /// requests no route matches when the file has one by that name.
@@ -81,8 +83,12 @@ pub struct Timeouts {
     pub client_idle: Duration,
     /// To establish a backend connection.
     pub connect: Duration,
-    /// Between reads from a backend (head and body).
+    /// Between reads from a backend's body, and for it to take the request.
     pub upstream: Duration,
+    /// For a backend's response head, per try.
+    pub response: Duration,
+    /// Between reads of a request body from the client.
+    pub client_body: Duration,
 }
 
 /// One backend as configured.
@@ -122,6 +128,10 @@ pub struct PoolConfig {
     pub algorithm: Algorithm,
     /// Used by consistent hashing.
     pub hash_key: HashKey,
+    /// Probe the backends with `GET` this path (active health checks).
+    pub health_path: Option<String>,
+    /// `Host` of the probes (the backend's address when `None`).
+    pub health_host: Option<String>,
     /// At least one.
     pub backends: Vec<BackendConfig>,
 }
@@ -150,6 +160,8 @@ pub struct Settings {
     pub upstream_keepalive: usize,
     /// Timeouts.
     pub timeouts: Timeouts,
+    /// Health checks, ejection, breaker, weights and retries.
+    pub resilience: Resilience,
 }
 
 /// Everything corelb needs to run.
@@ -180,6 +192,8 @@ pub struct Config {
     pub upstream_keepalive: usize,
     /// Timeouts.
     pub timeouts: Timeouts,
+    /// Health checks, ejection, breaker, weights and retries.
+    pub resilience: Resilience,
     /// Backend pools; at least one. Pool 0 is the default pool (see the
     /// module docs); the rest are in file order.
     pub pools: Vec<PoolConfig>,
@@ -311,6 +325,7 @@ impl Config {
             buffer_size: self.buffer_size,
             upstream_keepalive: self.upstream_keepalive,
             timeouts: self.timeouts,
+            resilience: self.resilience,
         }
     }
 
@@ -461,9 +476,43 @@ impl Config {
                 file.upstream_timeout.as_ref(),
                 Duration::from_secs(30),
             )?,
+            response: duration(
+                "response-timeout",
+                &cli.response_timeout,
+                "response_timeout",
+                file.response_timeout.as_ref(),
+                Duration::from_secs(30),
+            )?,
+            client_body: duration(
+                "client-body-timeout",
+                &cli.client_body_timeout,
+                "client_body_timeout",
+                file.client_body_timeout.as_ref(),
+                Duration::from_secs(60),
+            )?,
         };
+        let resilience = resilience::load(cli, &s, &file)?;
 
-        let (pools, routes) = pools_and_routes(cli, src, &file.pools, &file.routes)?;
+        let (mut pools, routes) = pools_and_routes(cli, src, &file.pools, &file.routes)?;
+        // Top-level health keys probe the pools that name none of their own.
+        let health_path = s.text(
+            ("health-path", None),
+            ("health_path", file.health_path.as_ref()),
+            resilience::parse_health_path,
+        )?;
+        let health_host = s.text(
+            ("health-host", None),
+            ("health_host", file.health_host.as_ref()),
+            resilience::parse_health_host,
+        )?;
+        for pool in &mut pools {
+            if pool.health_path.is_none() {
+                pool.health_path.clone_from(&health_path);
+            }
+            if pool.health_host.is_none() {
+                pool.health_host.clone_from(&health_host);
+            }
+        }
 
         let shutdown_timeout = duration(
             "shutdown-timeout",
@@ -539,6 +588,7 @@ impl Config {
             buffer_size,
             upstream_keepalive,
             timeouts,
+            resilience,
             pools,
             routes,
             shutdown_timeout,

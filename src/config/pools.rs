@@ -3,6 +3,7 @@
 //! the [module docs](super), and turn route pool names into indices.
 
 use super::file::{FilePool, FileRoute, Source};
+use super::resilience::{parse_health_host, parse_health_path};
 use super::values::{check_weight, parse_path_prefix, parse_route_host, resolve_backend};
 use super::{
     flag_error, parse_backend, quoted, BackendConfig, ConfigError, HashKey, PoolConfig,
@@ -40,6 +41,8 @@ pub(super) fn pools_and_routes(
                 name: DEFAULT_POOL.into(),
                 algorithm: Algorithm::RoundRobin,
                 hash_key: HashKey::ClientIp,
+                health_path: None,
+                health_host: None,
                 backends: flag_backends,
             }),
         }
@@ -63,6 +66,19 @@ pub(super) fn pools_and_routes(
     }
     if let Some(text) = &cli.hash_key {
         pools[0].hash_key = text.parse().map_err(|e| flag_error("hash-key", text, e))?;
+    }
+    // The health flags probe every pool that does not name its own.
+    if let Some(text) = &cli.health_path {
+        let path = parse_health_path(text).map_err(|e| flag_error("health-path", text, e))?;
+        for pool in pools.iter_mut().filter(|p| p.health_path.is_none()) {
+            pool.health_path = Some(path.clone());
+        }
+    }
+    if let Some(text) = &cli.health_host {
+        let host = parse_health_host(text).map_err(|e| flag_error("health-host", text, e))?;
+        for pool in pools.iter_mut().filter(|p| p.health_host.is_none()) {
+            pool.health_host = Some(host.clone());
+        }
     }
 
     let routes = match src {
@@ -163,10 +179,28 @@ fn file_pool(
             })
         })
         .collect::<Result<Vec<_>, ConfigError>>()?;
+    let health_path = pool
+        .health_path
+        .as_ref()
+        .map(|v| {
+            parse_health_path(v.get_ref())
+                .map_err(|e| src.invalid(v.span(), &key("health_path"), quoted(v.get_ref()), e))
+        })
+        .transpose()?;
+    let health_host = pool
+        .health_host
+        .as_ref()
+        .map(|v| {
+            parse_health_host(v.get_ref())
+                .map_err(|e| src.invalid(v.span(), &key("health_host"), quoted(v.get_ref()), e))
+        })
+        .transpose()?;
     Ok(PoolConfig {
         name: name.clone(),
         algorithm,
         hash_key,
+        health_path,
+        health_host,
         backends,
     })
 }

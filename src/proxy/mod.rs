@@ -30,7 +30,8 @@ use crate::io::{
     make_room, read_idle_timeout, read_some_timeout, release_if_oversized, reset_on_close,
     write_all_timeout, write_range_timeout, ReadError,
 };
-use crate::outcome::{AttemptOutcome, Failure, Generated, RequestOutcome};
+use crate::outcome::{AttemptOutcome, Failure, Generated, RequestOutcome, TimeoutKind};
+use crate::resilience::breaker::counts_as_failure;
 use crate::worker::{Choice, Worker};
 
 mod relay;
@@ -42,9 +43,6 @@ use upstream::{HeadFailure, SendError};
 /// between requests (64 KiB by default: 16 KiB bodies keep their one-read
 /// buffer of 32 KiB, larger bodies give theirs back).
 const RETAINED_BUFFERS: usize = 4;
-
-/// Backends tried for one request when connecting fails.
-const CONNECT_ATTEMPTS: u32 = 3;
 
 /// The three buffers a client connection uses, reused for every request.
 struct Buffers {
@@ -182,6 +180,9 @@ struct AttemptState {
     ttfb: Option<Duration>,
     replayed: bool,
     pooled: bool,
+    /// The backend sent something (an interim response counts): the
+    /// request reached it, and `out` no longer holds it.
+    answered: bool,
 }
 
 /// The parts of the request head the access log writes, copied out of the
@@ -374,7 +375,15 @@ impl Exchange<'_> {
                 Ok(0) | Err(ReadError::Io(_)) => return Ok(NextRequest::Closed),
                 // A client that stalls mid-head gets no answer: it is either
                 // gone or hostile (slowloris), and a 408 helps neither.
-                Err(ReadError::Timeout) => return Ok(NextRequest::Closed),
+                Err(ReadError::Timeout) => {
+                    let kind = if idle {
+                        TimeoutKind::KeepAlive
+                    } else {
+                        TimeoutKind::ClientHeader
+                    };
+                    self.worker.metrics().timed_out(kind);
+                    return Ok(NextRequest::Closed);
+                }
                 // The header deadline starts once bytes are here; it is
                 // set above only if the head turns out to be incomplete,
                 // which saves a clock read on the common one-read head.
@@ -448,7 +457,7 @@ impl Exchange<'_> {
         self.outcome.bytes_in += taken as u64;
 
         let mut backend = Arc::clone(&req.choice.backend);
-        let mut attempt = 1;
+        let mut retries = 0;
         loop {
             let guard = backend.start_request();
             let started = Instant::now();
@@ -456,29 +465,55 @@ impl Exchange<'_> {
             let result = self
                 .forward_to(&req, &guard, started, req_body.clone())
                 .await;
-            self.finish_attempt(guard, started, &result);
+            self.finish_attempt(&req.choice, guard, started, &result);
             let Err(err) = result else {
                 return result;
             };
-            if !err.is_connect_failure() || attempt >= CONNECT_ATTEMPTS {
+            if !self.may_retry(&err, &req, &req_body, retries) {
                 return Err(err);
             }
-            match self.worker.pick_other(&req.choice, &backend) {
-                Some(other) => {
-                    backend.stats().counters(self.worker.id).failovers.inc();
-                    backend = other;
-                    self.logged.backend = Some(backend.addr);
-                }
-                None => return Err(err),
+            let Some(other) = self.worker.pick_other(&req.choice, &backend) else {
+                return Err(err);
+            };
+            if !self
+                .worker
+                .retry_budget
+                .try_retry(self.worker.settings().resilience.retry_ratio(), Instant::now())
+            {
+                self.worker.metrics().retries_over_budget.inc();
+                return Err(err);
             }
-            attempt += 1;
+            self.worker.metrics().retries.inc();
+            backend.stats().counters(self.worker.id).failovers.inc();
+            backend = other;
+            self.logged.backend = Some(backend.addr);
+            retries += 1;
         }
+    }
+
+    /// May a request whose try failed with `err` go to another backend?
+    /// Only while nothing of the answer reached the client, within
+    /// `--retries`; after a failed connect always (the backend never saw
+    /// the request), after a reset, close or response timeout before the
+    /// answer only if the method is idempotent and the whole request is
+    /// still at hand in `out` (its body did not stream past it).
+    fn may_retry(&self, err: &ProxyError, req: &Request, req_body: &BodyProgress, retries: u32) -> bool {
+        if self.response_started || retries >= self.worker.settings().resilience.retries {
+            return false;
+        }
+        if err.is_connect_failure() {
+            return true;
+        }
+        let before_answer = self.attempt.status.is_none() && !self.attempt.answered;
+        let lost_in_transit = matches!(err, ProxyError::UpstreamClosed(_) | ProxyError::UpstreamTimeout);
+        lost_in_transit && before_answer && req.idempotent && req_body.is_done()
     }
 
     /// The one place a try at a backend is recorded (its counters, its
     /// latency estimate; health and ejection attach here too).
     fn finish_attempt(
         &mut self,
+        choice: &Choice,
         guard: InflightGuard,
         started: Instant,
         result: &Result<bool, ProxyError>,
@@ -486,6 +521,14 @@ impl Exchange<'_> {
         let now = Instant::now();
         let failure = result.as_ref().err().and_then(Failure::of);
         let state = self.attempt;
+        match result {
+            Err(ProxyError::ConnectTimeout) => self.worker.metrics().timed_out(TimeoutKind::Connect),
+            Err(ProxyError::UpstreamTimeout) if state.status.is_none() => {
+                self.worker.metrics().timed_out(TimeoutKind::Response)
+            }
+            Err(ProxyError::UpstreamTimeout) => self.worker.metrics().timed_out(TimeoutKind::UpstreamIdle),
+            _ => {}
+        }
         if state.pooled {
             self.worker.metrics().pool_hits.inc();
         } else {
@@ -519,6 +562,12 @@ impl Exchange<'_> {
                 );
             }
         }
+        let failed = counts_as_failure(
+            outcome.status,
+            failure.is_some(),
+            self.worker.settings().resilience.fail_on_5xx,
+        );
+        self.worker.note_try(choice, guard.backend(), failed);
         guard.finish(self.worker.id, &outcome, ewma::ns_at(now));
     }
 

@@ -10,6 +10,7 @@ use crate::error::ProxyError;
 use crate::http::rewrite::{write_interim_head, write_response_head, ClientSide};
 use crate::http::{parse_response, BodyKind, BodyProgress, MAX_HEADERS};
 use crate::io::{make_room, read_some_timeout, write_all_timeout, write_static_timeout, ReadError};
+use crate::outcome::TimeoutKind;
 
 /// Interim (1xx) responses accepted before the final one; a backend
 /// sending endless 1xx would otherwise hold the exchange forever.
@@ -78,6 +79,7 @@ impl Exchange<'_> {
             return Ok(());
         }
         let idle = self.worker.settings().timeouts.client_idle;
+        let body_timeout = self.worker.settings().timeouts.client_body;
         if req.expect_continue && req.http11 {
             write_static_timeout(
                 &self.worker.deadlines,
@@ -94,7 +96,13 @@ impl Exchange<'_> {
             let buf = &mut self.bufs.client_in;
             make_room(buf, size);
             let limit = req_body.read_limit(buf.capacity() - buf.len());
-            match read_some_timeout(&self.worker.deadlines, self.client, buf, limit, idle).await {
+            match read_some_timeout(&self.worker.deadlines, self.client, buf, limit, body_timeout)
+                .await
+            {
+                Err(ReadError::Timeout) => {
+                    self.worker.metrics().timed_out(TimeoutKind::ClientBody);
+                    return Err(SendError::Client(ProxyError::ClientGone));
+                }
                 Ok(0) | Err(_) => return Err(SendError::Client(ProxyError::ClientGone)),
                 Ok(_) => {}
             }
@@ -227,7 +235,8 @@ impl Exchange<'_> {
                 upstream,
                 buf,
                 room,
-                cfg.timeouts.upstream,
+                // Per try: what a retry waits for before it moves on.
+                cfg.timeouts.response,
             )
             .await
             {
@@ -240,7 +249,10 @@ impl Exchange<'_> {
                 Err(ReadError::Timeout) => {
                     return Err(HeadFailure::Error(ProxyError::UpstreamTimeout))
                 }
-                Ok(_) => received = true,
+                Ok(_) => {
+                    received = true;
+                    self.attempt.answered = true;
+                }
             }
         }
     }

@@ -1,0 +1,15 @@
+//! Keeping traffic off backends that fail, and bringing it back gently.
+//!
+//! The pure parts: [`breaker`] (Closed/Open/HalfOpen, which is also
+//! passive ejection), [`health`] (rise/fall of active probes), [`weights`]
+//! (adaptive weights and slow start). The thread that runs them,
+//! `corelb-health` ([`thread`]), never touches a request: it probes
+//! backends ([`probe`]), and every 100 ms reads what the workers counted,
+//! advances each backend's breaker, and publishes states, effective
+//! weights and panic flags through the backends' atomics.
+
+pub mod breaker;
+pub mod health;
+mod probe;
+pub mod thread;
+pub mod weights;
