@@ -4,10 +4,13 @@
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
-use crate::backend::BackendState;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::backend::{BackendState, ResilienceCounters};
+use crate::resilience::weights;
 use crate::control::Control;
 use crate::metrics::{HistogramCounts, LATENCY_BOUNDS_US, STATUS_CLASSES};
-use crate::outcome::{Failure, Generated, GENERATED_STATUSES};
+use crate::outcome::{Failure, Generated, TimeoutKind, GENERATED_STATUSES};
 
 /// Writes families: a `# HELP` and `# TYPE` once per name, then samples.
 struct Exposition {
@@ -211,6 +214,24 @@ pub fn render(control: &Control) -> String {
         all.add(&w.request_latency.read());
     }
     e.histogram("corelb_request_duration_seconds", &[], &all);
+    e.family(
+        "corelb_timeouts_total",
+        "counter",
+        "Waits that ran out, by which timeout.",
+    );
+    for kind in TimeoutKind::ALL {
+        let n: u64 = workers.iter().map(|w| w.timeouts[kind as usize].get()).sum();
+        e.sample("corelb_timeouts_total", &[("kind", kind.as_str())], n);
+    }
+    e.family(
+        "corelb_retries_total",
+        "counter",
+        "Requests sent again to another backend, and retries refused by the retry budget.",
+    );
+    let retries: u64 = workers.iter().map(|w| w.retries.get()).sum();
+    let refused: u64 = workers.iter().map(|w| w.retries_over_budget.get()).sum();
+    e.sample("corelb_retries_total", &[("result", "sent")], retries);
+    e.sample("corelb_retries_total", &[("result", "over_budget")], refused);
 
     // Per pool entry and per backend.
     e.family(
@@ -240,12 +261,7 @@ pub fn render(control: &Control) -> String {
         for b in &pool.backends {
             let addr = b.addr.to_string();
             let shown = b.shown_state();
-            for state in [
-                BackendState::Up,
-                BackendState::Down,
-                BackendState::Open,
-                BackendState::Draining,
-            ] {
+            for state in BackendState::ALL {
                 e.sample(
                     "corelb_backend_state",
                     &[
@@ -261,17 +277,27 @@ pub fn render(control: &Control) -> String {
     e.family(
         "corelb_backend_weight",
         "gauge",
-        "Weight balancers use now, per pool entry.",
+        "Weight balancers use now, per pool entry, in units of the configured weight.",
     );
+    let resilience = snapshot.settings.resilience;
     for pool in &snapshot.pools {
         for b in &pool.backends {
             let addr = b.addr.to_string();
             e.sample(
                 "corelb_backend_weight",
                 &[("pool", &pool.name), ("backend", &addr)],
-                b.effective_weight(),
+                weights::shown(b.effective_weight(), pool.algorithm, &resilience),
             );
         }
+    }
+    e.family(
+        "corelb_pool_panic",
+        "gauge",
+        "1 while a pool has so few backends available that ejected ones take traffic again.",
+    );
+    for pool in &snapshot.pools {
+        let panic = pool.backends.iter().any(|b| b.in_panic());
+        e.sample("corelb_pool_panic", &[("pool", &pool.name)], u8::from(panic));
     }
     // A server in two pools is one backend: its own counters once.
     let mut seen = HashSet::new();
@@ -312,6 +338,45 @@ pub fn render(control: &Control) -> String {
                 n,
             );
         }
+    }
+    let resilience_counter =
+        |e: &mut Exposition, name: &str, help: &str, get: &dyn Fn(&ResilienceCounters) -> &AtomicU64| {
+            e.family(name, "counter", help);
+            for b in &backends {
+                let n = get(&b.stats().resilience).load(Ordering::Relaxed);
+                e.sample(name, &[("backend", &b.addr.to_string())], n);
+            }
+        };
+    resilience_counter(
+        &mut e,
+        "corelb_backend_ejections_total",
+        "Times each backend's circuit breaker opened (passive ejection).",
+        &|r| &r.ejections,
+    );
+    resilience_counter(
+        &mut e,
+        "corelb_backend_health_downs_total",
+        "Times active health checks took each backend down.",
+        &|r| &r.health_downs,
+    );
+    e.family(
+        "corelb_health_checks_total",
+        "counter",
+        "Active health probes of each backend, by result.",
+    );
+    for b in &backends {
+        let addr = b.addr.to_string();
+        let r = &b.stats().resilience;
+        e.sample(
+            "corelb_health_checks_total",
+            &[("backend", &addr), ("result", "ok")],
+            r.probes_ok.load(Ordering::Relaxed),
+        );
+        e.sample(
+            "corelb_health_checks_total",
+            &[("backend", &addr), ("result", "failed")],
+            r.probes_failed.load(Ordering::Relaxed),
+        );
     }
     e.family(
         "corelb_backend_failovers_total",

@@ -4,11 +4,15 @@
 
 use serde_json::{json, Value};
 
+use std::sync::atomic::Ordering;
+
 use crate::control::Control;
+use crate::resilience::weights;
 
 /// The `/status` document.
 pub fn render(control: &Control) -> Value {
     let snapshot = control.snapshot();
+    let resilience = snapshot.settings.resilience;
     let history = control.history.lock().unwrap_or_else(|e| e.into_inner());
     let (requests_per_second, error_rate) = history.totals();
     let requests: u64 = control
@@ -37,7 +41,9 @@ pub fn render(control: &Control) -> Value {
                         "name": b.name,
                         "state": b.shown_state().as_str(),
                         "weight": b.weight,
-                        "effective_weight": b.effective_weight(),
+                        "effective_weight": weights::shown(b.effective_weight(), pool.algorithm, &resilience),
+                        "ejections": b.stats().resilience.ejections.load(Ordering::Relaxed),
+                        "health_checked": pool.health_path.is_some(),
                         "inflight": b.inflight(),
                         "requests": tries,
                         "requests_per_second": round(view.requests_per_second),
@@ -51,6 +57,8 @@ pub fn render(control: &Control) -> Value {
             json!({
                 "name": pool.name,
                 "algorithm": pool.algorithm.to_string(),
+                "panic": pool.backends.iter().any(|b| b.in_panic()),
+                "health_path": pool.health_path,
                 "backends": backends,
             })
         })

@@ -4,7 +4,6 @@
 //! behind (`Connection: close`).
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
@@ -14,17 +13,42 @@ use super::health::HealthPolicy;
 /// The longest status line read.
 const MAX_STATUS_LINE: usize = 512;
 
-/// Probe `addr`; the status code, or `None` if it could not be had within
-/// the policy's timeout (refused, reset, silent, not HTTP).
-pub async fn probe(addr: SocketAddr, policy: &HealthPolicy) -> Option<u16> {
-    monoio::time::timeout(policy.timeout, exchange(addr, policy))
-        .await
-        .ok()
-        .flatten()
+/// Why a probe got no status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeError {
+    /// Connecting failed (refused, unreachable).
+    Connect,
+    /// No status line within the timeout.
+    Timeout,
+    /// The connection closed or broke before a status line.
+    Closed,
+    /// What came back was not an HTTP/1.x status line.
+    NotHttp,
 }
 
-async fn exchange(addr: SocketAddr, policy: &HealthPolicy) -> Option<u16> {
-    let mut stream = TcpStream::connect_addr(addr).await.ok()?;
+impl ProbeError {
+    /// For log lines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connection refused",
+            Self::Timeout => "no answer in time",
+            Self::Closed => "connection closed before a status line",
+            Self::NotHttp => "not an HTTP status line",
+        }
+    }
+}
+
+/// Probe `addr`: the status code the backend answered.
+pub async fn probe(addr: SocketAddr, policy: &HealthPolicy) -> Result<u16, ProbeError> {
+    monoio::time::timeout(policy.timeout, exchange(addr, policy))
+        .await
+        .unwrap_or(Err(ProbeError::Timeout))
+}
+
+async fn exchange(addr: SocketAddr, policy: &HealthPolicy) -> Result<u16, ProbeError> {
+    let mut stream = TcpStream::connect_addr(addr)
+        .await
+        .map_err(|_| ProbeError::Connect)?;
     let _ = stream.set_nodelay(true);
     let host = policy.host.clone().unwrap_or_else(|| addr.to_string());
     let request = format!(
@@ -33,7 +57,7 @@ async fn exchange(addr: SocketAddr, policy: &HealthPolicy) -> Option<u16> {
         policy.path
     );
     let (result, _) = stream.write_all(request.into_bytes()).await;
-    result.ok()?;
+    result.map_err(|_| ProbeError::Closed)?;
     let mut line = Vec::with_capacity(MAX_STATUS_LINE);
     while !line.contains(&b'\n') && line.len() < MAX_STATUS_LINE {
         let buf = Vec::with_capacity(MAX_STATUS_LINE - line.len());
@@ -43,7 +67,10 @@ async fn exchange(addr: SocketAddr, policy: &HealthPolicy) -> Option<u16> {
             Ok(_) => line.extend_from_slice(&buf),
         }
     }
-    status_of(&line)
+    if line.is_empty() {
+        return Err(ProbeError::Closed);
+    }
+    status_of(&line).ok_or(ProbeError::NotHttp)
 }
 
 /// The code of a status line `HTTP/1.x NNN ...`.
@@ -56,11 +83,6 @@ pub fn status_of(line: &[u8]) -> Option<u16> {
         return None;
     }
     std::str::from_utf8(digits).ok()?.parse().ok()
-}
-
-/// A probe's timeout, for logs.
-pub fn describe(timeout: Duration) -> String {
-    format!("no answer within {}ms", timeout.as_millis())
 }
 
 #[cfg(test)]

@@ -24,7 +24,6 @@ use super::health::{self, Health, HealthPolicy};
 use super::probe;
 use super::weights::{self, Inputs};
 use crate::backend::{BackendState, BackendStats};
-use crate::balance::Algorithm;
 use crate::config::Resilience;
 use crate::control::lifecycle::Phase as Lifecycle;
 use crate::control::Control;
@@ -338,18 +337,8 @@ fn update_panic(pool: &Pool, threshold: u32) {
     }
 }
 
-/// Do effective weights change for this pool's algorithm? The latency-
-/// and load-aware algorithms weigh latency themselves; a consistent-hash
-/// table rebuilt every tick would cost far more than it gives.
-fn weights_apply(algorithm: Algorithm, adaptive: bool, slow_start: bool) -> (bool, bool) {
-    let adaptive = adaptive && matches!(algorithm, Algorithm::RoundRobin | Algorithm::Random);
-    let slow_start = slow_start && algorithm != Algorithm::ConsistentHash;
-    (adaptive, slow_start)
-}
-
 fn update_weights(pool: &Pool, state: &mut State, settings: &Resilience, elapsed: Duration, now: Instant) {
-    let (adaptive, slow_start) =
-        weights_apply(pool.algorithm, settings.adaptive_weights, !settings.slow_start.is_zero());
+    let (adaptive, slow_start) = weights::applies(pool.algorithm, settings);
     if !adaptive && !slow_start {
         for b in &pool.backends {
             if b.effective_weight() != b.weight {
@@ -416,8 +405,8 @@ async fn probe_loop(state: Rc<RefCell<State>>, addr: SocketAddr) {
                 }
             }
         };
-        let status = probe::probe(addr, &policy).await;
-        let healthy = health::is_healthy(&policy, status);
+        let result = probe::probe(addr, &policy).await;
+        let healthy = health::is_healthy(&policy, result.ok());
         let next = {
             let mut s = state.borrow_mut();
             let Some(tracked) = s.backends.get_mut(&addr) else {
@@ -439,9 +428,9 @@ async fn probe_loop(state: Rc<RefCell<State>>, addr: SocketAddr) {
                 }
                 Some(false) => {
                     counters.health_downs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let what = match status {
-                        Some(code) => format!("answered {code}"),
-                        None => probe::describe(policy.timeout),
+                    let what = match result {
+                        Ok(code) => format!("answered {code}"),
+                        Err(e) => e.as_str().to_string(),
                     };
                     warn!(
                         "backend {addr}: health check failed {} times in a row ({what}): down",
@@ -461,11 +450,4 @@ async fn probe_loop(state: Rc<RefCell<State>>, addr: SocketAddr) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn weights_change_only_where_they_help() {
-        assert_eq!(weights_apply(Algorithm::RoundRobin, true, true), (true, true));
-        assert_eq!(weights_apply(Algorithm::PeakEwma, true, true), (false, true));
-        assert_eq!(weights_apply(Algorithm::ConsistentHash, true, true), (false, false));
-        assert_eq!(weights_apply(Algorithm::Random, false, false), (false, false));
-    }
 }

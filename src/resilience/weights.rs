@@ -7,6 +7,9 @@
 
 use std::time::Duration;
 
+use crate::balance::Algorithm;
+use crate::config::Resilience;
+
 /// Fractions of a configured weight the effective weight can express.
 pub const SCALE: u32 = 16;
 
@@ -61,6 +64,26 @@ pub fn next_share(current: f64, target: f64, elapsed: Duration) -> f64 {
         return target;
     }
     (current + RECOVERY_PER_SECOND * elapsed.as_secs_f64()).min(target)
+}
+
+/// Which of (adaptive weights, slow start) apply to a pool balanced by
+/// `algorithm`. The latency- and load-aware algorithms weigh latency
+/// themselves; a consistent-hash table rebuilt every tick would cost far
+/// more than it gives.
+pub fn applies(algorithm: Algorithm, settings: &Resilience) -> (bool, bool) {
+    let adaptive = settings.adaptive_weights
+        && matches!(algorithm, Algorithm::RoundRobin | Algorithm::Random);
+    let slow_start = !settings.slow_start.is_zero() && algorithm != Algorithm::ConsistentHash;
+    (adaptive, slow_start)
+}
+
+/// An effective weight in units of the configured weight, for display:
+/// a pool whose weights change keeps them in sixteenths.
+pub fn shown(effective: u32, algorithm: Algorithm, settings: &Resilience) -> f64 {
+    match applies(algorithm, settings) {
+        (false, false) => f64::from(effective),
+        _ => f64::from(effective) / f64::from(SCALE),
+    }
 }
 
 /// The effective weight for a configured `weight` at `share`.
@@ -140,6 +163,22 @@ mod tests {
         }
         // A quarter a second: about four seconds from the floor.
         assert!((35..=40).contains(&ticks), "{ticks}");
+    }
+
+    #[test]
+    fn weights_change_only_where_they_help() {
+        let cli = crate::cli::Cli {
+            backends: vec!["127.0.0.1:1".into()],
+            adaptive_weights: true,
+            slow_start: Some("10s".into()),
+            ..Default::default()
+        };
+        let settings = crate::config::Config::load(&cli).unwrap().resilience;
+        assert_eq!(applies(Algorithm::RoundRobin, &settings), (true, true));
+        assert_eq!(applies(Algorithm::PeakEwma, &settings), (false, true));
+        assert_eq!(applies(Algorithm::ConsistentHash, &settings), (false, false));
+        assert_eq!(shown(8, Algorithm::RoundRobin, &settings), 0.5);
+        assert_eq!(shown(8, Algorithm::ConsistentHash, &settings), 8.0);
     }
 
     #[test]
