@@ -118,7 +118,7 @@ pub struct Cli {
 
     /// Time a backend has to start its answer (the response head), per
     /// try: an idempotent request is then retried on another backend,
-    /// others get 504 [default: 30s].
+    /// others get 504 [default: --upstream-timeout].
     #[arg(long, value_name = "DURATION", global = true)]
     pub response_timeout: Option<String>,
 

@@ -2,10 +2,13 @@
 //!
 //! The backends answer every request with their own name, so `curl` shows
 //! the rotation; `demo-3` waits 20 ms before answering, so the
-//! latency-aware algorithms have something to steer around.
+//! latency-aware algorithms have something to steer around, and it
+//! misbehaves on a schedule ([`mood_at`]): slow, then answering 500, then
+//! down, then well again. The demo turns on health checks, adaptive
+//! weights and slow start, so the dashboard shows each of them at work.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use monoio::io::AsyncWriteRentExt;
@@ -20,20 +23,63 @@ use crate::io::{make_room, read_some};
 struct DemoBackend {
     name: &'static str,
     delay: Duration,
+    /// Follows the [`mood_at`] schedule.
+    misbehaves: bool,
+}
+
+/// How the misbehaving backend acts at a moment of its schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mood {
+    /// Answers as usual.
+    Well,
+    /// Answers, but after [`SLOW_DELAY`].
+    Slow,
+    /// Answers `500 Internal Server Error` to everything.
+    Failing,
+    /// Closes every connection at once, answering nothing.
+    Down,
+}
+
+/// One turn of the schedule: (mood, how long).
+const SCHEDULE: [(Mood, Duration); 4] = [
+    (Mood::Well, Duration::from_secs(20)),
+    (Mood::Slow, Duration::from_secs(15)),
+    (Mood::Failing, Duration::from_secs(15)),
+    (Mood::Down, Duration::from_secs(15)),
+];
+
+/// How slow "slow" is.
+const SLOW_DELAY: Duration = Duration::from_millis(250);
+
+/// The misbehaving backend's mood `elapsed` after the demo started; the
+/// schedule repeats.
+pub fn mood_at(elapsed: Duration) -> Mood {
+    let turn: Duration = SCHEDULE.iter().map(|(_, d)| *d).sum();
+    let mut at = Duration::from_nanos((elapsed.as_nanos() % turn.as_nanos()) as u64);
+    for (mood, length) in SCHEDULE {
+        if at < length {
+            return mood;
+        }
+        at -= length;
+    }
+    Mood::Well
 }
 
 const BACKENDS: [DemoBackend; 3] = [
     DemoBackend {
         name: "demo-1",
         delay: Duration::ZERO,
+        misbehaves: false,
     },
     DemoBackend {
         name: "demo-2",
         delay: Duration::ZERO,
+        misbehaves: false,
     },
     DemoBackend {
         name: "demo-3",
         delay: Duration::from_millis(20),
+        misbehaves: true,
     },
 ];
 
@@ -56,12 +102,13 @@ pub fn start_backends() -> Result<Vec<SocketAddr>, String> {
         .spawn(move || {
             let _ = crate::runtime::block_on_driver(IoDriver::Auto, async move {
                 let mut tasks = Vec::new();
+                let started = Instant::now();
                 for (std_listener, spec) in listeners.into_iter().zip(BACKENDS.iter()) {
                     let Ok(listener) = TcpListener::from_std(std_listener) else {
                         continue;
                     };
                     let addr = listener.local_addr().ok();
-                    tasks.push(monoio::spawn(serve_backend(listener, spec, addr)));
+                    tasks.push(monoio::spawn(serve_backend(listener, spec, addr, started)));
                 }
                 for t in tasks {
                     t.await;
@@ -76,6 +123,7 @@ async fn serve_backend(
     listener: TcpListener,
     spec: &'static DemoBackend,
     addr: Option<SocketAddr>,
+    started: Instant,
 ) {
     let addr = addr.map(|a| a.to_string()).unwrap_or_default();
     let body = format!("hello from {} ({addr})\n", spec.name);
@@ -89,12 +137,25 @@ async fn serve_backend(
         .into_boxed_slice(),
     );
     while let Ok((stream, _)) = listener.accept().await {
-        monoio::spawn(serve_connection(stream, response, spec.delay));
+        let schedule = spec.misbehaves.then_some(started);
+        if schedule.is_some_and(|s| mood_at(s.elapsed()) == Mood::Down) {
+            continue; // dropped: closed at once
+        }
+        monoio::spawn(serve_connection(stream, response, spec.delay, schedule));
     }
 }
 
-/// Answer each request on the connection with `response`, skipping bodies.
-async fn serve_connection(mut stream: TcpStream, response: &'static [u8], delay: Duration) {
+const FAILING_RESPONSE: &[u8] = b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\n\
+    Content-Length: 22\r\n\r\ndemo-3 is failing now\n";
+
+/// Answer each request on the connection with `response`, skipping bodies;
+/// with a `schedule` (its start), in the mood of the moment.
+async fn serve_connection(
+    mut stream: TcpStream,
+    response: &'static [u8],
+    delay: Duration,
+    schedule: Option<Instant>,
+) {
     let mut buf = BytesMut::with_capacity(16 * 1024);
     loop {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -128,10 +189,17 @@ async fn serve_connection(mut stream: TcpStream, response: &'static [u8], delay:
                 return;
             }
         }
+        let mood = schedule.map_or(Mood::Well, |s| mood_at(s.elapsed()));
+        let (delay, answer) = match mood {
+            Mood::Well => (delay, response),
+            Mood::Slow => (SLOW_DELAY, response),
+            Mood::Failing => (delay, FAILING_RESPONSE),
+            Mood::Down => return,
+        };
         if !delay.is_zero() {
             monoio::time::sleep(delay).await;
         }
-        if stream.write_all(response).await.0.is_err() || !keep_alive {
+        if stream.write_all(answer).await.0.is_err() || !keep_alive {
             return;
         }
     }
@@ -150,6 +218,11 @@ pub fn run(cli: &Cli) -> Result<u8, String> {
     let addrs = start_backends()?;
     let mut cli = cli.clone();
     cli.backends = addrs.iter().map(|a| a.to_string()).collect();
+    // What the misbehaving backend is there to show; flags given win.
+    cli.health_path.get_or_insert_with(|| "/health".into());
+    cli.health_interval.get_or_insert_with(|| "1s".into());
+    cli.slow_start.get_or_insert_with(|| "10s".into());
+    cli.adaptive_weights = true;
     let config = Config::load(&cli).map_err(|e| e.to_string())?;
     let threads = config.threads;
     let admin = config.admin;
@@ -178,6 +251,23 @@ fn print_help(
         };
         println!("  {} at {addr}{note}", spec.name);
     }
+    let turn: Vec<String> = SCHEDULE
+        .iter()
+        .map(|(mood, d)| {
+            let what = match mood {
+                Mood::Well => "well".to_string(),
+                Mood::Slow => format!("slow ({} ms)", SLOW_DELAY.as_millis()),
+                Mood::Failing => "answering 500".to_string(),
+                Mood::Down => "down".to_string(),
+            };
+            format!("{what} {}s", d.as_secs())
+        })
+        .collect();
+    println!(
+        "demo-3 misbehaves on a loop: {}. Health checks (GET /health), \
+         ejection, adaptive weights and a 10 s slow start keep clients from noticing.",
+        turn.join(", then ")
+    );
     println!();
     println!("Try it:");
     println!("  curl {url}                # run it a few times: the backends take turns");
@@ -186,9 +276,25 @@ fn print_help(
     match admin {
         crate::config::AdminListen::Off => {}
         crate::config::AdminListen::Default(a) | crate::config::AdminListen::Explicit(a) => {
-            println!("  open http://{a}/ in a browser  # the live dashboard (if the admin port was free)");
+            println!("  open http://{a}/ in a browser  # the live dashboard: watch demo-3 (if the admin port was free)");
             println!("  curl http://{a}/metrics       # Prometheus metrics");
         }
     }
     println!("Stop with Ctrl-C (drains in-flight requests first).");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schedule_runs_through_every_mood_and_repeats() {
+        let at = |s: u64| mood_at(Duration::from_secs(s));
+        assert_eq!(at(0), Mood::Well);
+        assert_eq!(at(20), Mood::Slow);
+        assert_eq!(at(35), Mood::Failing);
+        assert_eq!(at(50), Mood::Down);
+        assert_eq!(at(65), Mood::Well);
+        assert_eq!(at(65 + 51), Mood::Down);
+    }
 }

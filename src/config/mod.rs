@@ -447,6 +447,13 @@ impl Config {
             )
             .map(|d| d.unwrap_or(default))
         };
+        let upstream = duration(
+            "upstream-timeout",
+            &cli.upstream_timeout,
+            "upstream_timeout",
+            file.upstream_timeout.as_ref(),
+            Duration::from_secs(30),
+        )?;
         let timeouts = Timeouts {
             client_header: duration(
                 "client-header-timeout",
@@ -469,20 +476,16 @@ impl Config {
                 file.connect_timeout.as_ref(),
                 Duration::from_secs(3),
             )?,
-            upstream: duration(
-                "upstream-timeout",
-                &cli.upstream_timeout,
-                "upstream_timeout",
-                file.upstream_timeout.as_ref(),
-                Duration::from_secs(30),
-            )?,
-            response: duration(
-                "response-timeout",
-                &cli.response_timeout,
-                "response_timeout",
-                file.response_timeout.as_ref(),
-                Duration::from_secs(30),
-            )?,
+            upstream,
+            // Until set, the upstream timeout covers the head too, as it
+            // did before the two were told apart.
+            response: s
+                .text(
+                    ("response-timeout", cli.response_timeout.as_deref()),
+                    ("response_timeout", file.response_timeout.as_ref()),
+                    parse_duration,
+                )?
+                .unwrap_or(upstream),
             client_body: duration(
                 "client-body-timeout",
                 &cli.client_body_timeout,

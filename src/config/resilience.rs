@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::file::FileConfig;
-use super::values::parse_duration;
+use super::values::{parse_duration, parse_duration_or_off};
 use super::{wide, ConfigError, Setting};
 use crate::cli::Cli;
 use crate::resilience::breaker::BreakerPolicy;
@@ -277,13 +277,13 @@ pub(super) fn load(cli: &Cli, s: &Setting<'_>, file: &FileConfig) -> Result<Resi
             0,
         )?,
         adaptive_weights: cli.adaptive_weights || file.adaptive_weights.unwrap_or(false),
-        slow_start: duration(
-            "slow-start",
-            &cli.slow_start,
-            "slow_start",
-            file.slow_start.as_ref(),
-            Duration::ZERO,
-        )?,
+        slow_start: s
+            .text(
+                ("slow-start", cli.slow_start.as_deref()),
+                ("slow_start", file.slow_start.as_ref()),
+                parse_duration_or_off,
+            )?
+            .unwrap_or(Duration::ZERO),
         retries: count(
             "retries",
             cli.retries,

@@ -83,6 +83,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// Parse a duration where `0s` means "off" (slow start).
+pub fn parse_duration_or_off(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text.trim()) {
+        Ok(d) if d.is_zero() => Ok(d),
+        _ => parse_duration(text),
+    }
+}
+
 /// Resolve `HOST:PORT` (host names allowed) to one socket address.
 pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
     let mut found = addr
