@@ -475,10 +475,15 @@ impl Exchange<'_> {
             let Some(other) = self.worker.pick_other(&req.choice, &backend) else {
                 return Err(err);
             };
-            if !self
-                .worker
-                .retry_budget
-                .try_retry(self.worker.settings().resilience.retry_ratio(), Instant::now())
+            // A refused connect cost the backend nothing and the retry
+            // costs the next one what the request would have anyway; the
+            // budget is for retries that add load (timeouts, resets).
+            let free = matches!(err, ProxyError::Connect);
+            if !free
+                && !self
+                    .worker
+                    .retry_budget
+                    .try_retry(self.worker.settings().resilience.retry_ratio(), Instant::now())
             {
                 self.worker.metrics().retries_over_budget.inc();
                 return Err(err);

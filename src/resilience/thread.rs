@@ -28,7 +28,7 @@ use crate::config::Resilience;
 use crate::control::lifecycle::Phase as Lifecycle;
 use crate::control::Control;
 use crate::ewma;
-use crate::snapshot::{Pool, Snapshot};
+use crate::snapshot::Pool;
 
 /// How often states, weights and panic flags are brought up to date.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -55,6 +55,12 @@ struct Tracked {
     up_since: Option<Instant>,
     /// Seen in the current snapshot this tick.
     seen: bool,
+    /// The snapshot's pools that list it (indices), this tick.
+    pools: Vec<usize>,
+    /// While half-open: when to hand out trial permits again if the
+    /// trials came to nothing (a client that left mid-try counts neither
+    /// way, and must not keep the backend half-open for ever).
+    half_open_refill: Option<Instant>,
 }
 
 /// Per pool entry (pool name, address): its share of full weight now.
@@ -117,8 +123,9 @@ fn tick(state: &mut State, now: Instant) -> Vec<SocketAddr> {
     for tracked in state.backends.values_mut() {
         tracked.seen = false;
         tracked.probe_policy = None;
+        tracked.pools.clear();
     }
-    for pool in &snapshot.pools {
+    for (pool_index, pool) in snapshot.pools.iter().enumerate() {
         let policy = probe_policy(pool, &settings);
         for backend in &pool.backends {
             let tracked = state.backends.entry(backend.addr).or_insert_with(|| Tracked {
@@ -132,6 +139,8 @@ fn tick(state: &mut State, now: Instant) -> Vec<SocketAddr> {
                 failure_rate: 0.0,
                 up_since: (!first).then_some(now),
                 seen: false,
+                pools: Vec::new(),
+                half_open_refill: None,
             });
             // A backend removed and added back has fresh stats.
             if !Arc::ptr_eq(&tracked.stats, backend.stats()) {
@@ -142,6 +151,9 @@ fn tick(state: &mut State, now: Instant) -> Vec<SocketAddr> {
                 tracked.up_since = Some(now);
             }
             tracked.seen = true;
+            if !tracked.pools.contains(&pool_index) {
+                tracked.pools.push(pool_index);
+            }
             if tracked.probe_policy.is_none() {
                 tracked.probe_policy = policy.clone();
             }
@@ -162,12 +174,24 @@ fn tick(state: &mut State, now: Instant) -> Vec<SocketAddr> {
     }
 
     let policy = settings.breaker();
-    let addrs: Vec<SocketAddr> = state.backends.keys().copied().collect();
-    for addr in addrs {
-        let may_open = ejection_room(&snapshot, addr, settings.max_ejection_percent);
-        if let Some(tracked) = state.backends.get_mut(&addr) {
-            if tracked.seen {
-                advance_backend(addr, tracked, &policy, &settings, may_open, now);
+    // (ejected, in rotation) per pool, kept up to date as breakers open
+    // during this tick, so several opening at once still respect the cap.
+    let mut pool_counts: Vec<(usize, usize)> = snapshot.pools.iter().map(ejected_in).collect();
+    for (addr, tracked) in state.backends.iter_mut() {
+        if !tracked.seen {
+            continue;
+        }
+        let may_open = tracked.pools.iter().all(|&p| {
+            let (ejected, total) = pool_counts[p];
+            breaker::ejection_allowed(ejected, total, settings.max_ejection_percent)
+        });
+        let was_ejected = is_ejected(tracked.stats.state());
+        advance_backend(*addr, tracked, &policy, &settings, may_open, now);
+        let ejected = is_ejected(tracked.stats.state());
+        if ejected != was_ejected {
+            for &p in &tracked.pools {
+                let count = &mut pool_counts[p].0;
+                *count = if ejected { *count + 1 } else { count.saturating_sub(1) };
             }
         }
     }
@@ -211,16 +235,9 @@ fn totals(stats: &BackendStats, fail_on_5xx: bool) -> (u64, u64) {
     (ok, failed)
 }
 
-/// Would opening `addr`'s breaker stay within every pool's ejection cap?
-fn ejection_room(snapshot: &Snapshot, addr: SocketAddr, max_percent: u32) -> bool {
-    snapshot
-        .pools
-        .iter()
-        .filter(|p| p.backends.iter().any(|b| b.addr == addr))
-        .all(|p| {
-            let (ejected, total) = ejected_in(p);
-            breaker::ejection_allowed(ejected, total, max_percent)
-        })
+/// Is a backend in this state ejected (its breaker not closed)?
+fn is_ejected(state: BackendState) -> bool {
+    matches!(state, BackendState::Open | BackendState::HalfOpen)
 }
 
 /// (ejected, in rotation) of a pool: breakers not closed, among entries
@@ -230,7 +247,7 @@ pub fn ejected_in(pool: &Pool) -> (usize, usize) {
     let (mut ejected, mut total) = (0, 0);
     for b in live {
         total += 1;
-        if matches!(b.state(), BackendState::Open | BackendState::HalfOpen) {
+        if is_ejected(b.state()) {
             ejected += 1;
         }
     }
@@ -289,8 +306,20 @@ fn advance_backend(
     }
     if wanted == current {
         tracked.published = current;
+        if current == BackendState::HalfOpen {
+            let refill = *tracked
+                .half_open_refill
+                .get_or_insert(now + settings.ejection_time);
+            if now >= refill {
+                tracked.stats.change_state(current, current, HALF_OPEN_TRIALS);
+                tracked.half_open_refill = Some(now + settings.ejection_time);
+            }
+        } else {
+            tracked.half_open_refill = None;
+        }
         return;
     }
+    tracked.half_open_refill = None;
     if tracked.stats.change_state(current, wanted, HALF_OPEN_TRIALS) {
         match (current, wanted) {
             (_, BackendState::HalfOpen) => {
@@ -344,7 +373,9 @@ fn update_weights(pool: &Pool, state: &mut State, settings: &Resilience, elapsed
             if b.effective_weight() != b.weight {
                 b.set_effective_weight(b.weight);
             }
-            state.shares.remove(&(pool.name.clone(), b.addr));
+        }
+        if !state.shares.is_empty() {
+            state.shares.retain(|(name, _), _| name != &pool.name);
         }
         return;
     }
