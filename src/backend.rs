@@ -442,13 +442,13 @@ impl Drop for InflightGuard {
 mod tests {
     use super::*;
 
-    fn backend() -> Arc<Backend> {
-        Arc::new(Backend::new("127.0.0.1:1".parse().unwrap(), "b", 1))
+    fn backend() -> Backend {
+        Backend::new("127.0.0.1:1".parse().unwrap(), "b", 1)
     }
 
     #[test]
     fn inflight_guard_counts_and_releases() {
-        let b = backend();
+        let b = Arc::new(backend());
         let g1 = b.start_request();
         let g2 = b.start_request();
         assert_eq!(b.inflight(), 2);
@@ -512,6 +512,54 @@ mod tests {
             assert!(!b.is_eligible(), "{s:?}");
             assert_eq!(b.state(), s);
         }
+    }
+
+    #[test]
+    fn half_open_admits_only_its_trial_permits_across_entries() {
+        let stats = BackendStats::new(2);
+        let addr = "127.0.0.1:1".parse().unwrap();
+        let one = Backend::with_stats(addr, "b", 1, false, Arc::clone(&stats), EntryStats::new(1));
+        let other =
+            Backend::with_stats(addr, "b", 1, false, Arc::clone(&stats), EntryStats::new(1));
+        stats.change_state(BackendState::Up, BackendState::Open, 0);
+        assert!(!one.is_eligible());
+        assert!(stats.change_state(BackendState::Open, BackendState::HalfOpen, 2));
+        assert!(one.is_eligible() && stats.admit());
+        assert!(other.is_eligible() && stats.admit());
+        assert!(!one.is_eligible() && !other.is_eligible() && !stats.admit());
+        // A worker's trip loses to nobody: the state moved only if it was
+        // what the caller saw.
+        assert!(!stats.change_state(BackendState::Up, BackendState::Open, 0));
+        assert!(stats.change_state(BackendState::HalfOpen, BackendState::Up, 0));
+        assert!(one.is_eligible() && stats.admit());
+    }
+
+    #[test]
+    fn a_failure_streak_counts_across_workers_and_a_success_ends_it() {
+        let stats = BackendStats::new(2);
+        assert_eq!(stats.note_try(true), 1);
+        assert_eq!(stats.note_try(true), 2);
+        assert_eq!(stats.note_try(false), 0);
+        assert_eq!(stats.note_try(true), 1);
+        stats.change_state(BackendState::Up, BackendState::Open, 0);
+        stats.change_state(BackendState::Open, BackendState::Up, 0);
+        assert_eq!(stats.note_try(true), 1, "closing forgets the streak");
+    }
+
+    #[test]
+    fn panic_lets_an_open_backend_in_and_the_cap_keeps_it_out() {
+        let b = Arc::new(backend().with_max_requests(1));
+        b.set_state(BackendState::Open);
+        assert!(!b.is_eligible());
+        b.set_panic(true);
+        assert!(b.is_eligible());
+        b.set_state(BackendState::Down);
+        assert!(!b.is_eligible(), "health-check down stays out in a panic");
+        b.set_state(BackendState::Up);
+        let guard = b.start_request();
+        assert!(!b.is_eligible(), "at --max-requests");
+        drop(guard);
+        assert!(b.is_eligible());
     }
 
     #[test]

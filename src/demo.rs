@@ -145,7 +145,8 @@ async fn serve_backend(
     }
 }
 
-const FAILING_RESPONSE: &[u8] = b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\n\
+const FAILING_RESPONSE: &[u8] =
+    b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\n\
     Content-Length: 22\r\n\r\ndemo-3 is failing now\n";
 
 /// Answer each request on the connection with `response`, skipping bodies;

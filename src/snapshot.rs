@@ -62,15 +62,17 @@ impl Snapshot {
                     .backends
                     .iter()
                     .map(|bc| {
-                        Arc::new(Backend::with_stats(
-                            bc.addr,
-                            bc.name.clone(),
-                            bc.weight,
-                            bc.drained,
-                            registry.backend(bc.addr),
-                            registry.entry(&pc.name, bc.addr),
+                        Arc::new(
+                            Backend::with_stats(
+                                bc.addr,
+                                bc.name.clone(),
+                                bc.weight,
+                                bc.drained,
+                                registry.backend(bc.addr),
+                                registry.entry(&pc.name, bc.addr),
+                            )
+                            .with_max_requests(config.resilience.max_requests),
                         )
-                        .with_max_requests(config.resilience.max_requests))
                     })
                     .collect(),
             })

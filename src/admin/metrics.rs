@@ -7,10 +7,10 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::backend::{BackendState, ResilienceCounters};
-use crate::resilience::weights;
 use crate::control::Control;
 use crate::metrics::{HistogramCounts, LATENCY_BOUNDS_US, STATUS_CLASSES};
 use crate::outcome::{Failure, Generated, TimeoutKind, GENERATED_STATUSES};
+use crate::resilience::weights;
 
 /// Writes families: a `# HELP` and `# TYPE` once per name, then samples.
 struct Exposition {
@@ -220,7 +220,10 @@ pub fn render(control: &Control) -> String {
         "Waits that ran out, by which timeout.",
     );
     for kind in TimeoutKind::ALL {
-        let n: u64 = workers.iter().map(|w| w.timeouts[kind as usize].get()).sum();
+        let n: u64 = workers
+            .iter()
+            .map(|w| w.timeouts[kind as usize].get())
+            .sum();
         e.sample("corelb_timeouts_total", &[("kind", kind.as_str())], n);
     }
     e.family(
@@ -231,7 +234,11 @@ pub fn render(control: &Control) -> String {
     let retries: u64 = workers.iter().map(|w| w.retries.get()).sum();
     let refused: u64 = workers.iter().map(|w| w.retries_over_budget.get()).sum();
     e.sample("corelb_retries_total", &[("result", "sent")], retries);
-    e.sample("corelb_retries_total", &[("result", "over_budget")], refused);
+    e.sample(
+        "corelb_retries_total",
+        &[("result", "over_budget")],
+        refused,
+    );
 
     // Per pool entry and per backend.
     e.family(
@@ -297,7 +304,11 @@ pub fn render(control: &Control) -> String {
     );
     for pool in &snapshot.pools {
         let panic = pool.backends.iter().any(|b| b.in_panic());
-        e.sample("corelb_pool_panic", &[("pool", &pool.name)], u8::from(panic));
+        e.sample(
+            "corelb_pool_panic",
+            &[("pool", &pool.name)],
+            u8::from(panic),
+        );
     }
     // A server in two pools is one backend: its own counters once.
     let mut seen = HashSet::new();
@@ -340,7 +351,10 @@ pub fn render(control: &Control) -> String {
         }
     }
     let resilience_counter =
-        |e: &mut Exposition, name: &str, help: &str, get: &dyn Fn(&ResilienceCounters) -> &AtomicU64| {
+        |e: &mut Exposition,
+         name: &str,
+         help: &str,
+         get: &dyn Fn(&ResilienceCounters) -> &AtomicU64| {
             e.family(name, "counter", help);
             for b in &backends {
                 let n = get(&b.stats().resilience).load(Ordering::Relaxed);

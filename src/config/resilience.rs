@@ -135,7 +135,11 @@ pub fn parse_health_host(text: &str) -> Result<String, String> {
 }
 
 /// Read every resilience setting from the flags and `file`.
-pub(super) fn load(cli: &Cli, s: &Setting<'_>, file: &FileConfig) -> Result<Resilience, ConfigError> {
+pub(super) fn load(
+    cli: &Cli,
+    s: &Setting<'_>,
+    file: &FileConfig,
+) -> Result<Resilience, ConfigError> {
     let duration = |flag: &str, value: &Option<String>, key: &str, key_value, default| {
         s.text((flag, value.as_deref()), (key, key_value), parse_duration)
             .map(|d| d.unwrap_or(default))

@@ -480,10 +480,10 @@ impl Exchange<'_> {
             // budget is for retries that add load (timeouts, resets).
             let free = matches!(err, ProxyError::Connect);
             if !free
-                && !self
-                    .worker
-                    .retry_budget
-                    .try_retry(self.worker.settings().resilience.retry_ratio(), Instant::now())
+                && !self.worker.retry_budget.try_retry(
+                    self.worker.settings().resilience.retry_ratio(),
+                    Instant::now(),
+                )
             {
                 self.worker.metrics().retries_over_budget.inc();
                 return Err(err);
@@ -502,7 +502,13 @@ impl Exchange<'_> {
     /// the request), after a reset, close or response timeout before the
     /// answer only if the method is idempotent and the whole request is
     /// still at hand in `out` (its body did not stream past it).
-    fn may_retry(&self, err: &ProxyError, req: &Request, req_body: &BodyProgress, retries: u32) -> bool {
+    fn may_retry(
+        &self,
+        err: &ProxyError,
+        req: &Request,
+        req_body: &BodyProgress,
+        retries: u32,
+    ) -> bool {
         if self.response_started || retries >= self.worker.settings().resilience.retries {
             return false;
         }
@@ -510,7 +516,10 @@ impl Exchange<'_> {
             return true;
         }
         let before_answer = self.attempt.status.is_none() && !self.attempt.answered;
-        let lost_in_transit = matches!(err, ProxyError::UpstreamClosed(_) | ProxyError::UpstreamTimeout);
+        let lost_in_transit = matches!(
+            err,
+            ProxyError::UpstreamClosed(_) | ProxyError::UpstreamTimeout
+        );
         lost_in_transit && before_answer && req.idempotent && req_body.is_done()
     }
 
@@ -527,11 +536,15 @@ impl Exchange<'_> {
         let failure = result.as_ref().err().and_then(Failure::of);
         let state = self.attempt;
         match result {
-            Err(ProxyError::ConnectTimeout) => self.worker.metrics().timed_out(TimeoutKind::Connect),
+            Err(ProxyError::ConnectTimeout) => {
+                self.worker.metrics().timed_out(TimeoutKind::Connect)
+            }
             Err(ProxyError::UpstreamTimeout) if state.status.is_none() => {
                 self.worker.metrics().timed_out(TimeoutKind::Response)
             }
-            Err(ProxyError::UpstreamTimeout) => self.worker.metrics().timed_out(TimeoutKind::UpstreamIdle),
+            Err(ProxyError::UpstreamTimeout) => {
+                self.worker.metrics().timed_out(TimeoutKind::UpstreamIdle)
+            }
             _ => {}
         }
         if state.pooled {

@@ -96,8 +96,14 @@ impl Exchange<'_> {
             let buf = &mut self.bufs.client_in;
             make_room(buf, size);
             let limit = req_body.read_limit(buf.capacity() - buf.len());
-            match read_some_timeout(&self.worker.deadlines, self.client, buf, limit, body_timeout)
-                .await
+            match read_some_timeout(
+                &self.worker.deadlines,
+                self.client,
+                buf,
+                limit,
+                body_timeout,
+            )
+            .await
             {
                 Err(ReadError::Timeout) => {
                     self.worker.metrics().timed_out(TimeoutKind::ClientBody);

@@ -265,10 +265,7 @@ mod tests {
             Phase::Open { .. }
         ));
         let t = t0 + Duration::from_secs(5);
-        assert_eq!(
-            b.advance(&p, Observed::default(), true, t),
-            Phase::HalfOpen
-        );
+        assert_eq!(b.advance(&p, Observed::default(), true, t), Phase::HalfOpen);
         assert_eq!(b.advance(&p, ok(1), true, t), Phase::Closed);
     }
 

@@ -79,7 +79,9 @@ pub fn status_of(line: &[u8]) -> Option<u16> {
         .strip_prefix(b"HTTP/1.1 ")
         .or_else(|| line.strip_prefix(b"HTTP/1.0 "))?;
     let digits = rest.get(..3)?;
-    if !digits.iter().all(u8::is_ascii_digit) || rest.get(3).is_some_and(|b| *b != b' ' && *b != b'\r') {
+    if !digits.iter().all(u8::is_ascii_digit)
+        || rest.get(3).is_some_and(|b| *b != b' ' && *b != b'\r')
+    {
         return None;
     }
     std::str::from_utf8(digits).ok()?.parse().ok()

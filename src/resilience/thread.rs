@@ -86,7 +86,9 @@ pub fn start(control: Arc<Control>) -> std::io::Result<std::thread::JoinHandle<(
                 .build();
             match runtime {
                 Ok(mut rt) => rt.block_on(run(control)),
-                Err(e) => warn!("health checks and ejection are off: cannot start their runtime: {e}"),
+                Err(e) => {
+                    warn!("health checks and ejection are off: cannot start their runtime: {e}")
+                }
             }
         })
 }
@@ -128,20 +130,23 @@ fn tick(state: &mut State, now: Instant) -> Vec<SocketAddr> {
     for (pool_index, pool) in snapshot.pools.iter().enumerate() {
         let policy = probe_policy(pool, &settings);
         for backend in &pool.backends {
-            let tracked = state.backends.entry(backend.addr).or_insert_with(|| Tracked {
-                stats: Arc::clone(backend.stats()),
-                breaker: Breaker::new(now),
-                health: None,
-                probe_policy: None,
-                probing: false,
-                published: backend.state(),
-                totals: totals(backend.stats(), settings.fail_on_5xx),
-                failure_rate: 0.0,
-                up_since: (!first).then_some(now),
-                seen: false,
-                pools: Vec::new(),
-                half_open_refill: None,
-            });
+            let tracked = state
+                .backends
+                .entry(backend.addr)
+                .or_insert_with(|| Tracked {
+                    stats: Arc::clone(backend.stats()),
+                    breaker: Breaker::new(now),
+                    health: None,
+                    probe_policy: None,
+                    probing: false,
+                    published: backend.state(),
+                    totals: totals(backend.stats(), settings.fail_on_5xx),
+                    failure_rate: 0.0,
+                    up_since: (!first).then_some(now),
+                    seen: false,
+                    pools: Vec::new(),
+                    half_open_refill: None,
+                });
             // A backend removed and added back has fresh stats.
             if !Arc::ptr_eq(&tracked.stats, backend.stats()) {
                 tracked.stats = Arc::clone(backend.stats());
@@ -191,7 +196,11 @@ fn tick(state: &mut State, now: Instant) -> Vec<SocketAddr> {
         if ejected != was_ejected {
             for &p in &tracked.pools {
                 let count = &mut pool_counts[p].0;
-                *count = if ejected { *count + 1 } else { count.saturating_sub(1) };
+                *count = if ejected {
+                    *count + 1
+                } else {
+                    count.saturating_sub(1)
+                };
             }
         }
     }
@@ -291,16 +300,27 @@ fn advance_backend(
         }
     };
     if matches!(phase, Phase::Open { .. }) && !matches!(before, Phase::Open { .. }) {
-        tracked.stats.resilience.ejections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracked
+            .stats
+            .resilience
+            .ejections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let why = if observed.tripped {
             format!("{} failed tries in a row", settings.max_fails.max(1))
         } else {
-            format!("{}% or more of recent tries failed", settings.fail_ratio_percent)
+            format!(
+                "{}% or more of recent tries failed",
+                settings.fail_ratio_percent
+            )
         };
-        let Phase::Open { until } = phase else { unreachable!() };
+        let Phase::Open { until } = phase else {
+            unreachable!()
+        };
         let secs = until.saturating_duration_since(now).as_secs_f64();
         match before {
-            Phase::HalfOpen => info!("backend {addr}: trial request failed: ejected again for {secs:.0}s"),
+            Phase::HalfOpen => {
+                info!("backend {addr}: trial request failed: ejected again for {secs:.0}s")
+            }
             _ => info!("backend {addr}: ejected for {secs:.0}s: {why}"),
         }
     }
@@ -311,7 +331,9 @@ fn advance_backend(
                 .half_open_refill
                 .get_or_insert(now + settings.ejection_time);
             if now >= refill {
-                tracked.stats.change_state(current, current, HALF_OPEN_TRIALS);
+                tracked
+                    .stats
+                    .change_state(current, current, HALF_OPEN_TRIALS);
                 tracked.half_open_refill = Some(now + settings.ejection_time);
             }
         } else {
@@ -320,7 +342,10 @@ fn advance_backend(
         return;
     }
     tracked.half_open_refill = None;
-    if tracked.stats.change_state(current, wanted, HALF_OPEN_TRIALS) {
+    if tracked
+        .stats
+        .change_state(current, wanted, HALF_OPEN_TRIALS)
+    {
         match (current, wanted) {
             (_, BackendState::HalfOpen) => {
                 info!("backend {addr}: half-open: {HALF_OPEN_TRIALS} trial requests")
@@ -366,7 +391,13 @@ fn update_panic(pool: &Pool, threshold: u32) {
     }
 }
 
-fn update_weights(pool: &Pool, state: &mut State, settings: &Resilience, elapsed: Duration, now: Instant) {
+fn update_weights(
+    pool: &Pool,
+    state: &mut State,
+    settings: &Resilience,
+    elapsed: Duration,
+    now: Instant,
+) {
     let (adaptive, slow_start) = weights::applies(pool.algorithm, settings);
     if !adaptive && !slow_start {
         for b in &pool.backends {
@@ -387,7 +418,8 @@ fn update_weights(pool: &Pool, state: &mut State, settings: &Resilience, elapsed
         .map(|b| b.latency_at(now_ns))
         .collect();
     latencies.sort_unstable();
-    let pool_latency = Duration::from_nanos(latencies.get(latencies.len() / 2).copied().unwrap_or(0));
+    let pool_latency =
+        Duration::from_nanos(latencies.get(latencies.len() / 2).copied().unwrap_or(0));
     for b in &pool.backends {
         let Some(tracked) = state.backends.get(&b.addr) else {
             continue;
@@ -398,7 +430,11 @@ fn update_weights(pool: &Pool, state: &mut State, settings: &Resilience, elapsed
             failure_rate: tracked.failure_rate,
             since_up: tracked.up_since.map(|t| now.saturating_duration_since(t)),
         };
-        let slow = if slow_start { settings.slow_start } else { Duration::ZERO };
+        let slow = if slow_start {
+            settings.slow_start
+        } else {
+            Duration::ZERO
+        };
         let target = weights::target_share(&inputs, adaptive, slow);
         let key = (pool.name.clone(), b.addr);
         let current = state.shares.get(&key).copied().unwrap_or(target);
@@ -444,7 +480,11 @@ async fn probe_loop(state: Rc<RefCell<State>>, addr: SocketAddr) {
                 return;
             };
             let counters = &tracked.stats.resilience;
-            let counter = if healthy { &counters.probes_ok } else { &counters.probes_failed };
+            let counter = if healthy {
+                &counters.probes_ok
+            } else {
+                &counters.probes_failed
+            };
             counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let health = tracked.health.get_or_insert_with(Health::new);
             match health.record(&policy, healthy) {
@@ -458,7 +498,9 @@ async fn probe_loop(state: Rc<RefCell<State>>, addr: SocketAddr) {
                     tracked.breaker.close(Instant::now());
                 }
                 Some(false) => {
-                    counters.health_downs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    counters
+                        .health_downs
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let what = match result {
                         Ok(code) => format!("answered {code}"),
                         Err(e) => e.as_str().to_string(),
@@ -475,10 +517,4 @@ async fn probe_loop(state: Rc<RefCell<State>>, addr: SocketAddr) {
         seed = seed.wrapping_add(1);
         monoio::time::sleep(health::jittered(next, seed)).await;
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
 }

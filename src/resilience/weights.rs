@@ -71,8 +71,8 @@ pub fn next_share(current: f64, target: f64, elapsed: Duration) -> f64 {
 /// themselves; a consistent-hash table rebuilt every tick would cost far
 /// more than it gives.
 pub fn applies(algorithm: Algorithm, settings: &Resilience) -> (bool, bool) {
-    let adaptive = settings.adaptive_weights
-        && matches!(algorithm, Algorithm::RoundRobin | Algorithm::Random);
+    let adaptive =
+        settings.adaptive_weights && matches!(algorithm, Algorithm::RoundRobin | Algorithm::Random);
     let slow_start = !settings.slow_start.is_zero() && algorithm != Algorithm::ConsistentHash;
     (adaptive, slow_start)
 }
@@ -176,7 +176,10 @@ mod tests {
         let settings = crate::config::Config::load(&cli).unwrap().resilience;
         assert_eq!(applies(Algorithm::RoundRobin, &settings), (true, true));
         assert_eq!(applies(Algorithm::PeakEwma, &settings), (false, true));
-        assert_eq!(applies(Algorithm::ConsistentHash, &settings), (false, false));
+        assert_eq!(
+            applies(Algorithm::ConsistentHash, &settings),
+            (false, false)
+        );
         assert_eq!(shown(8, Algorithm::RoundRobin, &settings), 0.5);
         assert_eq!(shown(8, Algorithm::ConsistentHash, &settings), 8.0);
     }
