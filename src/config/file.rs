@@ -34,6 +34,8 @@ pub(super) struct FileConfig {
     pub client_idle_timeout: Option<Spanned<String>>,
     pub connect_timeout: Option<Spanned<String>>,
     pub upstream_timeout: Option<Spanned<String>>,
+    pub tunnel_idle_timeout: Option<Spanned<String>>,
+    pub max_body_size: Option<Spanned<i64>>,
     pub shutdown_timeout: Option<Spanned<String>>,
     pub admin: Option<Spanned<String>>,
     pub admin_token: Option<Spanned<String>>,
@@ -55,6 +57,11 @@ pub(super) struct FilePool {
     pub algorithm: Option<Spanned<String>>,
     pub hash_key: Option<Spanned<String>>,
     pub backends: Spanned<Vec<FileBackend>>,
+    /// This pool's limit (0: none), instead of the top-level one.
+    pub max_body_size: Option<Spanned<i64>>,
+    /// Upgrade protocols forwarded besides `websocket` (e.g. `h2c`).
+    #[serde(default)]
+    pub allow_upgrades: Vec<Spanned<String>>,
 }
 
 /// One entry of a pool's `backends`.

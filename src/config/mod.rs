@@ -83,6 +83,8 @@ pub struct Timeouts {
     pub connect: Duration,
     /// Between reads from a backend (head and body).
     pub upstream: Duration,
+    /// With no byte either way through an upgraded tunnel.
+    pub tunnel_idle: Duration,
 }
 
 /// One backend as configured.
@@ -124,6 +126,10 @@ pub struct PoolConfig {
     pub hash_key: HashKey,
     /// At least one.
     pub backends: Vec<BackendConfig>,
+    /// Largest request body forwarded (413 above it); `None`: no limit.
+    pub max_body_size: Option<u64>,
+    /// Upgrade protocols forwarded besides `websocket`, lower case.
+    pub allow_upgrades: Vec<String>,
 }
 
 /// Sends matching requests to a pool. All given keys must match.
@@ -461,9 +467,28 @@ impl Config {
                 file.upstream_timeout.as_ref(),
                 Duration::from_secs(30),
             )?,
+            tunnel_idle: duration(
+                "tunnel-idle-timeout",
+                &cli.tunnel_idle_timeout,
+                "tunnel_idle_timeout",
+                file.tunnel_idle_timeout.as_ref(),
+                Duration::from_secs(3600),
+            )?,
         };
 
-        let (pools, routes) = pools_and_routes(cli, src, &file.pools, &file.routes)?;
+        // The top-level limit is every pool's unless it sets its own; 0
+        // (the default) is none.
+        let max_body_size = s
+            .number(
+                ("max-body-size", cli.max_body_size),
+                ("max_body_size", file.max_body_size.as_ref()),
+                0..=i64::MAX,
+            )?
+            .map(|n| n as u64);
+        let (mut pools, routes) = pools_and_routes(cli, src, &file.pools, &file.routes)?;
+        for pool in &mut pools {
+            pool.max_body_size = pool.max_body_size.or(max_body_size).filter(|&n| n > 0);
+        }
 
         let shutdown_timeout = duration(
             "shutdown-timeout",
