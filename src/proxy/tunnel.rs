@@ -26,6 +26,12 @@ use crate::error::ProxyError;
 use crate::io::{make_room, read_shared, shutdown_now, write_shared_timeout};
 use crate::worker::Worker;
 
+/// Once one side closed, how long the other may stay silent before the
+/// tunnel closes: long enough to finish what it was sending (its own close
+/// frame), short enough that a peer which never closes its half does not
+/// hold a connection for the whole `--tunnel-idle-timeout`.
+const HALF_CLOSED_IDLE: Duration = Duration::from_secs(5);
+
 /// What one direction of a tunnel carried.
 struct Copied {
     bytes: u64,
@@ -80,10 +86,7 @@ impl Exchange<'_> {
             ],
             timeout: Cell::new(cfg.timeouts.tunnel_idle),
         };
-        // Once one side closed, the other gets no longer than a client may
-        // idle between requests to close too (a half-closed tunnel that
-        // never ends would hold a connection for the whole idle time).
-        let half_closed = cfg.timeouts.tunnel_idle.min(cfg.timeouts.client_idle);
+        let half_closed = cfg.timeouts.tunnel_idle.min(HALF_CLOSED_IDLE);
         worker.metrics().tunnels_open.change(1);
         let (up, down) = monoio::join!(
             copy(
