@@ -641,6 +641,38 @@ pool = "static"
     }
 
     #[test]
+    fn tunnel_and_body_limits_default_and_resolve_per_pool() {
+        let c = Config::load(&cli(&["--backend", "127.0.0.1:9000"])).unwrap();
+        assert_eq!(c.timeouts.tunnel_idle, Duration::from_secs(3600));
+        assert_eq!(c.pools[0].max_body_size, None, "off by default");
+        assert!(c.pools[0].allow_upgrades.is_empty());
+        let text = "tunnel_idle_timeout = \"5m\"\nmax_body_size = 100\n\
+                    [[pools]]\nname = \"a\"\nbackends = [{ addr = \"127.0.0.1:1\" }]\n\
+                    [[pools]]\nname = \"b\"\nmax_body_size = 0\nallow_upgrades = [\"H2C\"]\n\
+                    backends = [{ addr = \"127.0.0.1:2\" }]\n\
+                    [[pools]]\nname = \"c\"\nmax_body_size = 7\nbackends = [{ addr = \"127.0.0.1:3\" }]\n";
+        let c = load(&[], text).unwrap();
+        assert_eq!(c.timeouts.tunnel_idle, Duration::from_secs(300));
+        let limits: Vec<_> = c.pools.iter().map(|p| p.max_body_size).collect();
+        assert_eq!(limits, [Some(100), None, Some(7)]);
+        assert_eq!(c.pools[1].allow_upgrades, ["h2c"]);
+        // The flag replaces the top-level value, not a pool's own.
+        let c = load(
+            &["--max-body-size", "50", "--tunnel-idle-timeout", "1s"],
+            text,
+        )
+        .unwrap();
+        let limits: Vec<_> = c.pools.iter().map(|p| p.max_body_size).collect();
+        assert_eq!(limits, [Some(50), None, Some(7)]);
+        assert_eq!(c.timeouts.tunnel_idle, Duration::from_secs(1));
+        assert_eq!(
+            c.settings().timeouts.tunnel_idle,
+            Duration::from_secs(1),
+            "reloadable"
+        );
+    }
+
+    #[test]
     fn no_backends_is_an_error() {
         assert!(Config::load(&cli(&[])).unwrap_err().0.contains("--backend"));
         let e = load_err(&[], "threads = 1\n");
@@ -901,6 +933,22 @@ pool = "api"
             (
                 format!("buffer_size = 10\n{}", pool("")),
                 "t.toml:1:15: buffer_size: invalid value 10: must be from 1024 to 16777216",
+            ),
+            (
+                format!("max_body_size = -1\n{}", pool("")),
+                "t.toml:1:17: max_body_size: invalid value -1: must be from 0 to",
+            ),
+            (
+                "[[pools]]\nname = \"a\"\nmax_body_size = -5\nbackends = [{ addr = \"127.0.0.1:1\" }]\n".into(),
+                "t.toml:3:17: pools[0].max_body_size: invalid value -5: must be 0 (no limit) or more",
+            ),
+            (
+                "[[pools]]\nname = \"a\"\nallow_upgrades = [\"h2c\", \"web socket\"]\nbackends = [{ addr = \"127.0.0.1:1\" }]\n".into(),
+                "t.toml:3:26: pools[0].allow_upgrades[1]: invalid value \"web socket\": expected a protocol name",
+            ),
+            (
+                format!("tunnel_idle_timeout = \"forever\"\n{}", pool("")),
+                "t.toml:1:23: tunnel_idle_timeout: invalid value \"forever\": ",
             ),
         ];
         for (text, want) in cases {
