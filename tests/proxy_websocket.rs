@@ -99,11 +99,21 @@ both_drivers!(
     }
 );
 
-/// The tunnel is counted while open, and once closed no longer.
+/// The tunnel is counted while open, and once closed no longer; it is
+/// logged once, as a `101`.
 #[test]
-fn open_tunnels_are_counted_in_metrics() {
+fn open_tunnels_are_counted_in_metrics_and_logged() {
     let server = EchoServer::start();
-    let proxy = Proxy::start(&["--backend", &server.addr(), "--admin", "127.0.0.1:0"]);
+    let dir = TempDir::new("ws-log");
+    let log = dir.path().join("access.log");
+    let proxy = Proxy::start(&[
+        "--backend",
+        &server.addr(),
+        "--admin",
+        "127.0.0.1:0",
+        "--access-log",
+        log.to_str().unwrap(),
+    ]);
     let admin = proxy.admin_addr();
     let tunnels_open = || {
         let mut c = Client::connect(admin);
@@ -124,6 +134,9 @@ fn open_tunnels_are_counted_in_metrics() {
     let _ = client.conn.read_to_eof();
     drop(client);
     wait_until("the tunnel to be counted closed", || tunnels_open() == 0);
+    wait_until("the tunnel's access log line", || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("\"GET / HTTP/1.1\" 101 "))
+    });
 }
 
 /// A tunnel is a client connection like any other for `--max-connections`.
