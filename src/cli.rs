@@ -236,6 +236,16 @@ pub struct Cli {
     /// worker), so an outage does not become a retry storm [default: 20%].
     #[arg(long, value_name = "PERCENT", global = true)]
     pub retry_budget: Option<String>,
+    /// Time a WebSocket (or other upgraded) tunnel may carry no byte in
+    /// either direction before corelb closes it [default: 1h].
+    #[arg(long, value_name = "DURATION", global = true)]
+    pub tunnel_idle_timeout: Option<String>,
+
+    /// Largest request body accepted, in bytes; a larger one is answered
+    /// 413. The file's pools may set their own (`max_body_size`); 0 means
+    /// no limit [default: 0].
+    #[arg(long, value_name = "BYTES", global = true)]
+    pub max_body_size: Option<u64>,
 
     /// On SIGTERM or SIGINT, time to let in-flight requests finish before
     /// exiting anyway [default: 30s].

@@ -170,6 +170,18 @@ impl Armed<'_> {
     pub fn expired(&self) -> bool {
         self.table.waits.borrow()[self.key].expired
     }
+
+    /// Start this wait's `timeout` again from now, unless it already
+    /// expired: for a wait that lasts as long as something keeps happening
+    /// (a tunnel's idle time), renewed on every event, without a timer.
+    pub fn renew(&self, timeout: Duration) {
+        let deadline = self.table.now.get() + timeout + TICK;
+        let mut waits = self.table.waits.borrow_mut();
+        let wait = &mut waits[self.key];
+        if !wait.expired {
+            wait.deadline = deadline;
+        }
+    }
 }
 
 impl Drop for Armed<'_> {
@@ -226,6 +238,21 @@ mod tests {
         let later = table.arm_idle(c.as_raw_fd(), Duration::from_secs(60));
         assert_eq!(table.sweep(table.now() + Duration::from_secs(1) + TICK), 1);
         assert!(later.expired());
+    }
+
+    #[test]
+    fn a_renewed_wait_expires_a_timeout_after_its_last_renewal() {
+        let table = Deadlines::new();
+        let start = table.now();
+        let (a, _b) = socket_pair();
+        let wait = table.arm(a.as_raw_fd(), Direction::Read, Duration::from_secs(1));
+        table.sweep(start + Duration::from_millis(900));
+        wait.renew(Duration::from_secs(1));
+        assert_eq!(table.sweep(start + Duration::from_millis(1500)), 0);
+        assert_eq!(table.sweep(start + Duration::from_millis(1950)), 1);
+        assert!(wait.expired());
+        wait.renew(Duration::from_secs(60));
+        assert!(wait.expired(), "an expired wait stays expired");
     }
 
     #[test]

@@ -179,6 +179,87 @@ pub async fn write_static_timeout<S: AsyncWriteRent + AsRawFd>(
     result.map(|_| ())
 }
 
+/// Append up to `limit` bytes from `stream` to `buf` through a shared
+/// reference: `recv` what is there, else wait until the socket is readable
+/// and try again. `Ok(0)` means the peer closed (or a deadline shut the
+/// read side). For a socket another task writes at the same time (a
+/// tunnel's two directions, a body going up while its answer is watched
+/// for): monoio's reads and writes each want the stream to themselves.
+pub async fn read_shared(
+    stream: &monoio::net::TcpStream,
+    buf: &mut BytesMut,
+    limit: usize,
+) -> io::Result<usize> {
+    let fd = stream.as_raw_fd();
+    loop {
+        let spare = buf.spare_capacity_mut();
+        let room = spare.len().min(limit);
+        if room == 0 {
+            return Ok(0);
+        }
+        // SAFETY: `spare` is `room` writable bytes owned by `buf`, live for
+        // the call; recv writes at most `room` of them and says how many.
+        let n = unsafe { libc::recv(fd, spare.as_mut_ptr().cast(), room, libc::MSG_DONTWAIT) };
+        if n >= 0 {
+            let n = n as usize;
+            // SAFETY: recv initialised the first `n` spare bytes.
+            unsafe { buf.set_len(buf.len() + n) };
+            return Ok(n);
+        }
+        let err = io::Error::last_os_error();
+        match err.kind() {
+            io::ErrorKind::WouldBlock => stream.readable(false).await?,
+            io::ErrorKind::Interrupted => {}
+            _ => return Err(err),
+        }
+    }
+}
+
+/// Write all of `bytes` to `stream` through a shared reference (see
+/// [`read_shared`]): `send` what the socket takes, wait until it is
+/// writable for the rest, giving up after `timeout` (`TimedOut`).
+pub async fn write_shared_timeout(
+    deadlines: &Deadlines,
+    stream: &monoio::net::TcpStream,
+    bytes: &[u8],
+    timeout: Duration,
+) -> io::Result<()> {
+    let fd = stream.as_raw_fd();
+    let mut sent = 0;
+    let mut wait = None;
+    while sent < bytes.len() {
+        let n = crate::syscall::send(fd, &bytes[sent..], libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
+        if n >= 0 {
+            sent += n as usize;
+            continue;
+        }
+        let err = io::Error::last_os_error();
+        match err.kind() {
+            io::ErrorKind::WouldBlock => {
+                let armed: &crate::deadline::Armed<'_> =
+                    wait.get_or_insert_with(|| deadlines.arm(fd, Direction::Write, timeout));
+                if armed.expired() {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+                stream.writable(false).await?;
+            }
+            io::ErrorKind::Interrupted => {}
+            _ if wait.as_ref().is_some_and(|w| w.expired()) => {
+                return Err(io::ErrorKind::TimedOut.into())
+            }
+            _ => return Err(err),
+        }
+    }
+    Ok(())
+}
+
+/// Shut down `how` (`libc::SHUT_WR`, ...) of the socket `fd`, now; errors
+/// (it is already shut, the peer is gone) change nothing for the caller.
+pub fn shutdown_now(fd: RawFd, how: libc::c_int) {
+    // SAFETY: a plain syscall on a descriptor the caller keeps open.
+    unsafe { libc::shutdown(fd, how) };
+}
+
 /// Make closing `stream` send RST instead of FIN (SO_LINGER 0): the way to
 /// tell a peer that what it received was cut short, where a FIN would look
 /// like a complete close-delimited body.

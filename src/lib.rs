@@ -13,7 +13,7 @@
 //! | [`steering`] | load-aware split of new connections between workers (reuseport BPF) |
 //! | [`worker`] | per-thread state: upstream pool, balancer state |
 //! | [`proxy`] | the connection loop, upstream exchange and relay: where protocol meets sockets |
-//! | [`http`] | pure HTTP/1.1: head parsing, body framing, head rewriting |
+//! | [`http`] | pure HTTP/1.1: head parsing, body framing, head rewriting, upgrade decisions |
 //! | [`io`] | monoio owned-buffer helpers |
 //! | [`deadline`] | coarse per-worker timeouts for socket waits, swept each tick |
 //! | [`pool`] | per-worker idle upstream connections |

@@ -257,6 +257,8 @@ pub struct WorkerMetrics {
     pub accepted: Counter,
     /// Client connections open now.
     pub open: Gauge,
+    /// Of those, upgraded to a tunnel (WebSocket, ...) now.
+    pub tunnels_open: Gauge,
     /// Requests answered, by status class (relayed or generated).
     pub responses: [Counter; 5],
     /// Responses corelb generated: [reason][status index].
@@ -292,7 +294,11 @@ impl WorkerMetrics {
     pub fn record_request(&self, outcome: &RequestOutcome) {
         if outcome.status != 0 {
             self.responses[class_of(outcome.status)].inc();
-            self.request_latency.observe(outcome.total_time);
+            // A tunnel's time is how long it stayed open (hours, for a
+            // WebSocket), not how long a request took.
+            if outcome.status != 101 {
+                self.request_latency.observe(outcome.total_time);
+            }
         }
         if let Some(reason) = outcome.generated {
             self.generated[reason as usize][generated_index(outcome.status)].inc();

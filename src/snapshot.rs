@@ -30,6 +30,10 @@ pub struct Pool {
     pub health_host: Option<String>,
     /// In config order.
     pub backends: Vec<Arc<Backend>>,
+    /// Largest request body forwarded; `None`: no limit.
+    pub max_body_size: Option<u64>,
+    /// Upgrade protocols forwarded besides `websocket`, lower case.
+    pub allow_upgrades: Vec<String>,
 }
 
 /// Immutable routing state.
@@ -75,6 +79,8 @@ impl Snapshot {
                         )
                     })
                     .collect(),
+                max_body_size: pc.max_body_size,
+                allow_upgrades: pc.allow_upgrades.clone(),
             })
             .collect();
         Snapshot {
@@ -122,6 +128,8 @@ mod tests {
                 weight: 1,
                 drained: false,
             }],
+            max_body_size: None,
+            allow_upgrades: Vec::new(),
         };
         let base = Config::load(&Cli::parse_from(["corelb", "--backend", "127.0.0.1:1"])).unwrap();
         Config {

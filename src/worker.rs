@@ -19,7 +19,7 @@ use crate::config::Settings;
 use crate::control::lifecycle::Phase;
 use crate::control::Control;
 use crate::deadline::{Deadlines, TICK};
-use crate::http::RequestHead;
+use crate::http::{upgrade, RequestHead};
 use crate::outcome::WorkerMetrics;
 use crate::pool::UpstreamPool;
 use crate::resilience::breaker::ejection_allowed;
@@ -172,6 +172,10 @@ impl Worker {
             backend: Arc::clone(&pool.backends[chosen]),
             pool: pool_index,
             generation: routing.snapshot.generation,
+            max_body_size: pool.max_body_size,
+            upgrade: req
+                .upgrade
+                .is_some_and(|p| upgrade::may_forward(req.method, p, &pool.allow_upgrades)),
         };
         if !choice.backend.stats().admit() {
             // Half-open, and another core took the last trial permit.
@@ -329,4 +333,9 @@ pub struct Choice {
     pool: usize,
     /// The snapshot `pool` indexes into.
     generation: u64,
+    /// The pool's limit on request bodies.
+    pub max_body_size: Option<u64>,
+    /// The request's ask to upgrade goes to the backend (the pool allows
+    /// the protocol).
+    pub upgrade: bool,
 }

@@ -301,8 +301,9 @@ const EXCEPTIONS: &[(&str, Diff, &str)] = &[
         "request/connection.md:682", // Setting a flag and pausing
         Diff::Looser,
         "not a rejection: llhttp's `error` 22 is HPE_PAUSED_UPGRADE, returned after a complete, \
-         valid `Connection: upgrade` request. corelb never upgrades: it strips Upgrade \
-         (hop-by-hop) and keeps parsing any later bytes as HTTP, with every check",
+         valid `Connection: upgrade` request. corelb tunnels only a GET asking for websocket \
+         (or a protocol its pool allows) once the backend answers 101; this PUT asking for `ws` \
+         has its Upgrade stripped (hop-by-hop) and later bytes are parsed as HTTP, with every check",
     ),
     (
         "request/invalid.md:69", // HTTP protocol and ANNOUNCE method

@@ -145,6 +145,18 @@ pub fn render(control: &Control) -> String {
         );
     }
     e.family(
+        "corelb_tunnels_open",
+        "gauge",
+        "Client connections upgraded to a tunnel (WebSocket, ...) and open, per worker.",
+    );
+    for (i, w) in workers.iter().enumerate() {
+        e.sample(
+            "corelb_tunnels_open",
+            &[("worker", &i.to_string())],
+            w.tunnels_open.get(),
+        );
+    }
+    e.family(
         "corelb_responses_total",
         "counter",
         "Responses to clients, relayed or generated, by status class.",

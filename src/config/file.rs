@@ -34,6 +34,8 @@ pub(super) struct FileConfig {
     pub client_idle_timeout: Option<Spanned<String>>,
     pub connect_timeout: Option<Spanned<String>>,
     pub upstream_timeout: Option<Spanned<String>>,
+    pub tunnel_idle_timeout: Option<Spanned<String>>,
+    pub max_body_size: Option<Spanned<i64>>,
     pub shutdown_timeout: Option<Spanned<String>>,
     pub response_timeout: Option<Spanned<String>>,
     pub client_body_timeout: Option<Spanned<String>>,
@@ -82,6 +84,11 @@ pub(super) struct FilePool {
     pub health_path: Option<Spanned<String>>,
     pub health_host: Option<Spanned<String>>,
     pub backends: Spanned<Vec<FileBackend>>,
+    /// This pool's limit (0: none), instead of the top-level one.
+    pub max_body_size: Option<Spanned<i64>>,
+    /// Upgrade protocols forwarded besides `websocket` (e.g. `h2c`).
+    #[serde(default)]
+    pub allow_upgrades: Vec<Spanned<String>>,
 }
 
 /// One entry of a pool's `backends`.

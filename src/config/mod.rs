@@ -89,6 +89,8 @@ pub struct Timeouts {
     pub response: Duration,
     /// Between reads of a request body from the client.
     pub client_body: Duration,
+    /// With no byte either way through an upgraded tunnel.
+    pub tunnel_idle: Duration,
 }
 
 /// One backend as configured.
@@ -134,6 +136,10 @@ pub struct PoolConfig {
     pub health_host: Option<String>,
     /// At least one.
     pub backends: Vec<BackendConfig>,
+    /// Largest request body forwarded (413 above it); `None`: no limit.
+    pub max_body_size: Option<u64>,
+    /// Upgrade protocols forwarded besides `websocket`, lower case.
+    pub allow_upgrades: Vec<String>,
 }
 
 /// Sends matching requests to a pool. All given keys must match.
@@ -493,9 +499,25 @@ impl Config {
                 file.client_body_timeout.as_ref(),
                 Duration::from_secs(60),
             )?,
+            tunnel_idle: duration(
+                "tunnel-idle-timeout",
+                &cli.tunnel_idle_timeout,
+                "tunnel_idle_timeout",
+                file.tunnel_idle_timeout.as_ref(),
+                Duration::from_secs(3600),
+            )?,
         };
         let resilience = resilience::load(cli, &s, &file)?;
 
+        // The top-level limit is every pool's unless it sets its own; 0
+        // (the default) is none.
+        let max_body_size = s
+            .number(
+                ("max-body-size", cli.max_body_size),
+                ("max_body_size", file.max_body_size.as_ref()),
+                0..=i64::MAX,
+            )?
+            .map(|n| n as u64);
         let (mut pools, routes) = pools_and_routes(cli, src, &file.pools, &file.routes)?;
         // Top-level health keys probe the pools that name none of their own.
         let health_path = s.text(
@@ -509,6 +531,7 @@ impl Config {
             resilience::parse_health_host,
         )?;
         for pool in &mut pools {
+            pool.max_body_size = pool.max_body_size.or(max_body_size).filter(|&n| n > 0);
             if pool.health_path.is_none() {
                 pool.health_path.clone_from(&health_path);
             }
@@ -666,6 +689,38 @@ pool = "static"
         assert_eq!(c.upstream_keepalive, 1024);
         assert!(c.routes.is_empty());
         assert!(c.pin);
+    }
+
+    #[test]
+    fn tunnel_and_body_limits_default_and_resolve_per_pool() {
+        let c = Config::load(&cli(&["--backend", "127.0.0.1:9000"])).unwrap();
+        assert_eq!(c.timeouts.tunnel_idle, Duration::from_secs(3600));
+        assert_eq!(c.pools[0].max_body_size, None, "off by default");
+        assert!(c.pools[0].allow_upgrades.is_empty());
+        let text = "tunnel_idle_timeout = \"5m\"\nmax_body_size = 100\n\
+                    [[pools]]\nname = \"a\"\nbackends = [{ addr = \"127.0.0.1:1\" }]\n\
+                    [[pools]]\nname = \"b\"\nmax_body_size = 0\nallow_upgrades = [\"H2C\"]\n\
+                    backends = [{ addr = \"127.0.0.1:2\" }]\n\
+                    [[pools]]\nname = \"c\"\nmax_body_size = 7\nbackends = [{ addr = \"127.0.0.1:3\" }]\n";
+        let c = load(&[], text).unwrap();
+        assert_eq!(c.timeouts.tunnel_idle, Duration::from_secs(300));
+        let limits: Vec<_> = c.pools.iter().map(|p| p.max_body_size).collect();
+        assert_eq!(limits, [Some(100), None, Some(7)]);
+        assert_eq!(c.pools[1].allow_upgrades, ["h2c"]);
+        // The flag replaces the top-level value, not a pool's own.
+        let c = load(
+            &["--max-body-size", "50", "--tunnel-idle-timeout", "1s"],
+            text,
+        )
+        .unwrap();
+        let limits: Vec<_> = c.pools.iter().map(|p| p.max_body_size).collect();
+        assert_eq!(limits, [Some(50), None, Some(7)]);
+        assert_eq!(c.timeouts.tunnel_idle, Duration::from_secs(1));
+        assert_eq!(
+            c.settings().timeouts.tunnel_idle,
+            Duration::from_secs(1),
+            "reloadable"
+        );
     }
 
     #[test]
@@ -929,6 +984,22 @@ pool = "api"
             (
                 format!("buffer_size = 10\n{}", pool("")),
                 "t.toml:1:15: buffer_size: invalid value 10: must be from 1024 to 16777216",
+            ),
+            (
+                format!("max_body_size = -1\n{}", pool("")),
+                "t.toml:1:17: max_body_size: invalid value -1: must be from 0 to",
+            ),
+            (
+                "[[pools]]\nname = \"a\"\nmax_body_size = -5\nbackends = [{ addr = \"127.0.0.1:1\" }]\n".into(),
+                "t.toml:3:17: pools[0].max_body_size: invalid value -5: must be 0 (no limit) or more",
+            ),
+            (
+                "[[pools]]\nname = \"a\"\nallow_upgrades = [\"h2c\", \"web socket\"]\nbackends = [{ addr = \"127.0.0.1:1\" }]\n".into(),
+                "t.toml:3:26: pools[0].allow_upgrades[1]: invalid value \"web socket\": expected a protocol name",
+            ),
+            (
+                format!("tunnel_idle_timeout = \"forever\"\n{}", pool("")),
+                "t.toml:1:23: tunnel_idle_timeout: invalid value \"forever\": ",
             ),
         ];
         for (text, want) in cases {

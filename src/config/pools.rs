@@ -44,6 +44,8 @@ pub(super) fn pools_and_routes(
                 health_path: None,
                 health_host: None,
                 backends: flag_backends,
+                max_body_size: None,
+                allow_upgrades: Vec::new(),
             }),
         }
     }
@@ -195,6 +197,33 @@ fn file_pool(
                 .map_err(|e| src.invalid(v.span(), &key("health_host"), quoted(v.get_ref()), e))
         })
         .transpose()?;
+    let max_body_size = match &pool.max_body_size {
+        Some(v) if *v.get_ref() < 0 => {
+            return Err(src.invalid(
+                v.span(),
+                &key("max_body_size"),
+                v.get_ref(),
+                "must be 0 (no limit) or more",
+            ))
+        }
+        Some(v) => Some(*v.get_ref() as u64),
+        None => None,
+    };
+    let allow_upgrades = pool
+        .allow_upgrades
+        .iter()
+        .enumerate()
+        .map(|(j, v)| {
+            parse_upgrade_protocol(v.get_ref()).map_err(|e| {
+                src.invalid(
+                    v.span(),
+                    &format!("pools[{i}].allow_upgrades[{j}]"),
+                    quoted(v.get_ref()),
+                    e,
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(PoolConfig {
         name: name.clone(),
         algorithm,
@@ -202,7 +231,28 @@ fn file_pool(
         health_path,
         health_host,
         backends,
+        max_body_size,
+        allow_upgrades,
     })
+}
+
+/// One name of a pool's `allow_upgrades`: a protocol as `Upgrade` names
+/// it (`h2c`, `foo/2`), lower-cased. CONNECT-style tunnels have no name
+/// here: they are refused whatever the file says.
+fn parse_upgrade_protocol(text: &str) -> Result<String, String> {
+    use crate::http::upgrade::{Protocol, MAX_PROTOCOL_LEN};
+    let name = text.trim();
+    let token = |p: &str| !p.is_empty() && p.bytes().all(crate::http::head::is_token_byte);
+    let well_formed = match name.split_once('/') {
+        Some((proto, version)) => token(proto) && token(version),
+        None => token(name),
+    };
+    if !well_formed || Protocol::new(name.as_bytes()).is_none() {
+        return Err(format!(
+            "expected a protocol name as `Upgrade` writes it (like h2c), at most {MAX_PROTOCOL_LEN} characters"
+        ));
+    }
+    Ok(name.to_ascii_lowercase())
 }
 
 /// Check `[[routes]]` number `i` against the final pool list.

@@ -60,6 +60,10 @@ pub struct RequestHead<'h, 'b> {
     /// The whole head as received (`len` bytes); header lines kept as they
     /// are can be copied from it in runs.
     pub raw: &'b [u8],
+    /// The protocol an HTTP/1.1 request asks to switch to (`Connection:
+    /// upgrade` and an `Upgrade` naming exactly one protocol); whether it
+    /// is forwarded is the pool's call ([`super::upgrade::may_forward`]).
+    pub upgrade: Option<&'b [u8]>,
 }
 
 impl<'b> RequestHead<'_, 'b> {
@@ -204,6 +208,10 @@ struct FramingFields<'b> {
     chunked_misplaced: bool,
     connection_close: bool,
     connection_keep_alive: bool,
+    /// `Connection` lists `upgrade`.
+    connection_upgrade: bool,
+    /// Number of `Upgrade` fields seen.
+    upgrades: usize,
     host: Option<&'b [u8]>,
     hosts: usize,
     expect: Option<&'b [u8]>,
@@ -244,6 +252,8 @@ fn scan_fields<'b>(headers: &[Header<'b>]) -> Result<FramingFields<'b>, &'static
                     f.connection_close = true;
                 } else if option.eq_ignore_ascii_case(b"keep-alive") {
                     f.connection_keep_alive = true;
+                } else if option.eq_ignore_ascii_case(b"upgrade") {
+                    f.connection_upgrade = true;
                 }
             }
         } else if name.eq_ignore_ascii_case(b"host") {
@@ -251,6 +261,8 @@ fn scan_fields<'b>(headers: &[Header<'b>]) -> Result<FramingFields<'b>, &'static
             f.host = Some(h.value);
         } else if name.eq_ignore_ascii_case(b"expect") {
             f.expect = Some(h.value);
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            f.upgrades += 1;
         } else if field::is_underscore_alias(name) {
             f.underscore_alias = true;
         }
@@ -514,6 +526,21 @@ pub fn parse_request<'h, 'b>(
         }
     };
 
+    // RFC 9110 §7.8: a request that asks to switch protocols. With a body,
+    // the backend could switch before or after reading it, and the two
+    // hops would disagree on where HTTP ends: refused.
+    let asks_upgrade = f.connection_upgrade && f.upgrades > 0;
+    if asks_upgrade && body != BodyKind::Empty {
+        return Err(bad_request(
+            "a request that asks to upgrade must not have a body",
+        ));
+    }
+    let upgrade = if asks_upgrade && minor_version == 1 {
+        super::upgrade::single_protocol(headers)
+    } else {
+        None
+    };
+
     let expect_continue = match f.expect {
         None => false,
         Some(v) if v.eq_ignore_ascii_case(b"100-continue") => true,
@@ -541,6 +568,7 @@ pub fn parse_request<'h, 'b>(
         expect_continue,
         host: f.host,
         raw: &buf[..len],
+        upgrade,
     }))
 }
 

@@ -5,6 +5,7 @@ pub mod body;
 pub mod field;
 pub mod head;
 pub mod rewrite;
+pub mod upgrade;
 
 pub use body::{BodyKind, BodyProgress, ChunkError, ChunkedDecoder, Progress};
 pub use head::{parse_request, parse_response, HeadError, RequestHead, ResponseHead, MAX_HEADERS};

@@ -2,8 +2,9 @@
 //!
 //! Hop-by-hop fields (RFC 9110 §7.6.1) describe one connection, not the
 //! message, so they stop here: `Connection` and every field it names,
-//! `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`, `Upgrade` (until
-//! corelb tunnels upgrades). Framing fields are written from the parsed
+//! `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`, `Upgrade`; an
+//! upgrade a pool lets through gets its own `Connection: upgrade` and
+//! `Upgrade` written anew, on the request and on the `101`. Framing fields are written from the parsed
 //! framing, never copied raw. Heads are written into a caller-owned
 //! `BytesMut` that is reused across requests, so nothing here allocates
 //! once the buffer has grown to size.
@@ -217,6 +218,21 @@ pub fn write_request_head(
     client: &ClientAddr,
     fallback_host: &[u8],
 ) {
+    write_request_head_upgrading(out, req, client, fallback_host, None);
+}
+
+/// [`write_request_head`] for a request whose ask to switch to `upgrade`
+/// goes to the backend (`None`: like [`write_request_head`]): the head
+/// then ends with `Connection: upgrade` and `Upgrade: PROTOCOL`, rebuilt
+/// like every hop-by-hop field, so nothing else the client listed in
+/// `Connection` goes along.
+pub fn write_request_head_upgrading(
+    out: &mut BytesMut,
+    req: &RequestHead<'_, '_>,
+    client: &ClientAddr,
+    fallback_host: &[u8],
+    upgrade: Option<&[u8]>,
+) {
     let hop_by_hop = HopByHop::new(req.headers);
     out.put_slice(req.method.as_bytes());
     out.put_u8(b' ');
@@ -308,6 +324,39 @@ pub fn write_request_head(
         }
         BodyKind::Empty | BodyKind::CloseDelimited => {}
     }
+    if let Some(protocol) = upgrade {
+        put_upgrade(out, protocol);
+    }
+    out.put_slice(b"\r\n");
+}
+
+fn put_upgrade(out: &mut BytesMut, protocol: &[u8]) {
+    out.put_slice(b"Connection: upgrade\r\nUpgrade: ");
+    out.put_slice(protocol);
+    out.put_slice(b"\r\n");
+}
+
+/// Write the `101 Switching Protocols` to relay to the client for `res`,
+/// which switched to `protocol` ([`super::upgrade::opens_tunnel`] said
+/// so): the backend's end-to-end fields (`Sec-WebSocket-Accept`, ...),
+/// then `Connection: upgrade` and `Upgrade` rebuilt.
+pub fn write_switching_head(out: &mut BytesMut, res: &ResponseHead<'_, '_>, protocol: &[u8]) {
+    out.put_slice(b"HTTP/1.1 101 ");
+    out.put_slice(res.reason.as_bytes());
+    out.put_slice(b"\r\n");
+    let hop_by_hop = HopByHop::new(res.headers);
+    let mut copier = LineCopier::new(res.raw);
+    for h in res.headers {
+        let name = h.name.as_bytes();
+        match classify(name) {
+            // A 101 has no body: no framing field means anything.
+            Field::HopByHop | Field::Framing => {}
+            Field::Other if hop_by_hop.lists(name) => {}
+            _ => copier.keep(out, h),
+        }
+    }
+    copier.flush(out);
+    put_upgrade(out, protocol);
     out.put_slice(b"\r\n");
 }
 
@@ -489,6 +538,44 @@ mod tests {
         assert!(out.contains("Content-Length: 7\r\n"), "{out}");
         assert!(out.contains("Host: backend:80\r\n"), "{out}");
         assert!(!out.contains("Expect"), "{out}");
+    }
+
+    #[test]
+    fn a_forwarded_upgrade_is_rebuilt_and_nothing_else_listed_goes() {
+        let raw = "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, X-Secret\r\nX-Secret: 1\r\n\
+                   Upgrade: websocket\r\nSec-WebSocket-Key: k\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let req = parse_request(raw.as_bytes(), &mut headers)
+            .unwrap()
+            .unwrap();
+        assert_eq!(req.upgrade, Some(&b"websocket"[..]));
+        let mut out = BytesMut::new();
+        let client = ClientAddr::new("10.1.2.3".parse().unwrap());
+        write_request_head_upgrading(&mut out, &req, &client, b"b", req.upgrade);
+        let out = String::from_utf8(out.to_vec()).unwrap();
+        assert!(
+            out.ends_with("Via: 1.1 corelb\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("Sec-WebSocket-Key: k\r\nSec-WebSocket-Version: 13\r\n"),
+            "{out}"
+        );
+        assert!(!out.contains("X-Secret"), "{out}");
+        assert_eq!(out.matches("pgrade").count(), 2, "{out}");
+
+        let raw =
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n\
+                    Sec-WebSocket-Accept: x\r\nContent-Length: 5\r\n\r\n";
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let res = parse_response(raw, &mut headers, false).unwrap().unwrap();
+        let mut out = BytesMut::new();
+        write_switching_head(&mut out, &res, b"websocket");
+        assert_eq!(
+            &out[..],
+            b"HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: x\r\n\
+              Connection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+        );
     }
 
     #[test]

@@ -24,7 +24,8 @@ use crate::backend::InflightGuard;
 use crate::deadline::Deadlines;
 use crate::error::{write_error_response, ProxyError};
 use crate::ewma;
-use crate::http::rewrite::{write_request_head, ClientAddr};
+use crate::http::rewrite::{write_request_head_upgrading, ClientAddr};
+use crate::http::upgrade::Protocol;
 use crate::http::{head, parse_request, BodyKind, BodyProgress, RequestHead, MAX_HEADERS};
 use crate::io::{
     make_room, read_idle_timeout, read_some_timeout, release_if_oversized, reset_on_close,
@@ -34,7 +35,9 @@ use crate::outcome::{AttemptOutcome, Failure, Generated, RequestOutcome, Timeout
 use crate::resilience::breaker::counts_as_failure;
 use crate::worker::{Choice, Worker};
 
+mod body_limit;
 mod relay;
+mod tunnel;
 mod upstream;
 
 use upstream::{HeadFailure, SendError};
@@ -65,6 +68,11 @@ struct Request {
     idempotent: bool,
     http11: bool,
     choice: Choice,
+    /// The protocol the request asks to switch to, when its pool lets the
+    /// ask through to the backend.
+    upgrade: Option<Protocol>,
+    /// What the pool lets the body weigh, and what it weighed so far.
+    body_limit: body_limit::BodyLimit,
 }
 
 /// Outcome of reading the next request head.
@@ -411,9 +419,20 @@ impl Exchange<'_> {
             .pick(req.host_name(), req.path(), self.peer_ip, &req)
             .ok_or(ProxyError::NoBackend)?;
         self.logged.backend = Some(choice.backend.addr);
+        let body_limit = body_limit::BodyLimit::new(choice.max_body_size, req.body)?;
+        let upgrade = req
+            .upgrade
+            .filter(|_| choice.upgrade)
+            .and_then(Protocol::new);
         let out = &mut self.bufs.out;
         out.clear();
-        write_request_head(out, &req, &self.client_addr, choice.backend.name.as_bytes());
+        write_request_head_upgrading(
+            out,
+            &req,
+            &self.client_addr,
+            choice.backend.name.as_bytes(),
+            upgrade.as_ref().map(Protocol::as_bytes),
+        );
         let prepared = Request {
             body: req.body,
             keep_alive: req.keep_alive,
@@ -425,6 +444,8 @@ impl Exchange<'_> {
             ),
             http11: req.minor_version == 1,
             choice,
+            upgrade,
+            body_limit,
         };
         let len = req.len;
         self.bufs.client_in.advance(len);
@@ -436,20 +457,22 @@ impl Exchange<'_> {
     /// A backend that cannot be connected to never saw the request, so the
     /// request goes to another backend of the pool (up to
     /// `CONNECT_ATTEMPTS` in all), as nginx's `proxy_next_upstream error`.
-    async fn forward(&mut self, req: Request) -> Result<bool, ProxyError> {
+    async fn forward(&mut self, mut req: Request) -> Result<bool, ProxyError> {
         // The body bytes that came with the head go out in the same write,
         // exactly as they came (chunk framing included: the decoder only
         // checks it and finds where the body ends). Taken once: every
         // attempt below sends this same `out` and continues from this
         // `req_body`, since a failed connect consumed nothing.
         let mut req_body = BodyProgress::new(req.body);
+        let limit = &mut req.body_limit;
         let taken = req_body
-            .advance(&self.bufs.client_in, |_| {})
+            .advance(&self.bufs.client_in, |data| limit.count(data))
             .map_err(|e| ProxyError::Downstream {
                 status: 400,
                 reason: e.reason(),
             })?
             .consumed;
+        req.body_limit.check()?;
         self.bufs
             .out
             .extend_from_slice(&self.bufs.client_in[..taken]);
@@ -562,7 +585,12 @@ impl Exchange<'_> {
             status: state.status.filter(|_| failure.is_none()),
             failure,
             ttfb: state.ttfb,
-            elapsed: now.saturating_duration_since(started),
+            // A tunnel's try is over at its `101`: the hours it then stays
+            // open say nothing of the backend's speed.
+            elapsed: match (state.status, state.ttfb) {
+                (Some(101), Some(ttfb)) => ttfb,
+                _ => now.saturating_duration_since(started),
+            },
             replayed: state.replayed,
             pooled: state.pooled,
         };
@@ -621,7 +649,11 @@ impl Exchange<'_> {
                 }
                 // A timed-out write is never replayed: the backend took
                 // part of the request, then stopped taking it.
-                Err(failure @ (SendError::Upstream | SendError::UpstreamTimeout)) => {
+                Err(
+                    failure @ (SendError::Upstream
+                    | SendError::UpstreamTimeout
+                    | SendError::EarlyAnswer),
+                ) => {
                     // The backend may have answered before taking the whole
                     // request (413, 401, ...) and then stopped reading or
                     // closed: relay that answer rather than an error.

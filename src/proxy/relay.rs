@@ -39,6 +39,9 @@ impl Exchange<'_> {
         backend: &Backend,
         res: Response,
     ) -> Result<bool, ProxyError> {
+        if res.tunnel {
+            return self.tunnel(upstream, res).await;
+        }
         let cfg = self.worker.settings();
         let dechunk = res.client.must_dechunk(res.body);
         let mut body = BodyProgress::new(res.body);

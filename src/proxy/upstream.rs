@@ -1,15 +1,32 @@
 //! Talking to the backend: send the request (head, then any body still
 //! coming from the client) and read the response head, relaying interim
 //! (1xx) responses on the way.
+//!
+//! While a body streams up, the backend is watched: one that answers
+//! before the body is complete (413, 401, ...) gets its answer relayed at
+//! once, the rest of the body is not forwarded, and neither connection is
+//! kept ([`SendError::EarlyAnswer`]).
+
+use std::future::Future;
+use std::os::fd::AsRawFd;
+use std::pin::pin;
+use std::task::Poll;
 
 use bytes::Buf;
 use monoio::net::TcpStream;
 
-use super::{forward_range, has_head_end, Exchange, Request};
+use super::{has_head_end, Exchange, Request};
+use crate::deadline::Direction;
 use crate::error::ProxyError;
-use crate::http::rewrite::{write_interim_head, write_response_head, ClientSide};
+use crate::http::rewrite::{
+    write_interim_head, write_response_head, write_switching_head, ClientSide,
+};
+use crate::http::upgrade::{self, Protocol};
 use crate::http::{parse_response, BodyKind, BodyProgress, MAX_HEADERS};
-use crate::io::{make_room, read_some_timeout, write_all_timeout, write_static_timeout, ReadError};
+use crate::io::{
+    make_room, read_some_timeout, write_all_timeout, write_shared_timeout, write_static_timeout,
+    ReadError,
+};
 use crate::outcome::TimeoutKind;
 
 /// Interim (1xx) responses accepted before the final one; a backend
@@ -27,6 +44,9 @@ pub(super) struct Response {
     /// Length of the backend's head, still at the front of `upstream_in`
     /// (the relay may overwrite it with the rewritten head).
     pub(super) head_len: usize,
+    /// A `101` to the protocol the request asked for: from now on the
+    /// connection is a tunnel (`out` holds the `101` for the client).
+    pub(super) tunnel: bool,
 }
 
 /// Why sending the request failed.
@@ -39,6 +59,10 @@ pub(super) enum SendError {
     UpstreamTimeout,
     /// The client failed or sent a bad body.
     Client(ProxyError),
+    /// The backend sent something (an answer, or its close) before the
+    /// whole body was sent: what it sent is to be read and relayed, and
+    /// the rest of the body is not forwarded.
+    EarlyAnswer,
 }
 
 /// Why no response head arrived.
@@ -79,7 +103,6 @@ impl Exchange<'_> {
             return Ok(());
         }
         let idle = self.worker.settings().timeouts.client_idle;
-        let body_timeout = self.worker.settings().timeouts.client_body;
         if req.expect_continue && req.http11 {
             write_static_timeout(
                 &self.worker.deadlines,
@@ -91,7 +114,56 @@ impl Exchange<'_> {
             .map_err(|_| SendError::Client(ProxyError::ClientGone))?;
             self.outcome.bytes_out += 25;
         }
-        let size = self.worker.settings().buffer_size;
+        // The body streams up while the backend is watched for an answer;
+        // both hold the upstream socket by shared reference (see
+        // `io::read_shared`), so neither needs it to itself.
+        let upstream: &TcpStream = upstream;
+        let worker = self.worker;
+        let mut answered = pin!(upstream.readable(false));
+        let body_first = {
+            let mut body = pin!(self.stream_body(upstream, req, req_body));
+            std::future::poll_fn(|cx| {
+                if let Poll::Ready(sent) = body.as_mut().poll(cx) {
+                    return Poll::Ready(Some(sent));
+                }
+                answered.as_mut().poll(cx).map(|_| None)
+            })
+            .await
+        };
+        match body_first {
+            // Dropping the body's pending read or write is fine here: both
+            // connections close after an early answer.
+            None => Err(SendError::EarlyAnswer),
+            Some(Err(e)) => Err(e),
+            Some(Ok(())) => {
+                // Wait out the readiness watch rather than drop it (a
+                // dropped io_uring poll costs a cancel and an allocation):
+                // it is the first wait for the response anyway.
+                // Per try, as for any response head (`--response-timeout`).
+                let response_timeout = worker.settings().timeouts.response;
+                let wait =
+                    worker
+                        .deadlines
+                        .arm(upstream.as_raw_fd(), Direction::Read, response_timeout);
+                let ready = answered.await;
+                if wait.expired() {
+                    return Err(SendError::UpstreamTimeout);
+                }
+                ready.map_err(|_| SendError::Upstream)
+            }
+        }
+    }
+
+    /// Stream the rest of the request body from the client to `upstream`.
+    async fn stream_body(
+        &mut self,
+        upstream: &TcpStream,
+        req: &Request,
+        req_body: &mut BodyProgress,
+    ) -> Result<(), SendError> {
+        let cfg = self.worker.settings();
+        let (size, body_timeout) = (cfg.buffer_size, cfg.timeouts.client_body);
+        let mut body_limit = req.body_limit;
         while !req_body.is_done() {
             let buf = &mut self.bufs.client_in;
             make_room(buf, size);
@@ -113,23 +185,26 @@ impl Exchange<'_> {
                 Ok(_) => {}
             }
             let progress = req_body
-                .advance(&self.bufs.client_in, |_| {})
+                .advance(&self.bufs.client_in, |data| body_limit.count(data))
                 .map_err(|e| {
                     SendError::Client(ProxyError::Downstream {
                         status: 400,
                         reason: e.reason(),
                     })
                 })?;
+            // Over the limit: this part is not sent, and the connection
+            // is dropped with the body unfinished.
+            body_limit.check().map_err(SendError::Client)?;
             self.outcome.bytes_in += progress.consumed as u64;
-            forward_range(
+            write_shared_timeout(
                 &self.worker.deadlines,
                 upstream,
-                &mut self.bufs.client_in,
-                0..progress.consumed,
-                upstream_timeout,
+                &self.bufs.client_in[..progress.consumed],
+                cfg.timeouts.upstream,
             )
             .await
             .map_err(upstream_write_failure)?;
+            self.bufs.client_in.advance(progress.consumed);
         }
         Ok(())
     }
@@ -167,9 +242,30 @@ impl Exchange<'_> {
                         )))
                     }
                     Ok(Some(res)) if res.code == 101 => {
-                        return Err(HeadFailure::Error(ProxyError::Upstream(
-                            "backend switched protocols",
-                        )))
+                        let asked = req.upgrade.as_ref().map(Protocol::as_bytes);
+                        let asked = asked.filter(|_| request_sent);
+                        let Some(protocol) =
+                            asked.filter(|p| upgrade::opens_tunnel(Some(p), 101, res.headers))
+                        else {
+                            // Unasked, or to another protocol than asked:
+                            // nothing to relay, and no tunnel either.
+                            return Err(HeadFailure::Error(ProxyError::Upstream(
+                                "backend switched protocols it was not asked for",
+                            )));
+                        };
+                        self.attempt.status = Some(101);
+                        self.bufs.out.clear();
+                        write_switching_head(&mut self.bufs.out, &res, protocol);
+                        return Ok(Response {
+                            body: BodyKind::Empty,
+                            upstream_keep_alive: false,
+                            client: ClientSide {
+                                http11: true,
+                                keep_alive: false,
+                            },
+                            head_len: res.len,
+                            tunnel: true,
+                        });
                     }
                     Ok(Some(res)) if res.is_informational() => {
                         interim_responses += 1;
@@ -215,9 +311,15 @@ impl Exchange<'_> {
                         write_response_head(&mut self.bufs.out, &res, client);
                         return Ok(Response {
                             body: res.body,
-                            upstream_keep_alive: res.keep_alive && request_sent,
+                            // A backend asked to upgrade that answered
+                            // otherwise may still have switched on its
+                            // side: its connection is never reused.
+                            upstream_keep_alive: res.keep_alive
+                                && request_sent
+                                && req.upgrade.is_none(),
                             client,
                             head_len: res.len,
+                            tunnel: false,
                         });
                     }
                 }

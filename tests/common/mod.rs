@@ -1118,7 +1118,7 @@ pub fn require_tool(name: &str) {
     });
     assert!(
         found,
-        "`{name}` is not installed; these tests need nginx, curl, wrk, python3 (with prometheus_client) and chromium: run .ci/run (CI installs them)"
+        "`{name}` is not installed; these tests need nginx, curl, wrk, python3 (with prometheus_client and websockets) and chromium: run .ci/run (CI installs them)"
     );
 }
 
