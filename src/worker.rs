@@ -222,7 +222,7 @@ impl Worker {
         let Some(pool) = routing.snapshot.pools.get(choice.pool) else {
             return true;
         };
-        let (ejected, total) = crate::resilience::thread::ejected_in(pool);
+        let (ejected, total) = crate::resilience::pool_state::ejected_in(pool);
         ejection_allowed(ejected, total, max_percent)
     }
 

@@ -4,12 +4,15 @@
 //! passive ejection), [`health`] (rise/fall of active probes), [`weights`]
 //! (adaptive weights and slow start). The thread that runs them,
 //! `corelb-health` ([`thread`]), never touches a request: it probes
-//! backends ([`probe`]), and every 100 ms reads what the workers counted,
-//! advances each backend's breaker, and publishes states, effective
-//! weights and panic flags through the backends' atomics.
+//! backends (`probe`), and every 100 ms reads what the workers counted,
+//! advances each backend's breaker and publishes its state
+//! (`backend_state`), and sets each pool's panic flag and effective
+//! weights (`pool_state`) through the backends' atomics.
 
+mod backend_state;
 pub mod breaker;
 pub mod health;
+pub mod pool_state;
 mod probe;
 pub mod thread;
 pub mod weights;

@@ -1,14 +1,23 @@
-//! One active health probe: connect, `GET` the health path, read the
-//! status line. Its own connection every time: a probe never borrows a
+//! Active health probes: one probe (connect, `GET` the health path, read
+//! the status line), and the loop that probes one backend and records
+//! what it finds. Its own connection every time: a probe never borrows a
 //! data connection (whose state it could disturb) and never leaves one
 //! behind (`Connection: close`).
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
-use super::health::HealthPolicy;
+use super::health::{self, Health, HealthPolicy};
+use super::thread::State;
+use crate::ewma;
 
 /// The longest status line read.
 const MAX_STATUS_LINE: usize = 512;
@@ -85,6 +94,71 @@ pub fn status_of(line: &[u8]) -> Option<u16> {
         return None;
     }
     std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// Probe one backend for as long as some pool wants it probed.
+pub(super) async fn probe_loop(state: Rc<RefCell<State>>, addr: SocketAddr) {
+    // Spread the first probes of many backends over a short moment.
+    let mut seed = u64::from(addr.port()) ^ (ewma::now_ns() << 16);
+    monoio::time::sleep(health::jittered(Duration::from_millis(100), seed)).await;
+    loop {
+        let policy = {
+            let mut s = state.borrow_mut();
+            let Some(tracked) = s.backends.get_mut(&addr) else {
+                return;
+            };
+            match &tracked.probe_policy {
+                Some(p) => p.clone(),
+                None => {
+                    tracked.probing = false;
+                    tracked.health = None;
+                    return;
+                }
+            }
+        };
+        let result = probe(addr, &policy).await;
+        let healthy = health::is_healthy(&policy, result.ok());
+        let next = {
+            let mut s = state.borrow_mut();
+            let Some(tracked) = s.backends.get_mut(&addr) else {
+                return;
+            };
+            let counters = &tracked.stats.resilience;
+            let counter = if healthy {
+                &counters.probes_ok
+            } else {
+                &counters.probes_failed
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            let health = tracked.health.get_or_insert_with(Health::new);
+            match health.record(&policy, healthy) {
+                Some(true) => {
+                    info!(
+                        "backend {addr}: health check passed {} times in a row: up",
+                        policy.rise
+                    );
+                    // Healthy again by direct evidence: an open breaker
+                    // need not wait out its time.
+                    tracked.breaker.close(Instant::now());
+                }
+                Some(false) => {
+                    counters.health_downs.fetch_add(1, Ordering::Relaxed);
+                    let what = match result {
+                        Ok(code) => format!("answered {code}"),
+                        Err(e) => e.as_str().to_string(),
+                    };
+                    warn!(
+                        "backend {addr}: health check failed {} times in a row ({what}): down",
+                        policy.fall
+                    );
+                }
+                None => {}
+            }
+            health.next_interval(&policy)
+        };
+        seed = seed.wrapping_add(1);
+        monoio::time::sleep(health::jittered(next, seed)).await;
+    }
 }
 
 #[cfg(test)]

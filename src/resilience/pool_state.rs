@@ -1,0 +1,122 @@
+//! What the resilience thread sets per pool each tick: whether the pool is
+//! in panic, and its entries' effective weights.
+
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use super::thread::State;
+use super::weights::{self, Inputs};
+use crate::backend::BackendState;
+use crate::config::Resilience;
+use crate::ewma;
+use crate::snapshot::Pool;
+
+/// Is a backend in this state ejected (its breaker not closed)?
+pub(super) fn is_ejected(state: BackendState) -> bool {
+    matches!(state, BackendState::Open | BackendState::HalfOpen)
+}
+
+/// (ejected, in rotation) of a pool: breakers not closed, among entries
+/// not drained.
+pub fn ejected_in(pool: &Pool) -> (usize, usize) {
+    let live = pool.backends.iter().filter(|b| !b.drained);
+    let (mut ejected, mut total) = (0, 0);
+    for b in live {
+        total += 1;
+        if is_ejected(b.state()) {
+            ejected += 1;
+        }
+    }
+    (ejected, total)
+}
+
+/// A pool with fewer than `threshold` percent of its entries available
+/// lets its ejected (breaker-open) backends take traffic again: better
+/// some errors than refusing everything. Backends down by health checks
+/// stay out.
+pub(super) fn update_panic(pool: &Pool, threshold: u32) {
+    let live: Vec<_> = pool.backends.iter().filter(|b| !b.drained).collect();
+    let available = live
+        .iter()
+        .filter(|b| matches!(b.state(), BackendState::Up | BackendState::HalfOpen))
+        .count();
+    let panic = !live.is_empty() && available * 100 < live.len() * threshold as usize;
+    let was = pool.backends.iter().any(|b| b.in_panic());
+    if panic != was {
+        if panic {
+            warn!(
+                "pool {}: only {available} of {} backends available (panic threshold {threshold}%): \
+                 ejected backends take traffic again",
+                pool.name,
+                live.len()
+            );
+        } else {
+            info!("pool {}: out of panic", pool.name);
+        }
+    }
+    for b in &pool.backends {
+        b.set_panic(panic);
+    }
+}
+
+pub(super) fn update_weights(
+    pool: &Pool,
+    state: &mut State,
+    settings: &Resilience,
+    elapsed: Duration,
+    now: Instant,
+) {
+    let (adaptive, slow_start) = weights::applies(pool.algorithm, settings);
+    if !adaptive && !slow_start {
+        for b in &pool.backends {
+            if b.effective_weight() != b.weight {
+                b.set_effective_weight(b.weight);
+            }
+        }
+        if !state.shares.is_empty() {
+            state.shares.retain(|(name, _), _| name != &pool.name);
+        }
+        return;
+    }
+    let now_ns = ewma::ns_at(now);
+    let mut latencies: Vec<u64> = pool
+        .backends
+        .iter()
+        .filter(|b| b.state() == BackendState::Up)
+        .map(|b| b.latency_at(now_ns))
+        .collect();
+    latencies.sort_unstable();
+    let pool_latency =
+        Duration::from_nanos(latencies.get(latencies.len() / 2).copied().unwrap_or(0));
+    for b in &pool.backends {
+        let Some(tracked) = state.backends.get(&b.addr) else {
+            continue;
+        };
+        let inputs = Inputs {
+            latency: Duration::from_nanos(b.latency_at(now_ns)),
+            pool_latency,
+            failure_rate: tracked.failure_rate,
+            since_up: tracked.up_since.map(|t| now.saturating_duration_since(t)),
+        };
+        let slow = if slow_start {
+            settings.slow_start
+        } else {
+            Duration::ZERO
+        };
+        let target = weights::target_share(&inputs, adaptive, slow);
+        let key = (pool.name.clone(), b.addr);
+        let current = state.shares.get(&key).copied().unwrap_or(target);
+        let share = if slow_start && inputs.since_up.is_some_and(|s| s < settings.slow_start) {
+            // The ramp is its own smoothing.
+            target
+        } else {
+            weights::next_share(current, target, elapsed)
+        };
+        state.shares.insert(key, share);
+        let weight = weights::effective_weight(b.weight, share);
+        if b.effective_weight() != weight {
+            b.set_effective_weight(weight);
+        }
+    }
+}
