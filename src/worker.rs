@@ -95,6 +95,8 @@ pub struct Worker {
     listener_fd: Cell<Option<RawFd>>,
     /// Backend failures are logged at most once a second per worker.
     pub failure_log: crate::logging::Limiter,
+    /// So are connections refused by `--max-connections-per-ip`.
+    pub refusal_log: crate::logging::Limiter,
 }
 
 impl Worker {
@@ -113,6 +115,7 @@ impl Worker {
             connections: Cell::new(0),
             listener_fd: Cell::new(None),
             failure_log: crate::logging::Limiter::new(Duration::from_secs(1)),
+            refusal_log: crate::logging::Limiter::new(Duration::from_secs(1)),
             control,
         }
     }
