@@ -88,6 +88,12 @@ pub struct Cli {
     #[arg(long, value_name = "N", global = true)]
     pub max_connections: Option<usize>,
 
+    /// Open client connections allowed per client IP address, across all
+    /// workers; a connection over it is closed at once; 0 for no limit
+    /// [default: 0].
+    #[arg(long, value_name = "N", global = true)]
+    pub max_connections_per_ip: Option<usize>,
+
     /// Size of each connection's read buffer in bytes; also the largest
     /// request or response head accepted [default: 16384].
     #[arg(long, value_name = "BYTES", global = true)]

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | [`cli`], [`config`] | flags and the validated, typed [`config::Config`] |
 //! | [`serve`] | the whole process: logging, signals, data plane, admin, control loop |
-//! | [`control`] | the owner of everything shared: snapshot, registry, lifecycle, reload, admin changes |
+//! | [`control`] | the owner of everything shared: snapshot, registry, connection counts, lifecycle, reload, admin changes |
 //! | [`admin`] | the admin listener: metrics, status, dashboard, runtime API |
 //! | [`runtime`] | pinned worker threads, one monoio runtime each |
 //! | [`listener`] | SO_REUSEPORT sockets, accept loop, connection cap |

@@ -123,9 +123,14 @@ impl Drop for ConnectionPermit {
     }
 }
 
-/// Serve `stream` in a task of its own, counted against the limit and by
-/// the worker until it closes.
+/// Serve `stream` in a task of its own, counted against the limits and by
+/// the worker until it closes; or, if its address already has
+/// `--max-connections-per-ip` open, close it at once.
 fn spawn_connection(worker: &Rc<Worker>, stream: monoio::net::TcpStream, peer: SocketAddr) {
+    let Some(per_ip) = worker.control.per_ip.try_acquire(peer.ip()) else {
+        refuse_over_per_ip_limit(worker, stream, peer);
+        return;
+    };
     let _ = stream.set_nodelay(true);
     let permit = worker.control.limit.acquire();
     worker.connection_opened();
@@ -134,7 +139,34 @@ fn spawn_connection(worker: &Rc<Worker>, stream: monoio::net::TcpStream, peer: S
         serve_client(Rc::clone(&worker), stream, peer).await;
         worker.connection_closed();
         drop(permit);
+        drop(per_ip);
     });
+}
+
+/// Close a connection over `--max-connections-per-ip` at once, before
+/// reading a byte. Not a 503 after the head: that would hold a buffer, a
+/// task and a place under `--max-connections` for as long as the client
+/// takes to send its head (up to `--client-header-timeout`), which is
+/// what a client hoarding connections would make the most of. Closed
+/// here, a refused connection costs nothing; the client sees it closed
+/// (or reset, if its request had already arrived) with no answer.
+fn refuse_over_per_ip_limit(worker: &Worker, stream: monoio::net::TcpStream, peer: SocketAddr) {
+    // Counted first: whoever sees the close may look at /metrics next.
+    worker.metrics().refused_per_ip.inc();
+    drop(stream);
+    if let Some(unreported) = worker.refusal_log.allow(Instant::now()) {
+        let more = if unreported > 0 {
+            format!(" ({unreported} more since the last report)")
+        } else {
+            String::new()
+        };
+        warn!(
+            "worker {}: closed a connection from {}: it has {} open (--max-connections-per-ip){more}",
+            worker.id,
+            peer.ip(),
+            worker.control.per_ip.max()
+        );
+    }
 }
 
 /// Accept connections until the drain closes the listener, serving each

@@ -259,6 +259,9 @@ pub struct WorkerMetrics {
     pub open: Gauge,
     /// Of those, upgraded to a tunnel (WebSocket, ...) now.
     pub tunnels_open: Gauge,
+    /// Client connections closed at once: their address had
+    /// `--max-connections-per-ip` open.
+    pub refused_per_ip: Counter,
     /// Requests answered, by status class (relayed or generated).
     pub responses: [Counter; 5],
     /// Responses corelb generated: [reason][status index].

@@ -99,6 +99,8 @@ pub struct Worker {
     pub failure_log: crate::logging::Limiter,
     /// Retries this worker may still send (`--retry-budget`).
     pub retry_budget: RetryBudget,
+    /// So are connections refused by `--max-connections-per-ip`.
+    pub refusal_log: crate::logging::Limiter,
 }
 
 impl Worker {
@@ -118,6 +120,7 @@ impl Worker {
             listener_fd: Cell::new(None),
             failure_log: crate::logging::Limiter::new(Duration::from_secs(1)),
             retry_budget: RetryBudget::new(std::time::Instant::now()),
+            refusal_log: crate::logging::Limiter::new(Duration::from_secs(1)),
             control,
         }
     }

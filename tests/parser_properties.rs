@@ -9,13 +9,18 @@
 //!   hop-by-hop fields are gone from it.
 //! - The chunked decoder gives the same outcome however its input is split,
 //!   and decodes whatever a valid encoder produced.
+//! - A trailer section gets the verdict a head parser gives the same lines.
+//!
+//! The checks themselves are in `tests/support/`, shared with the targets.
 
 use bytes::BytesMut;
-use corelb::http::rewrite::{
-    write_interim_head, write_request_head, write_response_head, ClientAddr, ClientSide,
-};
+use corelb::http::rewrite::{write_request_head, write_response_head, ClientAddr, ClientSide};
 use corelb::http::{parse_request, parse_response, BodyKind, BodyProgress, MAX_HEADERS};
 use httparse::EMPTY_HEADER;
+
+#[path = "support/round_trip.rs"]
+mod round_trip;
+use round_trip::{check_request, check_response, header_values};
 
 // ---------------------------------------------------------------------------
 // Generators
@@ -200,159 +205,13 @@ fn gen_chunked(rng: &mut fastrand::Rng) -> (Vec<u8>, Vec<u8>) {
 // ---------------------------------------------------------------------------
 // Request heads
 
-fn header_values<'a>(headers: &'a [httparse::Header<'a>], name: &str) -> Vec<&'a [u8]> {
-    headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case(name))
-        .map(|h| h.value)
-        .collect()
-}
-
-/// Every property of one request input. Returns whether it was accepted.
-fn check_request(input: &[u8], rng: &mut fastrand::Rng) -> bool {
-    let show = || format!("{:?}", String::from_utf8_lossy(input));
-    let mut headers = [EMPTY_HEADER; MAX_HEADERS];
-    let req = match parse_request(input, &mut headers) {
-        Ok(Some(req)) => req,
-        Ok(None) => return false,
-        Err(e) => {
-            assert!(
-                [400, 417, 431, 501, 505].contains(&e.status),
-                "{e:?} for {}",
-                show()
-            );
-            return false;
-        }
-    };
-    assert!(req.len <= input.len() && input[..req.len].ends_with(b"\r\n\r\n"));
-
-    // A head that arrives in pieces is never refused on the way.
-    for _ in 0..2 {
-        let cut = rng.usize(..req.len);
-        let mut h = [EMPTY_HEADER; MAX_HEADERS];
-        let r = parse_request(&input[..cut], &mut h);
-        assert!(
-            matches!(r, Ok(None)),
-            "prefix of {cut} bytes gave {r:?} for {}",
-            show()
-        );
-    }
-
-    let mut out = BytesMut::new();
-    let client = ClientAddr::new([192, 0, 2, 7].into());
-    write_request_head(&mut out, &req, &client, b"backend:80");
-    let fwd_text = String::from_utf8_lossy(&out).into_owned();
-    let mut again = [EMPTY_HEADER; MAX_HEADERS + 8];
-    let fwd = match parse_request(&out, &mut again) {
-        Ok(Some(f)) => f,
-        other => panic!(
-            "corelb would forward a head it refuses itself ({other:?}):\n{fwd_text}\nfrom {}",
-            show()
-        ),
-    };
-    assert_eq!(fwd.len, out.len());
-    // An absolute-form target goes upstream in origin form, its authority
-    // as Host (RFC 9112 §3.2.2).
-    let want_target = match req.absolute_form() {
-        Some((authority, rest)) => {
-            assert_eq!(fwd.host, Some(authority), "{fwd_text}");
-            let rest = String::from_utf8_lossy(rest);
-            if rest.starts_with('/') {
-                rest.into_owned()
-            } else {
-                format!("/{rest}")
-            }
-        }
-        None => req.target.to_string(),
-    };
-    assert_eq!(
-        (fwd.method, fwd.target, fwd.body, fwd.minor_version),
-        (req.method, want_target.as_str(), req.body, 1),
-        "{fwd_text}"
-    );
-    assert_eq!(header_values(fwd.headers, "host").len(), 1, "{fwd_text}");
-    for hop in [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "upgrade",
-        "expect",
-    ] {
-        assert!(
-            header_values(fwd.headers, hop).is_empty(),
-            "{hop} forwarded: {fwd_text}"
-        );
-    }
-    // fields the client's Connection named stop here too
-    let listed: Vec<Vec<u8>> = header_values(req.headers, "connection")
-        .iter()
-        .flat_map(|v| v.split(|&b| b == b','))
-        .map(|s| s.trim_ascii().to_ascii_lowercase())
-        .filter(|s| !s.is_empty())
-        .collect();
-    for name in &listed {
-        let protected: &[&[u8]] = &[
-            b"host",
-            b"content-length",
-            b"transfer-encoding",
-            b"x-forwarded-for",
-            b"x-forwarded-proto",
-            b"via",
-            b"close",
-            b"keep-alive",
-        ];
-        if protected.contains(&name.as_slice()) {
-            continue;
-        }
-        assert!(
-            !fwd.headers
-                .iter()
-                .any(|h| h.name.as_bytes().eq_ignore_ascii_case(name)),
-            "{:?} was listed in Connection yet forwarded: {fwd_text}",
-            String::from_utf8_lossy(name)
-        );
-    }
-    let xff = header_values(fwd.headers, "x-forwarded-for");
-    assert!(
-        xff.len() == 1 && xff[0].ends_with(b"192.0.2.7"),
-        "{fwd_text}"
-    );
-    assert_eq!(
-        header_values(fwd.headers, "x-forwarded-proto"),
-        [b"http"],
-        "{fwd_text}"
-    );
-    let via = header_values(fwd.headers, "via");
-    assert!(
-        via.len() == 1 && via[0].ends_with(b"1.1 corelb"),
-        "{fwd_text}"
-    );
-
-    // The body bookkeeping never over-consumes or panics.
-    let rest = &input[req.len..];
-    let mut body = BodyProgress::new(req.body);
-    assert!(body.read_limit(rest.len()) <= rest.len());
-    let mut seen = 0;
-    if let Ok(p) = body.advance(rest, |d| seen += d.len()) {
-        assert!(p.consumed <= rest.len() && seen <= p.consumed);
-        assert_eq!(p.done, body.is_done());
-        if let BodyKind::Length(n) = req.body {
-            assert_eq!(p.consumed as u64, n.min(rest.len() as u64));
-        }
-    }
-    let _ = body.end_of_stream();
-    true
-}
-
 #[test]
 fn request_heads_round_trip_through_the_proxy() {
     let mut rng = fastrand::Rng::with_seed(0xC0DE_0001);
     let mut accepted = 0;
     for _ in 0..100_000 {
         let input = gen_request(&mut rng);
-        if check_request(&input, &mut rng) {
+        if check_request(&input, |len| rng.usize(..len)) {
             accepted += 1;
         }
     }
@@ -373,7 +232,7 @@ fn random_bytes_never_panic_the_parsers() {
         if rng.bool() {
             input.splice(0..0, b"GET / HTTP/1.1\r\n".iter().copied());
         }
-        check_request(&input, &mut rng);
+        check_request(&input, |len| rng.usize(..len));
         let mut headers = [EMPTY_HEADER; MAX_HEADERS];
         let _ = parse_response(&input, &mut headers, rng.bool());
     }
@@ -416,58 +275,13 @@ fn response_heads_round_trip_to_the_client() {
     let mut accepted = 0;
     for _ in 0..100_000 {
         let input = gen_response(&mut rng);
-        let show = String::from_utf8_lossy(&input).into_owned();
         let was_head = rng.u8(..4) == 0;
-        let mut headers = [EMPTY_HEADER; MAX_HEADERS];
-        let res = match parse_response(&input, &mut headers, was_head) {
-            Ok(Some(res)) => res,
-            Ok(None) => continue,
-            Err(e) => {
-                assert_eq!(e.status, 502, "{e:?} for {show:?}");
-                continue;
-            }
-        };
-        accepted += 1;
-        for _ in 0..2 {
-            let cut = rng.usize(..res.len);
-            let mut h = [EMPTY_HEADER; MAX_HEADERS];
-            let r = parse_response(&input[..cut], &mut h, was_head);
-            assert!(matches!(r, Ok(None)), "prefix {cut} gave {r:?}: {show:?}");
-        }
         let client = ClientSide {
             http11: rng.u8(..4) != 0,
             keep_alive: rng.bool(),
         };
-        let mut out = BytesMut::new();
-        if res.is_informational() {
-            write_interim_head(&mut out, &res);
-        } else {
-            write_response_head(&mut out, &res, client);
-        }
-        let text = String::from_utf8_lossy(&out).into_owned();
-        let mut again = [EMPTY_HEADER; MAX_HEADERS + 8];
-        let sent = match parse_response(&out, &mut again, was_head) {
-            Ok(Some(s)) => s,
-            other => panic!("corelb would send a head it refuses ({other:?}): {text}"),
-        };
-        assert_eq!((sent.code, sent.len), (res.code, out.len()), "{text}");
-        if !res.is_informational() {
-            if client.must_dechunk(res.body) {
-                assert_eq!(sent.body, BodyKind::CloseDelimited, "{text}");
-            } else {
-                assert_eq!(sent.body, res.body, "{show:?} became {text}");
-            }
-        }
-        for hop in ["keep-alive", "proxy-connection", "te", "trailer", "upgrade"] {
-            assert!(
-                header_values(sent.headers, hop).is_empty(),
-                "{hop} sent: {text}"
-            );
-        }
-        let rest = &input[res.len..];
-        let mut body = BodyProgress::new(res.body);
-        if let Ok(p) = body.advance(rest, |_| {}) {
-            assert!(p.consumed <= rest.len());
+        if check_response(&input, was_head, client, |len| rng.usize(..len)) {
+            accepted += 1;
         }
     }
     assert!(accepted > 10_000, "only {accepted} responses accepted");
@@ -589,4 +403,65 @@ fn content_length_bodies_in_random_pieces() {
         assert_eq!(total, n);
         assert!(body.end_of_stream());
     }
+}
+
+// ---------------------------------------------------------------------------
+// Trailer sections
+
+#[path = "support/trailer_agreement.rs"]
+mod trailer_agreement;
+
+/// Trailer field names: ones trailers carry, ones they may not (in several
+/// spellings), and near misses of the latter.
+const TRAILER_NAMES: &[&str] = &[
+    "Checksum",
+    "grpc-status",
+    "Server-Timing",
+    "X-T",
+    "Content-Length",
+    "content_length",
+    "TRANSFER-ENCODING",
+    "Host",
+    "Hosts",
+    "TE",
+    "T",
+    "Trailer",
+    "X-Forwarded-For",
+    "x_forwarded_proto",
+    "Content-Length-Checksum",
+    "Connection",
+    "Expect",
+];
+
+/// A trailer section, valid more often than not, sometimes followed by
+/// the next message.
+fn gen_trailers(rng: &mut fastrand::Rng) -> Vec<u8> {
+    let mut out = Vec::new();
+    for _ in 0..rng.usize(..4) {
+        let name = *pick(rng, TRAILER_NAMES);
+        let value = *pick(rng, &["abc", "", " 0 ", "\t\u{e9}", "a, b"]);
+        out.extend_from_slice(format!("{name}:{value}\r\n").as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    mutate(rng, &mut out);
+    if rng.u8(..4) == 0 {
+        out.extend_from_slice(b"GET / HTTP/1.1\r\n");
+    }
+    out
+}
+
+#[test]
+fn trailer_sections_get_the_verdict_of_a_head() {
+    let mut rng = fastrand::Rng::with_seed(0xC0DE_0007);
+    for _ in 0..50_000 {
+        let trailers = gen_trailers(&mut rng);
+        let payload: &[u8] = if rng.bool() { b"hello" } else { b"" };
+        let mut steps = fastrand::Rng::with_seed(rng.u64(..));
+        trailer_agreement::check(payload, &trailers, || steps.usize(1..=16));
+    }
+    // The limits, which random sections do not reach.
+    let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: v\r\n")).collect();
+    trailer_agreement::check(b"", format!("{many}\r\n").as_bytes(), || 7);
+    let long = format!("X-Long: {}\r\n\r\n", "a".repeat(16 * 1024));
+    trailer_agreement::check(b"", long.as_bytes(), || 64);
 }

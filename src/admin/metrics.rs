@@ -157,6 +157,17 @@ pub fn render(control: &Control) -> String {
         );
     }
     e.family(
+        "corelb_connections_refused_total",
+        "counter",
+        "Client connections closed at once, by reason: per_ip, the client address had --max-connections-per-ip open.",
+    );
+    let refused: u64 = workers.iter().map(|w| w.refused_per_ip.get()).sum();
+    e.sample(
+        "corelb_connections_refused_total",
+        &[("reason", "per_ip")],
+        refused,
+    );
+    e.family(
         "corelb_responses_total",
         "counter",
         "Responses to clients, relayed or generated, by status class.",

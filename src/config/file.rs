@@ -28,6 +28,7 @@ pub(super) struct FileConfig {
     pub io_driver: Option<Spanned<String>>,
     pub backlog: Option<Spanned<i64>>,
     pub max_connections: Option<Spanned<i64>>,
+    pub max_connections_per_ip: Option<Spanned<i64>>,
     pub buffer_size: Option<Spanned<i64>>,
     pub upstream_keepalive: Option<Spanned<i64>>,
     pub client_header_timeout: Option<Spanned<String>>,

@@ -160,6 +160,8 @@ pub struct RouteConfig {
 pub struct Settings {
     /// Open client connections allowed per process.
     pub max_connections: usize,
+    /// Open client connections allowed per client IP (0: no limit).
+    pub max_connections_per_ip: usize,
     /// Read buffer size per connection; the largest head accepted.
     pub buffer_size: usize,
     /// Idle pooled upstream connections per worker per backend (0: none).
@@ -192,6 +194,8 @@ pub struct Config {
     pub backlog: u32,
     /// Open client connections allowed per process.
     pub max_connections: usize,
+    /// Open client connections allowed per client IP (0: no limit).
+    pub max_connections_per_ip: usize,
     /// Read buffer size per connection; the largest head accepted.
     pub buffer_size: usize,
     /// Idle pooled upstream connections per worker per backend (0: none).
@@ -328,6 +332,7 @@ impl Config {
     pub fn settings(&self) -> Settings {
         Settings {
             max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
             buffer_size: self.buffer_size,
             upstream_keepalive: self.upstream_keepalive,
             timeouts: self.timeouts,
@@ -430,6 +435,19 @@ impl Config {
                 1..=100_000_000,
             )?
             .map_or(100_000, |n| n as usize);
+        let max_connections_per_ip = s
+            .number(
+                (
+                    "max-connections-per-ip",
+                    wide_usize(cli.max_connections_per_ip),
+                ),
+                (
+                    "max_connections_per_ip",
+                    file.max_connections_per_ip.as_ref(),
+                ),
+                0..=100_000_000,
+            )?
+            .map_or(0, |n| n as usize);
         let buffer_size = s
             .number(
                 ("buffer-size", wide_usize(cli.buffer_size)),
@@ -611,6 +629,7 @@ impl Config {
             io_driver,
             backlog,
             max_connections,
+            max_connections_per_ip,
             buffer_size,
             upstream_keepalive,
             timeouts,
@@ -687,6 +706,7 @@ pool = "static"
         assert_eq!(c.backlog, 4096);
         assert_eq!(c.buffer_size, 16 * 1024);
         assert_eq!(c.upstream_keepalive, 1024);
+        assert_eq!(c.max_connections_per_ip, 0);
         assert!(c.routes.is_empty());
         assert!(c.pin);
     }
@@ -982,6 +1002,10 @@ pool = "api"
                 "t.toml:3:22: pools[0].backends[0].addr: invalid value \"127.0.0.1\": cannot resolve",
             ),
             (
+                format!("max_connections_per_ip = -1\n{}", pool("")),
+                "t.toml:1:26: max_connections_per_ip: invalid value -1: must be from 0 to 100000000",
+            ),
+            (
                 format!("buffer_size = 10\n{}", pool("")),
                 "t.toml:1:15: buffer_size: invalid value 10: must be from 1024 to 16777216",
             ),
@@ -1009,6 +1033,28 @@ pool = "api"
                 "\n got: {got}\nwant: {want}\ntext:\n{text}"
             );
         }
+    }
+
+    #[test]
+    fn per_ip_limit_from_the_file_or_a_flag() {
+        let file = "max_connections_per_ip = 20\n[[pools]]\nname = \"a\"\nbackends = [{ addr = \"127.0.0.1:1\" }]\n";
+        assert_eq!(
+            load(&[], file).unwrap().settings().max_connections_per_ip,
+            20
+        );
+        let c = load(&["--max-connections-per-ip", "0"], file).unwrap();
+        assert_eq!(c.max_connections_per_ip, 0);
+        let e = Config::load(&cli(&[
+            "--backend",
+            "127.0.0.1:9000",
+            "--max-connections-per-ip",
+            "100000001",
+        ]))
+        .unwrap_err();
+        assert_eq!(
+            e.0,
+            "invalid value `100000001` for --max-connections-per-ip: must be from 0 to 100000000"
+        );
     }
 
     #[test]

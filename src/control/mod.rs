@@ -2,7 +2,7 @@
 //!
 //! [`Control`] holds the published [`Snapshot`] (pools, routes, reloadable
 //! settings; told apart by generation), the backend [`registry`] behind it,
-//! every worker's metrics block, the connection limit, the lifecycle
+//! every worker's metrics block, the connection limits, the lifecycle
 //! (running → draining → stopping) and the access-log reopen signal.
 //! Workers read it without locks: an `ArcSwap` load per request and a few
 //! atomics per tick. Changes — a reload (SIGHUP, `POST /reload`), an admin
@@ -16,6 +16,7 @@
 pub mod api;
 pub mod history;
 pub mod lifecycle;
+pub mod per_ip;
 pub mod registry;
 pub mod signals;
 
@@ -34,6 +35,7 @@ use crate::outcome::WorkerMetrics;
 use crate::snapshot::Snapshot;
 use history::History;
 use lifecycle::Lifecycle;
+use per_ip::PerIpLimit;
 use registry::Registry;
 
 /// Facts about the running process, fixed at start.
@@ -73,6 +75,8 @@ pub struct Control {
     workers: Box<[CachePadded<WorkerMetrics>]>,
     /// The process-wide cap on open client connections.
     pub limit: Arc<ConnectionLimit>,
+    /// Open client connections per client address (`per_ip.rs`).
+    pub per_ip: Arc<PerIpLimit>,
     /// Running, draining or stopping.
     pub lifecycle: Lifecycle,
     /// Bumped by SIGUSR1: workers reopen their access log file.
@@ -105,6 +109,7 @@ impl Control {
                 .map(|_| CachePadded::new(WorkerMetrics::default()))
                 .collect(),
             limit: ConnectionLimit::new(config.max_connections),
+            per_ip: PerIpLimit::new(config.max_connections_per_ip),
             lifecycle: Lifecycle::default(),
             log_epoch: AtomicU64::new(0),
             reloads_ok: AtomicU64::new(0),
@@ -176,6 +181,8 @@ impl Control {
             .collect();
         state.registry.retain(&entries);
         self.limit.set_max(snapshot.settings.max_connections);
+        self.per_ip
+            .set_max(snapshot.settings.max_connections_per_ip);
         self.snapshot.store(Arc::new(snapshot));
         state.generation
     }

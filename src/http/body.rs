@@ -68,8 +68,9 @@ const MAX_CHUNK_SIZE: u64 = i64::MAX as u64;
 
 /// Longest chunk-size line (size + extensions) accepted.
 const MAX_SIZE_LINE: usize = 4096;
-/// Most trailer bytes accepted after the last chunk.
-const MAX_TRAILERS: usize = 16 * 1024;
+/// Most trailer bytes accepted after the last chunk (line ends' LFs not
+/// counted).
+pub const MAX_TRAILER_BYTES: usize = 16 * 1024;
 /// Most trailer fields accepted: as many as a head may have.
 const MAX_TRAILER_FIELDS: usize = MAX_HEADERS;
 
@@ -267,7 +268,7 @@ impl ChunkedDecoder {
             // `*( field-line CRLF )`, field-line as in §5), held to the
             // same rules as a head: `token ":" OWS value OWS`.
             State::TrailerStart => {
-                self.count_line_byte(MAX_TRAILERS)?;
+                self.count_line_byte(MAX_TRAILER_BYTES)?;
                 match b {
                     b'\r' => State::FinalLf,
                     // A trailer field line must start with a field-name byte:
@@ -280,7 +281,7 @@ impl ChunkedDecoder {
                 }
             }
             State::TrailerName => {
-                self.count_line_byte(MAX_TRAILERS)?;
+                self.count_line_byte(MAX_TRAILER_BYTES)?;
                 match b {
                     b if is_token_byte(b) => {
                         self.push_name_byte(b);
@@ -296,7 +297,7 @@ impl ChunkedDecoder {
                 }
             }
             State::TrailerValue => {
-                self.count_line_byte(MAX_TRAILERS)?;
+                self.count_line_byte(MAX_TRAILER_BYTES)?;
                 match b {
                     b'\r' => State::TrailerLf,
                     b if is_line_byte(b) => State::TrailerValue,
@@ -642,7 +643,7 @@ mod tests {
         assert_eq!(decode_in_steps(&input, 7).unwrap_err(), ChunkError::TooLong);
 
         let mut long = b"0\r\nX-Long: ".to_vec();
-        long.extend(std::iter::repeat_n(b'a', MAX_TRAILERS));
+        long.extend(std::iter::repeat_n(b'a', MAX_TRAILER_BYTES));
         assert_eq!(decode_in_steps(&long, 64).unwrap_err(), ChunkError::TooLong);
         // A long name is not mistaken for a short forbidden one.
         let name = b"0\r\nContent-Length-Checksum: 1\r\n\r\n";
