@@ -387,6 +387,28 @@ impl Backend {
             backend: Arc::clone(self),
         }
     }
+
+    /// [`Backend::start_request`] within `--max-requests`: `None` when the
+    /// cap is reached. The check and the count are one atomic step: the
+    /// balancers' [`Backend::is_eligible`] only reads the count, so two
+    /// cores that both saw the last free slot would otherwise both take it.
+    #[inline]
+    pub fn try_start_request(self: &Arc<Self>) -> Option<InflightGuard> {
+        if self.max_requests == 0 {
+            return Some(self.start_request());
+        }
+        let cap = self.max_requests;
+        self.stats
+            .live
+            .inflight
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < cap).then_some(n + 1)
+            })
+            .ok()?;
+        Some(InflightGuard {
+            backend: Arc::clone(self),
+        })
+    }
 }
 
 /// The latency a failed try counts as, for the latency estimate: a failed
@@ -589,5 +611,20 @@ mod tests {
         // Read back at once: barely decayed from the 50 ms peak.
         let now = b.latency_ewma_ns();
         assert!(now > 49_000_000 && now <= 50_000_000, "{now}");
+    }
+
+    #[test]
+    fn a_slot_within_max_requests_is_taken_atomically() {
+        let b = Arc::new(backend().with_max_requests(2));
+        let g1 = b.try_start_request().expect("a free slot");
+        let g2 = b.try_start_request().expect("a second slot");
+        assert!(b.try_start_request().is_none(), "past --max-requests");
+        assert_eq!(b.inflight(), 2);
+        drop(g1);
+        let _g3 = b.try_start_request().expect("a slot freed");
+        drop(g2);
+        let free = Arc::new(backend());
+        let _many: Vec<_> = (0..5).map(|_| free.try_start_request().unwrap()).collect();
+        assert_eq!(free.inflight(), 5, "no cap: always a slot");
     }
 }

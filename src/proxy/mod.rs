@@ -20,7 +20,7 @@ use monoio::io::AsyncWriteRent;
 use monoio::net::TcpStream;
 
 use crate::access_log::Entry;
-use crate::backend::InflightGuard;
+use crate::backend::{Backend, InflightGuard};
 use crate::deadline::Deadlines;
 use crate::error::{write_error_response, ProxyError};
 use crate::ewma;
@@ -481,8 +481,13 @@ impl Exchange<'_> {
 
         let mut backend = Arc::clone(&req.choice.backend);
         let mut retries = 0;
+        // The error of the try before, while a retry is under way.
+        let mut failed_try = None;
         loop {
-            let guard = backend.start_request();
+            let Some(guard) = self.reserve_slot(&req.choice, &mut backend, failed_try.is_none())
+            else {
+                return Err(failed_try.unwrap_or(ProxyError::NoBackend));
+            };
             let started = Instant::now();
             self.attempt = AttemptState::default();
             let result = self
@@ -516,7 +521,31 @@ impl Exchange<'_> {
             backend = other;
             self.logged.backend = Some(backend.addr);
             retries += 1;
+            failed_try = Some(err);
         }
+    }
+
+    /// An in-flight slot on `backend` within `--max-requests`. The balancer
+    /// saw one free, but another core may have taken the last since: a
+    /// first try then moves to another backend of the pool; a retry does
+    /// not (the other could be the one that just failed). `None`: no slot.
+    fn reserve_slot(
+        &mut self,
+        choice: &Choice,
+        backend: &mut Arc<Backend>,
+        first_try: bool,
+    ) -> Option<InflightGuard> {
+        if let Some(guard) = backend.try_start_request() {
+            return Some(guard);
+        }
+        if !first_try {
+            return None;
+        }
+        let other = self.worker.pick_other(choice, backend)?;
+        let guard = other.try_start_request()?;
+        self.logged.backend = Some(other.addr);
+        *backend = other;
+        Some(guard)
     }
 
     /// May a request whose try failed with `err` go to another backend?

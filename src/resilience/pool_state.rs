@@ -80,15 +80,13 @@ pub(super) fn update_weights(
         return;
     }
     let now_ns = ewma::ns_at(now);
-    let mut latencies: Vec<u64> = pool
-        .backends
-        .iter()
-        .filter(|b| b.state() == BackendState::Up)
-        .map(|b| b.latency_at(now_ns))
-        .collect();
-    latencies.sort_unstable();
-    let pool_latency =
-        Duration::from_nanos(latencies.get(latencies.len() / 2).copied().unwrap_or(0));
+    let pool_latency = typical_latency(
+        pool.backends
+            .iter()
+            .filter(|b| b.state() == BackendState::Up)
+            .map(|b| b.latency_at(now_ns))
+            .collect(),
+    );
     for b in &pool.backends {
         let Some(tracked) = state.backends.get(&b.addr) else {
             continue;
@@ -118,5 +116,35 @@ pub(super) fn update_weights(
         if b.effective_weight() != weight {
             b.set_effective_weight(weight);
         }
+    }
+}
+
+/// A pool's typical latency: the lower median of its backends' estimates
+/// (in ns). Lower: of two backends the upper one is the slow one itself,
+/// which would then never look slow. A backend without a sample yet (0)
+/// says nothing about the pool's speed.
+fn typical_latency(mut latencies: Vec<u64>) -> Duration {
+    latencies.retain(|&ns| ns > 0);
+    latencies.sort_unstable();
+    let middle = latencies.len().saturating_sub(1) / 2;
+    Duration::from_nanos(latencies.get(middle).copied().unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_typical_latency_is_the_lower_median_of_those_measured() {
+        let ms = Duration::from_millis;
+        let ns = |d: Duration| d.as_nanos() as u64;
+        // Two backends: the fast one sets the pace, so the slow one shows.
+        assert_eq!(typical_latency(vec![ns(ms(100)), ns(ms(1))]), ms(1));
+        let three = vec![ns(ms(3)), ns(ms(100)), ns(ms(1))];
+        assert_eq!(typical_latency(three), ms(3));
+        // Not yet measured: not counted.
+        assert_eq!(typical_latency(vec![0, ns(ms(5))]), ms(5));
+        assert_eq!(typical_latency(vec![0, 0]), Duration::ZERO);
+        assert_eq!(typical_latency(Vec::new()), Duration::ZERO);
     }
 }

@@ -1229,3 +1229,10 @@ impl Drop for Nginx {
         let _ = self.child.wait();
     }
 }
+
+// Reading the admin API: `/status` and `/metrics`.
+pub mod admin;
+// Backends that never answer, or cannot be connected to.
+pub mod faults;
+// Steady load from keep-alive clients, counted by status.
+pub mod load;

@@ -1,0 +1,61 @@
+//! Reading corelb's admin API the way an operator's script would: the
+//! `/status` document and `/metrics` samples. Start the proxy with
+//! `--admin 127.0.0.1:0` and pass [`super::Proxy::admin_addr`].
+
+use std::net::SocketAddr;
+
+use serde_json::Value;
+
+use super::Client;
+
+/// `GET /status` from the admin API, parsed.
+pub fn status(admin: SocketAddr) -> Value {
+    let mut c = Client::connect(admin);
+    c.send("GET /status HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!(r.status, 200, "/status: {}", r.body_str());
+    serde_json::from_slice(&r.body).expect("/status is JSON")
+}
+
+/// The `/status` entry of backend `addr` in the default pool.
+pub fn backend_status(admin: SocketAddr, addr: SocketAddr) -> Value {
+    let doc = status(admin);
+    doc["pools"][0]["backends"]
+        .as_array()
+        .and_then(|list| list.iter().find(|b| b["addr"] == addr.to_string()))
+        .cloned()
+        .unwrap_or_else(|| panic!("{addr} not in /status: {doc}"))
+}
+
+/// `state` of backend `addr` in `/status`: up, down, open, half-open.
+pub fn state(admin: SocketAddr, addr: SocketAddr) -> String {
+    backend_status(admin, addr)["state"]
+        .as_str()
+        .expect("state is a string")
+        .to_string()
+}
+
+/// `effective_weight` of backend `addr` in `/status` (in units of its
+/// configured weight).
+pub fn effective_weight(admin: SocketAddr, addr: SocketAddr) -> f64 {
+    backend_status(admin, addr)["effective_weight"]
+        .as_f64()
+        .expect("effective_weight is a number")
+}
+
+/// The value of the sample `name{labels}` (exactly as written) in
+/// `/metrics`.
+pub fn metric(admin: SocketAddr, sample: &str) -> f64 {
+    let mut c = Client::connect(admin);
+    c.send("GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
+    let text = c.read_response().body_str();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(sample)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("{sample} not in /metrics:\n{text}"))
+}
