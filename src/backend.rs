@@ -176,6 +176,14 @@ impl BackendStats {
         }
     }
 
+    /// The latency estimate as of `now_ns` (see [`Backend::latency_at`]).
+    #[inline]
+    pub fn latency_at(&self, now_ns: u64) -> u64 {
+        let value = self.live.latency_ewma_ns.load(Ordering::Relaxed);
+        let stamp = self.live.latency_stamp_ns.load(Ordering::Relaxed);
+        ewma::decayed(value, stamp, now_ns)
+    }
+
     /// Take a trial permit if half-open; any other state admits freely.
     #[inline]
     pub fn admit(&self) -> bool {
@@ -351,9 +359,7 @@ impl Backend {
     /// balancer comparing several backends read the clock once.
     #[inline]
     pub fn latency_at(&self, now_ns: u64) -> u64 {
-        let value = self.stats.live.latency_ewma_ns.load(Ordering::Relaxed);
-        let stamp = self.stats.live.latency_stamp_ns.load(Ordering::Relaxed);
-        ewma::decayed(value, stamp, now_ns)
+        self.stats.latency_at(now_ns)
     }
 
     /// Fold one response latency into the estimate.

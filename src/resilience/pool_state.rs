@@ -7,9 +7,8 @@ use tracing::{info, warn};
 
 use super::thread::State;
 use super::weights::{self, Inputs};
-use crate::backend::BackendState;
+use crate::backend::{Backend, BackendState};
 use crate::config::Resilience;
-use crate::ewma;
 use crate::snapshot::Pool;
 
 /// Is a backend in this state ejected (its breaker not closed)?
@@ -79,12 +78,12 @@ pub(super) fn update_weights(
         }
         return;
     }
-    let now_ns = ewma::ns_at(now);
+    let floor = |b: &Backend| state.backends.get(&b.addr).map_or(0, |t| t.latency.floor());
     let pool_latency = typical_latency(
         pool.backends
             .iter()
             .filter(|b| b.state() == BackendState::Up)
-            .map(|b| b.latency_at(now_ns))
+            .map(|b| floor(b))
             .collect(),
     );
     for b in &pool.backends {
@@ -92,7 +91,7 @@ pub(super) fn update_weights(
             continue;
         };
         let inputs = Inputs {
-            latency: Duration::from_nanos(b.latency_at(now_ns)),
+            latency: Duration::from_nanos(tracked.latency.floor()),
             pool_latency,
             failure_rate: tracked.failure_rate,
             since_up: tracked.up_since.map(|t| now.saturating_duration_since(t)),

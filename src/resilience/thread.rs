@@ -24,6 +24,7 @@ use super::breaker::{self, Breaker};
 use super::health::{Health, HealthPolicy};
 use super::pool_state::{ejected_in, is_ejected, update_panic, update_weights};
 use super::probe::probe_loop;
+use super::weights::LatencyFloor;
 use crate::backend::{BackendState, BackendStats};
 use crate::config::Resilience;
 use crate::control::lifecycle::Phase as Lifecycle;
@@ -48,6 +49,8 @@ pub(super) struct Tracked {
     pub(super) totals: (u64, u64),
     /// Smoothed share of failed tries.
     pub(super) failure_rate: f64,
+    /// Its latency estimate's floor over the last second (weights).
+    pub(super) latency: LatencyFloor,
     /// When it last became available (slow start); `None`: since start.
     pub(super) up_since: Option<Instant>,
     /// Seen in the current snapshot this tick.
@@ -140,6 +143,7 @@ fn tick(state: &mut State, now: Instant) -> Vec<SocketAddr> {
                     published: backend.state(),
                     totals: totals(backend.stats(), settings.fail_on_5xx),
                     failure_rate: 0.0,
+                    latency: LatencyFloor::default(),
                     up_since: (!first).then_some(now),
                     seen: false,
                     pools: Vec::new(),
@@ -177,6 +181,7 @@ fn tick(state: &mut State, now: Instant) -> Vec<SocketAddr> {
     }
 
     let policy = settings.breaker();
+    let now_ns = crate::ewma::ns_at(now);
     // (ejected, in rotation) per pool, kept up to date as breakers open
     // during this tick, so several opening at once still respect the cap.
     let mut pool_counts: Vec<(usize, usize)> = snapshot.pools.iter().map(ejected_in).collect();
@@ -188,6 +193,7 @@ fn tick(state: &mut State, now: Instant) -> Vec<SocketAddr> {
             let (ejected, total) = pool_counts[p];
             breaker::ejection_allowed(ejected, total, settings.max_ejection_percent)
         });
+        tracked.latency.record(tracked.stats.latency_at(now_ns));
         let was_ejected = is_ejected(tracked.stats.state());
         advance_backend(*addr, tracked, &policy, &settings, may_open, now);
         let ejected = is_ejected(tracked.stats.state());

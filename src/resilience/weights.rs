@@ -24,6 +24,40 @@ const LATENCY_SLACK: Duration = Duration::from_millis(1);
 /// How fast a lowered weight may recover: this share of full per second.
 const RECOVERY_PER_SECOND: f64 = 0.25;
 
+/// Ticks a latency floor looks back over (a second at 100 ms ticks).
+const FLOOR_SAMPLES: usize = 10;
+
+/// The lowest of a backend's latency estimates over the last ticks.
+///
+/// The estimate itself is peak-sensitive (right for picking: a backend
+/// that turns slow is avoided from its first slow answer), but weights set
+/// from it would follow every scheduling hiccup of a busy host, fast
+/// backends' included. The floor keeps only slowness that lasts a second:
+/// a backend slow all along is still slow, a fast one's spike is gone.
+#[derive(Debug, Clone, Default)]
+pub struct LatencyFloor {
+    samples: [u64; FLOOR_SAMPLES],
+    next: usize,
+}
+
+impl LatencyFloor {
+    /// Add this tick's estimate (ns; 0: no sample yet).
+    pub fn record(&mut self, ns: u64) {
+        self.samples[self.next] = ns;
+        self.next = (self.next + 1) % FLOOR_SAMPLES;
+    }
+
+    /// The lowest measured estimate of the window (0 if none).
+    pub fn floor(&self) -> u64 {
+        self.samples
+            .iter()
+            .copied()
+            .filter(|&ns| ns > 0)
+            .min()
+            .unwrap_or(0)
+    }
+}
+
 /// What one backend looks like this tick.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Inputs {
@@ -163,6 +197,25 @@ mod tests {
         }
         // A quarter a second: about four seconds from the floor.
         assert!((35..=40).contains(&ticks), "{ticks}");
+    }
+
+    #[test]
+    fn the_floor_forgets_a_spike_but_not_lasting_slowness() {
+        let mut fast = LatencyFloor::default();
+        let mut slow = LatencyFloor::default();
+        assert_eq!(fast.floor(), 0);
+        for tick in 0..20 {
+            // One hiccup of 50 ms among 0.2 ms estimates.
+            fast.record(if tick == 15 { 50_000_000 } else { 200_000 });
+            slow.record(100_000_000 + tick);
+        }
+        assert_eq!(fast.floor(), 200_000);
+        assert_eq!(slow.floor(), 100_000_010);
+        // Fast again: the floor follows within the window.
+        for _ in 0..FLOOR_SAMPLES {
+            slow.record(300_000);
+        }
+        assert_eq!(slow.floor(), 300_000);
     }
 
     #[test]
