@@ -316,6 +316,16 @@ both_drivers!(
             assert!(public_requests.iter().all(|r| r.path != "/internal/admin"));
             // The connection that carried the refused upgrade was not reused.
             assert_ne!(public_requests[0].conn, public_requests[1].conn);
+            // The same, with the would-be tunnel bytes sent before the
+            // answer came (in the same write as the upgrade).
+            let mut eager = proxy.client();
+            eager.send(format!(
+                "{}GET /internal/eager HTTP/1.1\r\nHost: test\r\n\r\n",
+                upgrade_request("/chat")
+            ));
+            assert_eq!(eager.read_response().status, refusal);
+            assert_eq!(eager.read_response().body_str(), "internal");
+            assert_eq!(internal.requests()[1].path, "/internal/eager");
         }
     }
 );
