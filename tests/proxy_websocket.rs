@@ -99,6 +99,31 @@ both_drivers!(
     }
 );
 
+/// `tunnel_idle_timeout` is reloadable: tunnels opened after a SIGHUP get
+/// the new one.
+#[test]
+fn the_tunnel_idle_timeout_follows_a_reload() {
+    let server = EchoServer::start();
+    let dir = TempDir::new("ws-reload");
+    let path = dir.path().join("corelb.toml");
+    let config = |timeout: &str| {
+        format!(
+            "tunnel_idle_timeout = \"{timeout}\"\n[[pools]]\nname = \"default\"\n\
+             backends = [{{ addr = \"{}\" }}]\n",
+            server.addr()
+        )
+    };
+    std::fs::write(&path, config("1h")).unwrap();
+    let proxy = Proxy::start(&["--config", path.to_str().unwrap(), "--admin", "off"]);
+    std::fs::write(&path, config("1s")).unwrap();
+    proxy.signal("HUP");
+    wait_until("the reload is logged", || {
+        proxy.log().contains("SIGHUP: reloaded")
+    });
+    let out = run_client(&ws_url(&proxy, "/"), &["idle", "1"], CLIENT_BOUND);
+    assert!(out.contains("closed_after_s"), "{out}");
+}
+
 /// The tunnel is counted while open, and once closed no longer; it is
 /// logged once, as a `101`.
 #[test]
@@ -291,6 +316,16 @@ both_drivers!(
             assert!(public_requests.iter().all(|r| r.path != "/internal/admin"));
             // The connection that carried the refused upgrade was not reused.
             assert_ne!(public_requests[0].conn, public_requests[1].conn);
+            // The same, with the would-be tunnel bytes sent before the
+            // answer came (in the same write as the upgrade).
+            let mut eager = proxy.client();
+            eager.send(format!(
+                "{}GET /internal/eager HTTP/1.1\r\nHost: test\r\n\r\n",
+                upgrade_request("/chat")
+            ));
+            assert_eq!(eager.read_response().status, refusal);
+            assert_eq!(eager.read_response().body_str(), "internal");
+            assert_eq!(internal.requests()[1].path, "/internal/eager");
         }
     }
 );

@@ -204,7 +204,14 @@ impl Exchange<'_> {
             )
             .await
             .map_err(upstream_write_failure)?;
-            self.bufs.client_in.advance(progress.consumed);
+            // As `forward_range`: cleared, not advanced, when all was body,
+            // so the next read has the whole buffer again.
+            let buf = &mut self.bufs.client_in;
+            if progress.consumed == buf.len() {
+                buf.clear();
+            } else {
+                buf.advance(progress.consumed);
+            }
         }
         Ok(())
     }
