@@ -298,10 +298,23 @@ impl Backend {
     /// May a balancer pick this backend for a new request?
     #[inline]
     pub fn is_eligible(&self) -> bool {
+        // The common case in two loads and no branch on the state's kind:
+        // balancers call this for every candidate of every pick.
+        let state = self.stats.live.state.load(Ordering::Relaxed);
+        if state == BackendState::Up as u8 && self.max_requests == 0 {
+            return !self.drained;
+        }
+        self.is_eligible_otherwise(BackendState::from_u8(state))
+    }
+
+    /// [`Backend::is_eligible`] for a backend not simply up, or capped.
+    #[cold]
+    #[inline(never)]
+    fn is_eligible_otherwise(&self, state: BackendState) -> bool {
         if self.drained {
             return false;
         }
-        let admits = match self.state() {
+        let admits = match state {
             BackendState::Up => true,
             BackendState::HalfOpen => self.stats.live.trial_permits.load(Ordering::Relaxed) > 0,
             BackendState::Open => self.in_panic(),
