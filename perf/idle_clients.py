@@ -11,7 +11,8 @@ of the proxy's processes PID... (nginx: master and workers). Prints one line:
     rss_before_kib rss_after_kib connections
 
 rss_before is read after one connection has made one request, so buffers a
-proxy sets up once are not counted against the idle connections. Connections
+proxy sets up once are not counted against the idle connections; rss_after
+SETTLE seconds after the last response, idle time being the point. Connections
 are opened in batches of BATCH, so no listen queue overflows. Bounded: gives
 up (exit 1) if the connections are not all served within TIMEOUT seconds.
 """
@@ -23,6 +24,7 @@ import time
 
 BATCH = 500
 TIMEOUT = 120.0
+SETTLE = 3.0
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: idle_clients\r\n\r\n"
 
 
@@ -101,8 +103,10 @@ def main():
     before = rss_kib(pids)
     while len(keep) < count:
         serve_batch(port, min(BATCH, count - len(keep)), deadline, keep)
-    # Let the proxy settle (lazy frees, deferred work) before reading.
-    time.sleep(1.0)
+    # Let the proxy settle before reading: lazy frees, deferred work, and
+    # buffers a proxy keeps for a while after a burst (corelb lets go of
+    # those unused for a second, checked every second).
+    time.sleep(SETTLE)
     after = rss_kib(pids)
     print(before, after, len(keep))
     for sock in keep:

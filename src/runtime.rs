@@ -289,6 +289,8 @@ async fn run_worker(
     monoio::spawn(Rc::clone(&worker).run_ticks());
     let pruner = Rc::clone(&worker);
     monoio::spawn(async move { pruner.pool.run_pruner().await });
+    let trimmer = Rc::clone(&worker);
+    monoio::spawn(async move { trimmer.run_trimmer().await });
     if worker.access_log.is_some() {
         let flusher = Rc::clone(&worker);
         monoio::spawn(async move { flusher.run_log_flusher().await });

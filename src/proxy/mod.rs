@@ -21,14 +21,15 @@ use monoio::net::TcpStream;
 
 use crate::access_log::Entry;
 use crate::backend::InflightGuard;
+use crate::buffers::BufferPool;
 use crate::deadline::Deadlines;
 use crate::error::{write_error_response, ProxyError};
 use crate::ewma;
 use crate::http::rewrite::{write_request_head, ClientAddr};
 use crate::http::{head, parse_request, BodyKind, BodyProgress, RequestHead, MAX_HEADERS};
 use crate::io::{
-    make_room, read_idle_timeout, read_some_timeout, release_if_oversized, reset_on_close,
-    write_all_timeout, write_range_timeout, ReadError,
+    make_room, read_idle_timeout, read_some_timeout, readable_idle_timeout, release_if_oversized,
+    reset_on_close, write_all_timeout, write_range_timeout, ReadError,
 };
 use crate::outcome::{AttemptOutcome, Failure, Generated, RequestOutcome};
 use crate::worker::{Choice, Worker};
@@ -46,7 +47,9 @@ const RETAINED_BUFFERS: usize = 4;
 /// Backends tried for one request when connecting fails.
 const CONNECT_ATTEMPTS: u32 = 3;
 
-/// The three buffers a client connection uses, reused for every request.
+/// The three buffers a client connection uses while an exchange is in
+/// flight. An idle connection holds none: they come from the worker's
+/// [`BufferPool`] when its bytes arrive and go back when the exchange ends.
 struct Buffers {
     /// Bytes read from the client not yet handled (may hold pipelined requests).
     client_in: BytesMut,
@@ -54,6 +57,34 @@ struct Buffers {
     upstream_in: BytesMut,
     /// Heads being written (plus the first body bytes, so one write carries both).
     out: BytesMut,
+}
+
+impl Buffers {
+    /// None held (no allocation).
+    fn none() -> Self {
+        Self {
+            client_in: BytesMut::new(),
+            upstream_in: BytesMut::new(),
+            out: BytesMut::new(),
+        }
+    }
+
+    /// Take from `pool` each buffer not held.
+    fn acquire(&mut self, pool: &BufferPool, size: usize) {
+        for buf in [&mut self.client_in, &mut self.upstream_in, &mut self.out] {
+            if buf.capacity() == 0 {
+                *buf = pool.take(size);
+            }
+        }
+    }
+
+    /// Give every buffer back to `pool` (what they hold is dropped); those
+    /// grown past `keep` bytes are let go instead.
+    fn release(&mut self, pool: &BufferPool, keep: usize) {
+        for buf in [&mut self.client_in, &mut self.upstream_in, &mut self.out] {
+            pool.give(std::mem::take(buf), keep);
+        }
+    }
 }
 
 /// What the request head said, once parsed; owned, so it lives across awaits.
@@ -92,12 +123,7 @@ enum After {
 
 /// Serve one client connection until it closes.
 pub async fn serve_client(worker: Rc<Worker>, mut client: TcpStream, peer: SocketAddr) {
-    let size = worker.settings().buffer_size;
-    let mut bufs = Buffers {
-        client_in: BytesMut::with_capacity(size),
-        upstream_in: BytesMut::with_capacity(size),
-        out: BytesMut::with_capacity(size),
-    };
+    let mut bufs = Buffers::none();
     let mut exchange = Exchange {
         worker: &worker,
         client: &mut client,
@@ -117,7 +143,9 @@ pub async fn serve_client(worker: Rc<Worker>, mut client: TcpStream, peer: Socke
         exchange.started = None;
         exchange.outcome = RequestOutcome::default();
         let result = match exchange.next_request().await {
-            Ok(NextRequest::Ready(req)) => exchange.forward(req).await,
+            // In a block of the worker's: an idle connection's task need
+            // not be as large as an exchange's state (`crate::slots`).
+            Ok(NextRequest::Ready(req)) => worker.slots.run(exchange.forward(req)).await,
             Ok(NextRequest::Closed) => break After::Gone,
             Err(e) => Err(e),
         };
@@ -132,11 +160,15 @@ pub async fn serve_client(worker: Rc<Worker>, mut client: TcpStream, peer: Socke
             Err(err) => exchange.answer_error(&err).await,
         };
         exchange.finish_request();
+        let keep = RETAINED_BUFFERS * worker.settings().buffer_size;
         match after {
+            // Idle until the next request: hold no buffer meanwhile.
+            After::KeepAlive if exchange.bufs.client_in.is_empty() => {
+                exchange.bufs.release(&worker.buffers, keep);
+            }
             After::KeepAlive => {
-                // A large gathered body grew these; an idle keep-alive
-                // connection should not keep that memory.
-                let keep = RETAINED_BUFFERS * worker.settings().buffer_size;
+                // A pipelined request is here already. A large gathered
+                // body grew these; the connection should not keep that.
                 release_if_oversized(&mut exchange.bufs.upstream_in, keep);
                 release_if_oversized(&mut exchange.bufs.out, keep);
             }
@@ -148,6 +180,10 @@ pub async fn serve_client(worker: Rc<Worker>, mut client: TcpStream, peer: Socke
         After::Close => linger(&worker.deadlines, &mut client, &mut bufs.client_in).await,
         After::Gone | After::KeepAlive => {}
     }
+    bufs.release(
+        &worker.buffers,
+        RETAINED_BUFFERS * worker.settings().buffer_size,
+    );
 }
 
 /// Close gently: stop sending, then read and discard what the client may
@@ -359,9 +395,19 @@ impl Exchange<'_> {
                 }
                 Some(deadline) => deadline.saturating_duration_since(Instant::now()),
             };
+            let deadlines = &self.worker.deadlines;
+            if idle && self.bufs.client_in.is_empty() {
+                // Nothing held yet: wait without buffers, then take them.
+                if readable_idle_timeout(deadlines, self.client, timeout)
+                    .await
+                    .is_err()
+                {
+                    return Ok(NextRequest::Closed);
+                }
+                self.bufs.acquire(&self.worker.buffers, cfg.buffer_size);
+            }
             let room = cfg.buffer_size - self.bufs.client_in.len();
             make_room(&mut self.bufs.client_in, cfg.buffer_size);
-            let deadlines = &self.worker.deadlines;
             let buf = &mut self.bufs.client_in;
             let read = if idle {
                 // A drain closes connections waiting here (see
