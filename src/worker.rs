@@ -86,8 +86,10 @@ pub struct Worker {
     pub pool: UpstreamPool,
     /// Buffers of the exchanges in flight, taken and given back.
     pub buffers: BufferPool,
-    /// Memory of the exchange futures in flight, likewise.
-    pub slots: FutureSlots,
+    /// Memory of the head-reading and exchange futures in flight, likewise
+    /// (one free list per future type: each holds blocks of one size).
+    pub head_slots: FutureSlots,
+    pub exchange_slots: FutureSlots,
     /// Timeouts of this worker's socket waits (swept by a task of its own).
     pub deadlines: Deadlines,
     /// The access log, if on.
@@ -112,7 +114,8 @@ impl Worker {
             id,
             pool: UpstreamPool::new(settings.upstream_keepalive, UPSTREAM_IDLE_TIME),
             buffers: BufferPool::new(),
-            slots: FutureSlots::new(),
+            head_slots: FutureSlots::new(),
+            exchange_slots: FutureSlots::new(),
             deadlines: Deadlines::new(),
             access_log,
             routing: RefCell::new(Routing::new(snapshot, id)),
@@ -263,7 +266,8 @@ impl Worker {
         let mut collect_again = false;
         loop {
             monoio::time::sleep(TRIM_INTERVAL).await;
-            let dropped = self.buffers.trim() + self.slots.trim() > 0;
+            let dropped =
+                self.buffers.trim() + self.head_slots.trim() + self.exchange_slots.trim() > 0;
             if dropped || collect_again {
                 // mimalloc keeps freed pages for reuse until asked, and
                 // hands back recently freed ones only on a later call:

@@ -142,10 +142,14 @@ pub async fn serve_client(worker: Rc<Worker>, mut client: TcpStream, peer: Socke
         exchange.answering_head = false;
         exchange.started = None;
         exchange.outcome = RequestOutcome::default();
-        let result = match exchange.next_request().await {
-            // In a block of the worker's: an idle connection's task need
-            // not be as large as an exchange's state (`crate::slots`).
-            Ok(NextRequest::Ready(req)) => worker.slots.run(exchange.forward(req)).await,
+        if !exchange.wait_for_request().await {
+            break After::Gone;
+        }
+        // Reading the head and the exchange run in blocks of the worker's:
+        // an idle connection's task need not be as large as their state
+        // (`crate::slots`).
+        let result = match worker.head_slots.run(exchange.next_request()).await {
+            Ok(NextRequest::Ready(req)) => worker.exchange_slots.run(exchange.forward(req)).await,
             Ok(NextRequest::Closed) => break After::Gone,
             Err(e) => Err(e),
         };
@@ -157,7 +161,9 @@ pub async fn serve_client(worker: Rc<Worker>, mut client: TcpStream, peer: Socke
             // close-delimited body a FIN would tell it the body is complete.
             // The reset also discards the FIN our timed-out write queued.
             Err(_) if exchange.response_started => After::Abort,
-            Err(err) => exchange.answer_error(&err).await,
+            // Boxed, as rare paths (an error answer, the close): their
+            // state need not sit in every idle connection's task either.
+            Err(err) => Box::pin(exchange.answer_error(&err)).await,
         };
         exchange.finish_request();
         let keep = RETAINED_BUFFERS * worker.settings().buffer_size;
@@ -177,7 +183,7 @@ pub async fn serve_client(worker: Rc<Worker>, mut client: TcpStream, peer: Socke
     };
     match after {
         After::Abort => reset_on_close(&client),
-        After::Close => linger(&worker.deadlines, &mut client, &mut bufs.client_in).await,
+        After::Close => Box::pin(linger(&worker.deadlines, &mut client, &mut bufs.client_in)).await,
         After::Gone | After::KeepAlive => {}
     }
     bufs.release(
@@ -357,6 +363,24 @@ impl Exchange<'_> {
         }
     }
 
+    /// Wait, holding no buffer, until the client's next request begins to
+    /// arrive (at once if pipelined bytes are here), then take the
+    /// buffers. `false`: it closed or stayed idle too long; end quietly.
+    async fn wait_for_request(&mut self) -> bool {
+        if self.bufs.client_in.is_empty() {
+            let idle = self.worker.settings().timeouts.client_idle;
+            if readable_idle_timeout(&self.worker.deadlines, self.client, idle)
+                .await
+                .is_err()
+            {
+                return false;
+            }
+        }
+        let size = self.worker.settings().buffer_size;
+        self.bufs.acquire(&self.worker.buffers, size);
+        true
+    }
+
     /// Read until a whole request head is buffered, then parse it, pick a
     /// backend and write the forwarded head into `out`.
     async fn next_request(&mut self) -> Result<NextRequest, ProxyError> {
@@ -396,16 +420,6 @@ impl Exchange<'_> {
                 Some(deadline) => deadline.saturating_duration_since(Instant::now()),
             };
             let deadlines = &self.worker.deadlines;
-            if idle && self.bufs.client_in.is_empty() {
-                // Nothing held yet: wait without buffers, then take them.
-                if readable_idle_timeout(deadlines, self.client, timeout)
-                    .await
-                    .is_err()
-                {
-                    return Ok(NextRequest::Closed);
-                }
-                self.bufs.acquire(&self.worker.buffers, cfg.buffer_size);
-            }
             let room = cfg.buffer_size - self.bufs.client_in.len();
             make_room(&mut self.bufs.client_in, cfg.buffer_size);
             let buf = &mut self.bufs.client_in;
