@@ -2,8 +2,10 @@
 # perf/compare.sh: side-by-side load test of corelb, nginx and HAProxy in
 # front of the same nginx backends, on loopback, with wrk.
 #
-#   perf/compare.sh            # full run: 3 rounds, 50 and 256 connections (~8 min)
-#   perf/compare.sh --quick    # smoke run: 1 round, 50 connections, 3 s (~1 min)
+#   perf/compare.sh            # full run: both layouts, 3 rounds, 50/256/2000 connections,
+#                              # idle-connection memory at 10 000 connections (~13 min)
+#   perf/compare.sh --quick    # smoke run: both layouts, 1 round, 50 connections, 3 s,
+#                              # idle memory at 2 000 connections (under 2 min)
 #   perf/compare.sh --help     # every flag
 #
 # See perf/README.md for what the table means and how the peers are tuned.
@@ -18,26 +20,36 @@ usage() {
 Usage: perf/compare.sh [options]
 
 Load-tests corelb, nginx (as a reverse proxy) and HAProxy side by side in
-front of two nginx backends (13-byte body, 16 KiB file), interleaving the
-targets round by round, and prints one markdown table.
+front of two nginx backends (13-byte body, 16 KiB file), in two CPU layouts
+(isolated: the proxy alone on its CPUs; shared: nothing pinned), interleaving
+layouts and targets round by round; then measures what an idle kept-alive
+client connection costs each proxy in memory. Prints one table per layout,
+a summary against the better peer, and the idle-memory table.
 
 Options:
-  --quick               1 round, 3 s runs, 50 connections only (under 2 min)
+  --quick               1 round, 3 s runs, 50 connections, no many-connections
+                        row, idle memory at 2 000 connections (under 2 min)
   --build               run `cargo build --release` first (done anyway when
                         target/release/corelb is missing)
   --rounds N            rounds of every measurement; medians are reported [3]
-  --duration S          seconds of each measured wrk run [6; quick: 3]
+  --duration S          seconds of each measured wrk run [5; quick: 3]
   --warmup S            seconds of the wrk warm-up before each run [1]
   --conns LIST          client connections, comma-separated [50,256; quick: 50]
+  --many-conns N        also a 13 B row with N connections; 0 for none
+                        [2000; quick: 0]
+  --idle-conns N        idle connections of the memory measurement; 0 to skip
+                        it [10000; quick: 2000]
   --sizes LIST          body sizes: hello (13 B) and/or 16k [hello,16k]
+  --layouts LIST        isolated and/or shared [isolated,shared]
   --threads N           worker threads of every proxy [1]
+  --scale               add the corelb scaling row (isolated layout, 13 B)
   --scale-threads N     threads of the corelb scaling row [2 x --threads]
   --scale-cpus LIST     CPUs of the corelb scaling row [--proxy-cpus if it has
                         enough CPUs, else all CPUs]
-  --no-scale            skip the corelb scaling row
-  --proxy-cpus LIST     CPUs of the proxy under test (taskset -c syntax)
-  --backend-cpus LIST   CPUs of the two nginx backends
-  --wrk-cpus LIST       CPUs of wrk
+  --proxy-cpus LIST     isolated layout: CPUs of the proxy under test
+                        (taskset -c syntax)
+  --backend-cpus LIST   isolated layout: CPUs of the two nginx backends
+  --wrk-cpus LIST       isolated layout: CPUs of wrk
   --wrk-threads N       wrk threads [number of --wrk-cpus]
   --upstream-keepalive N
                         corelb --upstream-keepalive, idle upstream connections
@@ -47,9 +59,11 @@ Options:
   --out DIR             results directory [perf/results/<timestamp>]
   -h, --help            this help
 
-Default CPU layout: on 2 CPUs, wrk and backends on CPU 0 and the proxy alone
-on CPU 1. With at least threads+2 CPUs: wrk on 0, backends on 1, the proxy on
-2..(2+threads-1).
+Layouts. isolated: on 2 CPUs, wrk and backends on CPU 0 and the proxy alone
+on CPU 1; with at least threads+2 CPUs, wrk on 0, backends on 1, the proxy on
+2..(2+threads-1). shared: every process (wrk, backends, proxy) may run on
+every CPU, as on a machine nobody tuned. Processes are moved between the
+layouts with taskset, so both are measured on the same running proxies.
 EOF
 }
 
@@ -67,10 +81,13 @@ DURATION=""
 WARMUP=""
 CONNS=""
 SIZES="hello,16k"
+LAYOUTS="isolated,shared"
+MANY_CONNS=""
+IDLE_CONNS=""
 THREADS=1
 SCALE_THREADS=""
 SCALE_CPUS=""
-NO_SCALE=0
+SCALE=0
 PROXY_CPUS=""
 BACKEND_CPUS=""
 WRK_CPUS=""
@@ -89,10 +106,13 @@ while [[ $# -gt 0 ]]; do
         --warmup) need_arg "$@"; WARMUP=$2; shift ;;
         --conns) need_arg "$@"; CONNS=$2; shift ;;
         --sizes) need_arg "$@"; SIZES=$2; shift ;;
+        --layouts) need_arg "$@"; LAYOUTS=$2; shift ;;
+        --many-conns) need_arg "$@"; MANY_CONNS=$2; shift ;;
+        --idle-conns) need_arg "$@"; IDLE_CONNS=$2; shift ;;
         --threads) need_arg "$@"; THREADS=$2; shift ;;
         --scale-threads) need_arg "$@"; SCALE_THREADS=$2; shift ;;
         --scale-cpus) need_arg "$@"; SCALE_CPUS=$2; shift ;;
-        --no-scale) NO_SCALE=1 ;;
+        --scale) SCALE=1 ;;
         --proxy-cpus) need_arg "$@"; PROXY_CPUS=$2; shift ;;
         --backend-cpus) need_arg "$@"; BACKEND_CPUS=$2; shift ;;
         --wrk-cpus) need_arg "$@"; WRK_CPUS=$2; shift ;;
@@ -107,9 +127,9 @@ while [[ $# -gt 0 ]]; do
 done
 
 if [[ $QUICK == 1 ]]; then
-    : "${ROUNDS:=1}" "${DURATION:=3}" "${WARMUP:=1}" "${CONNS:=50}"
+    : "${ROUNDS:=1}" "${DURATION:=3}" "${WARMUP:=1}" "${CONNS:=50}" "${MANY_CONNS:=0}" "${IDLE_CONNS:=2000}"
 else
-    : "${ROUNDS:=3}" "${DURATION:=6}" "${WARMUP:=1}" "${CONNS:=50,256}"
+    : "${ROUNDS:=3}" "${DURATION:=5}" "${WARMUP:=1}" "${CONNS:=50,256}" "${MANY_CONNS:=2000}" "${IDLE_CONNS:=10000}"
 fi
 : "${SCALE_THREADS:=$((2 * THREADS))}"
 
@@ -123,12 +143,30 @@ IFS=', ' read -ra SIZES_LIST <<<"$SIZES"
 for c in "${CONNS_LIST[@]}"; do is_pos_int "$c" || die "bad --conns entry '$c'"; done
 for s in "${SIZES_LIST[@]}"; do [[ $s == hello || $s == 16k ]] || die "bad --sizes entry '$s' (hello or 16k)"; done
 [[ ${#CONNS_LIST[@]} -gt 0 && ${#SIZES_LIST[@]} -gt 0 ]] || die "--conns and --sizes must not be empty"
+IFS=', ' read -ra LAYOUT_LIST <<<"$LAYOUTS"
+for l in "${LAYOUT_LIST[@]}"; do [[ $l == isolated || $l == shared ]] || die "bad --layouts entry '$l' (isolated or shared)"; done
+[[ ${#LAYOUT_LIST[@]} -gt 0 ]] || die "--layouts must not be empty"
+for v in MANY_CONNS IDLE_CONNS; do
+    [[ ${!v} =~ ^[0-9]+$ ]] || die "--$(tr '[:upper:]_' '[:lower:]-' <<<"$v") must be a number, not '${!v}'"
+done
+
+# Many connections (and the idle-memory clients) need descriptors: raise the
+# soft limit to the hard one. Each proxy needs one per client connection
+# plus its upstream ones, and wrk one per connection.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+NOFILE=$(ulimit -n)
+for v in MANY_CONNS IDLE_CONNS; do
+    if [[ ${!v} -gt 0 && ${!v} -gt $((NOFILE - 1000)) ]]; then
+        die "--$(tr '[:upper:]_' '[:lower:]-' <<<"$v") ${!v} needs more descriptors than the limit of $NOFILE allows (ulimit -Hn)"
+    fi
+done
 
 # ------------------------------------------------------------------- tools
 # command -> Debian package
 declare -A PKG_OF=(
     [wrk]=wrk [nginx]=nginx [haproxy]=haproxy [curl]=curl
     [taskset]=util-linux [getconf]=libc-bin [pgrep]=procps [awk]=mawk
+    [python3]=python3
 )
 install_missing() {
     local cmd missing=()
@@ -160,7 +198,7 @@ install_missing() {
 }
 install_missing
 
-CORELB_SRC=$REPO/target/release/corelb
+CORELB_SRC=${CARGO_TARGET_DIR:-$REPO/target}/release/corelb
 if [[ $BUILD == 1 || ! -x $CORELB_SRC ]]; then
     command -v cargo >/dev/null 2>&1 || die "cargo not found: cannot build corelb"
     note "building corelb (cargo build --release)"
@@ -211,6 +249,7 @@ is_pos_int "$WRK_THREADS" || die "--wrk-threads must be a positive integer"
 if [[ $(count_cpus "$PROXY_CPUS") -lt $THREADS ]]; then
     note "warning: $THREADS proxy threads on $(count_cpus "$PROXY_CPUS") CPU(s) ($PROXY_CPUS): oversubscribed"
 fi
+ALL_CPUS=$(cpu_range 0 "$LAST")
 
 # --------------------------------------------------------------- workspace
 STAMP=$(date +%Y%m%d-%H%M%S)
@@ -420,19 +459,33 @@ declare -A BACKEND_PORT_OF=([hello]=$P_BACK_HELLO [16k]=$P_BACK_16K)
 declare -A LABEL_OF=([hello]="13 B" [16k]="16 KiB")
 
 # ------------------------------------------------------------------ plan
-# Targets measured in each round, in this order; corelb2 is the scaling row
-# (corelb with SCALE_THREADS threads), measured with the small body only.
-targets_for() { # SIZE
-    local t=(direct corelb nginx haproxy)
-    if [[ $NO_SCALE == 0 && $1 == hello ]]; then t+=(corelb2); fi
+# Targets measured in each round and layout, in this order; corelb2 is the
+# scaling row (corelb with SCALE_THREADS threads, pinned), isolated layout
+# and small body only. `direct` (wrk on the backend itself, the ceiling) is
+# measured in the isolated layout only: it is the same backend either way.
+targets_for() { # SIZE LAYOUT
+    local t=(corelb nginx haproxy)
+    if [[ $2 == isolated ]]; then t=(direct "${t[@]}"); fi
+    if [[ $SCALE == 1 && $1 == hello && $2 == isolated ]]; then t+=(corelb2); fi
     echo "${t[*]}"
+}
+# Connection counts of SIZE: the many-connections row is 13 B only.
+conns_for() { # SIZE
+    local c=("${CONNS_LIST[@]}")
+    if [[ $MANY_CONNS -gt 0 && $1 == hello ]]; then c+=("$MANY_CONNS"); fi
+    echo "${c[*]}"
 }
 TOTAL_RUNS=0
 for s in "${SIZES_LIST[@]}"; do
-    read -ra tl <<<"$(targets_for "$s")"
-    TOTAL_RUNS=$((TOTAL_RUNS + ROUNDS * ${#CONNS_LIST[@]} * ${#tl[@]}))
+    read -ra cl <<<"$(conns_for "$s")"
+    for l in "${LAYOUT_LIST[@]}"; do
+        read -ra tl <<<"$(targets_for "$s" "$l")"
+        TOTAL_RUNS=$((TOTAL_RUNS + ROUNDS * ${#cl[@]} * ${#tl[@]}))
+    done
 done
-EST=$((TOTAL_RUNS * (DURATION + WARMUP + 1) + ${#SIZES_LIST[@]} * 5))
+IDLE_EST=0
+[[ $IDLE_CONNS == 0 ]] || IDLE_EST=$((3 * (5 + IDLE_CONNS / 1000)))
+EST=$((TOTAL_RUNS * (DURATION + WARMUP + 1) + ${#SIZES_LIST[@]} * 5 + IDLE_EST))
 
 {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -441,8 +494,9 @@ EST=$((TOTAL_RUNS * (DURATION + WARMUP + 1) + ${#SIZES_LIST[@]} * 5))
     echo "nginx: $(nginx -v 2>&1 | sed 's/^nginx version: //')"
     echo "haproxy: $(haproxy -v | head -n1)"
     echo "wrk: $(wrk -v 2>&1 | head -n1)"
-    echo "layout: proxy CPUs $PROXY_CPUS ($THREADS thread(s)), backends CPUs $BACKEND_CPUS, wrk CPUs $WRK_CPUS ($WRK_THREADS thread(s)), scaling row CPUs $SCALE_CPUS ($SCALE_THREADS threads)"
-    echo "runs: $ROUNDS round(s) x ${DURATION}s (+${WARMUP}s warm-up), conns ${CONNS_LIST[*]}, sizes ${SIZES_LIST[*]}, clk_tck $CLK_TCK"
+    echo "layouts: ${LAYOUT_LIST[*]}; isolated = proxy CPUs $PROXY_CPUS ($THREADS thread(s)), backends CPUs $BACKEND_CPUS, wrk CPUs $WRK_CPUS ($WRK_THREADS thread(s)); shared = every process on CPUs $ALL_CPUS"
+    if [[ $SCALE == 1 ]]; then echo "scaling row: CPUs $SCALE_CPUS ($SCALE_THREADS threads, pinned)"; fi
+    echo "runs: $ROUNDS round(s) x ${DURATION}s (+${WARMUP}s warm-up), conns ${CONNS_LIST[*]} (13 B also $MANY_CONNS), sizes ${SIZES_LIST[*]}, idle connections $IDLE_CONNS, clk_tck $CLK_TCK, nofile $NOFILE"
 } >"$OUT/env.txt"
 cat "$OUT/env.txt" >&2
 read -r LOAD1 _ </proc/loadavg
@@ -451,22 +505,50 @@ if awk -v l="$LOAD1" 'BEGIN { exit !(l > 0.5) }'; then
 fi
 note "$TOTAL_RUNS measured runs, about $((EST / 60)) min $((EST % 60)) s; results in $OUT"
 
-printf 'size\tconns\ttarget\tround\trequests\trps\tp50_us\tp99_us\terrors\tcpu_ticks\tcpu_us_per_req\tuser_ticks\tuser_us_per_req\n' >"$RUNS_TSV"
+printf 'layout\tsize\tconns\ttarget\tround\trequests\trps\tp50_us\tp99_us\terrors\tcpu_ticks\tcpu_us_per_req\tuser_ticks\tuser_us_per_req\tsys_us_per_req\n' >"$RUNS_TSV"
+
+# ---------------------------------------------------------------- layouts
+# Move PID, all its threads and its children's (nginx's workers) to CPUS.
+set_cpus() { # CPUS PID
+    local p
+    for p in $2 $(pgrep -P "$2" 2>/dev/null || true); do
+        taskset -a -p -c "$1" "$p" >/dev/null 2>&1 || true
+    done
+}
+declare -A PID_OF=()
+BACKEND_PIDS=()
+CURRENT_LAYOUT=""
+# Put the backends and the side-by-side proxies where LAYOUT says. The
+# scaling row's corelb is never moved: its workers are pinned one per CPU.
+apply_layout() { # LAYOUT
+    [[ $1 != "$CURRENT_LAYOUT" ]] || return 0
+    local proxy_cpus=$ALL_CPUS backend_cpus=$ALL_CPUS p t
+    if [[ $1 == isolated ]]; then
+        proxy_cpus=$PROXY_CPUS backend_cpus=$BACKEND_CPUS
+    fi
+    for p in "${BACKEND_PIDS[@]}"; do set_cpus "$backend_cpus" "$p"; done
+    for t in corelb nginx haproxy; do
+        if [[ -n ${PID_OF[$t]:-} ]]; then set_cpus "$proxy_cpus" "${PID_OF[$t]}"; fi
+    done
+    CURRENT_LAYOUT=$1
+}
+wrk_cpus_of() { if [[ $1 == isolated ]]; then echo "$WRK_CPUS"; else echo "$ALL_CPUS"; fi; }
 
 # ---------------------------------------------------------------- backends
-start_nginx backend-hello "$CONF_DIR/backend-hello.nginx.conf" "$BACKEND_CPUS" PORT="$P_BACK_HELLO"
+start_nginx backend-hello "$CONF_DIR/backend-hello.nginx.conf" "$ALL_CPUS" PORT="$P_BACK_HELLO"
+BACKEND_PIDS+=("$LAST_PID")
 wait_http backend-hello "$LAST_PID" "http://127.0.0.1:$P_BACK_HELLO/" 13
-start_nginx backend-16k "$CONF_DIR/backend-16k.nginx.conf" "$BACKEND_CPUS" PORT="$P_BACK_16K"
+start_nginx backend-16k "$CONF_DIR/backend-16k.nginx.conf" "$ALL_CPUS" PORT="$P_BACK_16K"
+BACKEND_PIDS+=("$LAST_PID")
 wait_http backend-16k "$LAST_PID" "http://127.0.0.1:$P_BACK_16K/16k.bin" 16384
 note "backends up on 127.0.0.1:$P_BACK_HELLO (13 B) and :$P_BACK_16K (16 KiB)"
 
 # --------------------------------------------------------------- measuring
-declare -A PID_OF=()
 RUN_NO=0
 
-measure() { # SIZE CONNS TARGET ROUND
-    local size=$1 conns=$2 target=$3 round=$4 port pid=0 url raw t0=0 t1=0 u0=0 u1=0 stats
-    local req rps p50 p99 err ticks cpu user_ticks user_cpu
+measure() { # LAYOUT SIZE CONNS TARGET ROUND
+    local layout=$1 size=$2 conns=$3 target=$4 round=$5 port pid=0 url raw t0=0 t1=0 u0=0 u1=0 stats
+    local req rps p50 p99 err ticks cpu user_ticks user_cpu sys_cpu wrk_cpus
     if [[ $target == direct ]]; then
         port=${BACKEND_PORT_OF[$size]}
     else
@@ -474,16 +556,18 @@ measure() { # SIZE CONNS TARGET ROUND
         pid=${PID_OF[$target]}
     fi
     url="http://127.0.0.1:$port${PATH_OF[$size]}"
-    raw="$OUT/raw/$size-c$conns-$target-r$round.txt"
+    raw="$OUT/raw/$layout-$size-c$conns-$target-r$round.txt"
     RUN_NO=$((RUN_NO + 1))
+    apply_layout "$layout"
+    wrk_cpus=$(wrk_cpus_of "$layout")
 
-    taskset -c "$WRK_CPUS" wrk -t"$WRK_THREADS" -c"$conns" -d"${WARMUP}s" "$url" >"$raw.warmup" 2>&1 &
+    taskset -c "$wrk_cpus" wrk -t"$WRK_THREADS" -c"$conns" -d"${WARMUP}s" "$url" >"$raw.warmup" 2>&1 &
     STARTED+=("$!")
     wait "$!" || die "wrk warm-up against $target failed: $(cat "$raw.warmup")"
     STARTED=("${STARTED[@]:0:${#STARTED[@]}-1}")
 
     [[ $pid == 0 ]] || read -r t0 u0 <<<"$(tree_ticks "$pid")"
-    taskset -c "$WRK_CPUS" wrk --latency -t"$WRK_THREADS" -c"$conns" -d"${DURATION}s" --timeout 10s "$url" >"$raw" 2>&1 &
+    taskset -c "$wrk_cpus" wrk --latency -t"$WRK_THREADS" -c"$conns" -d"${DURATION}s" --timeout 10s "$url" >"$raw" 2>&1 &
     STARTED+=("$!")
     wait "$!" || die "wrk against $target failed: $(cat "$raw")"
     STARTED=("${STARTED[@]:0:${#STARTED[@]}-1}")
@@ -494,65 +578,113 @@ measure() { # SIZE CONNS TARGET ROUND
     ticks=$((t1 - t0))
     user_ticks=$((u1 - u0))
     if [[ $pid == 0 || $req -eq 0 ]]; then
-        cpu=nan user_cpu=nan
+        cpu=nan user_cpu=nan sys_cpu=nan
     else
         cpu=$(awk -v t="$ticks" -v hz="$CLK_TCK" -v n="$req" 'BEGIN { printf "%.3f", t * 1e6 / hz / n }')
         user_cpu=$(awk -v t="$user_ticks" -v hz="$CLK_TCK" -v n="$req" 'BEGIN { printf "%.3f", t * 1e6 / hz / n }')
+        sys_cpu=$(awk -v t="$((ticks - user_ticks))" -v hz="$CLK_TCK" -v n="$req" 'BEGIN { printf "%.3f", t * 1e6 / hz / n }')
     fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
-        "$size" "$conns" "$target" "$round" "$req" "$rps" "$p50" "$p99" "$err" "$ticks" "$cpu" \
-        "$user_ticks" "$user_cpu" >>"$RUNS_TSV"
-    printf 'compare.sh: [%d/%d] %-6s c=%-4s %-8s round %d: %9.0f req/s  p50 %8.0f us  p99 %8.0f us  CPU %s us/req%s\n' \
-        "$RUN_NO" "$TOTAL_RUNS" "$size" "$conns" "$target" "$round" "$rps" "$p50" "$p99" "$cpu" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+        "$layout" "$size" "$conns" "$target" "$round" "$req" "$rps" "$p50" "$p99" "$err" "$ticks" "$cpu" \
+        "$user_ticks" "$user_cpu" "$sys_cpu" >>"$RUNS_TSV"
+    printf 'compare.sh: [%d/%d] %-8s %-5s c=%-4s %-8s round %d: %9.0f req/s  p99 %8.0f us  CPU %s us/req (user %s)%s\n' \
+        "$RUN_NO" "$TOTAL_RUNS" "$layout" "$size" "$conns" "$target" "$round" "$rps" "$p99" "$cpu" "$user_cpu" \
         "$([[ $err == 0 ]] || echo "  ERRORS $err")" >&2
 }
 
+# Start corelb, nginx and HAProxy in front of the backend of SIZE (and the
+# scaling row's corelb if asked), on every CPU; wait until each answers.
+start_proxies() { # SIZE
+    local size=$1 bport=${BACKEND_PORT_OF[$1]} path=${PATH_OF[$1]} t name
+    start_corelb "corelb-$size" "$ALL_CPUS" "$THREADS" "${PROXY_PORT[$size.corelb]}" "$bport" no-pin
+    PID_OF[corelb]=$LAST_PID
+    start_nginx "nginx-$size" "$CONF_DIR/proxy.nginx.conf" "$ALL_CPUS" \
+        THREADS="$THREADS" PORT="${PROXY_PORT[$size.nginx]}" BACKEND_PORT="$bport"
+    PID_OF[nginx]=$LAST_PID
+    start_haproxy "haproxy-$size" "$ALL_CPUS" \
+        THREADS="$THREADS" PORT="${PROXY_PORT[$size.haproxy]}" BACKEND_PORT="$bport"
+    PID_OF[haproxy]=$LAST_PID
+    if [[ $SCALE == 1 && $size == hello && " ${LAYOUT_LIST[*]} " == *" isolated "* ]]; then
+        start_corelb "corelb${SCALE_THREADS}t-$size" "$SCALE_CPUS" "$SCALE_THREADS" "${PROXY_PORT[$size.corelb2]}" "$bport" pin
+        PID_OF[corelb2]=$LAST_PID
+    fi
+    for t in corelb nginx haproxy corelb2; do
+        [[ -n ${PID_OF[$t]:-} ]] || continue
+        name="$t-$size"
+        [[ $t != corelb2 ]] || name="corelb${SCALE_THREADS}t-$size"
+        wait_http "$name" "${PID_OF[$t]}" "http://127.0.0.1:${PROXY_PORT[$size.$t]}$path" "${BYTES_OF[$size]}"
+    done
+    CURRENT_LAYOUT=""
+    note "$size: corelb, nginx, haproxy answer 200 with ${BYTES_OF[$size]} bytes"
+}
+
+stop_proxies() {
+    local t
+    for t in corelb2 haproxy nginx corelb; do
+        if [[ -n ${PID_OF[$t]:-} ]]; then
+            stop_started "${PID_OF[$t]}"
+            unset "PID_OF[$t]"
+        fi
+    done
+}
+
 for size in "${SIZES_LIST[@]}"; do
-    bport=${BACKEND_PORT_OF[$size]}
-    path=${PATH_OF[$size]}
-    read -ra targets <<<"$(targets_for "$size")"
+    read -ra conns_list <<<"$(conns_for "$size")"
     # One set of proxies per body size: each fronts only that size's backend
     # (corelb takes one pool from its flags). Idle proxies cost no CPU.
     # Side by side with nginx and HAProxy, corelb's threads float inside the
     # CPU set as theirs do; the scaling row compares corelb with itself, so
     # it runs as deployed: each worker pinned to one CPU of the set.
-    start_corelb "corelb-$size" "$PROXY_CPUS" "$THREADS" "${PROXY_PORT[$size.corelb]}" "$bport" no-pin
-    PID_OF[corelb]=$LAST_PID
-    start_nginx "nginx-$size" "$CONF_DIR/proxy.nginx.conf" "$PROXY_CPUS" \
-        THREADS="$THREADS" PORT="${PROXY_PORT[$size.nginx]}" BACKEND_PORT="$bport"
-    PID_OF[nginx]=$LAST_PID
-    start_haproxy "haproxy-$size" "$PROXY_CPUS" \
-        THREADS="$THREADS" PORT="${PROXY_PORT[$size.haproxy]}" BACKEND_PORT="$bport"
-    PID_OF[haproxy]=$LAST_PID
-    if [[ " ${targets[*]} " == *" corelb2 "* ]]; then
-        start_corelb "corelb${SCALE_THREADS}t-$size" "$SCALE_CPUS" "$SCALE_THREADS" "${PROXY_PORT[$size.corelb2]}" "$bport" pin
-        PID_OF[corelb2]=$LAST_PID
-    fi
-    wait_http "corelb-$size" "${PID_OF[corelb]}" "http://127.0.0.1:${PROXY_PORT[$size.corelb]}$path" "${BYTES_OF[$size]}"
-    wait_http "nginx-$size" "${PID_OF[nginx]}" "http://127.0.0.1:${PROXY_PORT[$size.nginx]}$path" "${BYTES_OF[$size]}"
-    wait_http "haproxy-$size" "${PID_OF[haproxy]}" "http://127.0.0.1:${PROXY_PORT[$size.haproxy]}$path" "${BYTES_OF[$size]}"
-    if [[ -n ${PID_OF[corelb2]:-} ]]; then
-        wait_http "corelb${SCALE_THREADS}t-$size" "${PID_OF[corelb2]}" "http://127.0.0.1:${PROXY_PORT[$size.corelb2]}$path" "${BYTES_OF[$size]}"
-    fi
-    note "$size: corelb, nginx, haproxy answer 200 with ${BYTES_OF[$size]} bytes"
-
+    start_proxies "$size"
     for ((round = 1; round <= ROUNDS; round++)); do
-        for conns in "${CONNS_LIST[@]}"; do
-            # Each round starts one target later, so no target always runs
-            # first or always follows the same one (the machine drifts).
-            for ((i = 0; i < ${#targets[@]}; i++)); do
-                measure "$size" "$conns" "${targets[(i + round - 1) % ${#targets[@]}]}" "$round"
+        for conns in "${conns_list[@]}"; do
+            # Layouts alternate, and so does which one comes first.
+            layouts=("${LAYOUT_LIST[@]}")
+            if ((round % 2 == 0 && ${#layouts[@]} == 2)); then layouts=("${layouts[1]}" "${layouts[0]}"); fi
+            for layout in "${layouts[@]}"; do
+                read -ra targets <<<"$(targets_for "$size" "$layout")"
+                # Each round starts one target later, so no target always runs
+                # first or always follows the same one (the machine drifts).
+                for ((i = 0; i < ${#targets[@]}; i++)); do
+                    measure "$layout" "$size" "$conns" "${targets[(i + round - 1) % ${#targets[@]}]}" "$round"
+                done
             done
         done
     done
-
-    for target in corelb2 haproxy nginx corelb; do
-        if [[ -n ${PID_OF[$target]:-} ]]; then
-            stop_started "${PID_OF[$target]}"
-            unset "PID_OF[$target]"
-        fi
-    done
+    stop_proxies
 done
+
+# ------------------------------------------------------------ idle memory
+# What IDLE_CONNS kept-alive client connections, each past one request and
+# then silent, cost each proxy in resident memory: fresh proxies (so no
+# earlier load has left memory to reuse), one at a time, shared layout.
+IDLE_TSV=$OUT/idle.tsv
+start_idle_proxy() { # TARGET: a fresh one, in front of the 13 B backend
+    local bport=$P_BACK_HELLO port=${PROXY_PORT[hello.$1]}
+    case $1 in
+        corelb) start_corelb "idle-corelb" "$ALL_CPUS" "$THREADS" "$port" "$bport" no-pin ;;
+        nginx) start_nginx "idle-nginx" "$CONF_DIR/proxy.nginx.conf" "$ALL_CPUS" \
+            THREADS="$THREADS" PORT="$port" BACKEND_PORT="$bport" ;;
+        haproxy) start_haproxy "idle-haproxy" "$ALL_CPUS" THREADS="$THREADS" PORT="$port" BACKEND_PORT="$bport" ;;
+    esac
+    wait_http "idle-$1" "$LAST_PID" "http://127.0.0.1:$port/" 13
+}
+printf 'target\trss_before_kib\trss_after_kib\tconnections\tkib_per_connection\n' >"$IDLE_TSV"
+if [[ $IDLE_CONNS -gt 0 ]]; then
+    apply_layout shared
+    for t in corelb nginx haproxy; do
+        start_idle_proxy "$t"
+        pid=$LAST_PID
+        # shellcheck disable=SC2046 # the PIDs are words
+        line=$(python3 "$SCRIPT_DIR/idle_clients.py" "${PROXY_PORT[hello.$t]}" "$IDLE_CONNS" "$pid" $(pgrep -P "$pid" || true)) ||
+            die "idle-connection measurement against $t failed"
+        read -r before after n <<<"$line"
+        per=$(awk -v a="$after" -v b="$before" -v n="$n" 'BEGIN { printf "%.2f", (a - b) / n }')
+        printf '%s\t%s\t%s\t%s\t%s\n' "$t" "$before" "$after" "$n" "$per" >>"$IDLE_TSV"
+        note "idle: $t: $n idle connections, RSS $before -> $after KiB, $per KiB each"
+        stop_started "$pid"
+    done
+fi
 
 # ------------------------------------------------------------------ table
 # median of the values on stdin ("nan" if none)
@@ -561,13 +693,22 @@ median() {
         if (NR == 0) { print "nan"; exit }
         if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
-# column COL of the runs of SIZE CONNS TARGET
-col() {
-    awk -F'\t' -v s="$1" -v c="$2" -v t="$3" -v k="$4" \
-        'NR > 1 && $1 == s && $2 == c && $3 == t && $k != "nan" { print $k }' "$RUNS_TSV"
+# median of column COL of the runs of LAYOUT SIZE CONNS TARGET
+med() {
+    awk -F'\t' -v l="$1" -v s="$2" -v c="$3" -v t="$4" -v k="$5" \
+        'NR > 1 && $1 == l && $2 == s && $3 == c && $4 == t && $k != "nan" { print $k }' "$RUNS_TSV" | median
 }
 fmt_lat() { awk -v v="$1" 'BEGIN { if (v == "nan") print "—"; else if (v < 1000) printf "%.0f µs\n", v; else printf "%.2f ms\n", v / 1000 }'; }
+fmt2() { awk -v v="$1" 'BEGIN { if (v == "nan") print "—"; else printf "%.2f\n", v }'; }
+fmt_k() { awk -v v="$1" 'BEGIN { if (v == "nan") print "—"; else printf "%.1fk\n", v / 1000 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan" || b + 0 == 0) print "—"; else printf "%.2f\n", a / b }'; }
+better() { # MODE(max|min) A B: the better of two medians, ignoring nan
+    awk -v m="$1" -v a="$2" -v b="$3" 'BEGIN {
+        if (a == "nan") { print b; exit } if (b == "nan") { print a; exit }
+        if (m == "max") print (a > b ? a : b); else print (a < b ? a : b) }'
+}
+# Columns of runs.tsv.
+C_RPS=7 C_P50=8 C_P99=9 C_ERR=10 C_CPU=12 C_USER=14 C_SYS=15
 
 target_label() {
     case $1 in
@@ -578,53 +719,107 @@ target_label() {
         corelb2) echo "corelb, $SCALE_THREADS threads (CPUs $SCALE_CPUS)" ;;
     esac
 }
+layout_label() {
+    if [[ $1 == isolated ]]; then
+        echo "isolated layout: proxies ($THREADS worker each) on CPU(s) $PROXY_CPUS, backends on CPU(s) $BACKEND_CPUS, wrk -t$WRK_THREADS on CPU(s) $WRK_CPUS"
+    else
+        echo "shared layout: nothing pinned (proxies with $THREADS worker each, backends and wrk -t$WRK_THREADS all on CPUs $ALL_CPUS)"
+    fi
+}
+RUN_DATE=$(date -u +%Y-%m-%d)
+# "total (user + system)" of TARGET, from the summary's medians R U S T P.
+cpu_cell() { echo "$(fmt2 "${T[$1]}") ($(fmt2 "${U[$1]}") + $(fmt2 "${S[$1]}"))"; }
 
 {
-    echo "### corelb vs nginx vs HAProxy ($STAMP)"
+    echo "## corelb vs nginx vs HAProxy, $RUN_DATE ($STAMP)"
     echo
-    echo "Proxies: $THREADS worker thread(s) on CPU(s) $PROXY_CPUS; backends (nginx, 1 worker each) on CPU(s) $BACKEND_CPUS;" \
-        "wrk -t$WRK_THREADS on CPU(s) $WRK_CPUS. Medians of $ROUNDS round(s) of ${DURATION} s (after ${WARMUP} s warm-up), targets interleaved, each round starting one target later."
-    echo
-    echo "| body | conns | target | req/s | vs direct | p50 | p99 | proxy CPU µs/req | of it user space | req/s vs corelb | CPU vs corelb | errors |"
-    echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    for size in "${SIZES_LIST[@]}"; do
-        read -ra targets <<<"$(targets_for "$size")"
-        for conns in "${CONNS_LIST[@]}"; do
-            d_rps=$(col "$size" "$conns" direct 6 | median)
-            c_rps=$(col "$size" "$conns" corelb 6 | median)
-            c_cpu=$(col "$size" "$conns" corelb 11 | median)
-            for target in "${targets[@]}"; do
-                rps=$(col "$size" "$conns" "$target" 6 | median)
-                p50=$(col "$size" "$conns" "$target" 7 | median)
-                p99=$(col "$size" "$conns" "$target" 8 | median)
-                cpu=$(col "$size" "$conns" "$target" 11 | median)
-                user=$(col "$size" "$conns" "$target" 13 | median)
-                errs=$(col "$size" "$conns" "$target" 9 | awk '{ s += $1 } END { print s + 0 }')
-                if [[ $target == direct ]]; then
-                    cpu_s="—" user_s="—" vs_rps="—" vs_cpu="—"
-                else
-                    cpu_s=$(awk -v v="$cpu" 'BEGIN { if (v == "nan") print "—"; else printf "%.2f\n", v }')
-                    user_s=$(awk -v v="$user" 'BEGIN { if (v == "nan") print "—"; else printf "%.2f\n", v }')
-                    vs_rps=$(ratio "$rps" "$c_rps")
-                    vs_cpu=$(ratio "$cpu" "$c_cpu")
-                fi
-                printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
-                    "${LABEL_OF[$size]}" "$conns" "$(target_label "$target")" \
-                    "$(awk -v v="$rps" 'BEGIN { printf "%.0f\n", v }')" "$(ratio "$rps" "$d_rps")" \
-                    "$(fmt_lat "$p50")" "$(fmt_lat "$p99")" "$cpu_s" "$user_s" "$vs_rps" "$vs_cpu" "$errs"
+    echo "Medians of $ROUNDS round(s) of ${DURATION} s (after ${WARMUP} s warm-up), layouts and targets interleaved, each round starting one target later. Host: $NCPU CPUs, load average $LOAD1 at start."
+    for layout in "${LAYOUT_LIST[@]}"; do
+        echo
+        echo "### Summary, $layout layout ($RUN_DATE)"
+        echo
+        echo "$(layout_label "$layout")."
+        echo
+        echo "| body, conns | corelb req/s | nginx | HAProxy | corelb ÷ better peer | corelb CPU µs/req (user + sys) | nginx | HAProxy | corelb CPU ÷ better peer | corelb p99 | better peer's p99 |"
+        echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        for size in "${SIZES_LIST[@]}"; do
+            read -ra conns_list <<<"$(conns_for "$size")"
+            for conns in "${conns_list[@]}"; do
+                declare -A R=() U=() S=() T=() P=()
+                for t in corelb nginx haproxy; do
+                    R[$t]=$(med "$layout" "$size" "$conns" "$t" $C_RPS)
+                    U[$t]=$(med "$layout" "$size" "$conns" "$t" $C_USER)
+                    S[$t]=$(med "$layout" "$size" "$conns" "$t" $C_SYS)
+                    T[$t]=$(med "$layout" "$size" "$conns" "$t" $C_CPU)
+                    P[$t]=$(med "$layout" "$size" "$conns" "$t" $C_P99)
+                done
+                best_rps=$(better max "${R[nginx]}" "${R[haproxy]}")
+                best_cpu=$(better min "${T[nginx]}" "${T[haproxy]}")
+                best_p99=$(better min "${P[nginx]}" "${P[haproxy]}")
+                printf '| %s, %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
+                    "${LABEL_OF[$size]}" "$conns" "$(fmt_k "${R[corelb]}")" "$(fmt_k "${R[nginx]}")" "$(fmt_k "${R[haproxy]}")" \
+                    "$(ratio "${R[corelb]}" "$best_rps")" "$(cpu_cell corelb)" "$(cpu_cell nginx)" "$(cpu_cell haproxy)" \
+                    "$(ratio "${T[corelb]}" "$best_cpu")" "$(fmt_lat "${P[corelb]}")" "$(fmt_lat "$best_p99")"
+                unset R U S T P
+            done
+        done
+        echo
+        echo "### Every target, $layout layout ($RUN_DATE)"
+        echo
+        echo "| body | conns | target | req/s | vs direct | p50 | p99 | proxy CPU µs/req | user | system | req/s vs corelb | CPU vs corelb | errors |"
+        echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        for size in "${SIZES_LIST[@]}"; do
+            read -ra targets <<<"$(targets_for "$size" "$layout")"
+            read -ra conns_list <<<"$(conns_for "$size")"
+            for conns in "${conns_list[@]}"; do
+                d_rps=$(med isolated "$size" "$conns" direct $C_RPS)
+                c_rps=$(med "$layout" "$size" "$conns" corelb $C_RPS)
+                c_cpu=$(med "$layout" "$size" "$conns" corelb $C_CPU)
+                for target in "${targets[@]}"; do
+                    rps=$(med "$layout" "$size" "$conns" "$target" $C_RPS)
+                    cpu=$(med "$layout" "$size" "$conns" "$target" $C_CPU)
+                    errs=$(awk -F'\t' -v l="$layout" -v s="$size" -v c="$conns" -v t="$target" -v k=$C_ERR \
+                        'NR > 1 && $1 == l && $2 == s && $3 == c && $4 == t { e += $k } END { print e + 0 }' "$RUNS_TSV")
+                    if [[ $target == direct ]]; then
+                        vs_rps="—" vs_cpu="—"
+                    else
+                        vs_rps=$(ratio "$rps" "$c_rps") vs_cpu=$(ratio "$cpu" "$c_cpu")
+                    fi
+                    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
+                        "${LABEL_OF[$size]}" "$conns" "$(target_label "$target")" \
+                        "$(awk -v v="$rps" 'BEGIN { printf "%.0f\n", v }')" "$(ratio "$rps" "$d_rps")" \
+                        "$(fmt_lat "$(med "$layout" "$size" "$conns" "$target" $C_P50)")" \
+                        "$(fmt_lat "$(med "$layout" "$size" "$conns" "$target" $C_P99)")" \
+                        "$(fmt2 "$cpu")" "$(fmt2 "$(med "$layout" "$size" "$conns" "$target" $C_USER)")" \
+                        "$(fmt2 "$(med "$layout" "$size" "$conns" "$target" $C_SYS)")" "$vs_rps" "$vs_cpu" "$errs"
+                done
             done
         done
     done
+    if [[ $IDLE_CONNS -gt 0 ]]; then
+        echo
+        echo "### Idle client connections ($RUN_DATE)"
+        echo
+        echo "$IDLE_CONNS kept-alive client connections, each past one request (13 B) and then silent, against a fresh proxy ($THREADS worker):"
+        echo
+        echo "| proxy | RSS before | RSS with the idle connections | per idle connection |"
+        echo "|---|---:|---:|---:|"
+        awk -F'\t' 'NR > 1 {
+            name = $1 == "corelb" ? "**corelb**" : $1 == "haproxy" ? "HAProxy" : $1
+            printf "| %s | %.1f MiB | %.1f MiB | %.2f KiB |\n", name, $2 / 1024, $3 / 1024, $5 }' "$IDLE_TSV"
+    fi
     echo
-    echo "vs direct = req/s ÷ req/s of wrk hitting the backend itself (the ceiling)." \
-        "req/s vs corelb and CPU vs corelb = this row ÷ the corelb row of the same body and conns:" \
-        "req/s below 1 means slower than corelb, CPU above 1 means more CPU per request than corelb." \
-        "proxy CPU µs/req = user+system CPU of all the proxy's processes during the run ÷ requests completed;" \
-        "of it user space = the user part alone (the proxy's own code; the rest is the kernel's TCP work, the same for every proxy)." \
+    echo "corelb ÷ better peer: corelb's req/s ÷ the higher of nginx's and HAProxy's (above 1: corelb is faster);" \
+        "CPU ÷ better peer: corelb's CPU µs/req ÷ the lower of theirs (below 1: corelb needs less CPU)." \
+        "vs direct = req/s ÷ req/s of wrk hitting the backend itself (isolated layout)." \
+        "req/s vs corelb and CPU vs corelb = this row ÷ the corelb row of the same layout, body and conns." \
+        "proxy CPU µs/req = user + system CPU of all the proxy's processes during the run ÷ requests completed;" \
+        "user = the proxy's own code, system = the kernel's work for it (mostly loopback TCP)." \
+        "RSS per idle connection = (RSS with them − RSS before) ÷ connections, all the proxy's processes." \
         "errors = non-2xx responses + socket errors, summed over rounds."
 } >"$TABLE"
 
 echo
 cat "$TABLE"
 echo
-note "raw wrk outputs, runs.tsv, configs and logs in $OUT"
+note "raw wrk outputs, runs.tsv, idle.tsv, configs and logs in $OUT"

@@ -97,10 +97,11 @@ pub fn start_backends() -> Result<Vec<SocketAddr>, String> {
         .map(|l| l.local_addr())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
+    let driver = crate::runtime::resolve_driver(IoDriver::Auto)?;
     std::thread::Builder::new()
         .name("corelb-demo".into())
         .spawn(move || {
-            let _ = crate::runtime::block_on_driver(IoDriver::Auto, async move {
+            let _ = crate::runtime::block_on_driver(driver, async move {
                 let mut tasks = Vec::new();
                 let started = Instant::now();
                 for (std_listener, spec) in listeners.into_iter().zip(BACKENDS.iter()) {

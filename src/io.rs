@@ -106,6 +106,25 @@ pub async fn read_idle_timeout<S: AsyncReadRent + AsRawFd>(
     read_while_armed(wait, stream, buf, limit).await
 }
 
+/// Wait, holding no buffer, until `stream` has bytes (or end of file) to
+/// read: a kept-alive connection waiting for its next request, or a new one
+/// for its first, costs no buffer while it waits. Ends like
+/// [`read_idle_timeout`]: on timeout, and early in a drain.
+pub async fn readable_idle_timeout(
+    deadlines: &Deadlines,
+    stream: &monoio::net::TcpStream,
+    timeout: Duration,
+) -> Result<(), ReadError> {
+    let wait = deadlines.arm_idle(stream.as_raw_fd(), timeout);
+    // Relaxed: the epoll driver may then wake without bytes; the read that
+    // follows just waits (with its buffer).
+    let result = stream.readable(true).await;
+    if wait.expired() {
+        return Err(ReadError::Timeout);
+    }
+    result.map_err(ReadError::Io)
+}
+
 /// One non-blocking `send` of `bytes` on `fd`, right now; how many went
 /// (0 on any error: the caller's io_uring write then meets and reports it).
 fn send_now(fd: RawFd, bytes: &[u8]) -> usize {

@@ -17,6 +17,7 @@
 //! | [`io`] | monoio owned-buffer helpers |
 //! | [`deadline`] | coarse per-worker timeouts for socket waits, swept each tick |
 //! | [`pool`] | per-worker idle upstream connections |
+//! | [`buffers`], [`slots`] | per-worker free lists of connection buffers and of exchange futures' memory |
 //! | [`backend`], [`snapshot`] | backends and their shared atomics; pools and routes |
 //! | [`balance`] | the balancing algorithms, one a file |
 //! | [`error`] | failures and the status each gets |
@@ -29,6 +30,7 @@ pub mod access_log;
 pub mod admin;
 pub mod backend;
 pub mod balance;
+pub mod buffers;
 pub mod cli;
 pub mod config;
 pub mod control;
@@ -48,6 +50,7 @@ pub mod resilience;
 pub mod retry_budget;
 pub mod runtime;
 pub mod serve;
+pub mod slots;
 pub mod snapshot;
 pub mod steering;
 pub mod syscall;

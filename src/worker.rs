@@ -15,6 +15,7 @@ use std::time::Duration;
 use crate::access_log::AccessLog;
 use crate::backend::{Backend, BackendState};
 use crate::balance::{self, Balancer, WeightedSampler};
+use crate::buffers::{BufferPool, TRIM_INTERVAL};
 use crate::config::Settings;
 use crate::control::lifecycle::Phase;
 use crate::control::Control;
@@ -24,6 +25,7 @@ use crate::outcome::WorkerMetrics;
 use crate::pool::UpstreamPool;
 use crate::resilience::breaker::ejection_allowed;
 use crate::retry_budget::RetryBudget;
+use crate::slots::FutureSlots;
 use crate::snapshot::Snapshot;
 
 /// How long an idle pooled upstream connection is kept. Backends commonly
@@ -84,6 +86,12 @@ pub struct Worker {
     pub control: Arc<Control>,
     /// Idle upstream connections.
     pub pool: UpstreamPool,
+    /// Buffers of the exchanges in flight, taken and given back.
+    pub buffers: BufferPool,
+    /// Memory of the head-reading and exchange futures in flight, likewise
+    /// (one free list per future type: each holds blocks of one size).
+    pub head_slots: FutureSlots,
+    pub exchange_slots: FutureSlots,
     /// Timeouts of this worker's socket waits (swept by a task of its own).
     pub deadlines: Deadlines,
     /// The access log, if on.
@@ -111,6 +119,9 @@ impl Worker {
         Self {
             id,
             pool: UpstreamPool::new(settings.upstream_keepalive, UPSTREAM_IDLE_TIME),
+            buffers: BufferPool::new(),
+            head_slots: FutureSlots::new(),
+            exchange_slots: FutureSlots::new(),
             deadlines: Deadlines::new(),
             access_log,
             routing: RefCell::new(Routing::new(snapshot, id)),
@@ -306,6 +317,26 @@ impl Worker {
         self.deadlines.start_drain(DRAIN_IDLE_GRACE);
         if let Some(fd) = self.listener_fd.take() {
             crate::listener::take_queued(self, fd);
+        }
+    }
+
+    /// Let go of the buffers and exchange blocks no exchange needed for a
+    /// whole interval, every [`TRIM_INTERVAL`], for ever.
+    pub async fn run_trimmer(&self) {
+        let mut collect_again = false;
+        loop {
+            monoio::time::sleep(TRIM_INTERVAL).await;
+            let dropped =
+                self.buffers.trim() + self.head_slots.trim() + self.exchange_slots.trim() > 0;
+            if dropped || collect_again {
+                // mimalloc keeps freed pages for reuse until asked, and
+                // hands back recently freed ones only on a later call:
+                // without this, a burst's peak would stay resident.
+                // SAFETY: a plain call; harmless if mimalloc is not the
+                // allocator (its heap is then empty).
+                unsafe { libmimalloc_sys::mi_collect(true) };
+            }
+            collect_again = dropped;
         }
     }
 

@@ -21,6 +21,7 @@ use monoio::net::TcpStream;
 
 use crate::access_log::Entry;
 use crate::backend::{Backend, InflightGuard};
+use crate::buffers::BufferPool;
 use crate::deadline::Deadlines;
 use crate::error::{write_error_response, ProxyError};
 use crate::ewma;
@@ -28,8 +29,8 @@ use crate::http::rewrite::{write_request_head_upgrading, ClientAddr};
 use crate::http::upgrade::Protocol;
 use crate::http::{head, parse_request, BodyKind, BodyProgress, RequestHead, MAX_HEADERS};
 use crate::io::{
-    make_room, read_idle_timeout, read_some_timeout, release_if_oversized, reset_on_close,
-    write_all_timeout, write_range_timeout, ReadError,
+    make_room, read_idle_timeout, read_some_timeout, readable_idle_timeout, release_if_oversized,
+    reset_on_close, write_all_timeout, write_range_timeout, ReadError,
 };
 use crate::outcome::{AttemptOutcome, Failure, Generated, RequestOutcome, TimeoutKind};
 use crate::resilience::breaker::counts_as_failure;
@@ -47,7 +48,9 @@ use upstream::{HeadFailure, SendError};
 /// buffer of 32 KiB, larger bodies give theirs back).
 const RETAINED_BUFFERS: usize = 4;
 
-/// The three buffers a client connection uses, reused for every request.
+/// The three buffers a client connection uses while an exchange is in
+/// flight. An idle connection holds none: they come from the worker's
+/// [`BufferPool`] when its bytes arrive and go back when the exchange ends.
 struct Buffers {
     /// Bytes read from the client not yet handled (may hold pipelined requests).
     client_in: BytesMut,
@@ -55,6 +58,34 @@ struct Buffers {
     upstream_in: BytesMut,
     /// Heads being written (plus the first body bytes, so one write carries both).
     out: BytesMut,
+}
+
+impl Buffers {
+    /// None held (no allocation).
+    fn none() -> Self {
+        Self {
+            client_in: BytesMut::new(),
+            upstream_in: BytesMut::new(),
+            out: BytesMut::new(),
+        }
+    }
+
+    /// Take from `pool` each buffer not held.
+    fn acquire(&mut self, pool: &BufferPool, size: usize) {
+        for buf in [&mut self.client_in, &mut self.upstream_in, &mut self.out] {
+            if buf.capacity() == 0 {
+                *buf = pool.take(size);
+            }
+        }
+    }
+
+    /// Give every buffer back to `pool` (what they hold is dropped); those
+    /// grown past `keep` bytes are let go instead.
+    fn release(&mut self, pool: &BufferPool, keep: usize) {
+        for buf in [&mut self.client_in, &mut self.upstream_in, &mut self.out] {
+            pool.give(std::mem::take(buf), keep);
+        }
+    }
 }
 
 /// What the request head said, once parsed; owned, so it lives across awaits.
@@ -98,12 +129,7 @@ enum After {
 
 /// Serve one client connection until it closes.
 pub async fn serve_client(worker: Rc<Worker>, mut client: TcpStream, peer: SocketAddr) {
-    let size = worker.settings().buffer_size;
-    let mut bufs = Buffers {
-        client_in: BytesMut::with_capacity(size),
-        upstream_in: BytesMut::with_capacity(size),
-        out: BytesMut::with_capacity(size),
-    };
+    let mut bufs = Buffers::none();
     let mut exchange = Exchange {
         worker: &worker,
         client: &mut client,
@@ -122,8 +148,14 @@ pub async fn serve_client(worker: Rc<Worker>, mut client: TcpStream, peer: Socke
         exchange.answering_head = false;
         exchange.started = None;
         exchange.outcome = RequestOutcome::default();
-        let result = match exchange.next_request().await {
-            Ok(NextRequest::Ready(req)) => exchange.forward(req).await,
+        if !exchange.wait_for_request().await {
+            break After::Gone;
+        }
+        // Reading the head and the exchange run in blocks of the worker's:
+        // an idle connection's task need not be as large as their state
+        // (`crate::slots`).
+        let result = match worker.head_slots.run(exchange.next_request()).await {
+            Ok(NextRequest::Ready(req)) => worker.exchange_slots.run(exchange.forward(req)).await,
             Ok(NextRequest::Closed) => break After::Gone,
             Err(e) => Err(e),
         };
@@ -135,14 +167,20 @@ pub async fn serve_client(worker: Rc<Worker>, mut client: TcpStream, peer: Socke
             // close-delimited body a FIN would tell it the body is complete.
             // The reset also discards the FIN our timed-out write queued.
             Err(_) if exchange.response_started => After::Abort,
-            Err(err) => exchange.answer_error(&err).await,
+            // Boxed, as rare paths (an error answer, the close): their
+            // state need not sit in every idle connection's task either.
+            Err(err) => Box::pin(exchange.answer_error(&err)).await,
         };
         exchange.finish_request();
+        let keep = RETAINED_BUFFERS * worker.settings().buffer_size;
         match after {
+            // Idle until the next request: hold no buffer meanwhile.
+            After::KeepAlive if exchange.bufs.client_in.is_empty() => {
+                exchange.bufs.release(&worker.buffers, keep);
+            }
             After::KeepAlive => {
-                // A large gathered body grew these; an idle keep-alive
-                // connection should not keep that memory.
-                let keep = RETAINED_BUFFERS * worker.settings().buffer_size;
+                // A pipelined request is here already. A large gathered
+                // body grew these; the connection should not keep that.
                 release_if_oversized(&mut exchange.bufs.upstream_in, keep);
                 release_if_oversized(&mut exchange.bufs.out, keep);
             }
@@ -151,9 +189,13 @@ pub async fn serve_client(worker: Rc<Worker>, mut client: TcpStream, peer: Socke
     };
     match after {
         After::Abort => reset_on_close(&client),
-        After::Close => linger(&worker.deadlines, &mut client, &mut bufs.client_in).await,
+        After::Close => Box::pin(linger(&worker.deadlines, &mut client, &mut bufs.client_in)).await,
         After::Gone | After::KeepAlive => {}
     }
+    bufs.release(
+        &worker.buffers,
+        RETAINED_BUFFERS * worker.settings().buffer_size,
+    );
 }
 
 /// Close gently: stop sending, then read and discard what the client may
@@ -330,6 +372,26 @@ impl Exchange<'_> {
         }
     }
 
+    /// Wait, holding no buffer, until the client's next request begins to
+    /// arrive (at once if pipelined bytes are here), then take the
+    /// buffers. `false`: it closed or stayed idle too long; end quietly.
+    async fn wait_for_request(&mut self) -> bool {
+        if self.bufs.client_in.is_empty() {
+            let idle = self.worker.settings().timeouts.client_idle;
+            match readable_idle_timeout(&self.worker.deadlines, self.client, idle).await {
+                Ok(()) => {}
+                Err(ReadError::Timeout) => {
+                    self.worker.metrics().timed_out(TimeoutKind::KeepAlive);
+                    return false;
+                }
+                Err(ReadError::Io(_)) => return false,
+            }
+        }
+        let size = self.worker.settings().buffer_size;
+        self.bufs.acquire(&self.worker.buffers, size);
+        true
+    }
+
     /// Read until a whole request head is buffered, then parse it, pick a
     /// backend and write the forwarded head into `out`.
     async fn next_request(&mut self) -> Result<NextRequest, ProxyError> {
@@ -368,9 +430,9 @@ impl Exchange<'_> {
                 }
                 Some(deadline) => deadline.saturating_duration_since(Instant::now()),
             };
+            let deadlines = &self.worker.deadlines;
             let room = cfg.buffer_size - self.bufs.client_in.len();
             make_room(&mut self.bufs.client_in, cfg.buffer_size);
-            let deadlines = &self.worker.deadlines;
             let buf = &mut self.bufs.client_in;
             let read = if idle {
                 // A drain closes connections waiting here (see
