@@ -6,114 +6,13 @@
 #[macro_use]
 mod common;
 
-use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::thread;
+use std::time::Duration;
 
+use common::load::Load;
 use common::*;
-
-/// Keep-alive clients sending `GET /` in a loop, counting answers and
-/// failures; a client reconnects when told `Connection: close`.
-struct Load {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicU64>,
-    failures: Arc<Mutex<Vec<String>>>,
-    threads: Vec<JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(addr: SocketAddr, clients: usize) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicU64::new(0));
-        let failures = Arc::new(Mutex::new(Vec::new()));
-        let threads = (0..clients)
-            .map(|_| {
-                let (stop, ok, failures) =
-                    (Arc::clone(&stop), Arc::clone(&ok), Arc::clone(&failures));
-                thread::spawn(move || {
-                    let mut client: Option<Client> = None;
-                    while !stop.load(Ordering::Relaxed) {
-                        let c = match client.as_mut() {
-                            Some(c) => c,
-                            None => match TcpStream::connect_timeout(&addr, SAFETY) {
-                                Ok(stream) => {
-                                    stream.set_read_timeout(Some(SAFETY)).unwrap();
-                                    client = Some(Client {
-                                        conn: Conn::new(stream),
-                                    });
-                                    client.as_mut().unwrap()
-                                }
-                                Err(e) => {
-                                    failures.lock().unwrap().push(format!("connect: {e}"));
-                                    thread::sleep(Duration::from_millis(10));
-                                    continue;
-                                }
-                            },
-                        };
-                        let sent = c
-                            .conn
-                            .stream
-                            .write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n");
-                        match sent.and_then(|_| c.try_read_response(false)) {
-                            Ok(r) if r.status == 200 => {
-                                ok.fetch_add(1, Ordering::Relaxed);
-                                if r.says_close() {
-                                    client = None;
-                                }
-                            }
-                            Ok(r) => {
-                                failures.lock().unwrap().push(format!(
-                                    "status {}: {}",
-                                    r.status,
-                                    r.body_str()
-                                ));
-                                client = None;
-                            }
-                            Err(e) => {
-                                failures.lock().unwrap().push(format!("{e}"));
-                                client = None;
-                            }
-                        }
-                    }
-                })
-            })
-            .collect();
-        Load {
-            stop,
-            ok,
-            failures,
-            threads,
-        }
-    }
-
-    fn ok(&self) -> u64 {
-        self.ok.load(Ordering::Relaxed)
-    }
-
-    /// Wait until `n` more requests have been answered (bounded).
-    fn wait_more(&self, n: u64) {
-        let target = self.ok() + n;
-        let give_up = Instant::now() + Duration::from_secs(60);
-        while self.ok() < target && Instant::now() < give_up {
-            thread::sleep(Duration::from_millis(10));
-        }
-        assert!(self.ok() >= target, "load stalled at {} answers", self.ok());
-    }
-
-    /// Stop; the answered count and the failures.
-    fn finish(self) -> (u64, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads {
-            t.join().unwrap();
-        }
-        let failures = self.failures.lock().unwrap().clone();
-        (self.ok.load(Ordering::Relaxed), failures)
-    }
-}
 
 fn config_file(backends: &[&Backend]) -> String {
     let list: Vec<String> = backends
@@ -180,13 +79,14 @@ fn reload_under_load_swaps_backends_without_failing_a_request() {
     });
     let c_before = c.request_count();
     load.wait_more(3_000);
-    let (answered, failures) = load.finish();
-    assert!(
-        failures.is_empty(),
-        "{} failed requests: {:?}",
-        failures.len(),
-        &failures[..failures.len().min(5)]
+    let failures = load.first_failures();
+    let counts = load.finish();
+    assert_eq!(
+        counts.not_ok(),
+        0,
+        "failed requests: {counts:?}; first failures: {failures:?}"
     );
+    let answered = counts.status(200);
     assert!(answered >= 10_000, "only {answered} requests");
     assert!(
         c.request_count() > c_before,
@@ -303,13 +203,14 @@ fn a_busy_address_is_refused_and_takeover_loses_no_request() {
         old.log()
     );
     load.wait_more(3_000);
-    let (answered, failures) = load.finish();
-    assert!(
-        failures.is_empty(),
-        "{} failed requests: {:?}",
-        failures.len(),
-        &failures[..failures.len().min(5)]
+    let failures = load.first_failures();
+    let counts = load.finish();
+    assert_eq!(
+        counts.not_ok(),
+        0,
+        "failed requests: {counts:?}; first failures: {failures:?}"
     );
+    let answered = counts.status(200);
     assert!(answered >= 8_000);
     assert_eq!(new.client().get("/").status, 200);
 }

@@ -1,4 +1,5 @@
-//! Steady load for resilience tests: keep-alive clients sending one fixed
+//! Steady load for the tests that count failures under load (resilience,
+//! reload, takeover): keep-alive clients sending one fixed
 //! request in a loop, counting every answer by status and every failure
 //! (a connection error, a timeout, a response that could not be read).
 //!
