@@ -9,6 +9,7 @@
 use std::cell::{Cell, RefCell};
 use std::net::IpAddr;
 use std::os::fd::RawFd;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -97,7 +98,9 @@ pub struct Worker {
     /// The access log, if on.
     pub access_log: Option<AccessLog>,
     routing: RefCell<Routing>,
-    settings: Cell<Settings>,
+    /// Behind an `Rc`: read several times a request, and copying the
+    /// whole struct each time would cost more than a count.
+    settings: RefCell<Rc<Settings>>,
     draining: Cell<bool>,
     /// Client connections this worker has open.
     connections: Cell<usize>,
@@ -125,7 +128,7 @@ impl Worker {
             deadlines: Deadlines::new(),
             access_log,
             routing: RefCell::new(Routing::new(snapshot, id)),
-            settings: Cell::new(settings),
+            settings: RefCell::new(Rc::new(settings)),
             draining: Cell::new(false),
             connections: Cell::new(0),
             listener_fd: Cell::new(None),
@@ -138,8 +141,8 @@ impl Worker {
 
     /// The reloadable settings, as of the last request's snapshot.
     #[inline]
-    pub fn settings(&self) -> Settings {
-        self.settings.get()
+    pub fn settings(&self) -> Rc<Settings> {
+        Rc::clone(&self.settings.borrow())
     }
 
     /// This worker's metrics block.
@@ -162,7 +165,7 @@ impl Worker {
             *routing = Routing::new(Arc::clone(&current), self.id);
             let settings = current.settings;
             self.pool.set_max_idle(settings.upstream_keepalive);
-            self.settings.set(settings);
+            *self.settings.borrow_mut() = Rc::new(settings);
         }
     }
 
