@@ -5,17 +5,21 @@
 //! no accept lock or hand-off exists between them ([`crate::steering`]
 //! tells the kernel how to weigh the workers).
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, RawFd};
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{error, warn};
 
+use crate::control::per_ip::PerIpPermit;
 use crate::proxy::serve_client;
 use crate::steering::group;
 use crate::worker::Worker;
@@ -134,13 +138,40 @@ fn spawn_connection(worker: &Rc<Worker>, stream: monoio::net::TcpStream, peer: S
     let _ = stream.set_nodelay(true);
     let permit = worker.control.limit.acquire();
     worker.connection_opened();
-    let worker = Rc::clone(worker);
-    monoio::spawn(async move {
-        serve_client(Rc::clone(&worker), stream, peer).await;
-        worker.connection_closed();
-        drop(permit);
-        drop(per_ip);
+    monoio::spawn(ConnectionTask {
+        serve: serve_client(Rc::clone(worker), stream, peer),
+        worker: Rc::clone(worker),
+        _permit: permit,
+        _per_ip: per_ip,
     });
+}
+
+pin_project_lite::pin_project! {
+    /// One client connection's task: serving it, then counting it closed;
+    /// its places under the limits go when the task does.
+    ///
+    /// A struct rather than an `async move` block, for the sake of every
+    /// idle connection's memory: a block keeps what it captures (the
+    /// stream, the peer address) for its whole life, beside the future
+    /// that took them, which holds them too.
+    struct ConnectionTask<F> {
+        #[pin]
+        serve: F,
+        worker: Rc<Worker>,
+        _permit: ConnectionPermit,
+        _per_ip: PerIpPermit,
+    }
+}
+
+impl<F: Future<Output = ()>> Future for ConnectionTask<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        std::task::ready!(this.serve.poll(cx));
+        this.worker.connection_closed();
+        Poll::Ready(())
+    }
 }
 
 /// Close a connection over `--max-connections-per-ip` at once, before

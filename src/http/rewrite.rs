@@ -155,7 +155,8 @@ fn connection_options<'h, 'b>(headers: &'h [Header<'b>]) -> impl Iterator<Item =
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr {
     text: [u8; 45],
-    len: usize,
+    /// A `u8`: this sits in every connection's task, idle ones too.
+    len: u8,
 }
 
 impl ClientAddr {
@@ -165,13 +166,13 @@ impl ClientAddr {
         let mut text = [0u8; 45];
         let mut cursor = std::io::Cursor::new(&mut text[..]);
         let _ = write!(cursor, "{ip}");
-        let len = cursor.position() as usize;
+        let len = cursor.position() as u8;
         Self { text, len }
     }
 
     /// The address as written in `X-Forwarded-For`.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.text[..self.len]
+        &self.text[..usize::from(self.len)]
     }
 }
 

@@ -9,6 +9,7 @@
 //! is what makes pipelining correct: the bytes of request N+1 simply wait in
 //! the read buffer while request N is answered.
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::rc::Rc;
@@ -128,74 +129,90 @@ enum After {
 }
 
 /// Serve one client connection until it closes.
-pub async fn serve_client(worker: Rc<Worker>, mut client: TcpStream, peer: SocketAddr) {
-    let mut bufs = Buffers::none();
-    let mut exchange = Exchange {
-        worker: &worker,
-        client: &mut client,
-        peer_ip: peer.ip(),
-        client_addr: ClientAddr::new(peer.ip()),
-        bufs: &mut bufs,
-        response_started: false,
-        answering_head: false,
-        started: None,
-        outcome: RequestOutcome::default(),
-        attempt: AttemptState::default(),
-        logged: LoggedHead::default(),
-    };
-    let after = loop {
-        exchange.response_started = false;
-        exchange.answering_head = false;
-        exchange.started = None;
-        exchange.outcome = RequestOutcome::default();
-        if !exchange.wait_for_request().await {
-            break After::Gone;
-        }
-        // Reading the head and the exchange run in blocks of the worker's:
-        // an idle connection's task need not be as large as their state
-        // (`crate::slots`).
-        let result = match worker.head_slots.run(exchange.next_request()).await {
-            Ok(NextRequest::Ready(req)) => worker.exchange_slots.run(exchange.forward(req)).await,
-            Ok(NextRequest::Closed) => break After::Gone,
-            Err(e) => Err(e),
+///
+/// An `async` block rather than an `async fn`, for every idle connection's
+/// memory: an `async fn` keeps its arguments twice in its future (as passed,
+/// and as moved into its body), where a block uses what it captured in
+/// place. The task of each connection is this future.
+pub fn serve_client(
+    worker: Rc<Worker>,
+    mut client: TcpStream,
+    peer: SocketAddr,
+) -> impl Future<Output = ()> {
+    let peer_ip = peer.ip();
+    async move {
+        let mut bufs = Buffers::none();
+        let mut exchange = Exchange {
+            worker: &worker,
+            client: &mut client,
+            peer_ip,
+            client_addr: ClientAddr::new(peer_ip),
+            bufs: &mut bufs,
+            response_started: false,
+            answering_head: false,
+            started: None,
+            outcome: RequestOutcome::default(),
+            attempt: AttemptState::default(),
+            logged: LoggedHead::default(),
         };
-        let after = match result {
-            Ok(true) => After::KeepAlive,
-            Ok(false) => After::Close,
-            // Even when the client is the one that failed: a client that
-            // stopped reading (write timeout) is still there, and with a
-            // close-delimited body a FIN would tell it the body is complete.
-            // The reset also discards the FIN our timed-out write queued.
-            Err(_) if exchange.response_started => After::Abort,
-            // Boxed, as rare paths (an error answer, the close): their
-            // state need not sit in every idle connection's task either.
-            Err(err) => Box::pin(exchange.answer_error(&err)).await,
+        let after = loop {
+            exchange.response_started = false;
+            exchange.answering_head = false;
+            exchange.started = None;
+            exchange.outcome = RequestOutcome::default();
+            if !exchange.wait_for_request().await {
+                break After::Gone;
+            }
+            // Reading the head and the exchange run in blocks of the worker's:
+            // an idle connection's task need not be as large as their state
+            // (`crate::slots`).
+            let result = match worker.head_slots.run(exchange.next_request()).await {
+                Ok(NextRequest::Ready(req)) => {
+                    worker.exchange_slots.run(exchange.forward(req)).await
+                }
+                Ok(NextRequest::Closed) => break After::Gone,
+                Err(e) => Err(e),
+            };
+            let after = match result {
+                Ok(true) => After::KeepAlive,
+                Ok(false) => After::Close,
+                // Even when the client is the one that failed: a client that
+                // stopped reading (write timeout) is still there, and with a
+                // close-delimited body a FIN would tell it the body is complete.
+                // The reset also discards the FIN our timed-out write queued.
+                Err(_) if exchange.response_started => After::Abort,
+                // Boxed, as rare paths (an error answer, the close): their
+                // state need not sit in every idle connection's task either.
+                Err(err) => Box::pin(exchange.answer_error(&err)).await,
+            };
+            exchange.finish_request();
+            let keep = RETAINED_BUFFERS * worker.settings().buffer_size;
+            match after {
+                // Idle until the next request: hold no buffer meanwhile.
+                After::KeepAlive if exchange.bufs.client_in.is_empty() => {
+                    exchange.bufs.release(&worker.buffers, keep);
+                }
+                After::KeepAlive => {
+                    // A pipelined request is here already. A large gathered
+                    // body grew these; the connection should not keep that.
+                    release_if_oversized(&mut exchange.bufs.upstream_in, keep);
+                    release_if_oversized(&mut exchange.bufs.out, keep);
+                }
+                other => break other,
+            }
         };
-        exchange.finish_request();
-        let keep = RETAINED_BUFFERS * worker.settings().buffer_size;
         match after {
-            // Idle until the next request: hold no buffer meanwhile.
-            After::KeepAlive if exchange.bufs.client_in.is_empty() => {
-                exchange.bufs.release(&worker.buffers, keep);
+            After::Abort => reset_on_close(&client),
+            After::Close => {
+                Box::pin(linger(&worker.deadlines, &mut client, &mut bufs.client_in)).await
             }
-            After::KeepAlive => {
-                // A pipelined request is here already. A large gathered
-                // body grew these; the connection should not keep that.
-                release_if_oversized(&mut exchange.bufs.upstream_in, keep);
-                release_if_oversized(&mut exchange.bufs.out, keep);
-            }
-            other => break other,
+            After::Gone | After::KeepAlive => {}
         }
-    };
-    match after {
-        After::Abort => reset_on_close(&client),
-        After::Close => Box::pin(linger(&worker.deadlines, &mut client, &mut bufs.client_in)).await,
-        After::Gone | After::KeepAlive => {}
+        bufs.release(
+            &worker.buffers,
+            RETAINED_BUFFERS * worker.settings().buffer_size,
+        );
     }
-    bufs.release(
-        &worker.buffers,
-        RETAINED_BUFFERS * worker.settings().buffer_size,
-    );
 }
 
 /// Close gently: stop sending, then read and discard what the client may
@@ -241,19 +258,35 @@ struct AttemptState {
 #[derive(Debug, Default)]
 struct LoggedHead {
     bytes: Vec<u8>,
-    method: Range<usize>,
-    target: Range<usize>,
-    referer: Range<usize>,
-    user_agent: Range<usize>,
+    // Where each part is in `bytes`. `u32`s, not `usize` ranges: this sits
+    // in every connection's task, idle ones too, and a head is far shorter.
+    method: Span,
+    target: Span,
+    referer: Span,
+    user_agent: Span,
     minor_version: u8,
     backend: Option<SocketAddr>,
 }
 
+/// `start..end` in a [`LoggedHead`]'s bytes.
+#[derive(Debug, Default, Clone, Copy)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
 impl LoggedHead {
-    fn push(&mut self, part: &[u8]) -> Range<usize> {
-        let start = self.bytes.len();
+    fn push(&mut self, part: &[u8]) -> Span {
+        let start = self.bytes.len() as u32;
         self.bytes.extend_from_slice(part);
-        start..self.bytes.len()
+        Span {
+            start,
+            end: self.bytes.len() as u32,
+        }
+    }
+
+    fn text(&self, span: Span) -> &[u8] {
+        &self.bytes[span.start as usize..span.end as usize]
     }
 
     /// Copy what the log needs from `req`.
@@ -276,10 +309,10 @@ impl LoggedHead {
     /// A request that never parsed: nothing to show but dashes.
     fn clear(&mut self) {
         self.bytes.clear();
-        self.method = 0..0;
-        self.target = 0..0;
-        self.referer = 0..0;
-        self.user_agent = 0..0;
+        self.method = Span::default();
+        self.target = Span::default();
+        self.referer = Span::default();
+        self.user_agent = Span::default();
         self.minor_version = 1;
         self.backend = None;
     }
@@ -357,13 +390,13 @@ impl Exchange<'_> {
                 let l = &self.logged;
                 log.record(&Entry {
                     client: self.peer_ip,
-                    method: or_dash(&l.bytes[l.method.clone()]),
-                    target: or_dash(&l.bytes[l.target.clone()]),
+                    method: or_dash(l.text(l.method)),
+                    target: or_dash(l.text(l.target)),
                     minor_version: l.minor_version,
                     status: self.outcome.status,
                     bytes_out: self.outcome.bytes_out,
-                    referer: &l.bytes[l.referer.clone()],
-                    user_agent: &l.bytes[l.user_agent.clone()],
+                    referer: l.text(l.referer),
+                    user_agent: l.text(l.user_agent),
                     backend: l.backend,
                     upstream_time: self.outcome.upstream_time,
                     total_time: self.outcome.total_time,
