@@ -33,6 +33,9 @@ use self::legacy::LegacyInner;
 use self::op::{CompletionMeta, Op, OpAble};
 #[cfg(all(target_os = "linux", feature = "iouring"))]
 pub use self::uring::IoUringDriver;
+// corelb patch (see vendor/README.md).
+#[cfg(all(target_os = "linux", feature = "iouring"))]
+pub use self::uring::set_eager_collect;
 #[cfg(all(target_os = "linux", feature = "iouring"))]
 use self::uring::UringInner;
 

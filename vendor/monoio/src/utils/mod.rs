@@ -13,6 +13,9 @@ pub use rand::thread_rng_n;
 pub use uring_detect::detect_uring;
 
 pub use crate::driver::op::is_legacy;
+// corelb patch (see vendor/README.md).
+#[cfg(all(target_os = "linux", feature = "iouring"))]
+pub use crate::driver::set_eager_collect;
 
 #[cfg(feature = "signal")]
 mod ctrlc;

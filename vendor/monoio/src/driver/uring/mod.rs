@@ -82,7 +82,36 @@ pub(crate) struct UringInner {
 
     // Uring support ext_arg
     ext_arg: bool,
+
+    // corelb patch (see vendor/README.md): completions the last `tick`
+    // collected.
+    last_tick_cqes: usize,
 }
+
+thread_local! {
+    // corelb patch (see vendor/README.md): see `set_eager_collect`.
+    static EAGER_COLLECT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// corelb patch (see vendor/README.md): whether this thread's io_uring
+/// driver, after a turn that collected many completions, first collects
+/// without waiting, asking for many.
+///
+/// Under `IORING_SETUP_DEFER_TASKRUN` the kernel runs the deferred work of
+/// at most max(20, wanted) completions per enter, so the usual enter, which
+/// wants one, leaves the rest queued until the next turn of the loop; with
+/// thousands of busy connections a completion can wait many turns. Asking
+/// for many with a zero timeout runs more of it at once, but costs more
+/// per enter when the queue is short: the caller turns it on for heavy
+/// load only.
+pub fn set_eager_collect(on: bool) {
+    EAGER_COLLECT.with(|e| e.set(on));
+}
+
+/// corelb patch: a turn that collected this many completions was busy.
+const BUSY_ROUND_CQES: usize = 16;
+/// corelb patch: completions an eager collect asks for.
+const EAGER_COLLECT_CQES: usize = 256;
 
 // When dropping the driver, all in-flight operations must have completed. This
 // type wraps the slab and ensures that, on drop, the slab is empty.
@@ -111,6 +140,7 @@ impl IoUringDriver {
             poller_installed: false,
             ops: Ops::new(),
             ext_arg: uring.params().is_feature_ext_arg(),
+            last_tick_cqes: 0,
             uring,
         }));
 
@@ -145,6 +175,7 @@ impl IoUringDriver {
             poll: super::poll::Poll::with_capacity(entries as usize)?,
             ops: Ops::new(),
             ext_arg: uring.params().is_feature_ext_arg(),
+            last_tick_cqes: 0,
             uring,
             shared_waker: std::sync::Arc::new(waker::EventWaker::new(waker)),
             eventfd_installed: false,
@@ -243,6 +274,34 @@ impl IoUringDriver {
             while let Ok(w) = inner.waker_receiver.try_recv() {
                 w.wake();
                 need_wait = false;
+            }
+        }
+
+        // corelb patch (see vendor/README.md, `set_eager_collect`).
+        if need_wait
+            && inner.ext_arg
+            && inner.last_tick_cqes >= BUSY_ROUND_CQES
+            && EAGER_COLLECT.with(std::cell::Cell::get)
+        {
+            let timespec = timespec(Duration::ZERO);
+            let args = io_uring::types::SubmitArgs::new().timespec(&timespec);
+            if let Err(e) = inner
+                .uring
+                .submitter()
+                .submit_with_args(EAGER_COLLECT_CQES, &args)
+            {
+                if e.raw_os_error() != Some(libc::ETIME) {
+                    return Err(e);
+                }
+            }
+            inner.tick()?;
+            if inner.last_tick_cqes > 0 {
+                #[cfg(feature = "sync")]
+                inner
+                    .shared_waker
+                    .awake
+                    .store(true, std::sync::atomic::Ordering::Release);
+                return Ok(());
             }
         }
 
@@ -379,6 +438,8 @@ impl Driver for IoUringDriver {
 impl UringInner {
     fn tick(&mut self) -> io::Result<()> {
         let cq = self.uring.completion();
+        // corelb patch (see vendor/README.md).
+        self.last_tick_cqes = cq.len();
 
         for cqe in cq {
             let index = cqe.user_data();
