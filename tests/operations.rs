@@ -79,8 +79,7 @@ fn reload_under_load_swaps_backends_without_failing_a_request() {
     });
     let c_before = c.request_count();
     load.wait_more(3_000);
-    let failures = load.first_failures();
-    let counts = load.finish();
+    let (counts, failures) = load.finish_with_failures();
     assert_eq!(
         counts.not_ok(),
         0,
@@ -203,8 +202,7 @@ fn a_busy_address_is_refused_and_takeover_loses_no_request() {
         old.log()
     );
     load.wait_more(3_000);
-    let failures = load.first_failures();
-    let counts = load.finish();
+    let (counts, failures) = load.finish_with_failures();
     assert_eq!(
         counts.not_ok(),
         0,

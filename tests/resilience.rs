@@ -183,8 +183,7 @@ fn a_killed_backend_costs_no_request_and_returns_through_slow_start() {
     if short > 0 {
         load.wait_more(short);
     }
-    let failures = load.first_failures();
-    let counts = load.finish();
+    let (counts, failures) = load.finish_with_failures();
     println!(
         "killed backend: {} GETs, {} not 200; down after {down_after:?}; traffic again \
          {returned_after:?} after restart (bound {bound:?}); its share {:.1}% in the \
@@ -287,8 +286,8 @@ fn a_backend_answering_500_is_ejected_and_serves_again_when_it_heals() {
     });
     let since_healed = load.counts();
     let gains = gained(&[&*hits[0], &*hits[1], &*hits[2]], Duration::from_secs(1));
-    let failures = load.first_failures();
-    let after = load.finish().since(&since_healed);
+    let (counts, failures) = load.finish_with_failures();
+    let after = counts.since(&since_healed);
     let log = proxy.log();
     let sick_addr = sick.addr().to_string();
     println!(
@@ -496,8 +495,7 @@ fn slow_backend_among(fast: usize, most: f64) {
         recovered = share(&gained(&counters, Duration::from_millis(500)), fast);
     }
     let took = fast_since.elapsed();
-    let failures = load.first_failures();
-    let counts = load.finish();
+    let (counts, failures) = load.finish_with_failures();
     println!(
         "fast again: share {:.1}% (full {:.1}%) within {took:?}; {} requests, {} not 200",
         recovered * 100.0,
@@ -611,8 +609,7 @@ fn when_every_backend_fails_retries_stay_within_the_budget() {
     let load = Load::start(proxy.addr(), 8);
     let started = Instant::now();
     thread::sleep(Duration::from_secs(3));
-    let failures = load.first_failures();
-    let counts = load.finish();
+    let (counts, failures) = load.finish_with_failures();
     let elapsed = started.elapsed();
     // Tries already sent land.
     thread::sleep(Duration::from_millis(200));
@@ -699,8 +696,7 @@ fn max_requests_caps_what_each_backend_holds() {
     wait_for("both backends serve", SAFETY, || {
         slow_c.served.load(SeqCst) >= 5 && quick_c.served.load(SeqCst) >= 400
     });
-    let failures = load.first_failures();
-    let counts = load.finish();
+    let (counts, failures) = load.finish_with_failures();
     let (slow_most, quick_most) = (slow_c.most.load(SeqCst), quick_c.most.load(SeqCst));
     let (slow_served, quick_served) = (slow_c.served.load(SeqCst), quick_c.served.load(SeqCst));
     println!(

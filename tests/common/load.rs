@@ -144,6 +144,13 @@ impl Load {
         self.counts()
     }
 
+    /// [`Load::finish`], with the first few failures described, for the
+    /// message of an assertion on the counts.
+    pub fn finish_with_failures(mut self) -> (Counts, Vec<String>) {
+        self.stop_threads();
+        (self.counts(), self.first_failures())
+    }
+
     fn stop_threads(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         for t in self.threads.drain(..) {
