@@ -30,10 +30,10 @@ use std::sync::mpsc;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use corelb::backend::{Backend, InflightGuard};
 use corelb::balance::{self, Algorithm, Balancer};
 use corelb::config::HashKey;
 use corelb::http::{parse_request, MAX_HEADERS};
+use corelb::state::backend::{Backend, InflightGuard};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 
 const POOL_SIZES: [usize; 4] = [2, 16, 256, 4096];

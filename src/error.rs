@@ -10,6 +10,7 @@ use std::fmt;
 use bytes::{BufMut, BytesMut};
 
 use crate::http::HeadError;
+use crate::state::outcome::{Failure, Generated};
 
 /// Why a request could not be proxied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +45,35 @@ impl From<HeadError> for ProxyError {
                 reason: e.reason,
             }
         }
+    }
+}
+
+impl ProxyError {
+    /// The backend's failure in this error, as metrics count it; `None`
+    /// when the backend is not to blame.
+    pub fn failure(&self) -> Option<Failure> {
+        match self {
+            ProxyError::Connect => Some(Failure::ConnectRefused),
+            ProxyError::ConnectTimeout => Some(Failure::ConnectTimeout),
+            ProxyError::UpstreamTimeout => Some(Failure::Timeout),
+            ProxyError::UpstreamClosed(_) => Some(Failure::Reset),
+            ProxyError::Upstream(_) => Some(Failure::Protocol),
+            ProxyError::Downstream { .. } | ProxyError::NoBackend | ProxyError::ClientGone => None,
+        }
+    }
+
+    /// Why this error was answered by corelb; `None` if it gets no answer.
+    pub fn generated(&self) -> Option<Generated> {
+        Some(match self {
+            ProxyError::Downstream { .. } => Generated::ClientError,
+            ProxyError::Upstream(_) => Generated::UpstreamProtocol,
+            ProxyError::UpstreamClosed(_) => Generated::UpstreamReset,
+            ProxyError::UpstreamTimeout => Generated::UpstreamTimeout,
+            ProxyError::Connect => Generated::ConnectFailed,
+            ProxyError::ConnectTimeout => Generated::ConnectTimeout,
+            ProxyError::NoBackend => Generated::NoBackend,
+            ProxyError::ClientGone => return None,
+        })
     }
 }
 
@@ -152,6 +182,21 @@ pub fn write_error_response(out: &mut BytesMut, err: &ProxyError, head_only: boo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failures_and_reasons_follow_the_error() {
+        assert_eq!(ProxyError::Connect.failure(), Some(Failure::ConnectRefused));
+        assert_eq!(
+            ProxyError::UpstreamClosed("x").failure(),
+            Some(Failure::Reset)
+        );
+        assert_eq!(ProxyError::NoBackend.failure(), None);
+        assert_eq!(ProxyError::ClientGone.generated(), None);
+        assert_eq!(
+            ProxyError::NoBackend.generated(),
+            Some(Generated::NoBackend)
+        );
+    }
 
     #[test]
     fn error_response_is_complete_http() {

@@ -28,7 +28,6 @@
 
 pub mod access_log;
 pub mod admin;
-pub mod backend;
 pub mod balance;
 pub mod buffers;
 pub mod cli;
@@ -37,23 +36,22 @@ pub mod control;
 pub mod deadline;
 pub mod demo;
 pub mod error;
-pub mod ewma;
 pub mod http;
 pub mod io;
-pub mod listener;
 pub mod logging;
-pub mod metrics;
-pub mod outcome;
+pub mod plan;
 pub mod pool;
 pub mod proxy;
 pub mod resilience;
-pub mod retry_budget;
 pub mod runtime;
 pub mod serve;
+pub mod shared;
 pub mod slots;
 pub mod snapshot;
+pub mod state;
 pub mod steering;
 pub mod syscall;
+pub mod transport;
 pub mod worker;
 
 pub use serve::serve;

@@ -4,7 +4,6 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -15,9 +14,8 @@ use crate::access_log::AccessLog;
 use crate::cli::Cli;
 use crate::config::{Config, IoDriver};
 use crate::control::Control;
-use crate::listener::{accept_loop, bind_listeners, refuse_busy};
 use crate::steering::{self, WorkerThreads};
-use crate::worker::Worker;
+use crate::worker::listen::{bind_listeners, refuse_busy};
 
 /// Submission queue entries per io_uring.
 const URING_ENTRIES: u32 = 4096;
@@ -234,16 +232,18 @@ pub fn start(config: Config, cli: Cli) -> Result<Running, String> {
     let mut logs = Vec::with_capacity(listeners.len());
     for _ in 0..listeners.len() {
         logs.push(match &access_log {
-            Some(cfg) => Some(AccessLog::open(cfg, control.log_epoch()).map_err(|e| {
-                format!("cannot open access log {} (--access-log): {e}", cfg.target)
-            })?),
+            Some(cfg) => Some(
+                AccessLog::open(cfg, control.shared.log_epoch()).map_err(|e| {
+                    format!("cannot open access log {} (--access-log): {e}", cfg.target)
+                })?,
+            ),
             None => None,
         });
     }
 
     let mut workers = Vec::with_capacity(listeners.len());
     for ((id, std_listener), log) in listeners.into_iter().enumerate().zip(logs) {
-        let control = Arc::clone(&control);
+        let shared = Arc::clone(&control.shared);
         let threads = Arc::clone(&threads);
         let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
         let handle = std::thread::Builder::new()
@@ -253,7 +253,8 @@ pub fn start(config: Config, cli: Cli) -> Result<Running, String> {
                     core_affinity::set_for_current(core);
                 }
                 threads.register_current(id);
-                let result = block_on_driver(driver, run_worker(id, control, std_listener, log));
+                let result =
+                    block_on_driver(driver, crate::worker::run(id, shared, std_listener, log));
                 if let Err(e) = result {
                     error!("worker {id}: cannot start the io runtime: {e}");
                     std::process::exit(1);
@@ -268,38 +269,6 @@ pub fn start(config: Config, cli: Cli) -> Result<Running, String> {
         control,
         workers,
     })
-}
-
-/// One worker's life: serve until the drain has closed every connection
-/// (or the process stops), then write out the access log.
-async fn run_worker(
-    id: usize,
-    control: Arc<Control>,
-    std_listener: std::net::TcpListener,
-    log: Option<AccessLog>,
-) {
-    let listener = match monoio::net::TcpListener::from_std(std_listener) {
-        Ok(l) => l,
-        Err(e) => {
-            error!("worker {id}: cannot use listener: {e}");
-            return;
-        }
-    };
-    let worker = Rc::new(Worker::new(id, control, log));
-    monoio::spawn(Rc::clone(&worker).run_ticks());
-    let pruner = Rc::clone(&worker);
-    monoio::spawn(async move { pruner.pool.run_pruner().await });
-    let trimmer = Rc::clone(&worker);
-    monoio::spawn(async move { trimmer.run_trimmer().await });
-    if worker.access_log.is_some() {
-        let flusher = Rc::clone(&worker);
-        monoio::spawn(async move { flusher.run_log_flusher().await });
-    }
-    accept_loop(Rc::clone(&worker), listener).await;
-    worker.wait_drained().await;
-    if let Some(log) = &worker.access_log {
-        log.flush();
-    }
 }
 
 /// Every driver this machine can run: each io_uring setup the kernel

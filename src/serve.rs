@@ -53,7 +53,7 @@ pub fn serve(config: Config, cli: Cli, started: impl FnOnce(&Arc<Control>)) -> R
     info!("{}", start_summary(&summary_config, &running));
     let control = Arc::clone(&running.control);
     crate::admin::start(admin, &control)?;
-    crate::resilience::thread::start(Arc::clone(&control))
+    crate::resilience::thread::start(Arc::clone(&control.shared))
         .map_err(|e| format!("cannot start the health-check thread: {e}"))?;
     if let Some(log) = &summary_config.access_log {
         info!("access log: {} ({:?})", log.target, log.format);

@@ -10,10 +10,10 @@
 
 use std::sync::Arc;
 
-use crate::backend::Backend;
 use crate::balance::Algorithm;
 use crate::config::{Config, HashKey, RouteConfig, Settings};
-use crate::control::registry::Registry;
+use crate::state::backend::Backend;
+use crate::state::registry::Registry;
 
 /// A pool as workers see it.
 #[derive(Debug)]

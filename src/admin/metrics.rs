@@ -6,11 +6,11 @@ use std::fmt::Write as _;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::backend::{BackendState, ResilienceCounters};
 use crate::control::Control;
-use crate::metrics::{HistogramCounts, LATENCY_BOUNDS_US, STATUS_CLASSES};
-use crate::outcome::{Failure, Generated, TimeoutKind, GENERATED_STATUSES};
 use crate::resilience::weights;
+use crate::state::backend::{BackendState, ResilienceCounters};
+use crate::state::metrics::{HistogramCounts, LATENCY_BOUNDS_US, STATUS_CLASSES};
+use crate::state::outcome::{Failure, Generated, TimeoutKind, GENERATED_STATUSES};
 
 /// Writes families: a `# HELP` and `# TYPE` once per name, then samples.
 struct Exposition {
@@ -71,7 +71,7 @@ fn escape_label(out: &mut String, value: &str) {
 
 /// The whole exposition.
 pub fn render(control: &Control) -> String {
-    let snapshot = control.snapshot();
+    let snapshot = control.shared.snapshot();
     let mut e = Exposition {
         out: String::with_capacity(16 * 1024),
     };
@@ -119,7 +119,7 @@ pub fn render(control: &Control) -> String {
     e.sample("corelb_reloads_total", &[("result", "failed")], failed);
 
     // Per worker.
-    let workers: Vec<_> = control.all_worker_metrics().collect();
+    let workers: Vec<_> = control.shared.all_worker_metrics().collect();
     e.family(
         "corelb_connections_accepted_total",
         "counter",

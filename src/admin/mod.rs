@@ -227,7 +227,7 @@ fn route(req: &AdminRequest, peer: SocketAddr, control: &Control) -> Answer {
                     info!("admin API: {message}");
                     Answer::json(
                         200,
-                        json!({ "result": message, "generation": control.generation() }),
+                        json!({ "result": message, "generation": control.shared.generation() }),
                     )
                 }
                 Err(message) => {
@@ -287,7 +287,7 @@ fn apply(control: &Control, pool: &str, backend: &str, change: &Change) -> Answe
             info!("admin API: {message}");
             Answer::json(
                 200,
-                json!({ "result": message, "generation": control.generation() }),
+                json!({ "result": message, "generation": control.shared.generation() }),
             )
         }
         Err(e) => Answer::error(e.status(), e.message()),

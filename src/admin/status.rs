@@ -11,11 +11,12 @@ use crate::resilience::weights;
 
 /// The `/status` document.
 pub fn render(control: &Control) -> Value {
-    let snapshot = control.snapshot();
+    let snapshot = control.shared.snapshot();
     let resilience = snapshot.settings.resilience;
     let history = control.history.lock().unwrap_or_else(|e| e.into_inner());
     let (requests_per_second, error_rate) = history.totals();
     let requests: u64 = control
+        .shared
         .all_worker_metrics()
         .map(|w| w.responses.iter().map(|r| r.get()).sum::<u64>())
         .sum();
@@ -74,7 +75,7 @@ pub fn render(control: &Control) -> Value {
             "requests": requests,
             "requests_per_second": round(requests_per_second),
             "error_rate": error_rate,
-            "open_connections": control.limit.open(),
+            "open_connections": control.shared.limit.open(),
         },
         "pools": pools,
     })

@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use super::stable_hash::{hash_bytes, mix64};
 use super::Balancer;
-use crate::backend::Backend;
+use crate::state::backend::Backend;
 
 /// Smallest table: a prime, comfortably above 100 × any small pool.
 const MIN_TABLE_SIZE: u64 = 65_537;
@@ -219,8 +219,8 @@ fn populate(backends: &[Arc<Backend>], identities: &[u64]) -> Box<[u32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::BackendState;
     use crate::balance::test_support::{named_pool, pool, shares};
+    use crate::state::backend::BackendState;
 
     const KEYS: u64 = 100_000;
 

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use super::rng::WorkerRng;
 use super::Balancer;
-use crate::backend::Backend;
+use crate::state::backend::Backend;
 
 /// Per-worker least-connections state: only the tie-breaking generator.
 #[derive(Debug)]
@@ -85,8 +85,8 @@ impl Balancer for LeastConnections {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::BackendState;
     use crate::balance::test_support::{pool, shares};
+    use crate::state::backend::BackendState;
 
     #[test]
     fn prefers_the_least_loaded() {

@@ -47,9 +47,9 @@ use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use crate::backend::Backend;
 use crate::config::HashKey;
 use crate::http::RequestHead;
+use crate::state::backend::Backend;
 
 /// A load-balancing policy, as named by `--algorithm` and `algorithm =`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,8 +212,8 @@ pub(crate) mod test_support {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::BackendState;
     use crate::http::{parse_request, MAX_HEADERS};
+    use crate::state::backend::BackendState;
     use test_support::pool;
 
     #[test]

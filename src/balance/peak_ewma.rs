@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use super::weighted_sample::WeightedSampler;
 use super::Balancer;
-use crate::backend::Backend;
+use crate::state::backend::Backend;
 
 /// Per-worker peak-EWMA state.
 #[derive(Debug)]
@@ -45,7 +45,7 @@ impl PeakEwma {
 /// `latency_a × (inflight_a + 1) / weight_a ≤ latency_b × (inflight_b + 1) / weight_b`.
 #[inline]
 fn no_costlier(a: &Backend, b: &Backend) -> bool {
-    let now = crate::ewma::now_ns();
+    let now = crate::state::ewma::now_ns();
     let (mut latency_a, mut latency_b) = (a.latency_at(now), b.latency_at(now));
     // Unsampled: borrow the other's latency so load alone decides.
     if latency_a == 0 {
@@ -85,12 +85,12 @@ mod tests {
     /// stay exactly equal while they decay.
     fn stamp() -> u64 {
         static STAMP: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-        *STAMP.get_or_init(crate::ewma::now_ns)
+        *STAMP.get_or_init(crate::state::ewma::now_ns)
     }
 
     use super::*;
-    use crate::backend::BackendState;
     use crate::balance::test_support::{pool, shares};
+    use crate::state::backend::BackendState;
 
     const MS: u64 = 1_000_000;
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use super::weighted_sample::WeightedSampler;
 use super::Balancer;
-use crate::backend::Backend;
+use crate::state::backend::Backend;
 
 /// Per-worker power-of-two-choices state.
 #[derive(Debug)]
@@ -56,8 +56,8 @@ impl Balancer for PowerOfTwo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::BackendState;
     use crate::balance::test_support::{pool, shares};
+    use crate::state::backend::BackendState;
 
     #[test]
     fn idle_shares_follow_weights_1_2_3() {

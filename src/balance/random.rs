@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::weighted_sample::WeightedSampler;
 use super::Balancer;
-use crate::backend::Backend;
+use crate::state::backend::Backend;
 
 /// Per-worker weighted random state.
 #[derive(Debug)]
@@ -37,8 +37,8 @@ impl Balancer for Random {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::BackendState;
     use crate::balance::test_support::{pool, shares};
+    use crate::state::backend::BackendState;
 
     #[test]
     fn shares_follow_weights_1_2_3() {

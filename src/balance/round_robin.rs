@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use super::wrr_schedule;
 use super::Balancer;
-use crate::backend::Backend;
+use crate::state::backend::Backend;
 
 /// Schedule entries a pick may skip before computing the pick directly,
 /// when the pool is smaller than this.
@@ -168,8 +168,8 @@ impl Balancer for RoundRobin {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::BackendState;
     use crate::balance::test_support::{pool, shares};
+    use crate::state::backend::BackendState;
 
     fn sequence(rr: &RoundRobin, backends: &[Arc<Backend>], n: usize) -> String {
         (0..n)

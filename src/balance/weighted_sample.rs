@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use super::alias_table::AliasTable;
 use super::rng::WorkerRng;
-use crate::backend::Backend;
+use crate::state::backend::Backend;
 
 /// Draws before the exact walk. A draw only fails by hitting the excluded
 /// backend (second of a pair), which happens with chance `w_excluded / W`.
@@ -209,8 +209,8 @@ impl WeightedSampler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::BackendState;
     use crate::balance::test_support::{pool, shares};
+    use crate::state::backend::BackendState;
 
     #[test]
     fn draws_follow_weights() {

@@ -9,10 +9,10 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use crate::backend::BackendStats;
-use crate::metrics::HistogramCounts;
-use crate::outcome::WorkerMetrics;
 use crate::snapshot::Snapshot;
+use crate::state::backend::BackendStats;
+use crate::state::metrics::HistogramCounts;
+use crate::state::outcome::WorkerMetrics;
 
 /// Samples kept: five minutes at one a second (the dashboard's sparklines).
 pub const KEPT: usize = 301;

@@ -1,13 +1,12 @@
-//! The control plane: the one owner of everything shared between threads.
+//! The control plane: the one writer of what the workers share.
 //!
-//! [`Control`] holds the published [`Snapshot`] (pools, routes, reloadable
-//! settings; told apart by generation), the backend [`registry`] behind it,
-//! every worker's metrics block, the connection limits, the lifecycle
-//! (running → draining → stopping) and the access-log reopen signal.
-//! Workers read it without locks: an `ArcSwap` load per request and a few
-//! atomics per tick. Changes — a reload (SIGHUP, `POST /reload`), an admin
-//! API call — happen on control threads, one at a time under
-//! [`Control`]'s lock, and reach the workers only as a new snapshot.
+//! [`Control`] holds the [`Shared`] state the workers read (the published
+//! [`Snapshot`], metrics blocks, limits, lifecycle), the backend
+//! [`Registry`] snapshots are built from, the status history and facts
+//! about the process. Changes — a reload (SIGHUP, `POST /reload`), an
+//! admin API call — happen on control threads, one at a time under
+//! [`Control`]'s lock, and reach the workers only as a new snapshot
+//! published through [`Shared`].
 //!
 //! The desired configuration is kept here too: a reload replaces it with
 //! the file (and flags), an admin change edits it; either way the next
@@ -15,9 +14,6 @@
 
 pub mod api;
 pub mod history;
-pub mod lifecycle;
-pub mod per_ip;
-pub mod registry;
 pub mod signals;
 
 use std::net::SocketAddr;
@@ -25,18 +21,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use arc_swap::{ArcSwap, Guard};
-use crossbeam_utils::CachePadded;
-
 use crate::cli::Cli;
 use crate::config::Config;
-use crate::listener::ConnectionLimit;
-use crate::outcome::WorkerMetrics;
+use crate::shared::Shared;
 use crate::snapshot::Snapshot;
+use crate::state::registry::Registry;
 use history::History;
-use lifecycle::Lifecycle;
-use per_ip::PerIpLimit;
-use registry::Registry;
 
 /// Facts about the running process, fixed at start.
 #[derive(Debug, Clone)]
@@ -67,20 +57,12 @@ struct ControlState {
     runtime_changes: u64,
 }
 
-/// Everything shared between threads. See the module docs.
+/// The writer of shared state. See the module docs.
 pub struct Control {
     /// Facts fixed at start.
     pub info: ProcessInfo,
-    snapshot: ArcSwap<Snapshot>,
-    workers: Box<[CachePadded<WorkerMetrics>]>,
-    /// The process-wide cap on open client connections.
-    pub limit: Arc<ConnectionLimit>,
-    /// Open client connections per client address (`per_ip.rs`).
-    pub per_ip: Arc<PerIpLimit>,
-    /// Running, draining or stopping.
-    pub lifecycle: Lifecycle,
-    /// Bumped by SIGUSR1: workers reopen their access log file.
-    log_epoch: AtomicU64,
+    /// What the workers read.
+    pub shared: Arc<Shared>,
     /// Reloads that took effect.
     pub reloads_ok: AtomicU64,
     /// Reloads refused (bad file).
@@ -104,14 +86,7 @@ impl Control {
                 driver,
                 listen,
             },
-            snapshot: ArcSwap::from_pointee(first),
-            workers: (0..threads)
-                .map(|_| CachePadded::new(WorkerMetrics::default()))
-                .collect(),
-            limit: ConnectionLimit::new(config.max_connections),
-            per_ip: PerIpLimit::new(config.max_connections_per_ip),
-            lifecycle: Lifecycle::default(),
-            log_epoch: AtomicU64::new(0),
+            shared: Shared::new(first, threads),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             history: Mutex::new(History::default()),
@@ -123,34 +98,6 @@ impl Control {
                 runtime_changes: 0,
             }),
         })
-    }
-
-    /// The snapshot workers should use now (cheap: no reference count
-    /// traffic unless kept).
-    #[inline]
-    pub fn snapshot(&self) -> Guard<Arc<Snapshot>> {
-        self.snapshot.load()
-    }
-
-    /// Worker `id`'s metrics block.
-    #[inline]
-    pub fn worker_metrics(&self, id: usize) -> &WorkerMetrics {
-        self.workers.get(id).unwrap_or(&self.workers[0])
-    }
-
-    /// Every worker's metrics block.
-    pub fn all_worker_metrics(&self) -> impl Iterator<Item = &WorkerMetrics> {
-        self.workers.iter().map(|w| &**w)
-    }
-
-    /// The access log epoch: workers reopen their file when it moves.
-    pub fn log_epoch(&self) -> u64 {
-        self.log_epoch.load(Ordering::Relaxed)
-    }
-
-    /// Ask every worker to reopen its access log file (SIGUSR1).
-    pub fn reopen_logs(&self) {
-        self.log_epoch.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The admin token required now (reloadable).
@@ -180,10 +127,7 @@ impl Control {
             .flat_map(|p| p.backends.iter().map(|b| (p.name.as_str(), b.addr)))
             .collect();
         state.registry.retain(&entries);
-        self.limit.set_max(snapshot.settings.max_connections);
-        self.per_ip
-            .set_max(snapshot.settings.max_connections_per_ip);
-        self.snapshot.store(Arc::new(snapshot));
+        self.shared.publish(snapshot);
         state.generation
     }
 
@@ -248,10 +192,5 @@ impl Control {
             message.push_str(&note);
         }
         Ok(message)
-    }
-
-    /// The generation published last.
-    pub fn generation(&self) -> u64 {
-        self.snapshot().generation
     }
 }

@@ -16,8 +16,8 @@ use signal_hook::iterator::Signals;
 use tracing::{error, info, warn};
 
 use super::history::Sample;
-use super::lifecycle::Phase;
 use super::Control;
+use crate::state::lifecycle::Phase;
 
 /// How often the loop looks at signals and workers.
 const POLL: Duration = Duration::from_millis(50);
@@ -35,8 +35,12 @@ pub fn catch() -> std::io::Result<Signals> {
 
 /// Take one status sample now.
 pub fn sample(control: &Control) {
-    let snapshot = control.snapshot();
-    let sample = Sample::take(Instant::now(), &snapshot, control.all_worker_metrics());
+    let snapshot = control.shared.snapshot();
+    let sample = Sample::take(
+        Instant::now(),
+        &snapshot,
+        control.shared.all_worker_metrics(),
+    );
     control
         .history
         .lock()
@@ -67,24 +71,24 @@ pub fn run(control: &Arc<Control>, mut signals: Signals, workers: Vec<JoinHandle
                     Err(message) => error!("SIGHUP: {message}"),
                 },
                 SIGUSR1 => {
-                    control.reopen_logs();
+                    control.shared.reopen_logs();
                     info!("SIGUSR1: reopening the access log");
                 }
                 _ => {
-                    if control.lifecycle.advance(Phase::Draining) {
+                    if control.shared.lifecycle.advance(Phase::Draining) {
                         let timeout = control.shutdown_timeout();
                         info!(
                             "graceful stop: draining {} open connection(s), for at most {}",
-                            control.limit.open(),
+                            control.shared.limit.open(),
                             humantime::format_duration(timeout)
                         );
                         drain_deadline = Some(Instant::now() + timeout);
                     } else {
                         warn!(
                             "second stop signal: stopping now, cutting {} open connection(s)",
-                            control.limit.open()
+                            control.shared.limit.open()
                         );
-                        control.lifecycle.advance(Phase::Stopping);
+                        control.shared.lifecycle.advance(Phase::Stopping);
                         wait_finished(&workers, FLUSH_TIME);
                         return 1;
                     }
@@ -104,9 +108,9 @@ pub fn run(control: &Arc<Control>, mut signals: Signals, workers: Vec<JoinHandle
             if now >= deadline {
                 warn!(
                     "graceful stop: --shutdown-timeout reached, cutting {} open connection(s)",
-                    control.limit.open()
+                    control.shared.limit.open()
                 );
-                control.lifecycle.advance(Phase::Stopping);
+                control.shared.lifecycle.advance(Phase::Stopping);
                 wait_finished(&workers, FLUSH_TIME);
                 return 0;
             }

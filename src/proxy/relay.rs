@@ -7,13 +7,15 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use monoio::net::TcpStream;
 
+use super::exchange::Exchange;
+use super::forward_range;
 use super::upstream::Response;
-use super::{forward_range, Exchange};
-use crate::backend::Backend;
 use crate::deadline::Deadlines;
 use crate::error::ProxyError;
 use crate::http::BodyProgress;
 use crate::io::{make_room, read_some_timeout, ReadError};
+use crate::state::backend::Backend;
+use crate::transport::Transport;
 
 /// Response bodies up to this size (Content-Length) are read whole before
 /// the head is sent, so that head and body go out in a single write.
@@ -31,7 +33,7 @@ fn body_read_failure(e: ReadError) -> ProxyError {
     }
 }
 
-impl Exchange<'_> {
+impl<T: Transport> Exchange<'_, T> {
     /// Send the response head (already in `out`) and stream the body.
     pub(super) async fn relay_response(
         &mut self,
@@ -51,16 +53,16 @@ impl Exchange<'_> {
         // leave in one write (one syscall, one segment), as nginx's proxy
         // buffering does. Larger bodies are streamed below.
         let send_timeout = cfg.timeouts.client_idle;
-        let head_len = self.bufs.out.len();
+        let head_len = self.conn.bufs.out.len();
         if !dechunk && head_len <= res.head_len {
             // The body goes out exactly as it came: write the rewritten head
             // over the end of the backend's head, just before the body, and
             // send straight from `upstream_in`, so no body byte is copied.
             // The buffer is not advanced past the old head, so it keeps its
             // whole capacity for the next response's single read.
-            let buf = &mut self.bufs.upstream_in;
+            let buf = &mut self.conn.bufs.upstream_in;
             let start = res.head_len - head_len;
-            buf[start..res.head_len].copy_from_slice(&self.bufs.out);
+            buf[start..res.head_len].copy_from_slice(&self.conn.bufs.out);
             let at_hand = body
                 .advance(&buf[res.head_len..], |_| {})
                 .map_err(|_| ProxyError::Upstream("invalid chunked body from backend"))?
@@ -80,8 +82,8 @@ impl Exchange<'_> {
             // of the pool).
             forward_range(
                 &self.worker.deadlines,
-                self.client,
-                &mut self.bufs.upstream_in,
+                &mut self.conn.client,
+                &mut self.conn.bufs.upstream_in,
                 start..end,
                 send_timeout,
             )
@@ -90,19 +92,19 @@ impl Exchange<'_> {
         } else {
             // The head grew (`Connection: close` added) or the body is
             // de-chunked: the body at hand is appended to the head in `out`.
-            self.bufs.upstream_in.advance(res.head_len);
-            let out = &mut self.bufs.out;
+            self.conn.bufs.upstream_in.advance(res.head_len);
+            let out = &mut self.conn.bufs.out;
             let progress = body
-                .advance(&self.bufs.upstream_in, |data| {
+                .advance(&self.conn.bufs.upstream_in, |data| {
                     if dechunk {
                         out.extend_from_slice(data);
                     }
                 })
                 .map_err(|_| ProxyError::Upstream("invalid chunked body from backend"))?;
             if !dechunk {
-                out.extend_from_slice(&self.bufs.upstream_in[..progress.consumed]);
+                out.extend_from_slice(&self.conn.bufs.upstream_in[..progress.consumed]);
             }
-            self.bufs.upstream_in.advance(progress.consumed);
+            self.conn.bufs.upstream_in.advance(progress.consumed);
             gather_small_body(
                 &self.worker.deadlines,
                 &mut upstream,
@@ -117,7 +119,7 @@ impl Exchange<'_> {
 
         let size = cfg.buffer_size;
         while !body.is_done() {
-            let buf = &mut self.bufs.upstream_in;
+            let buf = &mut self.conn.bufs.upstream_in;
             make_room(buf, size);
             let limit = body.read_limit(buf.capacity() - buf.len());
             let n = read_some_timeout(
@@ -136,22 +138,24 @@ impl Exchange<'_> {
                 return Err(CLOSED_MID_BODY);
             }
             if dechunk {
-                let out = &mut self.bufs.out;
+                let out = &mut self.conn.bufs.out;
                 out.clear();
                 let progress = body
-                    .advance(&self.bufs.upstream_in, |data| out.extend_from_slice(data))
+                    .advance(&self.conn.bufs.upstream_in, |data| {
+                        out.extend_from_slice(data)
+                    })
                     .map_err(|_| ProxyError::Upstream("invalid chunked body from backend"))?;
-                self.bufs.upstream_in.advance(progress.consumed);
+                self.conn.bufs.upstream_in.advance(progress.consumed);
                 self.send_out().await?;
             } else {
                 let progress = body
-                    .advance(&self.bufs.upstream_in, |_| {})
+                    .advance(&self.conn.bufs.upstream_in, |_| {})
                     .map_err(|_| ProxyError::Upstream("invalid chunked body from backend"))?;
                 self.outcome.bytes_out += progress.consumed as u64;
                 forward_range(
                     &self.worker.deadlines,
-                    self.client,
-                    &mut self.bufs.upstream_in,
+                    &mut self.conn.client,
+                    &mut self.conn.bufs.upstream_in,
                     0..progress.consumed,
                     send_timeout,
                 )
@@ -162,7 +166,7 @@ impl Exchange<'_> {
 
         // Bytes after the end of the response mean the backend is confused
         // about framing: never reuse that connection.
-        if res.upstream_keep_alive && self.bufs.upstream_in.is_empty() {
+        if res.upstream_keep_alive && self.conn.bufs.upstream_in.is_empty() {
             self.worker
                 .pool
                 .put(backend.addr, upstream, self.worker.deadlines.now());

@@ -19,12 +19,13 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use monoio::net::TcpStream;
 
+use super::context::WorkerContext;
+use super::exchange::Exchange;
 use super::upstream::Response;
-use super::Exchange;
 use crate::deadline::{Armed, Direction};
 use crate::error::ProxyError;
-use crate::io::{make_room, read_shared, shutdown_now, write_shared_timeout};
-use crate::worker::Worker;
+use crate::io::make_room;
+use crate::transport::Transport;
 
 /// Once one side closed, how long the other may stay silent before the
 /// tunnel closes: long enough to finish what it was sending (its own close
@@ -55,7 +56,7 @@ impl Idle<'_> {
     }
 }
 
-impl Exchange<'_> {
+impl<T: Transport> Exchange<'_, T> {
     /// Relay the `101` (in `out`) with whatever the backend sent after it,
     /// then tunnel until both sides are done. The client connection is
     /// closed afterwards, and the upstream one is dropped, never pooled.
@@ -64,13 +65,13 @@ impl Exchange<'_> {
         upstream: TcpStream,
         res: Response,
     ) -> Result<bool, ProxyError> {
-        self.bufs.upstream_in.advance(res.head_len);
+        self.conn.bufs.upstream_in.advance(res.head_len);
         self.response_started = true;
         self.send_out().await?;
 
-        let worker: &Worker = self.worker;
+        let worker: &WorkerContext = self.worker;
         let cfg = worker.settings();
-        let client: &TcpStream = self.client;
+        let client: &T = &self.conn.client;
         let idle = Idle {
             waits: [
                 worker.deadlines.arm(
@@ -93,7 +94,7 @@ impl Exchange<'_> {
                 worker,
                 client,
                 &upstream,
-                &mut self.bufs.client_in,
+                &mut self.conn.bufs.client_in,
                 &idle,
                 half_closed
             ),
@@ -101,7 +102,7 @@ impl Exchange<'_> {
                 worker,
                 &upstream,
                 client,
-                &mut self.bufs.upstream_in,
+                &mut self.conn.bufs.upstream_in,
                 &idle,
                 half_closed
             ),
@@ -112,8 +113,8 @@ impl Exchange<'_> {
         }
         self.outcome.bytes_in += up.bytes;
         self.outcome.bytes_out += down.bytes;
-        self.bufs.client_in.clear();
-        self.bufs.upstream_in.clear();
+        self.conn.bufs.client_in.clear();
+        self.conn.bufs.upstream_in.clear();
         Ok(false)
     }
 }
@@ -121,10 +122,10 @@ impl Exchange<'_> {
 /// Copy from `src` to `dst` until `src` closes (then pass the close on)
 /// or either fails (then shut both, which ends the other direction too).
 /// `buf` may already hold bytes for `dst`.
-async fn copy(
-    worker: &Worker,
-    src: &TcpStream,
-    dst: &TcpStream,
+async fn copy<S: Transport, D: Transport>(
+    worker: &WorkerContext,
+    src: &S,
+    dst: &D,
     buf: &mut BytesMut,
     idle: &Idle<'_>,
     half_closed: Duration,
@@ -133,7 +134,9 @@ async fn copy(
     let mut copied = Copied { bytes: 0 };
     loop {
         if !buf.is_empty() {
-            let sent = write_shared_timeout(&worker.deadlines, dst, buf, idle.timeout.get()).await;
+            let sent = dst
+                .write_shared_timeout(&worker.deadlines, buf, idle.timeout.get())
+                .await;
             if sent.is_err() {
                 break;
             }
@@ -142,11 +145,11 @@ async fn copy(
         }
         make_room(buf, size);
         let room = buf.capacity() - buf.len();
-        match read_shared(src, buf, room).await {
+        match src.read_shared(buf, room).await {
             Ok(0) => {
                 // Closed, or the idle wait shut it: either way, say so
                 // to the other side and let it finish.
-                shutdown_now(dst.as_raw_fd(), libc::SHUT_WR);
+                dst.shutdown_now(libc::SHUT_WR);
                 idle.timeout.set(half_closed);
                 idle.renew();
                 return copied;
@@ -155,7 +158,7 @@ async fn copy(
             Err(_) => break,
         }
     }
-    shutdown_now(src.as_raw_fd(), libc::SHUT_RDWR);
-    shutdown_now(dst.as_raw_fd(), libc::SHUT_RDWR);
+    src.shutdown_now(libc::SHUT_RDWR);
+    dst.shutdown_now(libc::SHUT_RDWR);
     copied
 }

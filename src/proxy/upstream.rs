@@ -15,7 +15,8 @@ use std::task::Poll;
 use bytes::Buf;
 use monoio::net::TcpStream;
 
-use super::{has_head_end, Exchange, Request};
+use super::exchange::{Exchange, Request};
+use super::has_head_end;
 use crate::deadline::Direction;
 use crate::error::ProxyError;
 use crate::http::rewrite::{
@@ -23,11 +24,9 @@ use crate::http::rewrite::{
 };
 use crate::http::upgrade::{self, Protocol};
 use crate::http::{parse_response, BodyKind, BodyProgress, MAX_HEADERS};
-use crate::io::{
-    make_room, read_some_timeout, write_all_timeout, write_shared_timeout, write_static_timeout,
-    ReadError,
-};
-use crate::outcome::TimeoutKind;
+use crate::io::{make_room, read_some_timeout, write_all_timeout, write_shared_timeout, ReadError};
+use crate::state::outcome::TimeoutKind;
+use crate::transport::Transport;
 
 /// Interim (1xx) responses accepted before the final one; a backend
 /// sending endless 1xx would otherwise hold the exchange forever.
@@ -81,7 +80,7 @@ fn upstream_write_failure(e: std::io::Error) -> SendError {
     }
 }
 
-impl Exchange<'_> {
+impl<T: Transport> Exchange<'_, T> {
     /// Send the head (with any body bytes already in `out`), then stream
     /// the rest of the request body.
     pub(super) async fn send_request(
@@ -94,7 +93,7 @@ impl Exchange<'_> {
         write_all_timeout(
             &self.worker.deadlines,
             upstream,
-            &mut self.bufs.out,
+            &mut self.conn.bufs.out,
             upstream_timeout,
         )
         .await
@@ -104,14 +103,15 @@ impl Exchange<'_> {
         }
         let idle = self.worker.settings().timeouts.client_idle;
         if req.expect_continue && req.http11 {
-            write_static_timeout(
-                &self.worker.deadlines,
-                self.client,
-                b"HTTP/1.1 100 Continue\r\n\r\n",
-                idle,
-            )
-            .await
-            .map_err(|_| SendError::Client(ProxyError::ClientGone))?;
+            self.conn
+                .client
+                .write_static_timeout(
+                    &self.worker.deadlines,
+                    b"HTTP/1.1 100 Continue\r\n\r\n",
+                    idle,
+                )
+                .await
+                .map_err(|_| SendError::Client(ProxyError::ClientGone))?;
             self.outcome.bytes_out += 25;
         }
         // The body streams up while the backend is watched for an answer;
@@ -165,17 +165,14 @@ impl Exchange<'_> {
         let (size, body_timeout) = (cfg.buffer_size, cfg.timeouts.client_body);
         let mut body_limit = req.body_limit;
         while !req_body.is_done() {
-            let buf = &mut self.bufs.client_in;
+            let buf = &mut self.conn.bufs.client_in;
             make_room(buf, size);
             let limit = req_body.read_limit(buf.capacity() - buf.len());
-            match read_some_timeout(
-                &self.worker.deadlines,
-                self.client,
-                buf,
-                limit,
-                body_timeout,
-            )
-            .await
+            match self
+                .conn
+                .client
+                .read_timeout(&self.worker.deadlines, buf, limit, body_timeout)
+                .await
             {
                 Err(ReadError::Timeout) => {
                     self.worker.metrics().timed_out(TimeoutKind::ClientBody);
@@ -185,7 +182,7 @@ impl Exchange<'_> {
                 Ok(_) => {}
             }
             let progress = req_body
-                .advance(&self.bufs.client_in, |data| body_limit.count(data))
+                .advance(&self.conn.bufs.client_in, |data| body_limit.count(data))
                 .map_err(|e| {
                     SendError::Client(ProxyError::Downstream {
                         status: 400,
@@ -199,14 +196,14 @@ impl Exchange<'_> {
             write_shared_timeout(
                 &self.worker.deadlines,
                 upstream,
-                &self.bufs.client_in[..progress.consumed],
+                &self.conn.bufs.client_in[..progress.consumed],
                 cfg.timeouts.upstream,
             )
             .await
             .map_err(upstream_write_failure)?;
             // As `forward_range`: cleared, not advanced, when all was body,
             // so the next read has the whole buffer again.
-            let buf = &mut self.bufs.client_in;
+            let buf = &mut self.conn.bufs.client_in;
             if progress.consumed == buf.len() {
                 buf.clear();
             } else {
@@ -229,7 +226,7 @@ impl Exchange<'_> {
     ) -> Result<Response, HeadFailure> {
         let cfg = self.worker.settings();
         let size = cfg.buffer_size;
-        self.bufs.upstream_in.clear();
+        self.conn.bufs.upstream_in.clear();
         // Whether the backend sent anything at all (interim responses count):
         // only a connection that stayed silent may be retried.
         let mut received = false;
@@ -238,9 +235,9 @@ impl Exchange<'_> {
         // byte by byte is parsed once at its end, not after every read.
         let mut searched = 0;
         loop {
-            if has_head_end(&self.bufs.upstream_in, searched) {
+            if has_head_end(&self.conn.bufs.upstream_in, searched) {
                 let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                match parse_response(&self.bufs.upstream_in, &mut headers, req.is_head) {
+                match parse_response(&self.conn.bufs.upstream_in, &mut headers, req.is_head) {
                     Err(e) => return Err(HeadFailure::Error(e.into())),
                     Ok(None) => {}
                     Ok(Some(res)) if res.len > size => {
@@ -261,8 +258,8 @@ impl Exchange<'_> {
                             )));
                         };
                         self.attempt.status = Some(101);
-                        self.bufs.out.clear();
-                        write_switching_head(&mut self.bufs.out, &res, protocol);
+                        self.conn.bufs.out.clear();
+                        write_switching_head(&mut self.conn.bufs.out, &res, protocol);
                         return Ok(Response {
                             body: BodyKind::Empty,
                             upstream_keep_alive: false,
@@ -285,11 +282,11 @@ impl Exchange<'_> {
                         // (e.g. 103 Early Hints) go to HTTP/1.1 clients.
                         let forward = res.code != 100 && req.http11;
                         let len = res.len;
-                        self.bufs.out.clear();
+                        self.conn.bufs.out.clear();
                         if forward {
-                            write_interim_head(&mut self.bufs.out, &res);
+                            write_interim_head(&mut self.conn.bufs.out, &res);
                         }
-                        self.bufs.upstream_in.advance(len);
+                        self.conn.bufs.upstream_in.advance(len);
                         searched = 0;
                         if forward {
                             self.send_out().await.map_err(HeadFailure::Error)?;
@@ -314,8 +311,8 @@ impl Exchange<'_> {
                                 && res.body != BodyKind::CloseDelimited
                                 && (req.http11 || res.body != BodyKind::Chunked),
                         };
-                        self.bufs.out.clear();
-                        write_response_head(&mut self.bufs.out, &res, client);
+                        self.conn.bufs.out.clear();
+                        write_response_head(&mut self.conn.bufs.out, &res, client);
                         return Ok(Response {
                             body: res.body,
                             // A backend asked to upgrade that answered
@@ -331,7 +328,7 @@ impl Exchange<'_> {
                     }
                 }
             }
-            let buf = &mut self.bufs.upstream_in;
+            let buf = &mut self.conn.bufs.upstream_in;
             if buf.len() >= size {
                 return Err(HeadFailure::Error(ProxyError::Upstream(
                     "response head from backend too large",

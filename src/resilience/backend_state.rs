@@ -11,9 +11,9 @@ use tracing::info;
 
 use super::breaker::{BreakerPolicy, Observed, Phase, HALF_OPEN_TRIALS};
 use super::health::Health;
-use super::thread::Tracked;
-use crate::backend::{BackendState, BackendStats};
+use super::tracked::Tracked;
 use crate::config::Resilience;
+use crate::state::backend::{BackendState, BackendStats};
 
 /// Weight of the newest tick in a backend's failure-rate average.
 const FAILURE_RATE_ALPHA: f64 = 0.2;

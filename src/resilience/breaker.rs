@@ -7,7 +7,7 @@
 //!
 //! - **Closed → Open** when `max_fails` tries in a row failed (the worker
 //!   that sees the last of them opens the breaker at once, see
-//!   [`crate::backend::Backend::note_try`]; the breaker then only learns
+//!   [`crate::state::backend::Backend::note_try`]; the breaker then only learns
 //!   that it was tripped), or when at least `min_requests` tries in the last
 //!   `window` failed in a share of `ratio` or more.
 //! - **Open → HalfOpen** after the open time: `base_open` the first time,
@@ -202,21 +202,6 @@ impl Breaker {
     }
 }
 
-/// Does this try count against the backend? Failures always do; a 5xx
-/// answer does when `fail_on_5xx` (Envoy's `consecutive_5xx`: a backend
-/// answering 500 to everything is as broken as one that is down).
-pub fn counts_as_failure(status: Option<u16>, failed: bool, fail_on_5xx: bool) -> bool {
-    failed || (fail_on_5xx && status.is_some_and(|s| (500..600).contains(&s)))
-}
-
-/// May one more of a pool's `total` backends be ejected, with `ejected`
-/// out already and at most `max_percent` allowed out? One may always be
-/// (as in Envoy): a cap that kept a two-backend pool from ever ejecting
-/// its broken half would be no protection.
-pub fn ejection_allowed(ejected: usize, total: usize, max_percent: u32) -> bool {
-    ejected == 0 || (ejected + 1) * 100 <= total * max_percent as usize
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,24 +330,5 @@ mod tests {
             b.advance(&p, failed(5), true, later),
             Phase::Open { .. }
         ));
-    }
-
-    #[test]
-    fn ejections_are_capped_by_share_but_one_always_may() {
-        assert!(ejection_allowed(0, 1, 50));
-        assert!(ejection_allowed(0, 3, 0));
-        assert!(!ejection_allowed(1, 3, 50));
-        assert!(ejection_allowed(1, 4, 50));
-        assert!(!ejection_allowed(2, 4, 50));
-        assert!(ejection_allowed(9, 10, 100));
-    }
-
-    #[test]
-    fn five_hundreds_count_only_when_asked() {
-        assert!(counts_as_failure(Some(500), false, true));
-        assert!(counts_as_failure(Some(503), false, true));
-        assert!(!counts_as_failure(Some(503), false, false));
-        assert!(!counts_as_failure(Some(404), false, true));
-        assert!(counts_as_failure(None, true, false));
     }
 }

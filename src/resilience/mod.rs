@@ -15,4 +15,5 @@ pub mod health;
 pub mod pool_state;
 mod probe;
 pub mod thread;
+mod tracked;
 pub mod weights;

@@ -5,30 +5,11 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use super::thread::State;
+use super::tracked::State;
 use super::weights::{self, Inputs};
-use crate::backend::{Backend, BackendState};
 use crate::config::Resilience;
 use crate::snapshot::Pool;
-
-/// Is a backend in this state ejected (its breaker not closed)?
-pub(super) fn is_ejected(state: BackendState) -> bool {
-    matches!(state, BackendState::Open | BackendState::HalfOpen)
-}
-
-/// (ejected, in rotation) of a pool: breakers not closed, among entries
-/// not drained.
-pub fn ejected_in(pool: &Pool) -> (usize, usize) {
-    let live = pool.backends.iter().filter(|b| !b.drained);
-    let (mut ejected, mut total) = (0, 0);
-    for b in live {
-        total += 1;
-        if is_ejected(b.state()) {
-            ejected += 1;
-        }
-    }
-    (ejected, total)
-}
+use crate::state::backend::{Backend, BackendState};
 
 /// A pool with fewer than `threshold` percent of its entries available
 /// lets its ejected (breaker-open) backends take traffic again: better

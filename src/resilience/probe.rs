@@ -16,8 +16,8 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
 use super::health::{self, Health, HealthPolicy};
-use super::thread::State;
-use crate::ewma;
+use super::tracked::State;
+use crate::state::ewma;
 
 /// The longest status line read.
 const MAX_STATUS_LINE: usize = 512;

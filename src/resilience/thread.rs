@@ -6,7 +6,7 @@
 //! Per backend address it keeps a [`Tracked`]: the breaker, the probe
 //! results, the counter totals seen last tick, the state it last
 //! published. Workers write a backend's state only to trip its breaker
-//! (`Up`/`HalfOpen` → `Open`, see [`crate::worker::Worker::note_try`]); the
+//! (`Up`/`HalfOpen` → `Open`, see [`crate::plan::Plan::record`]); the
 //! tick sees such a trip as a published state it did not write, and tells
 //! the breaker.
 
@@ -20,65 +20,23 @@ use std::time::{Duration, Instant};
 use tracing::warn;
 
 use super::backend_state::{advance_backend, totals};
-use super::breaker::{self, Breaker};
+use super::breaker::Breaker;
 use super::health::{Health, HealthPolicy};
-use super::pool_state::{ejected_in, is_ejected, update_panic, update_weights};
+use super::pool_state::{update_panic, update_weights};
 use super::probe::probe_loop;
+use super::tracked::{State, Tracked};
 use super::weights::LatencyFloor;
-use crate::backend::{BackendState, BackendStats};
 use crate::config::Resilience;
-use crate::control::lifecycle::Phase as Lifecycle;
-use crate::control::Control;
+use crate::plan::ejection::{ejected_in, ejection_allowed, is_ejected};
+use crate::shared::Shared;
 use crate::snapshot::Pool;
+use crate::state::lifecycle::Phase as Lifecycle;
 
 /// How often states, weights and panic flags are brought up to date.
 pub const TICK: Duration = Duration::from_millis(100);
 
-/// What the thread keeps about one backend address.
-pub(super) struct Tracked {
-    pub(super) stats: Arc<BackendStats>,
-    pub(super) breaker: Breaker,
-    /// Probe results, while the backend is probed.
-    pub(super) health: Option<Health>,
-    /// How to probe it now (`None`: not probed; a running probe loop ends).
-    pub(super) probe_policy: Option<HealthPolicy>,
-    pub(super) probing: bool,
-    /// The state this thread published last.
-    pub(super) published: BackendState,
-    /// Counter totals at the last tick: (ok, failed).
-    pub(super) totals: (u64, u64),
-    /// Smoothed share of failed tries.
-    pub(super) failure_rate: f64,
-    /// Its latency estimate's floor over the last second (weights).
-    pub(super) latency: LatencyFloor,
-    /// When it last became available (slow start); `None`: since start.
-    pub(super) up_since: Option<Instant>,
-    /// Seen in the current snapshot this tick.
-    pub(super) seen: bool,
-    /// The snapshot's pools that list it (indices), this tick.
-    pub(super) pools: Vec<usize>,
-    /// While half-open: when to hand out trial permits again if the
-    /// trials came to nothing (a client that left mid-try counts neither
-    /// way, and must not keep the backend half-open for ever).
-    pub(super) half_open_refill: Option<Instant>,
-}
-
-/// Per pool entry (pool name, address): its share of full weight now.
-pub(super) type Shares = HashMap<(String, SocketAddr), f64>;
-
-/// Everything the thread keeps, shared by its tick and probe tasks.
-pub(super) struct State {
-    pub(super) control: Arc<Control>,
-    pub(super) backends: HashMap<SocketAddr, Tracked>,
-    pub(super) shares: Shares,
-    /// The first tick takes the backends configured at start as they are:
-    /// slow start is for returns, not for the first start.
-    pub(super) started: bool,
-    pub(super) last_tick: Instant,
-}
-
 /// Start the thread.
-pub fn start(control: Arc<Control>) -> std::io::Result<std::thread::JoinHandle<()>> {
+pub fn start(shared: Arc<Shared>) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("corelb-health".into())
         .spawn(move || {
@@ -86,7 +44,7 @@ pub fn start(control: Arc<Control>) -> std::io::Result<std::thread::JoinHandle<(
                 .enable_timer()
                 .build();
             match runtime {
-                Ok(mut rt) => rt.block_on(run(control)),
+                Ok(mut rt) => rt.block_on(run(shared)),
                 Err(e) => {
                     warn!("health checks and ejection are off: cannot start their runtime: {e}")
                 }
@@ -94,16 +52,16 @@ pub fn start(control: Arc<Control>) -> std::io::Result<std::thread::JoinHandle<(
         })
 }
 
-async fn run(control: Arc<Control>) {
+async fn run(shared: Arc<Shared>) {
     let state = Rc::new(RefCell::new(State {
-        control: Arc::clone(&control),
+        shared: Arc::clone(&shared),
         backends: HashMap::new(),
         shares: HashMap::new(),
         started: false,
         last_tick: Instant::now(),
     }));
     loop {
-        if control.lifecycle.phase() == Lifecycle::Stopping {
+        if shared.lifecycle.phase() == Lifecycle::Stopping {
             return;
         }
         let to_probe = tick(&mut state.borrow_mut(), Instant::now());
@@ -116,7 +74,7 @@ async fn run(control: Arc<Control>) {
 
 /// One tick; returns the addresses whose probe loop should start.
 fn tick(state: &mut State, now: Instant) -> Vec<SocketAddr> {
-    let snapshot = Arc::clone(&state.control.snapshot());
+    let snapshot = Arc::clone(&state.shared.snapshot());
     let settings = snapshot.settings.resilience;
     let elapsed = now.saturating_duration_since(state.last_tick);
     state.last_tick = now;
@@ -181,7 +139,7 @@ fn tick(state: &mut State, now: Instant) -> Vec<SocketAddr> {
     }
 
     let policy = settings.breaker();
-    let now_ns = crate::ewma::ns_at(now);
+    let now_ns = crate::state::ewma::ns_at(now);
     // (ejected, in rotation) per pool, kept up to date as breakers open
     // during this tick, so several opening at once still respect the cap.
     let mut pool_counts: Vec<(usize, usize)> = snapshot.pools.iter().map(ejected_in).collect();
@@ -191,7 +149,7 @@ fn tick(state: &mut State, now: Instant) -> Vec<SocketAddr> {
         }
         let may_open = tracked.pools.iter().all(|&p| {
             let (ejected, total) = pool_counts[p];
-            breaker::ejection_allowed(ejected, total, settings.max_ejection_percent)
+            ejection_allowed(ejected, total, settings.max_ejection_percent)
         });
         tracked.latency.record(tracked.stats.latency_at(now_ns));
         let was_ejected = is_ejected(tracked.stats.state());

@@ -141,7 +141,7 @@ pub fn who_listens_on_port(port: u16) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::listener::bind_listeners;
+    use crate::worker::listen::bind_listeners;
 
     #[test]
     fn the_owner_of_a_listening_port_is_found() {

@@ -216,7 +216,7 @@ fn steer(mut group: Group, threads: &WorkerThreads, mut policy: Policy) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::listener::bind_listeners;
+    use crate::worker::listen::bind_listeners;
     use std::net::TcpStream;
 
     /// Connect `count` times to a group of listeners and count the

@@ -1,9 +1,7 @@
-//! Listening sockets and the accept loop.
-//!
-//! Every worker has its own socket bound to the same address with
-//! SO_REUSEPORT, so the kernel spreads new connections across workers and
-//! no accept lock or hand-off exists between them ([`crate::steering`]
-//! tells the kernel how to weigh the workers).
+//! A worker's accept loop: take connections from its own SO_REUSEPORT
+//! listener (`listen.rs`; [`crate::steering`] tells the kernel how to
+//! weigh the workers), within the connection limits, and serve each in a
+//! task of its own; and the drain's last accepts.
 
 use std::future::Future;
 use std::io;
@@ -11,132 +9,30 @@ use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{error, warn};
 
-use crate::control::per_ip::PerIpPermit;
-use crate::proxy::serve_client;
-use crate::steering::group;
-use crate::worker::Worker;
-
-/// Refuse an address another process already listens on, as nginx would:
-/// joining its SO_REUSEPORT group silently would take half its traffic
-/// with our (maybe different) backends. `--takeover` joins on purpose.
-///
-/// Tested by binding without SO_REUSEPORT, which any listener on the
-/// address (or on the wildcard address of its port) makes fail.
-pub fn refuse_busy(addr: SocketAddr) -> Result<(), String> {
-    if addr.port() == 0 {
-        return Ok(());
-    }
-    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
-        .map_err(|e| format!("cannot create a socket: {e}"))?;
-    // SO_REUSEADDR: connections of an earlier process in TIME_WAIT do not
-    // make the address busy.
-    let _ = probe.set_reuse_address(true);
-    match probe.bind(&addr.into()) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
-            let who = group::who_listens_on_port(addr.port())
-                .map(|who| format!(" by {who}"))
-                .unwrap_or_default();
-            Err(format!(
-                "cannot listen on {addr} (--listen): address already in use{who}; to replace a running corelb without dropping connections, start the new one with --takeover, then stop the old one with SIGTERM"
-            ))
-        }
-        Err(e) => Err(format!("cannot listen on {addr} (--listen): {e}")),
-    }
-}
-
-/// Bind `count` SO_REUSEPORT listeners to `addr`. With port 0 the first
-/// socket picks a port and the rest join it.
-pub fn bind_listeners(
-    addr: SocketAddr,
-    count: usize,
-    backlog: u32,
-) -> io::Result<Vec<std::net::TcpListener>> {
-    let mut listeners = Vec::with_capacity(count);
-    let mut addr = addr;
-    for _ in 0..count {
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-        socket.set_reuse_address(true)?;
-        socket.set_reuse_port(true)?;
-        socket.set_nonblocking(true)?;
-        socket.set_tcp_nodelay(true)?;
-        socket.bind(&addr.into())?;
-        socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
-        let listener: std::net::TcpListener = socket.into();
-        addr = listener.local_addr()?;
-        listeners.push(listener);
-    }
-    Ok(listeners)
-}
+use crate::proxy::{serve_client, WorkerContext};
+use crate::state::limits::{ConnectionLimit, ConnectionPermit};
+use crate::state::per_ip::PerIpPermit;
 
 /// The least time between two reports of a repeating accept failure: under
 /// EMFILE every retry fails, and a line every 10 ms would flood the log.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
 
-/// The process-wide cap on open client connections.
-#[derive(Debug)]
-pub struct ConnectionLimit {
-    open: AtomicUsize,
-    /// A reload may change it.
-    max: AtomicUsize,
-}
-
-impl ConnectionLimit {
-    /// Allow at most `max` connections open at once.
-    pub fn new(max: usize) -> Arc<Self> {
-        Arc::new(Self {
-            open: AtomicUsize::new(0),
-            max: AtomicUsize::new(max),
-        })
-    }
-
-    /// Connections open now.
-    pub fn open(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
-    }
-
-    /// Allow at most `max` from now on (connections above it stay open).
-    pub fn set_max(&self, max: usize) {
-        self.max.store(max, Ordering::Relaxed);
-    }
-
-    fn is_full(&self) -> bool {
-        self.open() >= self.max.load(Ordering::Relaxed)
-    }
-
-    fn acquire(self: &Arc<Self>) -> ConnectionPermit {
-        self.open.fetch_add(1, Ordering::Relaxed);
-        ConnectionPermit(Arc::clone(self))
-    }
-}
-
-/// One open connection; counted until dropped.
-struct ConnectionPermit(Arc<ConnectionLimit>);
-
-impl Drop for ConnectionPermit {
-    fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 /// Serve `stream` in a task of its own, counted against the limits and by
 /// the worker until it closes; or, if its address already has
 /// `--max-connections-per-ip` open, close it at once.
-fn spawn_connection(worker: &Rc<Worker>, stream: monoio::net::TcpStream, peer: SocketAddr) {
-    let Some(per_ip) = worker.control.per_ip.try_acquire(peer.ip()) else {
+fn spawn_connection(worker: &Rc<WorkerContext>, stream: monoio::net::TcpStream, peer: SocketAddr) {
+    let Some(per_ip) = worker.shared.per_ip.try_acquire(peer.ip()) else {
         refuse_over_per_ip_limit(worker, stream, peer);
         return;
     };
     let _ = stream.set_nodelay(true);
-    let permit = worker.control.limit.acquire();
+    let permit = worker.shared.limit.acquire();
     worker.connection_opened();
     monoio::spawn(ConnectionTask {
         serve: serve_client(Rc::clone(worker), stream, peer),
@@ -157,7 +53,7 @@ pin_project_lite::pin_project! {
     struct ConnectionTask<F> {
         #[pin]
         serve: F,
-        worker: Rc<Worker>,
+        worker: Rc<WorkerContext>,
         _permit: ConnectionPermit,
         _per_ip: PerIpPermit,
     }
@@ -181,7 +77,11 @@ impl<F: Future<Output = ()>> Future for ConnectionTask<F> {
 /// what a client hoarding connections would make the most of. Closed
 /// here, a refused connection costs nothing; the client sees it closed
 /// (or reset, if its request had already arrived) with no answer.
-fn refuse_over_per_ip_limit(worker: &Worker, stream: monoio::net::TcpStream, peer: SocketAddr) {
+fn refuse_over_per_ip_limit(
+    worker: &WorkerContext,
+    stream: monoio::net::TcpStream,
+    peer: SocketAddr,
+) {
     // Counted first: whoever sees the close may look at /metrics next.
     worker.metrics().refused_per_ip.inc();
     drop(stream);
@@ -195,7 +95,7 @@ fn refuse_over_per_ip_limit(worker: &Worker, stream: monoio::net::TcpStream, pee
             "worker {}: closed a connection from {}: it has {} open (--max-connections-per-ip){more}",
             worker.id,
             peer.ip(),
-            worker.control.per_ip.max()
+            worker.shared.per_ip.max()
         );
     }
 }
@@ -213,7 +113,7 @@ const ACCEPT_BATCH: usize = 64;
 
 /// After an accept: take up to [`ACCEPT_BATCH`] - 1 more connections
 /// already queued on `fd`, without waiting, as long as the limits allow.
-fn take_more_queued(worker: &Rc<Worker>, fd: RawFd, limit: &ConnectionLimit) {
+fn take_more_queued(worker: &Rc<WorkerContext>, fd: RawFd, limit: &ConnectionLimit) {
     for _ in 1..ACCEPT_BATCH {
         if limit.is_full() || worker.draining() {
             return;
@@ -228,7 +128,10 @@ fn take_more_queued(worker: &Rc<Worker>, fd: RawFd, limit: &ConnectionLimit) {
 /// A connection already in `fd`'s queue, accepted without waiting; `None`
 /// when the queue is empty (or the accept failed: the accept loop's next
 /// accept reports failures).
-fn accept_queued(worker: &Worker, fd: RawFd) -> Option<(monoio::net::TcpStream, SocketAddr)> {
+fn accept_queued(
+    worker: &WorkerContext,
+    fd: RawFd,
+) -> Option<(monoio::net::TcpStream, SocketAddr)> {
     loop {
         // SAFETY: `fd` is this worker's listener, open while the accept
         // loop or the drain runs; `try_init` passes storage and its
@@ -267,10 +170,9 @@ fn accept_queued(worker: &Worker, fd: RawFd) -> Option<(monoio::net::TcpStream, 
 
 /// Accept connections until the drain closes the listener, serving each
 /// in its own task.
-pub async fn accept_loop(worker: Rc<Worker>, listener: monoio::net::TcpListener) {
+pub async fn accept_loop(worker: Rc<WorkerContext>, listener: monoio::net::TcpListener) {
     use std::os::fd::AsRawFd;
-    worker.set_listener(listener.as_raw_fd());
-    let limit = Arc::clone(&worker.control.limit);
+    let limit = Arc::clone(&worker.shared.limit);
     let accept_errors = crate::logging::Limiter::new(REPORT_EVERY);
     loop {
         if worker.draining() {
@@ -309,7 +211,7 @@ pub async fn accept_loop(worker: Rc<Worker>, listener: monoio::net::TcpListener)
 /// listener down, which ends the accept loop's pending accept. A
 /// connection left in the queue would be reset when the listener closes;
 /// taken here, it is served like any other (with `Connection: close`).
-pub fn take_queued(worker: &Rc<Worker>, fd: RawFd) {
+pub fn take_queued(worker: &Rc<WorkerContext>, fd: RawFd) {
     while let Some((stream, peer)) = accept_queued(worker, fd) {
         spawn_connection(worker, stream, peer);
     }

@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
-use crate::control::registry::EntryStats;
-use crate::ewma;
-use crate::outcome::{AttemptOutcome, BackendCounters};
+use super::entry::EntryStats;
+use crate::state::ewma;
+use crate::state::outcome::{AttemptOutcome, BackendCounters};
 
 /// Whether the balancers may send new requests to a backend.
 ///
@@ -80,10 +80,10 @@ struct LiveState {
     inflight: AtomicU32,
     /// A [`BackendState`] as `u8`.
     state: AtomicU8,
-    /// Peak EWMA of response latency, in ns ([`crate::ewma`]).
+    /// Peak EWMA of response latency, in ns ([`crate::state::ewma`]).
     /// Zero means "no sample yet".
     latency_ewma_ns: AtomicU64,
-    /// When `latency_ewma_ns` was last updated ([`crate::ewma::now_ns`]).
+    /// When `latency_ewma_ns` was last updated ([`crate::state::ewma::now_ns`]).
     latency_stamp_ns: AtomicU64,
     /// Tries in a row that failed, across all cores (reset by a success).
     consecutive_failures: AtomicU32,
@@ -453,7 +453,7 @@ impl InflightGuard {
         let backend = &self.backend;
         backend.stats.counters(worker).record(outcome);
         if let Some(status) = outcome.status {
-            backend.entry.counters(worker).responses[crate::metrics::class_of(status)].inc();
+            backend.entry.counters(worker).responses[crate::state::metrics::class_of(status)].inc();
         }
         let sample = if outcome.failure.is_some() {
             outcome.elapsed.max(FAILURE_PENALTY)

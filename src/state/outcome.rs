@@ -5,7 +5,7 @@
 //!
 //! - a **try** at one backend ends in an [`AttemptOutcome`] (status or
 //!   failure, time to first byte, time taken), recorded by
-//!   [`crate::backend::InflightGuard::finish`] into that backend's counters
+//!   [`crate::state::backend::InflightGuard::finish`] into that backend's counters
 //!   for this worker and its latency estimate. Health and ejection attach
 //!   here: they need every try, including ones that failed over.
 //! - a **request** ends in a [`RequestOutcome`] (the status the client got,
@@ -14,8 +14,7 @@
 
 use std::time::Duration;
 
-use crate::error::ProxyError;
-use crate::metrics::{class_of, Counter, Gauge, Histogram};
+use crate::state::metrics::{class_of, Counter, Gauge, Histogram};
 
 /// Why a try at a backend failed, as counted in metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,18 +49,6 @@ impl Failure {
             Self::Timeout => "timeout",
             Self::Reset => "reset",
             Self::Protocol => "protocol",
-        }
-    }
-
-    /// The backend's failure in `err`; `None` when the backend is not to blame.
-    pub fn of(err: &ProxyError) -> Option<Failure> {
-        match err {
-            ProxyError::Connect => Some(Self::ConnectRefused),
-            ProxyError::ConnectTimeout => Some(Self::ConnectTimeout),
-            ProxyError::UpstreamTimeout => Some(Self::Timeout),
-            ProxyError::UpstreamClosed(_) => Some(Self::Reset),
-            ProxyError::Upstream(_) => Some(Self::Protocol),
-            ProxyError::Downstream { .. } | ProxyError::NoBackend | ProxyError::ClientGone => None,
         }
     }
 }
@@ -205,20 +192,6 @@ impl Generated {
             Self::NoBackend => "no_backend",
         }
     }
-
-    /// Why `err` was answered by corelb; `None` if it gets no answer.
-    pub fn of(err: &ProxyError) -> Option<Generated> {
-        Some(match err {
-            ProxyError::Downstream { .. } => Self::ClientError,
-            ProxyError::Upstream(_) => Self::UpstreamProtocol,
-            ProxyError::UpstreamClosed(_) => Self::UpstreamReset,
-            ProxyError::UpstreamTimeout => Self::UpstreamTimeout,
-            ProxyError::Connect => Self::ConnectFailed,
-            ProxyError::ConnectTimeout => Self::ConnectTimeout,
-            ProxyError::NoBackend => Self::NoBackend,
-            ProxyError::ClientGone => return None,
-        })
-    }
 }
 
 /// The statuses corelb generates, each with a counter; anything else is
@@ -316,21 +289,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn failures_and_reasons_follow_the_error() {
-        assert_eq!(
-            Failure::of(&ProxyError::Connect),
-            Some(Failure::ConnectRefused)
-        );
-        assert_eq!(
-            Failure::of(&ProxyError::UpstreamClosed("x")),
-            Some(Failure::Reset)
-        );
-        assert_eq!(Failure::of(&ProxyError::NoBackend), None);
-        assert_eq!(Generated::of(&ProxyError::ClientGone), None);
-        assert_eq!(
-            Generated::of(&ProxyError::NoBackend),
-            Some(Generated::NoBackend)
-        );
+    fn kinds_are_in_counter_order() {
         for (i, f) in Failure::ALL.iter().enumerate() {
             assert_eq!(*f as usize, i);
         }

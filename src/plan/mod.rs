@@ -1,0 +1,257 @@
+//! One request's tries: which backend, and what if it fails.
+//!
+//! The proxy asks a [`Plan`] for the next target ([`Plan::reserve`]),
+//! tells it how each try ended ([`Plan::record`]) and, when a try failed,
+//! asks whether to go on ([`Plan::after_failure`]); it answers *retry
+//! there* or *stop*. Everything that decides it is here and nowhere else:
+//! the balancers' first pick ([`routing`]), half-open admission, the
+//! `--max-requests` slot, failover "not the one that just failed",
+//! idempotency, `--retries`, the retry budget ([`retry_budget`]) and
+//! tripping a breaker on this core ([`ejection`]). It sends nothing and
+//! reads no socket, so the same plan serves any request source.
+
+pub mod ejection;
+pub mod retry_budget;
+pub mod routing;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::Resilience;
+use crate::error::ProxyError;
+use crate::http::RequestHead;
+use crate::state::backend::{Backend, BackendState, InflightGuard};
+use retry_budget::RetryBudget;
+use routing::Routing;
+
+/// The tries of one request.
+pub struct Plan {
+    /// The backend of the current (or next) try.
+    backend: Arc<Backend>,
+    /// The pool, as an index into the snapshot of `generation`.
+    pool: usize,
+    generation: u64,
+    /// Tries sent again after a failure so far.
+    retries: u32,
+    /// The error of the try before, while a retry is under way: what the
+    /// client gets if no backend is left to try.
+    failed_try: Option<ProxyError>,
+    /// The pool's limit on request bodies.
+    pub max_body_size: Option<u64>,
+    /// The request's ask to upgrade goes to the backend.
+    pub upgrade: bool,
+}
+
+/// What a failed try left behind, as far as retrying is concerned.
+#[derive(Debug, Clone, Copy)]
+pub struct FailedTry {
+    pub error: ProxyError,
+    /// Some of the answer already reached the client.
+    pub response_started: bool,
+    /// The backend answered something (a status, or an interim response).
+    pub answered: bool,
+    /// Sending the request twice could do no harm: its method is
+    /// idempotent (RFC 9110 §9.2.2) and the whole of it is still at hand.
+    pub replayable: bool,
+}
+
+/// The plan's answer after a failed try.
+pub enum Next {
+    /// Try again, at [`Plan::backend`]; `left` is the backend that failed.
+    Retry { left: Arc<Backend> },
+    /// Stop; the client gets this error.
+    Stop(ProxyError),
+    /// Stop: a retry was allowed but the worker's retry budget is spent.
+    OverBudget(ProxyError),
+}
+
+impl Plan {
+    /// Route the request and pick its first backend. `None`: no backend
+    /// is eligible (answer 503).
+    pub fn start(
+        routing: &mut Routing,
+        budget: &RetryBudget,
+        client_ip: IpAddr,
+        req: &RequestHead<'_, '_>,
+    ) -> Option<Plan> {
+        let first = routing.pick(req.host_name(), req.path(), client_ip, req)?;
+        budget.on_request();
+        let mut plan = Plan {
+            backend: first.backend,
+            pool: first.pool,
+            generation: first.generation,
+            retries: 0,
+            failed_try: None,
+            max_body_size: first.max_body_size,
+            upgrade: first.upgrade,
+        };
+        if !plan.backend.stats().admit() {
+            // Half-open, and another core took the last trial permit.
+            plan.backend = routing.pick_other(plan.pool, plan.generation, &plan.backend)?;
+        }
+        Some(plan)
+    }
+
+    /// The backend of the current try.
+    pub fn backend(&self) -> &Arc<Backend> {
+        &self.backend
+    }
+
+    /// An in-flight slot on the next try's backend, within
+    /// `--max-requests`. The balancer saw one free, but another core may
+    /// have taken the last since: a first try then moves to another
+    /// backend of the pool; a retry does not (the other could be the one
+    /// that just failed). `Err`: no slot; the error is the client's answer.
+    pub fn reserve(&mut self, routing: &Routing) -> Result<InflightGuard, ProxyError> {
+        if let Some(guard) = self.backend.try_start_request() {
+            return Ok(guard);
+        }
+        let no_slot = || self.failed_try.unwrap_or(ProxyError::NoBackend);
+        if self.failed_try.is_some() {
+            return Err(no_slot());
+        }
+        let other = routing
+            .pick_other(self.pool, self.generation, &self.backend)
+            .ok_or_else(no_slot)?;
+        let guard = other.try_start_request().ok_or_else(no_slot)?;
+        self.backend = other;
+        Ok(guard)
+    }
+
+    /// Count a finished try against (or for) its backend, and trip the
+    /// backend's breaker when this was the failure too many: at once, on
+    /// this core, so no more requests go there meanwhile. `failed` by
+    /// [`ejection::counts_as_failure`].
+    pub fn record(
+        &self,
+        routing: &Routing,
+        backend: &Backend,
+        failed: bool,
+        settings: &Resilience,
+    ) {
+        let stats = backend.stats();
+        let streak = stats.note_try(failed);
+        if !failed {
+            return;
+        }
+        match backend.state() {
+            BackendState::HalfOpen => {
+                stats.change_state(BackendState::HalfOpen, BackendState::Open, 0);
+            }
+            BackendState::Up
+                if settings.max_fails > 0
+                    && streak >= settings.max_fails
+                    && routing.may_eject(
+                        self.pool,
+                        self.generation,
+                        settings.max_ejection_percent,
+                    ) =>
+            {
+                stats.change_state(BackendState::Up, BackendState::Open, 0);
+            }
+            _ => {}
+        }
+    }
+
+    /// After a failed try: send the request to another backend of the
+    /// pool, or stop. Only while nothing of the answer reached the
+    /// client, within `--retries`; after a failed connect always (the
+    /// backend never saw the request), after a reset, close or response
+    /// timeout before any answer only if the request is replayable. A
+    /// refused connect costs the next backend nothing more than the
+    /// request would have anyway; other retries add load, so they spend
+    /// the worker's retry budget.
+    pub fn after_failure(
+        &mut self,
+        routing: &Routing,
+        budget: &RetryBudget,
+        settings: &Resilience,
+        failed: FailedTry,
+    ) -> Next {
+        let err = failed.error;
+        if !may_retry(&failed, self.retries, settings.retries) {
+            return Next::Stop(err);
+        }
+        let Some(other) = routing.pick_other(self.pool, self.generation, &self.backend) else {
+            return Next::Stop(err);
+        };
+        let free = matches!(err, ProxyError::Connect);
+        if !free && !budget.try_retry(settings.retry_ratio(), Instant::now()) {
+            return Next::OverBudget(err);
+        }
+        self.retries += 1;
+        self.failed_try = Some(err);
+        Next::Retry {
+            left: std::mem::replace(&mut self.backend, other),
+        }
+    }
+}
+
+/// May a request whose try failed as `failed` say go to another backend,
+/// after `retries` retries of at most `max_retries`?
+fn may_retry(failed: &FailedTry, retries: u32, max_retries: u32) -> bool {
+    if failed.response_started || retries >= max_retries {
+        return false;
+    }
+    if failed.error.is_connect_failure() {
+        return true;
+    }
+    let lost_in_transit = matches!(
+        failed.error,
+        ProxyError::UpstreamClosed(_) | ProxyError::UpstreamTimeout
+    );
+    lost_in_transit && !failed.answered && failed.replayable
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(error: ProxyError) -> FailedTry {
+        FailedTry {
+            error,
+            response_started: false,
+            answered: false,
+            replayable: true,
+        }
+    }
+
+    #[test]
+    fn a_failed_connect_is_retried_whatever_the_request() {
+        let try_ = FailedTry {
+            replayable: false,
+            ..failed(ProxyError::Connect)
+        };
+        assert!(may_retry(&try_, 0, 1));
+        assert!(may_retry(&failed(ProxyError::ConnectTimeout), 0, 1));
+    }
+
+    #[test]
+    fn a_lost_request_is_retried_only_if_replayable_and_unanswered() {
+        let lost = ProxyError::UpstreamClosed("x");
+        assert!(may_retry(&failed(lost), 0, 1));
+        assert!(may_retry(&failed(ProxyError::UpstreamTimeout), 0, 1));
+        let not_replayable = FailedTry {
+            replayable: false,
+            ..failed(lost)
+        };
+        assert!(!may_retry(&not_replayable, 0, 1));
+        let answered = FailedTry {
+            answered: true,
+            ..failed(lost)
+        };
+        assert!(!may_retry(&answered, 0, 1));
+        assert!(!may_retry(&failed(ProxyError::Upstream("bad")), 0, 1));
+    }
+
+    #[test]
+    fn nothing_is_retried_past_the_limit_or_once_the_answer_started() {
+        assert!(!may_retry(&failed(ProxyError::Connect), 1, 1));
+        let started = FailedTry {
+            response_started: true,
+            ..failed(ProxyError::Connect)
+        };
+        assert!(!may_retry(&started, 0, 1));
+    }
+}

@@ -1,0 +1,98 @@
+//! The client side of a connection: its transport, its buffers (held only
+//! while an exchange is in flight) and what lives as long as it does.
+
+use std::net::IpAddr;
+
+use bytes::BytesMut;
+
+use super::context::WorkerContext;
+use super::logged_head::LoggedHead;
+use crate::buffers::BufferPool;
+use crate::http::rewrite::ClientAddr;
+use crate::io::ReadError;
+use crate::state::outcome::TimeoutKind;
+use crate::transport::Transport;
+
+/// Per-connection buffers may keep up to this many times `--buffer-size`
+/// between requests (64 KiB by default: 16 KiB bodies keep their one-read
+/// buffer of 32 KiB, larger bodies give theirs back).
+pub(super) const RETAINED_BUFFERS: usize = 4;
+
+/// The three buffers a client connection uses while an exchange is in
+/// flight. An idle connection holds none: they come from the worker's
+/// [`BufferPool`] when its bytes arrive and go back when the exchange ends.
+pub(super) struct Buffers {
+    /// Bytes read from the client not yet handled (may hold pipelined requests).
+    pub(super) client_in: BytesMut,
+    /// Bytes read from the backend.
+    pub(super) upstream_in: BytesMut,
+    /// Heads being written (plus the first body bytes, so one write carries both).
+    pub(super) out: BytesMut,
+}
+
+impl Buffers {
+    /// None held (no allocation).
+    pub(super) fn none() -> Self {
+        Self {
+            client_in: BytesMut::new(),
+            upstream_in: BytesMut::new(),
+            out: BytesMut::new(),
+        }
+    }
+
+    /// Take from `pool` each buffer not held.
+    pub(super) fn acquire(&mut self, pool: &BufferPool, size: usize) {
+        for buf in [&mut self.client_in, &mut self.upstream_in, &mut self.out] {
+            if buf.capacity() == 0 {
+                *buf = pool.take(size);
+            }
+        }
+    }
+
+    /// Give every buffer back to `pool` (what they hold is dropped); those
+    /// grown past `keep` bytes are let go instead.
+    pub(super) fn release(&mut self, pool: &BufferPool, keep: usize) {
+        for buf in [&mut self.client_in, &mut self.upstream_in, &mut self.out] {
+            pool.give(std::mem::take(buf), keep);
+        }
+    }
+}
+
+/// What lives as long as the client connection, across its requests.
+pub(super) struct Connection<T> {
+    pub(super) client: T,
+    pub(super) peer_ip: IpAddr,
+    /// `peer_ip` as text, for `X-Forwarded-For`.
+    pub(super) client_addr: ClientAddr,
+    /// Held only while an exchange is in flight.
+    pub(super) bufs: Buffers,
+    /// The head fields of the request in flight, for the access log (its
+    /// buffer is kept, so capturing allocates nothing once grown).
+    pub(super) logged: LoggedHead,
+}
+
+impl<T: Transport> Connection<T> {
+    /// Wait, holding no buffer, until the client's next request begins to
+    /// arrive (at once if pipelined bytes are here), then take the
+    /// buffers. `false`: it closed or stayed idle too long; end quietly.
+    pub(super) async fn wait_for_request(&mut self, worker: &WorkerContext) -> bool {
+        if self.bufs.client_in.is_empty() {
+            let idle = worker.settings().timeouts.client_idle;
+            match self
+                .client
+                .readable_idle_timeout(&worker.deadlines, idle)
+                .await
+            {
+                Ok(()) => {}
+                Err(ReadError::Timeout) => {
+                    worker.metrics().timed_out(TimeoutKind::KeepAlive);
+                    return false;
+                }
+                Err(ReadError::Io(_)) => return false,
+            }
+        }
+        let size = worker.settings().buffer_size;
+        self.bufs.acquire(&worker.buffers, size);
+        true
+    }
+}

@@ -1,0 +1,130 @@
+//! Serving one client connection: keep-alive and the gentle close. Each request on it is an [`Exchange`] of its own
+//! (`exchange.rs`), made fresh for the request and dropped after it;
+//! requests are handled strictly in order, which is what makes pipelining
+//! correct: the bytes of request N+1 simply wait in the read buffer while
+//! request N is answered.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+
+use super::client::{Buffers, Connection, RETAINED_BUFFERS};
+use super::context::WorkerContext;
+use super::exchange::{After, Exchange, NextRequest};
+use super::logged_head::LoggedHead;
+use crate::deadline::Deadlines;
+use crate::http::rewrite::ClientAddr;
+use crate::io::{make_room, release_if_oversized};
+use crate::transport::Transport;
+
+/// Serve one client connection until it closes.
+///
+/// An `async` block rather than an `async fn`, for every idle connection's
+/// memory: an `async fn` keeps its arguments twice in its future (as passed,
+/// and as moved into its body), where a block uses what it captured in
+/// place. The task of each connection is this future.
+pub fn serve_client<T: Transport>(
+    worker: Rc<WorkerContext>,
+    client: T,
+    peer: SocketAddr,
+) -> impl Future<Output = ()> {
+    let peer_ip = peer.ip();
+    async move {
+        let mut conn = Connection {
+            client,
+            peer_ip,
+            client_addr: ClientAddr::new(peer_ip),
+            bufs: Buffers::none(),
+            logged: LoggedHead::default(),
+        };
+        let after = loop {
+            if !conn.wait_for_request(&worker).await {
+                break After::Gone;
+            }
+            // Each request gets a fresh exchange: nothing of the last
+            // one's state is carried over or reset by hand.
+            let mut exchange = Exchange::new(&worker, &mut conn);
+            // Reading the head and the exchange run in blocks of the worker's:
+            // an idle connection's task need not be as large as their state
+            // (`crate::slots`).
+            let result = match worker.head_slots.run(exchange.next_request()).await {
+                Ok(NextRequest::Ready(req)) => {
+                    worker.exchange_slots.run(exchange.forward(req)).await
+                }
+                Ok(NextRequest::Closed) => break After::Gone,
+                Err(e) => Err(e),
+            };
+            let after = match result {
+                Ok(true) => After::KeepAlive,
+                Ok(false) => After::Close,
+                // Even when the client is the one that failed: a client that
+                // stopped reading (write timeout) is still there, and with a
+                // close-delimited body a FIN would tell it the body is complete.
+                // The reset also discards the FIN our timed-out write queued.
+                Err(_) if exchange.response_started => After::Abort,
+                // Boxed, as rare paths (an error answer, the close): their
+                // state need not sit in every idle connection's task either.
+                Err(err) => Box::pin(exchange.answer_error(&err)).await,
+            };
+            exchange.finish_request();
+            let keep = RETAINED_BUFFERS * worker.settings().buffer_size;
+            match after {
+                // Idle until the next request: hold no buffer meanwhile.
+                After::KeepAlive if conn.bufs.client_in.is_empty() => {
+                    conn.bufs.release(&worker.buffers, keep);
+                }
+                After::KeepAlive => {
+                    // A pipelined request is here already. A large gathered
+                    // body grew these; the connection should not keep that.
+                    release_if_oversized(&mut conn.bufs.upstream_in, keep);
+                    release_if_oversized(&mut conn.bufs.out, keep);
+                }
+                other => break other,
+            }
+        };
+        match after {
+            After::Abort => conn.client.reset_on_close(),
+            After::Close => {
+                Box::pin(linger(
+                    &worker.deadlines,
+                    &mut conn.client,
+                    &mut conn.bufs.client_in,
+                ))
+                .await
+            }
+            After::Gone | After::KeepAlive => {}
+        }
+        conn.bufs.release(
+            &worker.buffers,
+            RETAINED_BUFFERS * worker.settings().buffer_size,
+        );
+    }
+}
+
+/// Close gently: stop sending, then read and discard what the client may
+/// still be sending (pipelined requests after `Connection: close`, the body
+/// of a refused request) until it closes too, for a short while. Closing a
+/// socket with unread input makes the kernel send RST, and an RST can
+/// destroy the end of the last response before the client has read it.
+async fn linger<T: Transport>(deadlines: &Deadlines, client: &mut T, buf: &mut BytesMut) {
+    const LINGER_TIME: Duration = Duration::from_secs(1);
+    const LINGER_BYTES: usize = 256 * 1024;
+    if client.shutdown_write().await.is_err() {
+        return;
+    }
+    let deadline = Instant::now() + LINGER_TIME;
+    let mut discarded = 0;
+    while discarded < LINGER_BYTES {
+        buf.clear();
+        make_room(buf, 16 * 1024);
+        let room = buf.capacity();
+        let left = deadline.saturating_duration_since(Instant::now());
+        match client.read_timeout(deadlines, buf, room, left).await {
+            Ok(n) if n > 0 => discarded += n,
+            _ => return,
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! The upstream half of forwarding: the request's plan picks a backend,
+//! a pooled (or new) upstream connection carries the request, the
+//! response comes back, and every try's outcome is recorded in one place.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Buf;
+use monoio::net::TcpStream;
+
+use super::exchange::{AttemptState, Exchange, Request};
+use super::upstream::{HeadFailure, SendError};
+use crate::error::ProxyError;
+use crate::http::BodyProgress;
+use crate::plan::ejection::counts_as_failure;
+use crate::plan::{FailedTry, Next};
+use crate::state::backend::InflightGuard;
+use crate::state::ewma;
+use crate::state::outcome::{AttemptOutcome, TimeoutKind};
+use crate::transport::Transport;
+
+impl<T: Transport> Exchange<'_, T> {
+    /// Forward one request and its response. `Ok(keep_alive)`.
+    ///
+    /// The request's [`crate::plan::Plan`] decides each try's backend and
+    /// whether a failed try is sent again elsewhere (a backend that could
+    /// not be connected to never saw the request: as nginx's
+    /// `proxy_next_upstream error`).
+    pub(super) async fn forward(&mut self, mut req: Request) -> Result<bool, ProxyError> {
+        // The body bytes that came with the head go out in the same write,
+        // exactly as they came (chunk framing included: the decoder only
+        // checks it and finds where the body ends). Taken once: every
+        // attempt below sends this same `out` and continues from this
+        // `req_body`, since a failed connect consumed nothing.
+        let mut req_body = BodyProgress::new(req.body);
+        let limit = &mut req.body_limit;
+        let taken = req_body
+            .advance(&self.conn.bufs.client_in, |data| limit.count(data))
+            .map_err(|e| ProxyError::Downstream {
+                status: 400,
+                reason: e.reason(),
+            })?
+            .consumed;
+        req.body_limit.check()?;
+        self.conn
+            .bufs
+            .out
+            .extend_from_slice(&self.conn.bufs.client_in[..taken]);
+        self.conn.bufs.client_in.advance(taken);
+        self.outcome.bytes_in += taken as u64;
+
+        loop {
+            let guard = req.plan.reserve(&self.worker.routing())?;
+            self.conn.logged.backend = Some(guard.backend().addr);
+            let started = Instant::now();
+            self.attempt = AttemptState::default();
+            let result = self
+                .forward_to(&req, &guard, started, req_body.clone())
+                .await;
+            self.finish_attempt(&req, guard, started, &result);
+            let Err(error) = result else {
+                return result;
+            };
+            let failed = FailedTry {
+                error,
+                response_started: self.response_started,
+                answered: self.attempt.status.is_some() || self.attempt.answered,
+                replayable: req.idempotent && req_body.is_done(),
+            };
+            let settings = self.worker.settings();
+            let next = req.plan.after_failure(
+                &self.worker.routing(),
+                &self.worker.retry_budget,
+                &settings.resilience,
+                failed,
+            );
+            match next {
+                Next::Retry { left } => {
+                    self.worker.metrics().retries.inc();
+                    left.stats().counters(self.worker.id).failovers.inc();
+                }
+                Next::OverBudget(err) => {
+                    self.worker.metrics().retries_over_budget.inc();
+                    return Err(err);
+                }
+                Next::Stop(err) => return Err(err),
+            }
+        }
+    }
+
+    /// The one place a try at a backend is recorded (its counters, its
+    /// latency estimate; health and ejection attach here too).
+    fn finish_attempt(
+        &mut self,
+        req: &Request,
+        guard: InflightGuard,
+        started: Instant,
+        result: &Result<bool, ProxyError>,
+    ) {
+        let now = Instant::now();
+        let failure = result.as_ref().err().and_then(ProxyError::failure);
+        let state = self.attempt;
+        match result {
+            Err(ProxyError::ConnectTimeout) => {
+                self.worker.metrics().timed_out(TimeoutKind::Connect)
+            }
+            Err(ProxyError::UpstreamTimeout) if state.status.is_none() => {
+                self.worker.metrics().timed_out(TimeoutKind::Response)
+            }
+            Err(ProxyError::UpstreamTimeout) => {
+                self.worker.metrics().timed_out(TimeoutKind::UpstreamIdle)
+            }
+            _ => {}
+        }
+        if state.pooled {
+            self.worker.metrics().pool_hits.inc();
+        } else {
+            self.worker.metrics().pool_misses.inc();
+        }
+        if let Some(status) = state.status {
+            self.outcome.status = status;
+        }
+        self.outcome.upstream_time = state.ttfb;
+        let outcome = AttemptOutcome {
+            // A response cut short mid-body is the backend's failure, even
+            // though its head arrived.
+            status: state.status.filter(|_| failure.is_none()),
+            failure,
+            ttfb: state.ttfb,
+            // A tunnel's try is over at its `101`: the hours it then stays
+            // open say nothing of the backend's speed.
+            elapsed: match (state.status, state.ttfb) {
+                (Some(101), Some(ttfb)) => ttfb,
+                _ => now.saturating_duration_since(started),
+            },
+            replayed: state.replayed,
+            pooled: state.pooled,
+        };
+        if let (Some(failure), Err(err)) = (failure, result) {
+            if let Some(quiet) = self.worker.failure_log.allow(now) {
+                let more = if quiet > 0 {
+                    format!(" ({quiet} more backend failures on this worker since the last line)")
+                } else {
+                    String::new()
+                };
+                tracing::warn!(
+                    "backend {}: {} ({err}){more}",
+                    guard.backend().addr,
+                    failure.as_str()
+                );
+            }
+        }
+        let failed = counts_as_failure(
+            outcome.status,
+            failure.is_some(),
+            self.worker.settings().resilience.fail_on_5xx,
+        );
+        req.plan.record(
+            &self.worker.routing(),
+            guard.backend(),
+            failed,
+            &self.worker.settings().resilience,
+        );
+        guard.finish(self.worker.id, &outcome, ewma::ns_at(now));
+    }
+
+    async fn forward_to(
+        &mut self,
+        req: &Request,
+        guard: &InflightGuard,
+        started: Instant,
+        mut req_body: BodyProgress,
+    ) -> Result<bool, ProxyError> {
+        let backend = guard.backend();
+        // Everything needed to send the request again is in `out`, and
+        // sending it twice could not do harm.
+        let replayable = req_body.is_done() && req.idempotent;
+
+        let (mut upstream, mut reused) = match self
+            .worker
+            .pool
+            .take(backend.addr, self.worker.deadlines.now())
+        {
+            Some(conn) => (conn, true),
+            None => (self.connect(backend.addr).await?, false),
+        };
+        self.attempt.pooled = reused;
+        loop {
+            match self.send_request(&mut upstream, req, &mut req_body).await {
+                Ok(()) => {}
+                Err(SendError::Upstream) if reused && replayable => {
+                    self.attempt.replayed = true;
+                    upstream = self.connect(backend.addr).await?;
+                    reused = false;
+                    continue;
+                }
+                // A timed-out write is never replayed: the backend took
+                // part of the request, then stopped taking it.
+                Err(
+                    failure @ (SendError::Upstream
+                    | SendError::UpstreamTimeout
+                    | SendError::EarlyAnswer),
+                ) => {
+                    // The backend may have answered before taking the whole
+                    // request (413, 401, ...) and then stopped reading or
+                    // closed: relay that answer rather than an error.
+                    return match self.read_response_head(&mut upstream, req, false).await {
+                        Ok(res) => {
+                            self.attempt.ttfb = Some(started.elapsed());
+                            self.relay_response(upstream, backend, res).await
+                        }
+                        Err(HeadFailure::Error(e)) => Err(e),
+                        Err(HeadFailure::ClosedEarly) => Err(match failure {
+                            SendError::UpstreamTimeout => ProxyError::UpstreamTimeout,
+                            _ => ProxyError::UpstreamClosed("backend closed the connection"),
+                        }),
+                    };
+                }
+                Err(SendError::Client(e)) => return Err(e),
+            }
+            match self.read_response_head(&mut upstream, req, true).await {
+                Ok(res) => {
+                    self.attempt.ttfb = Some(started.elapsed());
+                    return self.relay_response(upstream, backend, res).await;
+                }
+                // A pooled connection the backend closed while idle looks
+                // exactly like this: nothing came back. The request never
+                // reached the application, so sending it again is safe.
+                Err(HeadFailure::ClosedEarly) if reused && replayable => {
+                    self.attempt.replayed = true;
+                    upstream = self.connect(backend.addr).await?;
+                    reused = false;
+                }
+                Err(HeadFailure::ClosedEarly) => {
+                    return Err(ProxyError::UpstreamClosed(
+                        "backend closed the connection without answering",
+                    ))
+                }
+                Err(HeadFailure::Error(e)) => return Err(e),
+            }
+        }
+    }
+
+    async fn connect(&self, addr: SocketAddr) -> Result<TcpStream, ProxyError> {
+        let timeout = self.worker.settings().timeouts.connect;
+        match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                Ok(stream)
+            }
+            Ok(Err(_)) => Err(ProxyError::Connect),
+            Err(_) => Err(ProxyError::ConnectTimeout),
+        }
+    }
+}

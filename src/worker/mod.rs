@@ -1,0 +1,139 @@
+//! One data-plane worker: its accept loop, its connections, and the
+//! periodic tasks of its thread (timeouts, the drain, buffer trimming,
+//! the access log).
+//!
+//! The flow runs one way: [`run`] builds the worker's
+//! [`WorkerContext`], starts its tasks and runs its accept loop
+//! ([`accept`]), which hands each connection to [`crate::proxy`]. Nothing
+//! below calls back up: the drain, which must take the listener's queued
+//! connections, is started here, from the tick task, which knows the
+//! listener.
+
+pub mod accept;
+pub mod listen;
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::error;
+
+use crate::access_log::AccessLog;
+use crate::buffers::TRIM_INTERVAL;
+use crate::deadline::TICK;
+use crate::proxy::WorkerContext;
+use crate::shared::Shared;
+use crate::state::lifecycle::Phase;
+
+/// Open client connections from which a worker has its io_uring driver
+/// collect completions eagerly after a busy turn (`set_eager_collect` in the
+/// vendored monoio). Under `DEFER_TASKRUN` an enter runs the deferred work
+/// of at most 20 completions, and with 2 000 connections the rest waited
+/// turns of the loop: p99 4x nginx's (`perf/README.md`). Eager collects
+/// cost CPU per request when the queue is short, as it is with a few
+/// hundred connections, so below this they stay off.
+const EAGER_COLLECT_CONNECTIONS: usize = 1024;
+
+/// While draining, a kept-alive connection idle this long is closed. Not
+/// at once: a client that has just read a response is about to send its
+/// next request, and closing under it would fail that request; given a
+/// moment, it gets an answer with `Connection: close` instead.
+pub const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(1);
+
+/// One worker's life: serve until the drain has closed every connection
+/// (or the process stops), then write out the access log.
+pub async fn run(
+    id: usize,
+    shared: Arc<Shared>,
+    std_listener: std::net::TcpListener,
+    log: Option<AccessLog>,
+) {
+    let listener = match monoio::net::TcpListener::from_std(std_listener) {
+        Ok(l) => l,
+        Err(e) => {
+            error!("worker {id}: cannot use listener: {e}");
+            return;
+        }
+    };
+    let worker = Rc::new(WorkerContext::new(id, shared, log));
+    monoio::spawn(run_ticks(Rc::clone(&worker), listener.as_raw_fd()));
+    let pruner = Rc::clone(&worker);
+    monoio::spawn(async move { pruner.pool.run_pruner().await });
+    let trimmer = Rc::clone(&worker);
+    monoio::spawn(async move { run_trimmer(&trimmer).await });
+    if worker.access_log.is_some() {
+        let flusher = Rc::clone(&worker);
+        monoio::spawn(async move { run_log_flusher(&flusher).await });
+    }
+    accept::accept_loop(Rc::clone(&worker), listener).await;
+    wait_drained(&worker).await;
+    if let Some(log) = &worker.access_log {
+        log.flush();
+    }
+}
+
+/// Every tick: expire socket waits, follow the lifecycle, and tell the
+/// io_uring driver whether this worker is busy enough to collect
+/// completions eagerly. Ends when the process stops. `listener` is the
+/// worker's listening socket, open until the drain shuts it down.
+async fn run_ticks(worker: Rc<WorkerContext>, listener: RawFd) {
+    loop {
+        monoio::time::sleep(TICK).await;
+        worker.deadlines.sweep(std::time::Instant::now());
+        monoio::utils::set_eager_collect(worker.open_connections() >= EAGER_COLLECT_CONNECTIONS);
+        match worker.shared.lifecycle.phase() {
+            Phase::Running => {}
+            Phase::Draining if !worker.draining() => start_drain(&worker, listener),
+            Phase::Draining => {}
+            Phase::Stopping => return,
+        }
+    }
+}
+
+/// Stop accepting: take what is already queued, then close the
+/// listener (a connection left in its queue would be reset).
+fn start_drain(worker: &Rc<WorkerContext>, listener: RawFd) {
+    worker.start_draining();
+    worker.deadlines.start_drain(DRAIN_IDLE_GRACE);
+    accept::take_queued(worker, listener);
+}
+
+/// Let go of the buffers and exchange blocks no exchange needed for a
+/// whole interval, every [`TRIM_INTERVAL`], for ever.
+async fn run_trimmer(worker: &WorkerContext) {
+    let mut collect_again = false;
+    loop {
+        monoio::time::sleep(TRIM_INTERVAL).await;
+        let dropped =
+            worker.buffers.trim() + worker.head_slots.trim() + worker.exchange_slots.trim() > 0;
+        if dropped || collect_again {
+            // mimalloc keeps freed pages for reuse until asked, and
+            // hands back recently freed ones only on a later call:
+            // without this, a burst's peak would stay resident.
+            // SAFETY: a plain call; harmless if mimalloc is not the
+            // allocator (its heap is then empty).
+            unsafe { libmimalloc_sys::mi_collect(true) };
+        }
+        collect_again = dropped;
+    }
+}
+
+/// Write the access log out once a second, reopening it after SIGUSR1.
+async fn run_log_flusher(worker: &WorkerContext) {
+    let Some(log) = &worker.access_log else {
+        return;
+    };
+    loop {
+        monoio::time::sleep(Duration::from_secs(1)).await;
+        log.flush_and_reopen(worker.shared.log_epoch());
+    }
+}
+
+/// Wait until this worker's last connection has closed, or the process
+/// is stopping.
+async fn wait_drained(worker: &WorkerContext) {
+    while worker.open_connections() > 0 && worker.shared.lifecycle.phase() != Phase::Stopping {
+        monoio::time::sleep(TICK).await;
+    }
+}
