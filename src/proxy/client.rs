@@ -32,7 +32,7 @@ pub(super) struct Buffers {
 
 impl Buffers {
     /// None held (no allocation).
-    pub(super) fn none() -> Self {
+    fn none() -> Self {
         Self {
             client_in: BytesMut::new(),
             upstream_in: BytesMut::new(),
@@ -72,6 +72,17 @@ pub(super) struct Connection<T> {
 }
 
 impl<T: Transport> Connection<T> {
+    /// A connection from `peer_ip` just accepted, holding no buffer.
+    pub(super) fn new(client: T, peer_ip: IpAddr) -> Self {
+        Self {
+            client,
+            peer_ip,
+            client_addr: ClientAddr::new(peer_ip),
+            bufs: Buffers::none(),
+            logged: LoggedHead::default(),
+        }
+    }
+
     /// Wait, holding no buffer, until the client's next request begins to
     /// arrive (at once if pipelined bytes are here), then take the
     /// buffers. `false`: it closed or stayed idle too long; end quietly.

@@ -1,8 +1,9 @@
-//! Serving one client connection: keep-alive and the gentle close. Each request on it is an [`Exchange`] of its own
-//! (`exchange.rs`), made fresh for the request and dropped after it;
-//! requests are handled strictly in order, which is what makes pipelining
-//! correct: the bytes of request N+1 simply wait in the read buffer while
-//! request N is answered.
+//! Serving one client connection: request after request while both sides
+//! keep it alive, then the gentle close. Each request on it is an
+//! [`Exchange`] of its own (`exchange.rs`), made fresh for the request and
+//! dropped after it; requests are handled strictly in order, which is what
+//! makes pipelining correct: the bytes of request N+1 simply wait in the
+//! read buffer while request N is answered.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,12 +12,10 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
-use super::client::{Buffers, Connection, RETAINED_BUFFERS};
+use super::client::{Connection, RETAINED_BUFFERS};
 use super::context::WorkerContext;
 use super::exchange::{After, Exchange, NextRequest};
-use super::logged_head::LoggedHead;
 use crate::deadline::Deadlines;
-use crate::http::rewrite::ClientAddr;
 use crate::io::{make_room, release_if_oversized};
 use crate::transport::Transport;
 
@@ -33,13 +32,7 @@ pub fn serve_client<T: Transport>(
 ) -> impl Future<Output = ()> {
     let peer_ip = peer.ip();
     async move {
-        let mut conn = Connection {
-            client,
-            peer_ip,
-            client_addr: ClientAddr::new(peer_ip),
-            bufs: Buffers::none(),
-            logged: LoggedHead::default(),
-        };
+        let mut conn = Connection::new(client, peer_ip);
         let after = loop {
             if !conn.wait_for_request(&worker).await {
                 break After::Gone;
