@@ -48,6 +48,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use crate::balance::Algorithm;
+pub use crate::balance::HashKey;
 use crate::cli::Cli;
 use file::{FileConfig, Source};
 use pools::pools_and_routes;
@@ -104,21 +105,6 @@ pub struct BackendConfig {
     pub weight: u32,
     /// Taken out of rotation by the admin API (never set by the file).
     pub drained: bool,
-}
-
-/// What a consistent-hash pool hashes. Written `client-ip`, `path`,
-/// `header:NAME` or `cookie:NAME`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum HashKey {
-    /// The client's IP address.
-    #[default]
-    ClientIp,
-    /// The value of a request header (name lower-cased).
-    Header(String),
-    /// The request path (without the query).
-    Path,
-    /// The value of a cookie.
-    Cookie(String),
 }
 
 /// A named group of backends with its own algorithm.
