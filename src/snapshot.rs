@@ -75,7 +75,7 @@ impl Snapshot {
                                 registry.backend(bc.addr),
                                 registry.entry(&pc.name, bc.addr),
                             )
-                            .with_max_requests(config.resilience.max_requests),
+                            .with_max_requests(config.settings.resilience.max_requests),
                         )
                     })
                     .collect(),

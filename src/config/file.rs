@@ -1,5 +1,5 @@
 //! The config file as written: TOML deserialized by serde into loosely typed
-//! structs that keep each value's position, so that [`super::Config::load`]
+//! structs (the scalar keys' `FileConfig` is declared by `settings.rs`) that keep each value's position, so that [`super::Config::load`]
 //! can check the values and point at the bad one.
 //!
 //! Unknown keys are errors (`deny_unknown_fields`): a misspelt key silently
@@ -14,66 +14,8 @@ use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+use super::settings::FileConfig;
 use super::ConfigError;
-
-/// The whole file. Every key but `pools` and `routes` has a flag of the
-/// same name (with `-` for `_`).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct FileConfig {
-    pub listen: Option<Spanned<String>>,
-    pub threads: Option<Spanned<i64>>,
-    pub pin: Option<bool>,
-    pub accept_steering: Option<bool>,
-    pub io_driver: Option<Spanned<String>>,
-    pub backlog: Option<Spanned<i64>>,
-    pub max_connections: Option<Spanned<i64>>,
-    pub max_connections_per_ip: Option<Spanned<i64>>,
-    pub buffer_size: Option<Spanned<i64>>,
-    pub upstream_keepalive: Option<Spanned<i64>>,
-    pub client_header_timeout: Option<Spanned<String>>,
-    pub client_idle_timeout: Option<Spanned<String>>,
-    pub connect_timeout: Option<Spanned<String>>,
-    pub upstream_timeout: Option<Spanned<String>>,
-    pub tunnel_idle_timeout: Option<Spanned<String>>,
-    pub max_body_size: Option<Spanned<i64>>,
-    pub shutdown_timeout: Option<Spanned<String>>,
-    pub response_timeout: Option<Spanned<String>>,
-    pub client_body_timeout: Option<Spanned<String>>,
-    pub health_path: Option<Spanned<String>>,
-    pub health_host: Option<Spanned<String>>,
-    pub health_interval: Option<Spanned<String>>,
-    pub health_fast_interval: Option<Spanned<String>>,
-    pub health_down_interval: Option<Spanned<String>>,
-    pub health_timeout: Option<Spanned<String>>,
-    pub health_status: Option<Spanned<String>>,
-    pub health_rise: Option<Spanned<i64>>,
-    pub health_fall: Option<Spanned<i64>>,
-    pub max_fails: Option<Spanned<i64>>,
-    pub fail_window: Option<Spanned<String>>,
-    pub fail_ratio: Option<Spanned<String>>,
-    pub fail_min_requests: Option<Spanned<i64>>,
-    pub fail_on_5xx: Option<bool>,
-    pub ejection_time: Option<Spanned<String>>,
-    pub max_ejection_time: Option<Spanned<String>>,
-    pub max_ejection_percent: Option<Spanned<i64>>,
-    pub panic_threshold: Option<Spanned<i64>>,
-    pub max_requests: Option<Spanned<i64>>,
-    pub adaptive_weights: Option<bool>,
-    pub slow_start: Option<Spanned<String>>,
-    pub retries: Option<Spanned<i64>>,
-    pub retry_budget: Option<Spanned<String>>,
-    pub admin: Option<Spanned<String>>,
-    pub admin_token: Option<Spanned<String>>,
-    pub log_level: Option<Spanned<String>>,
-    pub log_format: Option<Spanned<String>>,
-    pub access_log: Option<Spanned<String>>,
-    pub access_log_format: Option<Spanned<String>>,
-    #[serde(default)]
-    pub pools: Vec<FilePool>,
-    #[serde(default)]
-    pub routes: Vec<FileRoute>,
-}
 
 /// `[[pools]]`.
 #[derive(Debug, Deserialize)]

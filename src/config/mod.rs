@@ -29,40 +29,40 @@
 //! - `--algorithm` and `--hash-key` set the default pool's algorithm and
 //!   hash key and leave every other pool alone.
 
+mod declare;
 mod file;
 mod operations;
 mod pools;
+mod read;
 pub mod resilience;
+mod settings;
+mod spec;
 mod values;
 
 pub use operations::{
     AccessLogConfig, AccessLogFormat, AccessLogTarget, AdminListen, LogFormat, LogLevel,
     DEFAULT_ADMIN,
 };
+pub use settings::{
+    specs, AdminAuth, HealthTiming, PoolDefaults, ProcessConfig, Resilience, SettingFlags,
+    Settings, Timeouts,
+};
+pub use spec::SettingSpec;
 pub use values::{parse_backend, parse_duration, resolve};
 
 use std::net::SocketAddr;
-use std::ops::RangeInclusive;
-use std::time::Duration;
 
-use toml::Spanned;
-
-use crate::balance::Algorithm;
 pub use crate::balance::HashKey;
+use crate::balance::Algorithm;
 use crate::cli::Cli;
-use file::{FileConfig, Source};
+use file::Source;
 use pools::pools_and_routes;
-pub use resilience::{HealthTiming, Resilience};
+use read::{flag_error, Reader};
+use settings::FileConfig;
 
 /// Name of the pool `--backend` flags form, and of the pool that serves
 /// requests no route matches when the file has one by that name.
 pub const DEFAULT_POOL: &str = "default";
-
-/// Idle upstream connections kept per worker per backend. At least the
-/// number of concurrent requests a worker sends one backend, or busy
-/// periods churn connections: an idle connection is cheap, a new one is a
-/// TCP handshake.
-const DEFAULT_UPSTREAM_KEEPALIVE: usize = 1024;
 
 /// Which io driver each worker's monoio runtime uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,25 +73,6 @@ pub enum IoDriver {
     Uring,
     /// epoll only.
     Epoll,
-}
-
-/// Timeouts, all enforced per connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
-    /// From the first byte of a request head to its end.
-    pub client_header: Duration,
-    /// Between requests on a keep-alive client connection.
-    pub client_idle: Duration,
-    /// To establish a backend connection.
-    pub connect: Duration,
-    /// Between reads from a backend's body, and for it to take the request.
-    pub upstream: Duration,
-    /// For a backend's response head, per try.
-    pub response: Duration,
-    /// Between reads of a request body from the client.
-    pub client_body: Duration,
-    /// With no byte either way through an upgraded tunnel.
-    pub tunnel_idle: Duration,
 }
 
 /// One backend as configured.
@@ -139,76 +120,27 @@ pub struct RouteConfig {
     pub pool: usize,
 }
 
-/// The settings a reload may change besides pools and routes: workers
-/// read them from the published snapshot, so a change applies to the next
-/// request (buffer size: the next connection).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Settings {
-    /// Open client connections allowed per process.
-    pub max_connections: usize,
-    /// Open client connections allowed per client IP (0: no limit).
-    pub max_connections_per_ip: usize,
-    /// Read buffer size per connection; the largest head accepted.
-    pub buffer_size: usize,
-    /// Idle pooled upstream connections per worker per backend (0: none).
-    pub upstream_keepalive: usize,
-    /// Timeouts.
-    pub timeouts: Timeouts,
-    /// Health checks, ejection, breaker, weights and retries.
-    pub resilience: Resilience,
-}
-
 /// Everything corelb needs to run.
 ///
-/// Which fields a reload may change: [`Config::settings`], `pools`,
-/// `routes` and `admin_token`. The others take a restart
-/// ([`Config::restart_only_changes`] names them).
+/// What a reload may change follows from the types: everything but
+/// [`Config::process`] (and `takeover`, a flag of this start only); a
+/// reload keeps the running `process` and names the flags that differ
+/// ([`Config::restart_only_changes`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// Address of every worker's listener.
-    pub listen: SocketAddr,
-    /// Worker count.
-    pub threads: usize,
-    /// Pin worker `i` to core `i`.
-    pub pin: bool,
-    /// Split new connections by how much of its core each worker gets
-    /// (`crate::steering`), not evenly.
-    pub accept_steering: bool,
-    /// Driver for the monoio runtimes.
-    pub io_driver: IoDriver,
-    /// Listen backlog per worker socket.
-    pub backlog: u32,
-    /// Open client connections allowed per process.
-    pub max_connections: usize,
-    /// Open client connections allowed per client IP (0: no limit).
-    pub max_connections_per_ip: usize,
-    /// Read buffer size per connection; the largest head accepted.
-    pub buffer_size: usize,
-    /// Idle pooled upstream connections per worker per backend (0: none).
-    pub upstream_keepalive: usize,
-    /// Timeouts.
-    pub timeouts: Timeouts,
-    /// Health checks, ejection, breaker, weights and retries.
-    pub resilience: Resilience,
+    /// Listener, threads, drivers, admin address, logs: restart-only.
+    pub process: ProcessConfig,
+    /// Limits, timeouts and resilience, published to the workers.
+    pub settings: Settings,
+    /// The admin API's token.
+    pub auth: AdminAuth,
     /// Backend pools; at least one. Pool 0 is the default pool (see the
     /// module docs); the rest are in file order.
     pub pools: Vec<PoolConfig>,
     /// Routes, tried in order; a request no route matches goes to pool 0.
     pub routes: Vec<RouteConfig>,
-    /// How long a graceful stop waits for in-flight requests.
-    pub shutdown_timeout: Duration,
     /// Join a listen address another process serves (`--takeover`).
     pub takeover: bool,
-    /// The admin API's address.
-    pub admin: AdminListen,
-    /// Required as `Authorization: Bearer` by state-changing admin calls.
-    pub admin_token: Option<String>,
-    /// Least severe level logged.
-    pub log_level: LogLevel,
-    /// Log line format.
-    pub log_format: LogFormat,
-    /// The access log, if on.
-    pub access_log: Option<AccessLogConfig>,
 }
 
 /// A configuration problem, worded for the user.
@@ -216,82 +148,9 @@ pub struct Config {
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
-fn flag_error(flag: &str, value: &str, why: impl std::fmt::Display) -> ConfigError {
-    ConfigError(format!("invalid value `{value}` for --{flag}: {why}"))
-}
-
 /// A string as TOML would write it, for messages about file values.
 fn quoted(s: &str) -> String {
     format!("{s:?}")
-}
-
-fn default_threads() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-}
-
-/// Checks one setting given by a flag, the file, or neither.
-///
-/// The file's value (if any) is checked first, then the flag's, which wins.
-struct Setting<'a> {
-    src: Option<&'a Source<'a>>,
-}
-
-impl Setting<'_> {
-    /// A setting written as a string.
-    fn text<T>(
-        &self,
-        flag: (&str, Option<&str>),
-        key: (&str, Option<&Spanned<String>>),
-        parse: impl Fn(&str) -> Result<T, String>,
-    ) -> Result<Option<T>, ConfigError> {
-        let mut value = None;
-        if let (Some(src), Some(v)) = (self.src, key.1) {
-            let parsed = parse(v.get_ref())
-                .map_err(|e| src.invalid(v.span(), key.0, quoted(v.get_ref()), e))?;
-            value = Some(parsed);
-        }
-        if let Some(text) = flag.1 {
-            value = Some(parse(text).map_err(|e| flag_error(flag.0, text, e))?);
-        }
-        Ok(value)
-    }
-
-    /// A whole number that must lie in `range`.
-    fn number(
-        &self,
-        flag: (&str, Option<u64>),
-        key: (&str, Option<&Spanned<i64>>),
-        range: RangeInclusive<i64>,
-    ) -> Result<Option<i64>, ConfigError> {
-        let why = || format!("must be from {} to {}", range.start(), range.end());
-        let mut value = None;
-        if let (Some(src), Some(v)) = (self.src, key.1) {
-            let n = *v.get_ref();
-            if !range.contains(&n) {
-                return Err(src.invalid(v.span(), key.0, n, why()));
-            }
-            value = Some(n);
-        }
-        if let Some(n) = flag.1 {
-            let n = i64::try_from(n)
-                .ok()
-                .filter(|n| range.contains(n))
-                .ok_or_else(|| flag_error(flag.0, &n.to_string(), why()))?;
-            value = Some(n);
-        }
-        Ok(value)
-    }
-}
-
-/// Integer flags as `u64` for [`Setting::number`].
-fn wide<T: Into<u64>>(v: Option<T>) -> Option<u64> {
-    v.map(Into::into)
-}
-
-fn wide_usize(v: Option<usize>) -> Option<u64> {
-    v.map(|n| u64::try_from(n).unwrap_or(u64::MAX))
 }
 
 impl Config {
@@ -316,43 +175,13 @@ impl Config {
 
     /// The settings a reload may change, apart from pools and routes.
     pub fn settings(&self) -> Settings {
-        Settings {
-            max_connections: self.max_connections,
-            max_connections_per_ip: self.max_connections_per_ip,
-            buffer_size: self.buffer_size,
-            upstream_keepalive: self.upstream_keepalive,
-            timeouts: self.timeouts,
-            resilience: self.resilience,
-        }
+        self.settings
     }
 
     /// The settings that differ between `self` and `new` but take a restart
     /// to change, by their flag names.
     pub fn restart_only_changes(&self, new: &Config) -> Vec<&'static str> {
-        let mut changed = Vec::new();
-        let mut check = |differs: bool, name: &'static str| {
-            if differs {
-                changed.push(name);
-            }
-        };
-        check(self.listen != new.listen, "listen");
-        check(self.threads != new.threads, "threads");
-        check(self.pin != new.pin, "pin");
-        check(
-            self.accept_steering != new.accept_steering,
-            "accept-steering",
-        );
-        check(self.io_driver != new.io_driver, "io-driver");
-        check(self.backlog != new.backlog, "backlog");
-        check(self.admin != new.admin, "admin");
-        check(self.log_level != new.log_level, "log-level");
-        check(self.log_format != new.log_format, "log-format");
-        check(self.access_log != new.access_log, "access-log");
-        check(
-            self.shutdown_timeout != new.shutdown_timeout,
-            "shutdown-timeout",
-        );
-        changed
+        self.process.changes(&new.process)
     }
 
     /// One line for `--check`: `N pools, M backends, R routes`.
@@ -370,265 +199,32 @@ impl Config {
             Some(src) => src.parse()?,
             None => FileConfig::default(),
         };
-        let s = Setting { src };
-
-        let listen = s
-            .text(
-                ("listen", cli.listen.as_deref()),
-                ("listen", file.listen.as_ref()),
-                resolve,
-            )?
-            .map_or_else(|| resolve("127.0.0.1:8080").map_err(ConfigError), Ok)?;
-        let threads = s
-            .number(
-                ("threads", wide_usize(cli.threads)),
-                ("threads", file.threads.as_ref()),
-                1..=1024,
-            )?
-            .map_or_else(default_threads, |n| n as usize);
-        let mut pin = file.pin.unwrap_or(true);
-        if cli.pin {
-            pin = true;
-        }
-        if cli.no_pin {
-            pin = false;
-        }
-        let mut accept_steering = file.accept_steering.unwrap_or(true);
-        if cli.accept_steering {
-            accept_steering = true;
-        }
-        if cli.no_accept_steering {
-            accept_steering = false;
-        }
-        let io_driver = s
-            .text(
-                ("io-driver", cli.io_driver.as_deref()),
-                ("io_driver", file.io_driver.as_ref()),
-                str::parse,
-            )?
-            .unwrap_or(IoDriver::Auto);
-        let backlog = s
-            .number(
-                ("backlog", wide(cli.backlog)),
-                ("backlog", file.backlog.as_ref()),
-                1..=1_000_000,
-            )?
-            .map_or(4096, |n| n as u32);
-        let max_connections = s
-            .number(
-                ("max-connections", wide_usize(cli.max_connections)),
-                ("max_connections", file.max_connections.as_ref()),
-                1..=100_000_000,
-            )?
-            .map_or(100_000, |n| n as usize);
-        let max_connections_per_ip = s
-            .number(
-                (
-                    "max-connections-per-ip",
-                    wide_usize(cli.max_connections_per_ip),
-                ),
-                (
-                    "max_connections_per_ip",
-                    file.max_connections_per_ip.as_ref(),
-                ),
-                0..=100_000_000,
-            )?
-            .map_or(0, |n| n as usize);
-        let buffer_size = s
-            .number(
-                ("buffer-size", wide_usize(cli.buffer_size)),
-                ("buffer_size", file.buffer_size.as_ref()),
-                1024..=16 * 1024 * 1024,
-            )?
-            .map_or(16 * 1024, |n| n as usize);
-        let upstream_keepalive = s
-            .number(
-                ("upstream-keepalive", wide_usize(cli.upstream_keepalive)),
-                ("upstream_keepalive", file.upstream_keepalive.as_ref()),
-                0..=100_000,
-            )?
-            .map_or(DEFAULT_UPSTREAM_KEEPALIVE, |n| n as usize);
-
-        let duration = |flag: &str, flag_value: &Option<String>, key: &str, key_value, default| {
-            s.text(
-                (flag, flag_value.as_deref()),
-                (key, key_value),
-                parse_duration,
-            )
-            .map(|d| d.unwrap_or(default))
-        };
-        let upstream = duration(
-            "upstream-timeout",
-            &cli.upstream_timeout,
-            "upstream_timeout",
-            file.upstream_timeout.as_ref(),
-            Duration::from_secs(30),
-        )?;
-        let timeouts = Timeouts {
-            client_header: duration(
-                "client-header-timeout",
-                &cli.client_header_timeout,
-                "client_header_timeout",
-                file.client_header_timeout.as_ref(),
-                Duration::from_secs(10),
-            )?,
-            client_idle: duration(
-                "client-idle-timeout",
-                &cli.client_idle_timeout,
-                "client_idle_timeout",
-                file.client_idle_timeout.as_ref(),
-                Duration::from_secs(60),
-            )?,
-            connect: duration(
-                "connect-timeout",
-                &cli.connect_timeout,
-                "connect_timeout",
-                file.connect_timeout.as_ref(),
-                Duration::from_secs(3),
-            )?,
-            upstream,
-            // Until set, the upstream timeout covers the head too, as it
-            // did before the two were told apart.
-            response: s
-                .text(
-                    ("response-timeout", cli.response_timeout.as_deref()),
-                    ("response_timeout", file.response_timeout.as_ref()),
-                    parse_duration,
-                )?
-                .unwrap_or(upstream),
-            client_body: duration(
-                "client-body-timeout",
-                &cli.client_body_timeout,
-                "client_body_timeout",
-                file.client_body_timeout.as_ref(),
-                Duration::from_secs(60),
-            )?,
-            tunnel_idle: duration(
-                "tunnel-idle-timeout",
-                &cli.tunnel_idle_timeout,
-                "tunnel_idle_timeout",
-                file.tunnel_idle_timeout.as_ref(),
-                Duration::from_secs(3600),
-            )?,
-        };
-        let resilience = resilience::load(cli, &s, &file)?;
-
-        // The top-level limit is every pool's unless it sets its own; 0
-        // (the default) is none.
-        let max_body_size = s
-            .number(
-                ("max-body-size", cli.max_body_size),
-                ("max_body_size", file.max_body_size.as_ref()),
-                0..=i64::MAX,
-            )?
-            .map(|n| n as u64);
+        let mut r = Reader::new(&cli.settings, &file, src);
+        let process = ProcessConfig::load(&mut r)?;
+        let settings = Settings::load(&mut r)?;
+        let defaults = PoolDefaults::load(&mut r)?;
         let (mut pools, routes) = pools_and_routes(cli, src, &file.pools, &file.routes)?;
-        // Top-level health keys probe the pools that name none of their own.
-        let health_path = s.text(
-            ("health-path", None),
-            ("health_path", file.health_path.as_ref()),
-            resilience::parse_health_path,
-        )?;
-        let health_host = s.text(
-            ("health-host", None),
-            ("health_host", file.health_host.as_ref()),
-            resilience::parse_health_host,
-        )?;
         for pool in &mut pools {
-            pool.max_body_size = pool.max_body_size.or(max_body_size).filter(|&n| n > 0);
+            // 0, the default, is no limit.
+            pool.max_body_size = pool
+                .max_body_size
+                .or(Some(defaults.max_body_size))
+                .filter(|&n| n > 0);
             if pool.health_path.is_none() {
-                pool.health_path.clone_from(&health_path);
+                pool.health_path.clone_from(&defaults.health_path);
             }
             if pool.health_host.is_none() {
-                pool.health_host.clone_from(&health_host);
+                pool.health_host.clone_from(&defaults.health_host);
             }
         }
-
-        let shutdown_timeout = duration(
-            "shutdown-timeout",
-            &cli.shutdown_timeout,
-            "shutdown_timeout",
-            file.shutdown_timeout.as_ref(),
-            Duration::from_secs(30),
-        )?;
-        let admin = s
-            .text(
-                ("admin", cli.admin.as_deref()),
-                ("admin", file.admin.as_ref()),
-                operations::parse_admin,
-            )?
-            .map_or_else(|| resolve(DEFAULT_ADMIN).map(AdminListen::Default), Ok)
-            .map_err(ConfigError)?;
-        // The environment is the least visible source: flag, then file, then it.
-        let env_token = std::env::var("CORELB_ADMIN_TOKEN").ok();
-        let admin_token = match s.text(
-            ("admin-token", cli.admin_token.as_deref()),
-            ("admin_token", file.admin_token.as_ref()),
-            operations::parse_token,
-        )? {
-            Some(token) => Some(token),
-            None => env_token
-                .filter(|t| !t.is_empty())
-                .map(|t| {
-                    operations::parse_token(&t).map_err(|e| {
-                        ConfigError(format!("invalid value in CORELB_ADMIN_TOKEN: {e}"))
-                    })
-                })
-                .transpose()?,
-        };
-        let log_level = s
-            .text(
-                ("log-level", cli.log_level.as_deref()),
-                ("log_level", file.log_level.as_ref()),
-                str::parse,
-            )?
-            .unwrap_or(LogLevel::Info);
-        let log_format = s
-            .text(
-                ("log-format", cli.log_format.as_deref()),
-                ("log_format", file.log_format.as_ref()),
-                str::parse,
-            )?
-            .unwrap_or(LogFormat::Text);
-        let access_target = s.text(
-            ("access-log", cli.access_log.as_deref()),
-            ("access_log", file.access_log.as_ref()),
-            str::parse::<AccessLogTarget>,
-        )?;
-        let access_format = s
-            .text(
-                ("access-log-format", cli.access_log_format.as_deref()),
-                ("access_log_format", file.access_log_format.as_ref()),
-                str::parse,
-            )?
-            .unwrap_or(AccessLogFormat::Combined);
-        let access_log = access_target.map(|target| AccessLogConfig {
-            target,
-            format: access_format,
-        });
-
+        let auth = AdminAuth::load(&mut r)?;
         Ok(Config {
-            listen,
-            threads,
-            pin,
-            accept_steering,
-            io_driver,
-            backlog,
-            max_connections,
-            max_connections_per_ip,
-            buffer_size,
-            upstream_keepalive,
-            timeouts,
-            resilience,
+            process,
+            settings,
+            auth,
             pools,
             routes,
-            shutdown_timeout,
             takeover: cli.takeover,
-            admin,
-            admin_token,
-            log_level,
-            log_format,
-            access_log,
         })
     }
 }

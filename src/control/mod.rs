@@ -93,7 +93,7 @@ pub struct Control {
 impl Control {
     /// The control plane for `config`, publishing generation 1.
     pub fn new(config: Config, cli: Cli, driver: &'static str, listen: SocketAddr) -> Arc<Self> {
-        let threads = config.threads;
+        let threads = config.process.threads;
         let mut registry = Registry::new(threads);
         let first = Snapshot::build(&config, &mut registry, 1);
         Arc::new(Self {
@@ -108,8 +108,8 @@ impl Control {
             workers: (0..threads)
                 .map(|_| CachePadded::new(WorkerMetrics::default()))
                 .collect(),
-            limit: ConnectionLimit::new(config.max_connections),
-            per_ip: PerIpLimit::new(config.max_connections_per_ip),
+            limit: ConnectionLimit::new(config.settings.max_connections),
+            per_ip: PerIpLimit::new(config.settings.max_connections_per_ip),
             lifecycle: Lifecycle::default(),
             log_epoch: AtomicU64::new(0),
             reloads_ok: AtomicU64::new(0),
@@ -155,12 +155,12 @@ impl Control {
 
     /// The admin token required now (reloadable).
     pub fn admin_token(&self) -> Option<String> {
-        self.lock().desired.admin_token.clone()
+        self.lock().desired.auth.admin_token.clone()
     }
 
     /// How long a graceful stop may take.
     pub fn shutdown_timeout(&self) -> std::time::Duration {
-        self.lock().desired.shutdown_timeout
+        self.lock().desired.process.shutdown_timeout
     }
 
     fn lock(&self) -> MutexGuard<'_, ControlState> {
@@ -223,17 +223,7 @@ impl Control {
         // Keep what cannot change live, take the rest from the file.
         let kept = &state.desired;
         let merged = Config {
-            listen: kept.listen,
-            threads: kept.threads,
-            pin: kept.pin,
-            accept_steering: kept.accept_steering,
-            io_driver: kept.io_driver,
-            backlog: kept.backlog,
-            admin: kept.admin,
-            log_level: kept.log_level,
-            log_format: kept.log_format,
-            access_log: kept.access_log.clone(),
-            shutdown_timeout: kept.shutdown_timeout,
+            process: kept.process.clone(),
             takeover: kept.takeover,
             ..new
         };
