@@ -232,6 +232,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn cli(args: &[&str]) -> Cli {
         use clap::Parser;
@@ -279,24 +280,24 @@ pool = "static"
     #[test]
     fn defaults_apply() {
         let c = Config::load(&cli(&["--backend", "127.0.0.1:9000"])).unwrap();
-        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
-        assert_eq!(c.timeouts.connect, Duration::from_secs(3));
-        assert_eq!(c.timeouts.client_header, Duration::from_secs(10));
+        assert_eq!(c.process.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.settings.timeouts.connect, Duration::from_secs(3));
+        assert_eq!(c.settings.timeouts.client_header, Duration::from_secs(10));
         assert_eq!(c.pools.len(), 1);
         assert_eq!(c.pools[0].name, "default");
         assert_eq!(c.pools[0].backends[0].weight, 1);
-        assert_eq!(c.backlog, 4096);
-        assert_eq!(c.buffer_size, 16 * 1024);
-        assert_eq!(c.upstream_keepalive, 1024);
-        assert_eq!(c.max_connections_per_ip, 0);
+        assert_eq!(c.process.backlog, 4096);
+        assert_eq!(c.settings.buffer_size, 16 * 1024);
+        assert_eq!(c.settings.upstream_keepalive, 1024);
+        assert_eq!(c.settings.max_connections_per_ip, 0);
         assert!(c.routes.is_empty());
-        assert!(c.pin);
+        assert!(c.process.pin);
     }
 
     #[test]
     fn tunnel_and_body_limits_default_and_resolve_per_pool() {
         let c = Config::load(&cli(&["--backend", "127.0.0.1:9000"])).unwrap();
-        assert_eq!(c.timeouts.tunnel_idle, Duration::from_secs(3600));
+        assert_eq!(c.settings.timeouts.tunnel_idle, Duration::from_secs(3600));
         assert_eq!(c.pools[0].max_body_size, None, "off by default");
         assert!(c.pools[0].allow_upgrades.is_empty());
         let text = "tunnel_idle_timeout = \"5m\"\nmax_body_size = 100\n\
@@ -305,7 +306,7 @@ pool = "static"
                     backends = [{ addr = \"127.0.0.1:2\" }]\n\
                     [[pools]]\nname = \"c\"\nmax_body_size = 7\nbackends = [{ addr = \"127.0.0.1:3\" }]\n";
         let c = load(&[], text).unwrap();
-        assert_eq!(c.timeouts.tunnel_idle, Duration::from_secs(300));
+        assert_eq!(c.settings.timeouts.tunnel_idle, Duration::from_secs(300));
         let limits: Vec<_> = c.pools.iter().map(|p| p.max_body_size).collect();
         assert_eq!(limits, [Some(100), None, Some(7)]);
         assert_eq!(c.pools[1].allow_upgrades, ["h2c"]);
@@ -317,7 +318,7 @@ pool = "static"
         .unwrap();
         let limits: Vec<_> = c.pools.iter().map(|p| p.max_body_size).collect();
         assert_eq!(limits, [Some(50), None, Some(7)]);
-        assert_eq!(c.timeouts.tunnel_idle, Duration::from_secs(1));
+        assert_eq!(c.settings.timeouts.tunnel_idle, Duration::from_secs(1));
         assert_eq!(
             c.settings().timeouts.tunnel_idle,
             Duration::from_secs(1),
@@ -360,11 +361,11 @@ pool = "static"
     #[test]
     fn file_values_load() {
         let c = load(&[], ROUTES).unwrap();
-        assert_eq!(c.listen, "127.0.0.1:8081".parse().unwrap());
-        assert_eq!(c.threads, 2);
-        assert!(!c.pin);
-        assert_eq!(c.timeouts.connect, Duration::from_millis(250));
-        assert_eq!(c.timeouts.upstream, Duration::from_secs(30));
+        assert_eq!(c.process.listen, "127.0.0.1:8081".parse().unwrap());
+        assert_eq!(c.process.threads, 2);
+        assert!(!c.process.pin);
+        assert_eq!(c.settings.timeouts.connect, Duration::from_millis(250));
+        assert_eq!(c.settings.timeouts.upstream, Duration::from_secs(30));
         let names: Vec<_> = c.pools.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["api", "static"]);
         assert_eq!(c.pools[0].backends[1].weight, 3);
@@ -422,29 +423,29 @@ pool = "static"
             ROUTES,
         )
         .unwrap();
-        assert_eq!(c.threads, 1);
-        assert_eq!(c.timeouts.connect, Duration::from_secs(5));
-        assert_eq!(c.listen.port(), 9999);
-        assert!(c.pin);
+        assert_eq!(c.process.threads, 1);
+        assert_eq!(c.settings.timeouts.connect, Duration::from_secs(5));
+        assert_eq!(c.process.listen.port(), 9999);
+        assert!(c.process.pin);
         let c = load(
             &["--no-pin"],
             "pin = true\n[[pools]]\nname = \"a\"\nbackends = [{ addr = \"127.0.0.1:1\" }]\n",
         )
         .unwrap();
-        assert!(!c.pin);
+        assert!(!c.process.pin);
     }
 
     #[test]
     fn accept_steering_is_on_unless_turned_off() {
         let pool = "[[pools]]\nname = \"a\"\nbackends = [{ addr = \"127.0.0.1:1\" }]\n";
-        assert!(load(&[], pool).unwrap().accept_steering);
+        assert!(load(&[], pool).unwrap().process.accept_steering);
         let off = format!("accept_steering = false\n{pool}");
-        assert!(!load(&[], &off).unwrap().accept_steering);
-        assert!(load(&["--accept-steering"], &off).unwrap().accept_steering);
+        assert!(!load(&[], &off).unwrap().process.accept_steering);
+        assert!(load(&["--accept-steering"], &off).unwrap().process.accept_steering);
         assert!(
             !load(&["--no-accept-steering"], pool)
                 .unwrap()
-                .accept_steering
+                .process.accept_steering
         );
     }
 
@@ -625,7 +626,7 @@ pool = "api"
             20
         );
         let c = load(&["--max-connections-per-ip", "0"], file).unwrap();
-        assert_eq!(c.max_connections_per_ip, 0);
+        assert_eq!(c.settings.max_connections_per_ip, 0);
         let e = Config::load(&cli(&[
             "--backend",
             "127.0.0.1:9000",
