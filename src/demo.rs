@@ -221,8 +221,12 @@ pub fn run(cli: &Cli) -> Result<u8, String> {
     let mut cli = cli.clone();
     cli.backends = addrs.iter().map(|a| a.to_string()).collect();
     // What the misbehaving backend is there to show; flags given win.
-    cli.settings.health_path.get_or_insert_with(|| "/health".into());
-    cli.settings.health_interval.get_or_insert_with(|| "1s".into());
+    cli.settings
+        .health_path
+        .get_or_insert_with(|| "/health".into());
+    cli.settings
+        .health_interval
+        .get_or_insert_with(|| "1s".into());
     cli.settings.slow_start.get_or_insert_with(|| "10s".into());
     cli.settings.adaptive_weights = Some("true".into());
     let config = Config::load(&cli).map_err(|e| e.to_string())?;

@@ -210,7 +210,7 @@ pub fn start(config: Config, cli: Cli) -> Result<Running, String> {
         config.process.threads,
         config.process.backlog,
     )
-        .map_err(|e| format!("cannot listen on {} (--listen): {e}", config.process.listen))?;
+    .map_err(|e| format!("cannot listen on {} (--listen): {e}", config.process.listen))?;
     let local_addr = listeners[0]
         .local_addr()
         .map_err(|e| format!("cannot read listening address: {e}"))?;

@@ -52,8 +52,8 @@ pub use values::{parse_backend, parse_duration, resolve};
 
 use std::net::SocketAddr;
 
-pub use crate::balance::HashKey;
 use crate::balance::Algorithm;
+pub use crate::balance::HashKey;
 use crate::cli::Cli;
 use file::Source;
 use pools::pools_and_routes;
@@ -441,11 +441,17 @@ pool = "static"
         assert!(load(&[], pool).unwrap().process.accept_steering);
         let off = format!("accept_steering = false\n{pool}");
         assert!(!load(&[], &off).unwrap().process.accept_steering);
-        assert!(load(&["--accept-steering"], &off).unwrap().process.accept_steering);
+        assert!(
+            load(&["--accept-steering"], &off)
+                .unwrap()
+                .process
+                .accept_steering
+        );
         assert!(
             !load(&["--no-accept-steering"], pool)
                 .unwrap()
-                .process.accept_steering
+                .process
+                .accept_steering
         );
     }
 

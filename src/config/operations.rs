@@ -142,10 +142,12 @@ pub struct AccessLogConfig {
 impl ProcessConfig {
     /// The access log, if it is on.
     pub fn access_log(&self) -> Option<AccessLogConfig> {
-        self.access_log_target.clone().map(|target| AccessLogConfig {
-            target,
-            format: self.access_log_format,
-        })
+        self.access_log_target
+            .clone()
+            .map(|target| AccessLogConfig {
+                target,
+                format: self.access_log_format,
+            })
     }
 }
 

@@ -324,3 +324,94 @@ declare_settings! {
                 .or_computed(token_from_env),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+    use crate::cli::Cli;
+    use crate::config::Config;
+
+    #[test]
+    fn every_flag_is_its_file_key_with_dashes() {
+        for spec in specs() {
+            assert_eq!(spec.flag, spec.key.replace('_', "-"), "{spec:?}");
+        }
+    }
+
+    #[test]
+    fn help_names_every_flag_and_quotes_its_default() {
+        let help = Cli::command().render_help().to_string();
+        for spec in specs() {
+            let quoted = format!("[default: {}]", spec.default);
+            assert!(help.contains(&quoted), "{quoted} missing:\n{help}");
+            assert!(help.contains(spec.help), "{} missing:\n{help}", spec.help);
+        }
+    }
+
+    #[test]
+    fn restart_only_settings_are_the_process_group() {
+        let restart: Vec<_> = specs()
+            .into_iter()
+            .filter(|s| !s.reloadable)
+            .map(|s| s.flag)
+            .collect();
+        assert_eq!(
+            restart,
+            [
+                "listen",
+                "threads",
+                "pin",
+                "accept-steering",
+                "io-driver",
+                "backlog",
+                "shutdown-timeout",
+                "admin",
+                "log-level",
+                "log-format",
+                "access-log",
+                "access-log-format",
+            ]
+        );
+    }
+
+    #[test]
+    fn restart_only_changes_name_their_flags() {
+        let load = |args: &[&str]| {
+            let mut argv = vec!["corelb", "--backend", "127.0.0.1:1"];
+            argv.extend_from_slice(args);
+            Config::load(&Cli::parse_from(argv)).unwrap()
+        };
+        let old = load(&[]);
+        let new = load(&[
+            "--listen",
+            "127.0.0.1:1",
+            "--no-pin",
+            "--connect-timeout",
+            "1s",
+            "--access-log",
+            "-",
+        ]);
+        assert_eq!(
+            old.restart_only_changes(&new),
+            ["listen", "pin", "access-log"]
+        );
+        assert!(old
+            .restart_only_changes(&load(&["--retries", "0"]))
+            .is_empty());
+    }
+
+    #[test]
+    fn response_timeout_defaults_to_the_upstream_timeout() {
+        let cli = Cli::parse_from([
+            "corelb",
+            "--backend",
+            "127.0.0.1:1",
+            "--upstream-timeout",
+            "7s",
+        ]);
+        let timeouts = Config::load(&cli).unwrap().settings.timeouts;
+        assert_eq!(timeouts.response, Duration::from_secs(7));
+    }
+}

@@ -284,9 +284,11 @@ impl<T: 'static, F: 'static> Spec<T, F> {
                 .ok()
                 .flatten()
                 .map(u64::to_string),
-            Flag::Value { number: false, .. } => {
-                matches.try_get_one::<String>(self.flag).ok().flatten().cloned()
-            }
+            Flag::Value { number: false, .. } => matches
+                .try_get_one::<String>(self.flag)
+                .ok()
+                .flatten()
+                .cloned(),
             Flag::Switch { on_help, off } => {
                 if on_help.is_some() && set(self.flag) {
                     Some("true".into())

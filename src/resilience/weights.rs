@@ -229,7 +229,10 @@ mod tests {
             },
             ..Default::default()
         };
-        let settings = crate::config::Config::load(&cli).unwrap().settings.resilience;
+        let settings = crate::config::Config::load(&cli)
+            .unwrap()
+            .settings
+            .resilience;
         assert_eq!(applies(Algorithm::RoundRobin, &settings), (true, true));
         assert_eq!(applies(Algorithm::PeakEwma, &settings), (false, true));
         assert_eq!(
