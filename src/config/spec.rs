@@ -42,6 +42,9 @@ pub(super) enum Fallback<T> {
     Missing,
 }
 
+/// Reads an `I` as a `T`, or says in a few words why not.
+pub(super) type Parser<I, T> = Box<dyn Fn(&I) -> Result<T, String>>;
+
 /// One setting's declaration, but for its name and file key (which the
 /// declaration writes as identifiers, for the structs they name).
 pub struct Spec<T, F> {
@@ -53,9 +56,9 @@ pub struct Spec<T, F> {
     pub(super) shown: &'static str,
     pub(super) range: Option<RangeInclusive<i64>>,
     /// A flag's text to the value.
-    pub(super) parse: Box<dyn Fn(&str) -> Result<T, String>>,
+    pub(super) parse: Parser<str, T>,
     /// The file's value (of the TOML type `F`) to the value.
-    pub(super) check: Box<dyn Fn(&F) -> Result<T, String>>,
+    pub(super) check: Parser<F, T>,
     pub(super) fallback: Fallback<T>,
 }
 
