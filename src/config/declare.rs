@@ -79,7 +79,9 @@ macro_rules! declare_settings {
 
         impl clap::FromArgMatches for SettingFlags {
             fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
-                Ok(Self { $( $( $key: declare_settings!(@spec $ty, $file_ty, $spec).given(matches), )* )* })
+                Ok(Self { $( $(
+                    $key: declare_settings!(@spec $ty, $file_ty, $spec).given(matches),
+                )* )* })
             }
 
             fn update_from_arg_matches(

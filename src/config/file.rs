@@ -1,6 +1,8 @@
 //! The config file as written: TOML deserialized by serde into loosely typed
-//! structs (the scalar keys' `FileConfig` is declared by `settings.rs`) that keep each value's position, so that [`super::Config::load`]
-//! can check the values and point at the bad one.
+//! structs that keep each value's position, so that [`super::Config::load`]
+//! can check the values and point at the bad one. The top level,
+//! `FileConfig`, has a key per setting declared in `settings.rs`; the
+//! pools and routes it holds are declared here.
 //!
 //! Unknown keys are errors (`deny_unknown_fields`): a misspelt key silently
 //! ignored is a setting silently not applied. Integers are read as `i64` so

@@ -157,33 +157,31 @@ impl<T: 'static, F: 'static> Spec<T, F> {
     }
 
     /// The default, written as a flag's value would be (and quoted so).
-    pub(super) fn default(mut self, text: &'static str) -> Self {
-        self.fallback = Fallback::Text(text);
-        self.shown = text;
-        self
+    pub(super) fn default(self, text: &'static str) -> Self {
+        self.falls_back(Fallback::Text(text)).shown(text)
     }
 
     /// A default worked out at load time, described as `shown`.
     pub(super) fn default_computed(
-        mut self,
+        self,
         shown: &'static str,
         compute: fn() -> Result<T, ConfigError>,
     ) -> Self {
-        self.fallback = Fallback::Computed(compute);
-        self.shown = shown;
-        self
+        self.or_computed(compute).shown(shown)
     }
 
     /// The value of the setting with file key `key` (declared earlier).
-    pub(super) fn default_same_as(mut self, shown: &'static str, key: &'static str) -> Self {
-        self.fallback = Fallback::SameAs(key);
-        self.shown = shown;
-        self
+    pub(super) fn default_same_as(self, shown: &'static str, key: &'static str) -> Self {
+        self.falls_back(Fallback::SameAs(key)).shown(shown)
     }
 
     /// Worked out at load time, keeping how `--help` quotes the default.
-    pub(super) fn or_computed(mut self, compute: fn() -> Result<T, ConfigError>) -> Self {
-        self.fallback = Fallback::Computed(compute);
+    pub(super) fn or_computed(self, compute: fn() -> Result<T, ConfigError>) -> Self {
+        self.falls_back(Fallback::Computed(compute))
+    }
+
+    fn falls_back(mut self, fallback: Fallback<T>) -> Self {
+        self.fallback = fallback;
         self
     }
 
