@@ -16,6 +16,13 @@
 //! the built-in default. Both are checked: a bad value in the file is an
 //! error even when a flag overrides it.
 //!
+//! Every scalar setting is declared once, in `settings.rs`: its typed
+//! field, file key, flag, default, range or parser and help text, in a
+//! group that says whether a reload may change it. `declare.rs` makes the
+//! flags ([`SettingFlags`]), the file's keys, `--help`, the typed structs
+//! and their loading (`read.rs`) from that list, so none of them repeats a
+//! setting; [`Config::restart_only_changes`] compares the `restart` group.
+//!
 //! Pools follow one rule, built around **the default pool** — the one that
 //! serves requests no route matches. It is the pool named `default` if the
 //! file has one, otherwise the file's first pool. In [`Config::pools`] it is

@@ -76,10 +76,6 @@ declare_settings! {
         backlog: u32 = backlog: i64 => number("backlog", "N", 1..=1_000_000)
             .default("4096")
             .help("Listen backlog of each worker's socket"),
-        /// How long a graceful stop waits for in-flight requests.
-        shutdown_timeout: Duration = shutdown_timeout: String => duration("shutdown-timeout", "30s")
-            .help("On SIGTERM or SIGINT, time to let in-flight requests finish before \
-                exiting anyway"),
         /// The admin API's address.
         admin: AdminListen = admin: String => text("admin", "ADDR|off", parse_admin)
             .default_computed("127.0.0.1:9901; if that port is taken, corelb runs without \
@@ -105,6 +101,10 @@ declare_settings! {
                 .default("combined")
                 .help("Access log line format: combined (nginx's, plus backend and times) \
                     or json"),
+        /// How long a graceful stop waits for in-flight requests.
+        shutdown_timeout: Duration = shutdown_timeout: String => duration("shutdown-timeout", "30s")
+            .help("On SIGTERM or SIGINT, time to let in-flight requests finish before \
+                exiting anyway"),
     }
 
     /// The settings a reload may change besides pools and routes: workers
@@ -366,12 +366,12 @@ mod tests {
                 "accept-steering",
                 "io-driver",
                 "backlog",
-                "shutdown-timeout",
                 "admin",
                 "log-level",
                 "log-format",
                 "access-log",
                 "access-log-format",
+                "shutdown-timeout",
             ]
         );
     }

@@ -47,7 +47,7 @@ pub(super) type Parser<I, T> = Box<dyn Fn(&I) -> Result<T, String>>;
 
 /// One setting's declaration, but for its name and file key (which the
 /// declaration writes as identifiers, for the structs they name).
-pub struct Spec<T, F> {
+pub(super) struct Spec<T, F> {
     /// The flag, without `--`.
     pub(super) flag: &'static str,
     pub(super) kind: Flag,
