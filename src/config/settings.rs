@@ -403,6 +403,26 @@ mod tests {
     }
 
     #[test]
+    fn flags_after_the_subcommand_count_and_huge_numbers_are_out_of_range() {
+        let cli = Cli::parse_from(["corelb", "demo", "--connect-timeout", "5s", "--no-pin"]);
+        assert_eq!(cli.settings.connect_timeout.as_deref(), Some("5s"));
+        assert_eq!(cli.settings.pin.as_deref(), Some("false"));
+        let cli = Cli::parse_from([
+            "corelb",
+            "--backend",
+            "127.0.0.1:1",
+            "--max-body-size",
+            "18446744073709551615",
+        ]);
+        let e = Config::load(&cli).unwrap_err().0;
+        assert_eq!(
+            e,
+            "invalid value `18446744073709551615` for --max-body-size: \
+             must be from 0 to 9223372036854775807"
+        );
+    }
+
+    #[test]
     fn response_timeout_defaults_to_the_upstream_timeout() {
         let cli = Cli::parse_from([
             "corelb",

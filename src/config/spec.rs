@@ -107,7 +107,7 @@ pub(super) fn number<T: TryFrom<i64> + 'static>(
     range: RangeInclusive<i64>,
 ) -> Spec<T, i64> {
     let why = format!("must be from {} to {}", range.start(), range.end());
-    let allowed = range.clone();
+    let (allowed, not_a_number) = (range.clone(), why.clone());
     let check = move |n: &i64| {
         Some(*n)
             .filter(|n| allowed.contains(n))
@@ -124,8 +124,11 @@ pub(super) fn number<T: TryFrom<i64> + 'static>(
         help: "",
         shown: "",
         range: Some(range),
-        // Clap let only digits through; more than i64 holds is out of range.
-        parse: Box::new(move |s| from_flag(&s.trim().parse::<i64>().unwrap_or(i64::MAX))),
+        // Clap let only digits through: what i64 cannot hold is out of range.
+        parse: Box::new(move |s| {
+            let n = s.trim().parse::<i64>().map_err(|_| not_a_number.clone())?;
+            from_flag(&n)
+        }),
         check: Box::new(check),
         fallback: Fallback::Missing,
     }
