@@ -65,7 +65,8 @@ pub(super) struct Spec<T, F> {
 /// A setting as `specs()` lists it: everything about it but its parser.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SettingSpec {
-    /// Without `--`; for a switch, the one that turns it on.
+    /// Without `--`. A switch's name: `--FLAG` itself exists only if the
+    /// switch declares `.on`, `--no-FLAG` if it declares `.off`.
     pub flag: &'static str,
     /// The config-file key.
     pub key: &'static str,
