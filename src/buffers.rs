@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 
-/// How often surplus buffers are let go (see `Worker::run_trimmer`).
+/// How often surplus buffers are let go (see `worker::run_trimmer`).
 pub const TRIM_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Free buffers of one worker.

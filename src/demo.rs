@@ -14,7 +14,7 @@ use bytes::{Buf, BytesMut};
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::{TcpListener, TcpStream};
 
-use crate::cli::Cli;
+use crate::config::cli::Cli;
 use crate::config::{Config, IoDriver};
 use crate::http::{parse_request, BodyProgress, MAX_HEADERS};
 use crate::io::{make_room, read_some};
@@ -221,13 +221,17 @@ pub fn run(cli: &Cli) -> Result<u8, String> {
     let mut cli = cli.clone();
     cli.backends = addrs.iter().map(|a| a.to_string()).collect();
     // What the misbehaving backend is there to show; flags given win.
-    cli.health_path.get_or_insert_with(|| "/health".into());
-    cli.health_interval.get_or_insert_with(|| "1s".into());
-    cli.slow_start.get_or_insert_with(|| "10s".into());
-    cli.adaptive_weights = true;
+    cli.settings
+        .health_path
+        .get_or_insert_with(|| "/health".into());
+    cli.settings
+        .health_interval
+        .get_or_insert_with(|| "1s".into());
+    cli.settings.slow_start.get_or_insert_with(|| "10s".into());
+    cli.settings.adaptive_weights = Some("true".into());
     let config = Config::load(&cli).map_err(|e| e.to_string())?;
-    let threads = config.threads;
-    let admin = config.admin;
+    let threads = config.process.threads;
+    let admin = config.process.admin;
     crate::serve(config, cli, |control| {
         print_help(control, threads, admin, &addrs)
     })

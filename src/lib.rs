@@ -30,7 +30,6 @@ pub mod access_log;
 pub mod admin;
 pub mod balance;
 pub mod buffers;
-pub mod cli;
 pub mod config;
 pub mod control;
 pub mod deadline;
@@ -54,4 +53,5 @@ pub mod syscall;
 pub mod transport;
 pub mod worker;
 
+pub use config::cli;
 pub use serve::serve;

@@ -11,7 +11,7 @@ use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 use tracing::{error, info, warn};
 
 use crate::access_log::AccessLog;
-use crate::cli::Cli;
+use crate::config::cli::Cli;
 use crate::config::{Config, IoDriver};
 use crate::control::Control;
 use crate::steering::{self, WorkerThreads};
@@ -199,12 +199,16 @@ fn start_steering(
 
 /// Bind the listeners and start the workers. `cli` is kept for reloads.
 pub fn start(config: Config, cli: Cli) -> Result<Running, String> {
-    let driver = resolve_driver(config.io_driver)?;
+    let driver = resolve_driver(config.process.io_driver)?;
     if !config.takeover {
-        refuse_busy(config.listen)?;
+        refuse_busy(config.process.listen)?;
     }
-    let listeners = bind_listeners(config.listen, config.threads, config.backlog)
-        .map_err(|e| format!("cannot listen on {} (--listen): {e}", config.listen))?;
+    let listeners = bind_listeners(
+        config.process.listen,
+        config.process.threads,
+        config.process.backlog,
+    )
+    .map_err(|e| format!("cannot listen on {} (--listen): {e}", config.process.listen))?;
     let local_addr = listeners[0]
         .local_addr()
         .map_err(|e| format!("cannot read listening address: {e}"))?;
@@ -216,14 +220,14 @@ pub fn start(config: Config, cli: Cli) -> Result<Running, String> {
             _ => info!("--takeover: no other process listens on {local_addr}"),
         }
     }
-    let access_log = config.access_log.clone();
-    let cores = if config.pin {
+    let access_log = config.process.access_log();
+    let cores = if config.process.pin {
         core_affinity::get_core_ids().unwrap_or_default()
     } else {
         Vec::new()
     };
     let threads = WorkerThreads::new(listeners.len());
-    if config.accept_steering && listeners.len() > 1 {
+    if config.process.accept_steering && listeners.len() > 1 {
         start_steering(&listeners, &threads, local_addr);
     }
     let control = Control::new(config, cli, driver.name(), local_addr);

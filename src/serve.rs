@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tracing::info;
 
-use crate::cli::Cli;
+use crate::config::cli::Cli;
 use crate::config::Config;
 use crate::control::{signals, Control};
 use crate::runtime::{self, Running};
@@ -43,19 +43,19 @@ fn start_summary(config_pools: &Config, running: &Running) -> String {
 /// Run corelb with `config` until it is stopped; returns the exit code.
 /// `started` is called once everything is up (the demo prints its help).
 pub fn serve(config: Config, cli: Cli, started: impl FnOnce(&Arc<Control>)) -> Result<u8, String> {
-    crate::logging::init(config.log_level, config.log_format);
+    crate::logging::init(config.process.log_level, config.process.log_format);
     // Before any thread starts: a signal in the first instant must not
     // take the default action (SIGHUP and SIGTERM kill, SIGUSR1 too).
     let signals = signals::catch().map_err(|e| format!("cannot handle signals: {e}"))?;
     let summary_config = config.clone();
-    let admin = config.admin;
+    let admin = config.process.admin;
     let running = runtime::start(config, cli)?;
     info!("{}", start_summary(&summary_config, &running));
     let control = Arc::clone(&running.control);
     crate::admin::start(admin, &control)?;
     crate::resilience::thread::start(Arc::clone(&control.shared))
         .map_err(|e| format!("cannot start the health-check thread: {e}"))?;
-    if let Some(log) = &summary_config.access_log {
+    if let Some(log) = &summary_config.process.access_log() {
         info!("access log: {} ({:?})", log.target, log.format);
     }
     started(&control);

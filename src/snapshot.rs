@@ -75,7 +75,7 @@ impl Snapshot {
                                 registry.backend(bc.addr),
                                 registry.entry(&pc.name, bc.addr),
                             )
-                            .with_max_requests(config.resilience.max_requests),
+                            .with_max_requests(config.settings.resilience.max_requests),
                         )
                     })
                     .collect(),
@@ -111,7 +111,7 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::Cli;
+    use crate::config::cli::Cli;
     use crate::config::{BackendConfig, PoolConfig};
     use clap::Parser;
 

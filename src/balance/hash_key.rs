@@ -5,14 +5,67 @@
 //! hashing all of them like an empty value would pile every such client
 //! onto one backend.
 
+use std::fmt;
 use std::net::IpAddr;
+use std::str::FromStr;
 
 use httparse::Header;
 
 use super::stable_hash::hash_bytes;
-use crate::config::HashKey;
-use crate::http::head::trim_ows;
+use crate::http::head::{is_token_byte, trim_ows};
 use crate::http::RequestHead;
+
+/// What a consistent-hash pool hashes. Written `client-ip`, `path`,
+/// `header:NAME` or `cookie:NAME`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum HashKey {
+    /// The client's IP address.
+    #[default]
+    ClientIp,
+    /// The value of a request header (name lower-cased).
+    Header(String),
+    /// The request path (without the query).
+    Path,
+    /// The value of a cookie.
+    Cookie(String),
+}
+
+impl FromStr for HashKey {
+    type Err = String;
+
+    /// `client-ip`, `path`, `header:NAME` or `cookie:NAME`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        const EXPECTED: &str = "expected client-ip, path, header:NAME or cookie:NAME";
+        match s.split_once(':') {
+            None if s == "client-ip" => Ok(Self::ClientIp),
+            None if s == "path" => Ok(Self::Path),
+            Some(("header", name)) => {
+                if name.is_empty() || !name.bytes().all(is_token_byte) {
+                    return Err(format!("`{name}` is not a header name ({EXPECTED})"));
+                }
+                Ok(Self::Header(name.to_ascii_lowercase()))
+            }
+            Some(("cookie", name)) => {
+                if name.is_empty() || !name.bytes().all(is_token_byte) {
+                    return Err(format!("`{name}` is not a cookie name ({EXPECTED})"));
+                }
+                Ok(Self::Cookie(name.to_string()))
+            }
+            _ => Err(format!("unknown hash key `{s}` ({EXPECTED})")),
+        }
+    }
+}
+
+impl fmt::Display for HashKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ClientIp => f.write_str("client-ip"),
+            Self::Path => f.write_str("path"),
+            Self::Header(name) => write!(f, "header:{name}"),
+            Self::Cookie(name) => write!(f, "cookie:{name}"),
+        }
+    }
+}
 
 /// Fixed, so every worker and process hashes a key the same.
 const KEY_SEED: u64 = 0x636f_7265_6c62;
@@ -67,6 +120,34 @@ fn cookie_value<'b>(headers: &[Header<'b>], name: &str) -> Option<&'b [u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hash_keys_round_trip() {
+        for (text, key) in [
+            ("client-ip", HashKey::ClientIp),
+            ("path", HashKey::Path),
+            ("header:x-user", HashKey::Header("x-user".into())),
+            ("cookie:session", HashKey::Cookie("session".into())),
+        ] {
+            assert_eq!(text.parse::<HashKey>().unwrap(), key);
+            assert_eq!(key.to_string(), text);
+        }
+        assert_eq!(
+            "header:X-User".parse::<HashKey>().unwrap(),
+            HashKey::Header("x-user".into())
+        );
+        for bad in [
+            "",
+            "ip",
+            "header:",
+            "header:a b",
+            "cookie:",
+            "cookie:a;b",
+            "path:x",
+        ] {
+            assert!(bad.parse::<HashKey>().is_err(), "{bad}");
+        }
+    }
     use crate::http::{parse_request, MAX_HEADERS};
 
     fn hash_of(key: &HashKey, raw: &str) -> u64 {

@@ -35,6 +35,7 @@ mod weighted_sample;
 mod wrr_schedule;
 
 pub use consistent_hash::ConsistentHash;
+pub use hash_key::HashKey;
 pub use least_connections::LeastConnections;
 pub use peak_ewma::PeakEwma;
 pub use power_of_two::PowerOfTwo;
@@ -47,7 +48,6 @@ use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use crate::config::HashKey;
 use crate::http::RequestHead;
 use crate::state::backend::Backend;
 

@@ -1,6 +1,8 @@
 //! The config file as written: TOML deserialized by serde into loosely typed
 //! structs that keep each value's position, so that [`super::Config::load`]
-//! can check the values and point at the bad one.
+//! can check the values and point at the bad one. The top level,
+//! `FileConfig`, has a key per setting declared in `settings.rs`; the
+//! pools and routes it holds are declared here.
 //!
 //! Unknown keys are errors (`deny_unknown_fields`): a misspelt key silently
 //! ignored is a setting silently not applied. Integers are read as `i64` so
@@ -15,65 +17,6 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::ConfigError;
-
-/// The whole file. Every key but `pools` and `routes` has a flag of the
-/// same name (with `-` for `_`).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct FileConfig {
-    pub listen: Option<Spanned<String>>,
-    pub threads: Option<Spanned<i64>>,
-    pub pin: Option<bool>,
-    pub accept_steering: Option<bool>,
-    pub io_driver: Option<Spanned<String>>,
-    pub backlog: Option<Spanned<i64>>,
-    pub max_connections: Option<Spanned<i64>>,
-    pub max_connections_per_ip: Option<Spanned<i64>>,
-    pub buffer_size: Option<Spanned<i64>>,
-    pub upstream_keepalive: Option<Spanned<i64>>,
-    pub client_header_timeout: Option<Spanned<String>>,
-    pub client_idle_timeout: Option<Spanned<String>>,
-    pub connect_timeout: Option<Spanned<String>>,
-    pub upstream_timeout: Option<Spanned<String>>,
-    pub tunnel_idle_timeout: Option<Spanned<String>>,
-    pub max_body_size: Option<Spanned<i64>>,
-    pub shutdown_timeout: Option<Spanned<String>>,
-    pub response_timeout: Option<Spanned<String>>,
-    pub client_body_timeout: Option<Spanned<String>>,
-    pub health_path: Option<Spanned<String>>,
-    pub health_host: Option<Spanned<String>>,
-    pub health_interval: Option<Spanned<String>>,
-    pub health_fast_interval: Option<Spanned<String>>,
-    pub health_down_interval: Option<Spanned<String>>,
-    pub health_timeout: Option<Spanned<String>>,
-    pub health_status: Option<Spanned<String>>,
-    pub health_rise: Option<Spanned<i64>>,
-    pub health_fall: Option<Spanned<i64>>,
-    pub max_fails: Option<Spanned<i64>>,
-    pub fail_window: Option<Spanned<String>>,
-    pub fail_ratio: Option<Spanned<String>>,
-    pub fail_min_requests: Option<Spanned<i64>>,
-    pub fail_on_5xx: Option<bool>,
-    pub ejection_time: Option<Spanned<String>>,
-    pub max_ejection_time: Option<Spanned<String>>,
-    pub max_ejection_percent: Option<Spanned<i64>>,
-    pub panic_threshold: Option<Spanned<i64>>,
-    pub max_requests: Option<Spanned<i64>>,
-    pub adaptive_weights: Option<bool>,
-    pub slow_start: Option<Spanned<String>>,
-    pub retries: Option<Spanned<i64>>,
-    pub retry_budget: Option<Spanned<String>>,
-    pub admin: Option<Spanned<String>>,
-    pub admin_token: Option<Spanned<String>>,
-    pub log_level: Option<Spanned<String>>,
-    pub log_format: Option<Spanned<String>>,
-    pub access_log: Option<Spanned<String>>,
-    pub access_log_format: Option<Spanned<String>>,
-    #[serde(default)]
-    pub pools: Vec<FilePool>,
-    #[serde(default)]
-    pub routes: Vec<FileRoute>,
-}
 
 /// `[[pools]]`.
 #[derive(Debug, Deserialize)]
@@ -150,9 +93,11 @@ impl Source<'_> {
 
     /// Parse and deserialize the file; syntax and type errors come back as
     /// `FILE:LINE:COL: KEY: MESSAGE (found TEXT)`.
-    pub fn parse(&self) -> Result<FileConfig, ConfigError> {
+    /// (`T` is `settings::FileConfig`; generic so this file, which that
+    /// type's pools and routes come from, need not import it back.)
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, ConfigError> {
         let doc = DeTable::parse(self.text).map_err(|e| self.toml_error(&e, None))?;
-        FileConfig::deserialize(toml::de::Deserializer::from(doc.clone()))
+        T::deserialize(toml::de::Deserializer::from(doc.clone()))
             .map_err(|e| self.toml_error(&e, Some(doc.get_ref())))
     }
 
@@ -248,7 +193,7 @@ mod tests {
             name: "t.toml",
             text,
         }
-        .parse()
+        .parse::<super::super::settings::FileConfig>()
         .unwrap_err()
         .0
     }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use super::values::resolve;
+use super::{ConfigError, ProcessConfig};
 
 /// Where the admin API listens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +24,14 @@ pub enum AdminListen {
 
 /// The default admin address.
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
+
+/// The admin address when none is given: [`DEFAULT_ADMIN`], given up
+/// quietly if taken.
+pub fn default_admin() -> Result<AdminListen, ConfigError> {
+    resolve(DEFAULT_ADMIN)
+        .map(AdminListen::Default)
+        .map_err(ConfigError)
+}
 
 /// Parse `--admin`: `off` or `HOST:PORT`.
 pub fn parse_admin(text: &str) -> Result<AdminListen, String> {
@@ -128,6 +137,31 @@ impl FromStr for AccessLogFormat {
 pub struct AccessLogConfig {
     pub target: AccessLogTarget,
     pub format: AccessLogFormat,
+}
+
+impl ProcessConfig {
+    /// The access log, if it is on.
+    pub fn access_log(&self) -> Option<AccessLogConfig> {
+        self.access_log_target
+            .clone()
+            .map(|target| AccessLogConfig {
+                target,
+                format: self.access_log_format,
+            })
+    }
+}
+
+/// The admin token when neither a flag nor the file gives one: the
+/// environment, the least visible source, is read last.
+pub fn token_from_env() -> Result<Option<String>, ConfigError> {
+    std::env::var("CORELB_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            parse_token(&t)
+                .map_err(|e| ConfigError(format!("invalid value in CORELB_ADMIN_TOKEN: {e}")))
+        })
+        .transpose()
 }
 
 /// Check an admin token: printable ASCII without spaces, so it can travel

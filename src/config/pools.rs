@@ -10,7 +10,7 @@ use super::{
     RouteConfig, DEFAULT_POOL,
 };
 use crate::balance::Algorithm;
-use crate::cli::Cli;
+use crate::config::cli::Cli;
 
 /// Check the file's pools and routes, apply the pool flags (see the module
 /// docs), put the default pool first and point the routes at pool indices.
@@ -69,20 +69,6 @@ pub(super) fn pools_and_routes(
     if let Some(text) = &cli.hash_key {
         pools[0].hash_key = text.parse().map_err(|e| flag_error("hash-key", text, e))?;
     }
-    // The health flags probe every pool that does not name its own.
-    if let Some(text) = &cli.health_path {
-        let path = parse_health_path(text).map_err(|e| flag_error("health-path", text, e))?;
-        for pool in pools.iter_mut().filter(|p| p.health_path.is_none()) {
-            pool.health_path = Some(path.clone());
-        }
-    }
-    if let Some(text) = &cli.health_host {
-        let host = parse_health_host(text).map_err(|e| flag_error("health-host", text, e))?;
-        for pool in pools.iter_mut().filter(|p| p.health_host.is_none()) {
-            pool.health_host = Some(host.clone());
-        }
-    }
-
     let routes = match src {
         Some(src) => file_routes
             .iter()

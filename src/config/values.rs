@@ -1,16 +1,15 @@
 //! Parsers for single values, shared by the flags and the config file:
-//! durations, addresses, backends, io drivers and hash keys.
+//! durations, addresses, backends and io drivers (hash keys parse in
+//! [`crate::balance::HashKey`]).
 //!
 //! Each returns a short reason on failure; the caller adds where the value
 //! came from (which flag, or which file, line and key).
 
-use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::{BackendConfig, HashKey, IoDriver};
-use crate::http::head::is_token_byte;
+use super::{BackendConfig, IoDriver};
 
 /// Weights allowed for a backend.
 pub const WEIGHTS: std::ops::RangeInclusive<i64> = 1..=10_000;
@@ -25,43 +24,6 @@ impl FromStr for IoDriver {
             other => Err(format!(
                 "unknown io driver `{other}` (expected auto, uring or epoll)"
             )),
-        }
-    }
-}
-
-impl FromStr for HashKey {
-    type Err = String;
-
-    /// `client-ip`, `path`, `header:NAME` or `cookie:NAME`.
-    fn from_str(s: &str) -> Result<Self, String> {
-        const EXPECTED: &str = "expected client-ip, path, header:NAME or cookie:NAME";
-        match s.split_once(':') {
-            None if s == "client-ip" => Ok(Self::ClientIp),
-            None if s == "path" => Ok(Self::Path),
-            Some(("header", name)) => {
-                if name.is_empty() || !name.bytes().all(is_token_byte) {
-                    return Err(format!("`{name}` is not a header name ({EXPECTED})"));
-                }
-                Ok(Self::Header(name.to_ascii_lowercase()))
-            }
-            Some(("cookie", name)) => {
-                if name.is_empty() || !name.bytes().all(is_token_byte) {
-                    return Err(format!("`{name}` is not a cookie name ({EXPECTED})"));
-                }
-                Ok(Self::Cookie(name.to_string()))
-            }
-            _ => Err(format!("unknown hash key `{s}` ({EXPECTED})")),
-        }
-    }
-}
-
-impl fmt::Display for HashKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::ClientIp => f.write_str("client-ip"),
-            Self::Path => f.write_str("path"),
-            Self::Header(name) => write!(f, "header:{name}"),
-            Self::Cookie(name) => write!(f, "cookie:{name}"),
         }
     }
 }
@@ -227,34 +189,6 @@ mod tests {
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("1000000000years").is_err());
-    }
-
-    #[test]
-    fn hash_keys_round_trip() {
-        for (text, key) in [
-            ("client-ip", HashKey::ClientIp),
-            ("path", HashKey::Path),
-            ("header:x-user", HashKey::Header("x-user".into())),
-            ("cookie:session", HashKey::Cookie("session".into())),
-        ] {
-            assert_eq!(text.parse::<HashKey>().unwrap(), key);
-            assert_eq!(key.to_string(), text);
-        }
-        assert_eq!(
-            "header:X-User".parse::<HashKey>().unwrap(),
-            HashKey::Header("x-user".into())
-        );
-        for bad in [
-            "",
-            "ip",
-            "header:",
-            "header:a b",
-            "cookie:",
-            "cookie:a;b",
-            "path:x",
-        ] {
-            assert!(bad.parse::<HashKey>().is_err(), "{bad}");
-        }
     }
 
     #[test]

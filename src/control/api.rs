@@ -164,7 +164,7 @@ impl Control {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::Cli;
+    use crate::config::cli::Cli;
     use clap::Parser;
 
     fn config() -> Config {

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use crate::cli::Cli;
+use crate::config::cli::Cli;
 use crate::config::Config;
 use crate::shared::Shared;
 use crate::snapshot::Snapshot;
@@ -75,7 +75,7 @@ pub struct Control {
 impl Control {
     /// The control plane for `config`, publishing generation 1.
     pub fn new(config: Config, cli: Cli, driver: &'static str, listen: SocketAddr) -> Arc<Self> {
-        let threads = config.threads;
+        let threads = config.process.threads;
         let mut registry = Registry::new(threads);
         let first = Snapshot::build(&config, &mut registry, 1);
         Arc::new(Self {
@@ -102,12 +102,12 @@ impl Control {
 
     /// The admin token required now (reloadable).
     pub fn admin_token(&self) -> Option<String> {
-        self.lock().desired.admin_token.clone()
+        self.lock().desired.auth.admin_token.clone()
     }
 
     /// How long a graceful stop may take.
     pub fn shutdown_timeout(&self) -> std::time::Duration {
-        self.lock().desired.shutdown_timeout
+        self.lock().desired.process.shutdown_timeout
     }
 
     fn lock(&self) -> MutexGuard<'_, ControlState> {
@@ -167,17 +167,7 @@ impl Control {
         // Keep what cannot change live, take the rest from the file.
         let kept = &state.desired;
         let merged = Config {
-            listen: kept.listen,
-            threads: kept.threads,
-            pin: kept.pin,
-            accept_steering: kept.accept_steering,
-            io_driver: kept.io_driver,
-            backlog: kept.backlog,
-            admin: kept.admin,
-            log_level: kept.log_level,
-            log_format: kept.log_format,
-            access_log: kept.access_log.clone(),
-            shutdown_timeout: kept.shutdown_timeout,
+            process: kept.process.clone(),
             takeover: kept.takeover,
             ..new
         };

@@ -9,9 +9,10 @@ use std::time::Instant;
 
 use tracing::info;
 
-use super::breaker::{BreakerPolicy, Observed, Phase, HALF_OPEN_TRIALS};
+use super::breaker::{Observed, Phase, HALF_OPEN_TRIALS};
 use super::health::Health;
 use super::tracked::Tracked;
+use crate::config::resilience::BreakerPolicy;
 use crate::config::Resilience;
 use crate::state::backend::{BackendState, BackendStats};
 

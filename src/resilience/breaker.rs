@@ -24,28 +24,13 @@
 
 use std::time::{Duration, Instant};
 
+use crate::config::resilience::BreakerPolicy;
+
 /// Trial requests a half-open breaker lets through, across all cores.
 pub const HALF_OPEN_TRIALS: u32 = 3;
 
 /// Buckets of the rolling failure window.
 const BUCKETS: usize = 10;
-
-/// When a breaker opens and for how long.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct BreakerPolicy {
-    /// Failed tries in a row that open it (0: never on a streak).
-    pub max_fails: u32,
-    /// Share of failed tries in the window that opens it (0: never on a ratio).
-    pub ratio: f64,
-    /// Tries the window must hold before the ratio counts.
-    pub min_requests: u64,
-    /// Length of the rolling window.
-    pub window: Duration,
-    /// Open time of the first trip.
-    pub base_open: Duration,
-    /// Longest open time, however many trips.
-    pub max_open: Duration,
-}
 
 /// The phase a breaker is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -220,13 +220,19 @@ mod tests {
 
     #[test]
     fn weights_change_only_where_they_help() {
-        let cli = crate::cli::Cli {
+        let cli = crate::config::cli::Cli {
             backends: vec!["127.0.0.1:1".into()],
-            adaptive_weights: true,
-            slow_start: Some("10s".into()),
+            settings: crate::config::SettingFlags {
+                adaptive_weights: Some("true".into()),
+                slow_start: Some("10s".into()),
+                ..Default::default()
+            },
             ..Default::default()
         };
-        let settings = crate::config::Config::load(&cli).unwrap().resilience;
+        let settings = crate::config::Config::load(&cli)
+            .unwrap()
+            .settings
+            .resilience;
         assert_eq!(applies(Algorithm::RoundRobin, &settings), (true, true));
         assert_eq!(applies(Algorithm::PeakEwma, &settings), (false, true));
         assert_eq!(
