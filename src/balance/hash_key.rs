@@ -11,7 +11,7 @@ use httparse::Header;
 
 use super::stable_hash::hash_bytes;
 use crate::config::HashKey;
-use crate::http::head::trim_ows;
+use crate::http::syntax::trim_ows;
 use crate::http::RequestHead;
 
 /// Fixed, so every worker and process hashes a key the same.

@@ -10,7 +10,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use super::{BackendConfig, HashKey, IoDriver};
-use crate::http::head::is_token_byte;
+use crate::http::syntax::is_token_byte;
 
 /// Weights allowed for a backend.
 pub const WEIGHTS: std::ops::RangeInclusive<i64> = 1..=10_000;
