@@ -19,6 +19,7 @@
 //! from loopback, 404 unknown path, pool or backend, 405 wrong method,
 //! 409 already there. A refused call changes nothing.
 
+mod exposition;
 mod http;
 pub mod metrics;
 pub mod status;
