@@ -52,13 +52,28 @@ impl Scrape<'_> {
         }
     }
 
-    /// Every backend of every pool, with its pool: a server in two pools
-    /// twice, once per pool entry.
-    fn entries(&self) -> impl Iterator<Item = (&Pool, &Arc<Backend>)> {
-        self.snapshot
-            .pools
-            .iter()
-            .flat_map(|p| p.backends.iter().map(move |b| (p, b)))
+    /// `write` for every backend of every pool, with its pool: a server in
+    /// two pools twice, once per pool entry.
+    fn per_entry(&self, f: &mut Family<'_>, write: EntrySamples) {
+        for pool in &self.snapshot.pools {
+            for b in &pool.backends {
+                write(self.snapshot, pool, b, f);
+            }
+        }
+    }
+
+    /// A histogram per backend (each once), labelled with its address:
+    /// `get` of each worker's counters, summed.
+    fn per_backend_histogram(
+        &self,
+        f: &mut Family<'_>,
+        get: fn(&BackendCounters) -> HistogramCounts,
+    ) {
+        for b in &self.backends {
+            let mut h = HistogramCounts::default();
+            b.stats().all_counters().for_each(|c| h.add(&get(c)));
+            f.histogram(&[("backend", &b.addr)], &h);
+        }
     }
 
     /// One sample per backend (each once), labelled with its address.
@@ -85,23 +100,37 @@ fn resilience(
     get(&b.stats().resilience).load(Ordering::Relaxed)
 }
 
-/// A backend's histogram summed over workers.
-fn backend_histogram(
-    b: &Backend,
-    get: impl Fn(&BackendCounters) -> HistogramCounts,
-) -> HistogramCounts {
-    let mut h = HistogramCounts::default();
-    b.stats().all_counters().for_each(|c| h.add(&get(c)));
-    h
-}
-
 /// One metric family, declared once.
 struct Spec {
     name: &'static str,
     kind: Kind,
     help: &'static str,
-    samples: fn(&Scrape<'_>, &mut Family<'_>),
+    samples: Samples,
 }
+
+/// How a family's samples are read from a [`Scrape`].
+enum Samples {
+    /// By a function of its own.
+    Read(fn(&Scrape<'_>, &mut Family<'_>)),
+    /// One sample per part: `label="part"`, a worker counter summed over
+    /// workers.
+    Split {
+        label: &'static str,
+        parts: &'static [(&'static str, WorkerCount)],
+    },
+    /// Samples of each pool entry (a backend in a pool).
+    PerEntry(EntrySamples),
+    /// Samples of each backend (once, though it may be in several pools).
+    EachBackend(fn(&Backend, &mut Family<'_>)),
+    /// A histogram per backend (each once), summed over workers.
+    BackendHistogram(fn(&BackendCounters) -> HistogramCounts),
+}
+
+/// A pool entry's samples, read from the configuration in use, the pool
+/// and the backend.
+type EntrySamples = fn(&Snapshot, &Pool, &Backend, &mut Family<'_>);
+
+use Samples::{BackendHistogram, EachBackend, PerEntry, Read, Split};
 
 /// Every family, in the order of the exposition.
 const FAMILIES: &[Spec] = &[
@@ -109,7 +138,7 @@ const FAMILIES: &[Spec] = &[
         name: "corelb_build_info",
         kind: Kind::Gauge,
         help: "Version and io driver of this corelb.",
-        samples: |s, f| {
+        samples: Read(|s, f| {
             let info = &s.control.info;
             f.sample(
                 &[
@@ -119,72 +148,76 @@ const FAMILIES: &[Spec] = &[
                 ],
                 1,
             );
-        },
+        }),
     },
     Spec {
         name: "corelb_uptime_seconds",
         kind: Kind::Gauge,
         help: "Seconds since start.",
-        samples: |s, f| f.sample(&[], s.control.info.started.elapsed().as_secs_f64()),
+        samples: Read(|s, f| f.sample(&[], s.control.info.started.elapsed().as_secs_f64())),
     },
     Spec {
         name: "corelb_config_generation",
         kind: Kind::Gauge,
         help: "Generation of the configuration in use.",
-        samples: |s, f| f.sample(&[], s.snapshot.generation),
+        samples: Read(|s, f| f.sample(&[], s.snapshot.generation)),
     },
     Spec {
         name: "corelb_reloads_total",
         kind: Kind::Counter,
         help: "Configuration reloads, by result.",
-        samples: |s, f| {
+        samples: Read(|s, f| {
             let c = s.control;
             f.sample(&[("result", &"ok")], c.reloads_ok.load(Ordering::Relaxed));
             f.sample(&[("result", &"failed")], c.reloads_failed.load(Ordering::Relaxed));
-        },
+        }),
     },
     Spec {
         name: "corelb_connections_accepted_total",
         kind: Kind::Counter,
         help: "Client connections accepted, per worker.",
-        samples: |s, f| s.per_worker(f, |w| w.accepted.get()),
+        samples: Read(|s, f| s.per_worker(f, |w| w.accepted.get())),
     },
     Spec {
         name: "corelb_connections_open",
         kind: Kind::Gauge,
         help: "Client connections open, per worker.",
-        samples: |s, f| s.per_worker(f, |w| w.open.get()),
+        samples: Read(|s, f| s.per_worker(f, |w| w.open.get())),
     },
     Spec {
         name: "corelb_tunnels_open",
         kind: Kind::Gauge,
         help: "Client connections upgraded to a tunnel (WebSocket, ...) and open, per worker.",
-        samples: |s, f| s.per_worker(f, |w| w.tunnels_open.get()),
+        samples: Read(|s, f| s.per_worker(f, |w| w.tunnels_open.get())),
     },
     Spec {
         name: "corelb_connections_refused_total",
         kind: Kind::Counter,
         help: "Client connections closed at once, by reason: per_ip, the client address had --max-connections-per-ip open.",
-        samples: |s, f| s.split(f, "reason", &[("per_ip", |w| w.refused_per_ip.get())]),
+        samples: Split {
+            label: "reason",
+            parts: &[("per_ip", |w| w.refused_per_ip.get())],
+        },
     },
     Spec {
         name: "corelb_responses_total",
         kind: Kind::Counter,
         help: "Responses to clients, relayed or generated, by status class.",
-        samples: |s, f| {
+        samples: Read(|s, f| {
             for (c, class) in STATUS_CLASSES.iter().enumerate() {
                 f.sample(&[("class", class)], s.total(|w| w.responses[c].get()));
             }
-        },
+        }),
     },
     Spec {
         name: "corelb_generated_responses_total",
         kind: Kind::Counter,
         help: "Responses corelb answered itself, by status and reason.",
-        samples: |s, f| {
+        samples: Read(|s, f| {
+            // The statuses counted one by one, then the rest as `other`.
+            let statuses = GENERATED_STATUSES.len() + 1;
             for reason in Generated::ALL {
-                // The statuses counted one by one, then the rest as `other`.
-                for i in 0..=GENERATED_STATUSES.len() {
+                for i in 0..statuses {
                     let n = s.total(|w| w.generated[reason as usize][i].get());
                     let status: &dyn Display = match GENERATED_STATUSES.get(i) {
                         Some(code) => code,
@@ -195,201 +228,172 @@ const FAMILIES: &[Spec] = &[
                     }
                 }
             }
-        },
+        }),
     },
     Spec {
         name: "corelb_client_bytes_total",
         kind: Kind::Counter,
         help: "Bytes from and to clients.",
-        samples: |s, f| {
-            s.split(
-                f,
-                "direction",
-                &[("in", |w| w.bytes_in.get()), ("out", |w| w.bytes_out.get())],
-            );
+        samples: Split {
+            label: "direction",
+            parts: &[("in", |w| w.bytes_in.get()), ("out", |w| w.bytes_out.get())],
         },
     },
     Spec {
         name: "corelb_upstream_pool_total",
         kind: Kind::Counter,
         help: "Tries that reused a pooled upstream connection (hit) or opened one (miss).",
-        samples: |s, f| {
-            s.split(
-                f,
-                "result",
-                &[("hit", |w| w.pool_hits.get()), ("miss", |w| w.pool_misses.get())],
-            );
+        samples: Split {
+            label: "result",
+            parts: &[("hit", |w| w.pool_hits.get()), ("miss", |w| w.pool_misses.get())],
         },
     },
     Spec {
         name: "corelb_request_duration_seconds",
         kind: Kind::Histogram,
         help: "Whole requests, head received to response sent.",
-        samples: |s, f| {
+        samples: Read(|s, f| {
             let mut all = HistogramCounts::default();
             for w in &s.workers {
                 all.add(&w.request_latency.read());
             }
             f.histogram(&[], &all);
-        },
+        }),
     },
     Spec {
         name: "corelb_timeouts_total",
         kind: Kind::Counter,
         help: "Waits that ran out, by which timeout.",
-        samples: |s, f| {
-            for kind in TimeoutKind::ALL {
-                let n = s.total(|w| w.timeouts[kind as usize].get());
-                f.sample(&[("kind", &kind.as_str())], n);
+        samples: Read(|s, f| {
+            let by_kind = TimeoutKind::ALL.map(|k| (k.as_str(), s.total(|w| w.timeouts[k as usize].get())));
+            for (kind, n) in by_kind {
+                f.sample(&[("kind", &kind)], n);
             }
-        },
+        }),
     },
     Spec {
         name: "corelb_retries_total",
         kind: Kind::Counter,
         help: "Requests sent again to another backend, and retries refused by the retry budget.",
-        samples: |s, f| {
-            s.split(
-                f,
-                "result",
-                &[
-                    ("sent", |w| w.retries.get()),
-                    ("over_budget", |w| w.retries_over_budget.get()),
-                ],
-            );
+        samples: Split {
+            label: "result",
+            parts: &[
+                ("sent", |w| w.retries.get()),
+                ("over_budget", |w| w.retries_over_budget.get()),
+            ],
         },
     },
     Spec {
         name: "corelb_requests_total",
         kind: Kind::Counter,
         help: "Responses relayed from backends, by pool, backend and status class.",
-        samples: |s, f| {
-            for (pool, b) in s.entries() {
-                for (c, class) in STATUS_CLASSES.iter().enumerate() {
-                    let n: u64 = b.entry().all_counters().map(|x| x.responses[c].get()).sum();
-                    f.sample(&[("pool", &pool.name), ("backend", &b.addr), ("class", class)], n);
-                }
+        samples: PerEntry(|_, pool, b, f| {
+            for (c, class) in STATUS_CLASSES.iter().enumerate() {
+                let n: u64 = b.entry().all_counters().map(|x| x.responses[c].get()).sum();
+                f.sample(&[("pool", &pool.name), ("backend", &b.addr), ("class", class)], n);
             }
-        },
+        }),
     },
     Spec {
         name: "corelb_backend_state",
         kind: Kind::Gauge,
         help: "1 for the state each backend of each pool is in.",
-        samples: |s, f| {
-            for (pool, b) in s.entries() {
-                let shown = b.shown_state();
-                for state in BackendState::ALL {
-                    let labels: [Label<'_>; 3] = [
-                        ("pool", &pool.name),
-                        ("backend", &b.addr),
-                        ("state", &state.as_str()),
-                    ];
-                    f.sample(&labels, u8::from(shown == state));
-                }
+        samples: PerEntry(|_, pool, b, f| {
+            let shown = b.shown_state();
+            for state in BackendState::ALL {
+                let labels: [Label<'_>; 3] = [
+                    ("pool", &pool.name),
+                    ("backend", &b.addr),
+                    ("state", &state.as_str()),
+                ];
+                f.sample(&labels, u8::from(shown == state));
             }
-        },
+        }),
     },
     Spec {
         name: "corelb_backend_weight",
         kind: Kind::Gauge,
         help: "Weight balancers use now, per pool entry, in units of the configured weight.",
-        samples: |s, f| {
-            let resilience = &s.snapshot.settings.resilience;
-            for (pool, b) in s.entries() {
-                let weight = weights::shown(b.effective_weight(), pool.algorithm, resilience);
-                f.sample(&[("pool", &pool.name), ("backend", &b.addr)], weight);
-            }
-        },
+        samples: PerEntry(|snapshot, pool, b, f| {
+            let resilience = &snapshot.settings.resilience;
+            let weight = weights::shown(b.effective_weight(), pool.algorithm, resilience);
+            f.sample(&[("pool", &pool.name), ("backend", &b.addr)], weight);
+        }),
     },
     Spec {
         name: "corelb_pool_panic",
         kind: Kind::Gauge,
         help: "1 while a pool has so few backends available that ejected ones take traffic again.",
-        samples: |s, f| {
+        samples: Read(|s, f| {
             for pool in &s.snapshot.pools {
                 let panic = pool.backends.iter().any(|b| b.in_panic());
                 f.sample(&[("pool", &pool.name)], u8::from(panic));
             }
-        },
+        }),
     },
     Spec {
         name: "corelb_backend_inflight",
         kind: Kind::Gauge,
         help: "Requests in flight to each backend, all workers.",
-        samples: |s, f| s.per_backend(f, Backend::inflight),
+        samples: Read(|s, f| s.per_backend(f, Backend::inflight)),
     },
     Spec {
         name: "corelb_backend_failures_total",
         kind: Kind::Counter,
         help: "Failed tries at each backend, by kind.",
-        samples: |s, f| {
-            for b in &s.backends {
-                for kind in Failure::ALL {
-                    let n = backend_total(b, |c| c.failures[kind as usize].get());
-                    f.sample(&[("backend", &b.addr), ("kind", &kind.as_str())], n);
-                }
+        samples: EachBackend(|b, f| {
+            for kind in Failure::ALL {
+                let n = backend_total(b, |c| c.failures[kind as usize].get());
+                f.sample(&[("backend", &b.addr), ("kind", &kind.as_str())], n);
             }
-        },
+        }),
     },
     Spec {
         name: "corelb_backend_ejections_total",
         kind: Kind::Counter,
         help: "Times each backend's circuit breaker opened (passive ejection).",
-        samples: |s, f| s.per_backend(f, |b| resilience(b, |r| &r.ejections)),
+        samples: Read(|s, f| s.per_backend(f, |b| resilience(b, |r| &r.ejections))),
     },
     Spec {
         name: "corelb_backend_health_downs_total",
         kind: Kind::Counter,
         help: "Times active health checks took each backend down.",
-        samples: |s, f| s.per_backend(f, |b| resilience(b, |r| &r.health_downs)),
+        samples: Read(|s, f| s.per_backend(f, |b| resilience(b, |r| &r.health_downs))),
     },
     Spec {
         name: "corelb_health_checks_total",
         kind: Kind::Counter,
         help: "Active health probes of each backend, by result.",
-        samples: |s, f| {
-            for b in &s.backends {
-                let ok = resilience(b, |r| &r.probes_ok);
-                let failed = resilience(b, |r| &r.probes_failed);
-                f.sample(&[("backend", &b.addr), ("result", &"ok")], ok);
-                f.sample(&[("backend", &b.addr), ("result", &"failed")], failed);
-            }
-        },
+        samples: EachBackend(|b, f| {
+            let ok = resilience(b, |r| &r.probes_ok);
+            let failed = resilience(b, |r| &r.probes_failed);
+            f.sample(&[("backend", &b.addr), ("result", &"ok")], ok);
+            f.sample(&[("backend", &b.addr), ("result", &"failed")], failed);
+        }),
     },
     Spec {
         name: "corelb_backend_failovers_total",
         kind: Kind::Counter,
         help: "Requests sent to another backend after this one could not be reached.",
-        samples: |s, f| s.per_backend(f, |b| backend_total(b, |c| c.failovers.get())),
+        samples: Read(|s, f| s.per_backend(f, |b| backend_total(b, |c| c.failovers.get()))),
     },
     Spec {
         name: "corelb_backend_replays_total",
         kind: Kind::Counter,
         help: "Requests sent again after a pooled connection failed silently.",
-        samples: |s, f| s.per_backend(f, |b| backend_total(b, |c| c.replays.get())),
+        samples: Read(|s, f| s.per_backend(f, |b| backend_total(b, |c| c.replays.get()))),
     },
     Spec {
         name: "corelb_backend_duration_seconds",
         kind: Kind::Histogram,
         help: "Tries at each backend, start to end of the response.",
-        samples: |s, f| {
-            for b in &s.backends {
-                let h = backend_histogram(b, |c| c.latency.read());
-                f.histogram(&[("backend", &b.addr)], &h);
-            }
-        },
+        samples: BackendHistogram(|c| c.latency.read()),
     },
     Spec {
         name: "corelb_backend_ttfb_seconds",
         kind: Kind::Histogram,
         help: "Start of each try to the backend's response head.",
-        samples: |s, f| {
-            for b in &s.backends {
-                let h = backend_histogram(b, |c| c.ttfb.read());
-                f.histogram(&[("backend", &b.addr)], &h);
-            }
-        },
+        samples: BackendHistogram(|c| c.ttfb.read()),
     },
 ];
 
@@ -411,7 +415,13 @@ pub fn render(control: &Control) -> String {
     let mut out = String::with_capacity(16 * 1024);
     for spec in FAMILIES {
         let mut family = Family::start(&mut out, spec.name, spec.kind, spec.help);
-        (spec.samples)(&scrape, &mut family);
+        match spec.samples {
+            Read(samples) => samples(&scrape, &mut family),
+            Split { label, parts } => scrape.split(&mut family, label, parts),
+            PerEntry(write) => scrape.per_entry(&mut family, write),
+            EachBackend(write) => scrape.backends.iter().for_each(|b| write(b, &mut family)),
+            BackendHistogram(get) => scrape.per_backend_histogram(&mut family, get),
+        }
     }
     out
 }
