@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 use std::fmt::Display;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::exposition::{Family, Kind, Label};
@@ -93,10 +93,7 @@ fn backend_total(b: &Backend, get: impl Fn(&BackendCounters) -> u64) -> u64 {
 }
 
 /// A backend's resilience counter.
-fn resilience(
-    b: &Backend,
-    get: impl Fn(&ResilienceCounters) -> &std::sync::atomic::AtomicU64,
-) -> u64 {
+fn resilience(b: &Backend, get: impl Fn(&ResilienceCounters) -> &AtomicU64) -> u64 {
     get(&b.stats().resilience).load(Ordering::Relaxed)
 }
 

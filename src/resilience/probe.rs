@@ -35,7 +35,8 @@ pub enum ProbeError {
     Timeout,
     /// The connection closed or broke before a status line.
     Closed,
-    /// What came back was not an HTTP/1.x status line.
+    /// What came back was not an HTTP/1.x response head (as the data
+    /// plane's parser reads one).
     NotHttp,
 }
 
