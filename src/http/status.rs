@@ -27,3 +27,20 @@ pub fn reason_phrase(status: u16) -> &'static str {
         _ => "Error",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_corelb_answers_with_has_its_phrase() {
+        // The data plane's error statuses and the admin API's.
+        for status in [
+            200, 400, 401, 403, 404, 405, 409, 413, 414, 417, 431, 500, 501, 502, 503, 504, 505,
+        ] {
+            assert_ne!(reason_phrase(status), "Error", "{status}");
+        }
+        assert_eq!(reason_phrase(418), "Error");
+        assert_eq!(reason_phrase(431), "Request Header Fields Too Large");
+    }
+}

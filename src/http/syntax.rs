@@ -27,3 +27,25 @@ pub fn trim_ows(mut s: &[u8]) -> &[u8] {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_items_are_trimmed_and_empty_ones_skipped() {
+        let items: Vec<&[u8]> = list_items(b" gzip ,\tchunked,, ,x").collect();
+        assert_eq!(items, [&b"gzip"[..], b"chunked", b"x"]);
+        assert_eq!(list_items(b" , ").count(), 0);
+        assert_eq!(trim_ows(b" \t a b \t"), b"a b");
+    }
+
+    #[test]
+    fn token_bytes() {
+        assert!(b"GET".iter().all(|&b| is_token_byte(b)));
+        assert!(b"x-my_field.1~".iter().all(|&b| is_token_byte(b)));
+        for b in [b' ', b'\t', b':', b'/', b'"', b'(', b',', 0x7f, 0x80] {
+            assert!(!is_token_byte(b), "{b:#x}");
+        }
+    }
+}
