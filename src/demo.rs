@@ -17,7 +17,7 @@ use monoio::net::{TcpListener, TcpStream};
 use crate::config::cli::Cli;
 use crate::config::{Config, IoDriver};
 use crate::http::{parse_request, BodyProgress, MAX_HEADERS};
-use crate::io::{make_room, read_some};
+use crate::io::{make_room, read_some, read_until};
 
 /// A demo backend's name and how long it thinks before answering.
 struct DemoBackend {
@@ -150,6 +150,15 @@ const FAILING_RESPONSE: &[u8] =
     b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\n\
     Content-Length: 22\r\n\r\ndemo-3 is failing now\n";
 
+/// A demo backend's read buffer, and the largest request head it reads.
+const BUFFER: usize = 16 * 1024;
+
+/// Does `buf` hold a whole request head, or enough to know it is not one?
+fn request_head_is_in(buf: &[u8]) -> bool {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    !matches!(parse_request(buf, &mut headers), Ok(None))
+}
+
 /// Answer each request on the connection with `response`, skipping bodies;
 /// with a `schedule` (its start), in the mood of the moment.
 async fn serve_connection(
@@ -158,24 +167,19 @@ async fn serve_connection(
     delay: Duration,
     schedule: Option<Instant>,
 ) {
-    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut buf = BytesMut::with_capacity(BUFFER);
     loop {
+        if read_until(&mut stream, &mut buf, BUFFER, request_head_is_in)
+            .await
+            .is_err()
+        {
+            return;
+        }
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let parsed = match parse_request(&buf, &mut headers) {
-            Ok(Some(req)) => Some((req.len, req.body, req.keep_alive)),
-            Ok(None) => None,
-            Err(_) => return,
+        let Ok(Some(req)) = parse_request(&buf, &mut headers) else {
+            return;
         };
-        let Some((len, body, keep_alive)) = parsed else {
-            if buf.len() >= 16 * 1024 {
-                return;
-            }
-            make_room(&mut buf, 16 * 1024);
-            match read_some(&mut stream, &mut buf, 16 * 1024).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => continue,
-            }
-        };
+        let (len, body, keep_alive) = (req.len, req.body, req.keep_alive);
         buf.advance(len);
         let mut progress = BodyProgress::new(body);
         loop {
@@ -186,8 +190,8 @@ async fn serve_connection(
             if p.done {
                 break;
             }
-            make_room(&mut buf, 16 * 1024);
-            if !matches!(read_some(&mut stream, &mut buf, 16 * 1024).await, Ok(n) if n > 0) {
+            make_room(&mut buf, BUFFER);
+            if !matches!(read_some(&mut stream, &mut buf, BUFFER).await, Ok(n) if n > 0) {
                 return;
             }
         }

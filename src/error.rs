@@ -9,7 +9,7 @@ use std::fmt;
 
 use bytes::{BufMut, BytesMut};
 
-use crate::http::HeadError;
+use crate::http::{reason_phrase, HeadError};
 use crate::state::outcome::{Failure, Generated};
 
 /// Why a request could not be proxied.
@@ -126,25 +126,6 @@ impl fmt::Display for ProxyError {
             Some(s) => write!(f, "{s} {}: {}", reason_phrase(s), self.detail()),
             None => f.write_str(self.detail()),
         }
-    }
-}
-
-/// The standard reason phrase for the statuses corelb generates itself.
-pub fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        400 => "Bad Request",
-        404 => "Not Found",
-        413 => "Content Too Large",
-        414 => "URI Too Long",
-        417 => "Expectation Failed",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        505 => "HTTP Version Not Supported",
-        _ => "Error",
     }
 }
 

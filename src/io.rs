@@ -67,6 +67,38 @@ pub async fn read_some<S: AsyncReadRent>(
     result
 }
 
+/// Why [`read_until`] stopped before what it waited for arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadShort {
+    /// The peer closed, or the socket failed.
+    Closed,
+    /// `limit` bytes are held, and they are still not enough.
+    Full,
+}
+
+/// Append to `buf` from `stream` until `enough(buf)`, holding no more than
+/// `limit` bytes: for reading one message head, whose end only a parser
+/// can see (the caller's `enough` asks it). No timeout: the caller bounds
+/// the wait.
+pub async fn read_until<S: AsyncReadRent>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    limit: usize,
+    mut enough: impl FnMut(&[u8]) -> bool,
+) -> Result<(), ReadShort> {
+    while !enough(buf) {
+        if buf.len() >= limit {
+            return Err(ReadShort::Full);
+        }
+        make_room(buf, limit);
+        match read_some(stream, buf, limit - buf.len()).await {
+            Ok(0) | Err(_) => return Err(ReadShort::Closed),
+            Ok(_) => {}
+        }
+    }
+    Ok(())
+}
+
 /// [`read_some`] that gives up after `timeout` (as measured by `deadlines`).
 pub async fn read_some_timeout<S: AsyncReadRent + AsRawFd>(
     deadlines: &Deadlines,

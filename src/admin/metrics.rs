@@ -1,475 +1,440 @@
 //! `GET /metrics`: every counter in the Prometheus text exposition format
 //! (version 0.0.4), summed over workers at scrape time.
+//!
+//! Each family is declared once in [`FAMILIES`] (name, type, help, and how
+//! its samples are read from one [`Scrape`]) and [`render`] writes them
+//! all in one loop, in that order; how the text is laid out is
+//! [`super::exposition`]'s business.
 
 use std::collections::HashSet;
-use std::fmt::Write as _;
-
+use std::fmt::Display;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
+use super::exposition::{Family, Kind, Label};
 use crate::control::Control;
 use crate::resilience::weights;
-use crate::state::backend::{BackendState, ResilienceCounters};
-use crate::state::metrics::{HistogramCounts, LATENCY_BOUNDS_US, STATUS_CLASSES};
-use crate::state::outcome::{Failure, Generated, TimeoutKind, GENERATED_STATUSES};
+use crate::snapshot::{Pool, Snapshot};
+use crate::state::backend::{Backend, BackendState, ResilienceCounters};
+use crate::state::metrics::{HistogramCounts, STATUS_CLASSES};
+use crate::state::outcome::{
+    BackendCounters, Failure, Generated, TimeoutKind, WorkerMetrics, GENERATED_STATUSES,
+};
 
-/// Writes families: a `# HELP` and `# TYPE` once per name, then samples.
-struct Exposition {
-    out: String,
+/// What one scrape reads: the configuration in use and every counter.
+struct Scrape<'s> {
+    control: &'s Control,
+    snapshot: &'s Snapshot,
+    workers: Vec<&'s WorkerMetrics>,
+    /// Every backend once: a server in two pools is one backend, and its
+    /// own counters are shown once.
+    backends: Vec<&'s Arc<Backend>>,
 }
 
-impl Exposition {
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+impl Scrape<'_> {
+    /// A worker counter summed over workers.
+    fn total(&self, get: impl Fn(&WorkerMetrics) -> u64) -> u64 {
+        self.workers.iter().map(|w| get(w)).sum()
     }
 
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
-        self.out.push_str(name);
-        if !labels.is_empty() {
-            self.out.push('{');
-            for (i, (k, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.out.push(',');
-                }
-                let _ = write!(self.out, "{k}=\"");
-                escape_label(&mut self.out, v);
-                self.out.push('"');
+    /// One sample per worker, labelled with its number.
+    fn per_worker<V: Display>(&self, f: &mut Family<'_>, get: impl Fn(&WorkerMetrics) -> V) {
+        for (i, w) in self.workers.iter().enumerate() {
+            f.sample(&[("worker", &i)], get(w));
+        }
+    }
+
+    /// One sample per named part, each a worker counter summed over
+    /// workers, labelled `label="part"`.
+    fn split(&self, f: &mut Family<'_>, label: &'static str, parts: &[(&str, WorkerCount)]) {
+        for (part, get) in parts {
+            f.sample(&[(label, part)], self.total(get));
+        }
+    }
+
+    /// `write` for every backend of every pool, with its pool: a server in
+    /// two pools twice, once per pool entry.
+    fn per_entry(&self, f: &mut Family<'_>, write: EntrySamples) {
+        for pool in &self.snapshot.pools {
+            for b in &pool.backends {
+                write(self.snapshot, pool, b, f);
             }
-            self.out.push('}');
         }
-        let _ = writeln!(self.out, " {value}");
     }
 
-    fn histogram(&mut self, name: &str, labels: &[(&str, &str)], counts: &HistogramCounts) {
-        let mut cumulative = 0;
-        let bucket = format!("{name}_bucket");
-        for (i, n) in counts.buckets.iter().enumerate() {
-            cumulative += n;
-            let le = match LATENCY_BOUNDS_US.get(i) {
-                Some(us) => format!("{}", *us as f64 / 1e6),
-                None => "+Inf".to_string(),
-            };
-            let mut with_le = labels.to_vec();
-            with_le.push(("le", &le));
-            self.sample(&bucket, &with_le, cumulative);
+    /// A histogram per backend (each once), labelled with its address:
+    /// `get` of each worker's counters, summed.
+    fn per_backend_histogram(
+        &self,
+        f: &mut Family<'_>,
+        get: fn(&BackendCounters) -> HistogramCounts,
+    ) {
+        for b in &self.backends {
+            let mut h = HistogramCounts::default();
+            b.stats().all_counters().for_each(|c| h.add(&get(c)));
+            f.histogram(&[("backend", &b.addr)], &h);
         }
-        self.sample(&format!("{name}_sum"), labels, counts.sum_us as f64 / 1e6);
-        self.sample(&format!("{name}_count"), labels, cumulative);
+    }
+
+    /// One sample per backend (each once), labelled with its address.
+    fn per_backend<V: Display>(&self, f: &mut Family<'_>, get: impl Fn(&Backend) -> V) {
+        for b in &self.backends {
+            f.sample(&[("backend", &b.addr)], get(b));
+        }
     }
 }
 
-/// Label values escape `\`, `"` and line feeds.
-fn escape_label(out: &mut String, value: &str) {
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
+/// A worker counter, read.
+type WorkerCount = fn(&WorkerMetrics) -> u64;
+
+/// A backend's counter summed over workers.
+fn backend_total(b: &Backend, get: impl Fn(&BackendCounters) -> u64) -> u64 {
+    b.stats().all_counters().map(get).sum()
 }
+
+/// A backend's resilience counter.
+fn resilience(b: &Backend, get: impl Fn(&ResilienceCounters) -> &AtomicU64) -> u64 {
+    get(&b.stats().resilience).load(Ordering::Relaxed)
+}
+
+/// One metric family, declared once.
+struct Spec {
+    name: &'static str,
+    kind: Kind,
+    help: &'static str,
+    samples: Samples,
+}
+
+/// How a family's samples are read from a [`Scrape`].
+enum Samples {
+    /// By a function of its own.
+    Read(fn(&Scrape<'_>, &mut Family<'_>)),
+    /// One sample per part: `label="part"`, a worker counter summed over
+    /// workers.
+    Split {
+        label: &'static str,
+        parts: &'static [(&'static str, WorkerCount)],
+    },
+    /// Samples of each pool entry (a backend in a pool).
+    PerEntry(EntrySamples),
+    /// Samples of each backend (once, though it may be in several pools).
+    EachBackend(fn(&Backend, &mut Family<'_>)),
+    /// A histogram per backend (each once), summed over workers.
+    BackendHistogram(fn(&BackendCounters) -> HistogramCounts),
+}
+
+/// A pool entry's samples, read from the configuration in use, the pool
+/// and the backend.
+type EntrySamples = fn(&Snapshot, &Pool, &Backend, &mut Family<'_>);
+
+use Samples::{BackendHistogram, EachBackend, PerEntry, Read, Split};
+
+/// Every family, in the order of the exposition.
+const FAMILIES: &[Spec] = &[
+    Spec {
+        name: "corelb_build_info",
+        kind: Kind::Gauge,
+        help: "Version and io driver of this corelb.",
+        samples: Read(|s, f| {
+            let info = &s.control.info;
+            f.sample(
+                &[
+                    ("version", &info.version),
+                    ("driver", &info.driver),
+                    ("threads", &info.threads),
+                ],
+                1,
+            );
+        }),
+    },
+    Spec {
+        name: "corelb_uptime_seconds",
+        kind: Kind::Gauge,
+        help: "Seconds since start.",
+        samples: Read(|s, f| f.sample(&[], s.control.info.started.elapsed().as_secs_f64())),
+    },
+    Spec {
+        name: "corelb_config_generation",
+        kind: Kind::Gauge,
+        help: "Generation of the configuration in use.",
+        samples: Read(|s, f| f.sample(&[], s.snapshot.generation)),
+    },
+    Spec {
+        name: "corelb_reloads_total",
+        kind: Kind::Counter,
+        help: "Configuration reloads, by result.",
+        samples: Read(|s, f| {
+            let c = s.control;
+            f.sample(&[("result", &"ok")], c.reloads_ok.load(Ordering::Relaxed));
+            f.sample(&[("result", &"failed")], c.reloads_failed.load(Ordering::Relaxed));
+        }),
+    },
+    Spec {
+        name: "corelb_connections_accepted_total",
+        kind: Kind::Counter,
+        help: "Client connections accepted, per worker.",
+        samples: Read(|s, f| s.per_worker(f, |w| w.accepted.get())),
+    },
+    Spec {
+        name: "corelb_connections_open",
+        kind: Kind::Gauge,
+        help: "Client connections open, per worker.",
+        samples: Read(|s, f| s.per_worker(f, |w| w.open.get())),
+    },
+    Spec {
+        name: "corelb_tunnels_open",
+        kind: Kind::Gauge,
+        help: "Client connections upgraded to a tunnel (WebSocket, ...) and open, per worker.",
+        samples: Read(|s, f| s.per_worker(f, |w| w.tunnels_open.get())),
+    },
+    Spec {
+        name: "corelb_connections_refused_total",
+        kind: Kind::Counter,
+        help: "Client connections closed at once, by reason: per_ip, the client address had --max-connections-per-ip open.",
+        samples: Split {
+            label: "reason",
+            parts: &[("per_ip", |w| w.refused_per_ip.get())],
+        },
+    },
+    Spec {
+        name: "corelb_responses_total",
+        kind: Kind::Counter,
+        help: "Responses to clients, relayed or generated, by status class.",
+        samples: Read(|s, f| {
+            for (c, class) in STATUS_CLASSES.iter().enumerate() {
+                f.sample(&[("class", class)], s.total(|w| w.responses[c].get()));
+            }
+        }),
+    },
+    Spec {
+        name: "corelb_generated_responses_total",
+        kind: Kind::Counter,
+        help: "Responses corelb answered itself, by status and reason.",
+        samples: Read(|s, f| {
+            // The statuses counted one by one, then the rest as `other`.
+            let statuses = GENERATED_STATUSES.len() + 1;
+            for reason in Generated::ALL {
+                for i in 0..statuses {
+                    let n = s.total(|w| w.generated[reason as usize][i].get());
+                    let status: &dyn Display = match GENERATED_STATUSES.get(i) {
+                        Some(code) => code,
+                        None => &"other",
+                    };
+                    if n > 0 {
+                        f.sample(&[("status", status), ("reason", &reason.as_str())], n);
+                    }
+                }
+            }
+        }),
+    },
+    Spec {
+        name: "corelb_client_bytes_total",
+        kind: Kind::Counter,
+        help: "Bytes from and to clients.",
+        samples: Split {
+            label: "direction",
+            parts: &[("in", |w| w.bytes_in.get()), ("out", |w| w.bytes_out.get())],
+        },
+    },
+    Spec {
+        name: "corelb_upstream_pool_total",
+        kind: Kind::Counter,
+        help: "Tries that reused a pooled upstream connection (hit) or opened one (miss).",
+        samples: Split {
+            label: "result",
+            parts: &[("hit", |w| w.pool_hits.get()), ("miss", |w| w.pool_misses.get())],
+        },
+    },
+    Spec {
+        name: "corelb_request_duration_seconds",
+        kind: Kind::Histogram,
+        help: "Whole requests, head received to response sent.",
+        samples: Read(|s, f| {
+            let mut all = HistogramCounts::default();
+            for w in &s.workers {
+                all.add(&w.request_latency.read());
+            }
+            f.histogram(&[], &all);
+        }),
+    },
+    Spec {
+        name: "corelb_timeouts_total",
+        kind: Kind::Counter,
+        help: "Waits that ran out, by which timeout.",
+        samples: Read(|s, f| {
+            let by_kind = TimeoutKind::ALL.map(|k| (k.as_str(), s.total(|w| w.timeouts[k as usize].get())));
+            for (kind, n) in by_kind {
+                f.sample(&[("kind", &kind)], n);
+            }
+        }),
+    },
+    Spec {
+        name: "corelb_retries_total",
+        kind: Kind::Counter,
+        help: "Requests sent again to another backend, and retries refused by the retry budget.",
+        samples: Split {
+            label: "result",
+            parts: &[
+                ("sent", |w| w.retries.get()),
+                ("over_budget", |w| w.retries_over_budget.get()),
+            ],
+        },
+    },
+    Spec {
+        name: "corelb_requests_total",
+        kind: Kind::Counter,
+        help: "Responses relayed from backends, by pool, backend and status class.",
+        samples: PerEntry(|_, pool, b, f| {
+            for (c, class) in STATUS_CLASSES.iter().enumerate() {
+                let n: u64 = b.entry().all_counters().map(|x| x.responses[c].get()).sum();
+                f.sample(&[("pool", &pool.name), ("backend", &b.addr), ("class", class)], n);
+            }
+        }),
+    },
+    Spec {
+        name: "corelb_backend_state",
+        kind: Kind::Gauge,
+        help: "1 for the state each backend of each pool is in.",
+        samples: PerEntry(|_, pool, b, f| {
+            let shown = b.shown_state();
+            for state in BackendState::ALL {
+                let labels: [Label<'_>; 3] = [
+                    ("pool", &pool.name),
+                    ("backend", &b.addr),
+                    ("state", &state.as_str()),
+                ];
+                f.sample(&labels, u8::from(shown == state));
+            }
+        }),
+    },
+    Spec {
+        name: "corelb_backend_weight",
+        kind: Kind::Gauge,
+        help: "Weight balancers use now, per pool entry, in units of the configured weight.",
+        samples: PerEntry(|snapshot, pool, b, f| {
+            let resilience = &snapshot.settings.resilience;
+            let weight = weights::shown(b.effective_weight(), pool.algorithm, resilience);
+            f.sample(&[("pool", &pool.name), ("backend", &b.addr)], weight);
+        }),
+    },
+    Spec {
+        name: "corelb_pool_panic",
+        kind: Kind::Gauge,
+        help: "1 while a pool has so few backends available that ejected ones take traffic again.",
+        samples: Read(|s, f| {
+            for pool in &s.snapshot.pools {
+                let panic = pool.backends.iter().any(|b| b.in_panic());
+                f.sample(&[("pool", &pool.name)], u8::from(panic));
+            }
+        }),
+    },
+    Spec {
+        name: "corelb_backend_inflight",
+        kind: Kind::Gauge,
+        help: "Requests in flight to each backend, all workers.",
+        samples: Read(|s, f| s.per_backend(f, Backend::inflight)),
+    },
+    Spec {
+        name: "corelb_backend_failures_total",
+        kind: Kind::Counter,
+        help: "Failed tries at each backend, by kind.",
+        samples: EachBackend(|b, f| {
+            for kind in Failure::ALL {
+                let n = backend_total(b, |c| c.failures[kind as usize].get());
+                f.sample(&[("backend", &b.addr), ("kind", &kind.as_str())], n);
+            }
+        }),
+    },
+    Spec {
+        name: "corelb_backend_ejections_total",
+        kind: Kind::Counter,
+        help: "Times each backend's circuit breaker opened (passive ejection).",
+        samples: Read(|s, f| s.per_backend(f, |b| resilience(b, |r| &r.ejections))),
+    },
+    Spec {
+        name: "corelb_backend_health_downs_total",
+        kind: Kind::Counter,
+        help: "Times active health checks took each backend down.",
+        samples: Read(|s, f| s.per_backend(f, |b| resilience(b, |r| &r.health_downs))),
+    },
+    Spec {
+        name: "corelb_health_checks_total",
+        kind: Kind::Counter,
+        help: "Active health probes of each backend, by result.",
+        samples: EachBackend(|b, f| {
+            let ok = resilience(b, |r| &r.probes_ok);
+            let failed = resilience(b, |r| &r.probes_failed);
+            f.sample(&[("backend", &b.addr), ("result", &"ok")], ok);
+            f.sample(&[("backend", &b.addr), ("result", &"failed")], failed);
+        }),
+    },
+    Spec {
+        name: "corelb_backend_failovers_total",
+        kind: Kind::Counter,
+        help: "Requests sent to another backend after this one could not be reached.",
+        samples: Read(|s, f| s.per_backend(f, |b| backend_total(b, |c| c.failovers.get()))),
+    },
+    Spec {
+        name: "corelb_backend_replays_total",
+        kind: Kind::Counter,
+        help: "Requests sent again after a pooled connection failed silently.",
+        samples: Read(|s, f| s.per_backend(f, |b| backend_total(b, |c| c.replays.get()))),
+    },
+    Spec {
+        name: "corelb_backend_duration_seconds",
+        kind: Kind::Histogram,
+        help: "Tries at each backend, start to end of the response.",
+        samples: BackendHistogram(|c| c.latency.read()),
+    },
+    Spec {
+        name: "corelb_backend_ttfb_seconds",
+        kind: Kind::Histogram,
+        help: "Start of each try to the backend's response head.",
+        samples: BackendHistogram(|c| c.ttfb.read()),
+    },
+];
 
 /// The whole exposition.
 pub fn render(control: &Control) -> String {
     let snapshot = control.shared.snapshot();
-    let mut e = Exposition {
-        out: String::with_capacity(16 * 1024),
-    };
-    let info = &control.info;
-
-    e.family(
-        "corelb_build_info",
-        "gauge",
-        "Version and io driver of this corelb.",
-    );
-    let threads = info.threads.to_string();
-    e.sample(
-        "corelb_build_info",
-        &[
-            ("version", info.version),
-            ("driver", info.driver),
-            ("threads", &threads),
-        ],
-        1,
-    );
-    e.family("corelb_uptime_seconds", "gauge", "Seconds since start.");
-    e.sample(
-        "corelb_uptime_seconds",
-        &[],
-        info.started.elapsed().as_secs_f64(),
-    );
-    e.family(
-        "corelb_config_generation",
-        "gauge",
-        "Generation of the configuration in use.",
-    );
-    e.sample("corelb_config_generation", &[], snapshot.generation);
-    e.family(
-        "corelb_reloads_total",
-        "counter",
-        "Configuration reloads, by result.",
-    );
-    let ok = control
-        .reloads_ok
-        .load(std::sync::atomic::Ordering::Relaxed);
-    let failed = control
-        .reloads_failed
-        .load(std::sync::atomic::Ordering::Relaxed);
-    e.sample("corelb_reloads_total", &[("result", "ok")], ok);
-    e.sample("corelb_reloads_total", &[("result", "failed")], failed);
-
-    // Per worker.
-    let workers: Vec<_> = control.shared.all_worker_metrics().collect();
-    e.family(
-        "corelb_connections_accepted_total",
-        "counter",
-        "Client connections accepted, per worker.",
-    );
-    for (i, w) in workers.iter().enumerate() {
-        e.sample(
-            "corelb_connections_accepted_total",
-            &[("worker", &i.to_string())],
-            w.accepted.get(),
-        );
-    }
-    e.family(
-        "corelb_connections_open",
-        "gauge",
-        "Client connections open, per worker.",
-    );
-    for (i, w) in workers.iter().enumerate() {
-        e.sample(
-            "corelb_connections_open",
-            &[("worker", &i.to_string())],
-            w.open.get(),
-        );
-    }
-    e.family(
-        "corelb_tunnels_open",
-        "gauge",
-        "Client connections upgraded to a tunnel (WebSocket, ...) and open, per worker.",
-    );
-    for (i, w) in workers.iter().enumerate() {
-        e.sample(
-            "corelb_tunnels_open",
-            &[("worker", &i.to_string())],
-            w.tunnels_open.get(),
-        );
-    }
-    e.family(
-        "corelb_connections_refused_total",
-        "counter",
-        "Client connections closed at once, by reason: per_ip, the client address had --max-connections-per-ip open.",
-    );
-    let refused: u64 = workers.iter().map(|w| w.refused_per_ip.get()).sum();
-    e.sample(
-        "corelb_connections_refused_total",
-        &[("reason", "per_ip")],
-        refused,
-    );
-    e.family(
-        "corelb_responses_total",
-        "counter",
-        "Responses to clients, relayed or generated, by status class.",
-    );
-    for (c, class) in STATUS_CLASSES.iter().enumerate() {
-        let n: u64 = workers.iter().map(|w| w.responses[c].get()).sum();
-        e.sample("corelb_responses_total", &[("class", class)], n);
-    }
-    e.family(
-        "corelb_generated_responses_total",
-        "counter",
-        "Responses corelb answered itself, by status and reason.",
-    );
-    for reason in Generated::ALL {
-        for (s, status) in GENERATED_STATUSES
-            .iter()
-            .map(|s| s.to_string())
-            .chain(["other".to_string()])
-            .enumerate()
-        {
-            let n: u64 = workers
-                .iter()
-                .map(|w| w.generated[reason as usize][s].get())
-                .sum();
-            if n > 0 {
-                e.sample(
-                    "corelb_generated_responses_total",
-                    &[("status", &status), ("reason", reason.as_str())],
-                    n,
-                );
-            }
-        }
-    }
-    e.family(
-        "corelb_client_bytes_total",
-        "counter",
-        "Bytes from and to clients.",
-    );
-    let bytes_in: u64 = workers.iter().map(|w| w.bytes_in.get()).sum();
-    let bytes_out: u64 = workers.iter().map(|w| w.bytes_out.get()).sum();
-    e.sample(
-        "corelb_client_bytes_total",
-        &[("direction", "in")],
-        bytes_in,
-    );
-    e.sample(
-        "corelb_client_bytes_total",
-        &[("direction", "out")],
-        bytes_out,
-    );
-    e.family(
-        "corelb_upstream_pool_total",
-        "counter",
-        "Tries that reused a pooled upstream connection (hit) or opened one (miss).",
-    );
-    let hits: u64 = workers.iter().map(|w| w.pool_hits.get()).sum();
-    let misses: u64 = workers.iter().map(|w| w.pool_misses.get()).sum();
-    e.sample("corelb_upstream_pool_total", &[("result", "hit")], hits);
-    e.sample("corelb_upstream_pool_total", &[("result", "miss")], misses);
-    e.family(
-        "corelb_request_duration_seconds",
-        "histogram",
-        "Whole requests, head received to response sent.",
-    );
-    let mut all = HistogramCounts::default();
-    for w in &workers {
-        all.add(&w.request_latency.read());
-    }
-    e.histogram("corelb_request_duration_seconds", &[], &all);
-    e.family(
-        "corelb_timeouts_total",
-        "counter",
-        "Waits that ran out, by which timeout.",
-    );
-    for kind in TimeoutKind::ALL {
-        let n: u64 = workers
-            .iter()
-            .map(|w| w.timeouts[kind as usize].get())
-            .sum();
-        e.sample("corelb_timeouts_total", &[("kind", kind.as_str())], n);
-    }
-    e.family(
-        "corelb_retries_total",
-        "counter",
-        "Requests sent again to another backend, and retries refused by the retry budget.",
-    );
-    let retries: u64 = workers.iter().map(|w| w.retries.get()).sum();
-    let refused: u64 = workers.iter().map(|w| w.retries_over_budget.get()).sum();
-    e.sample("corelb_retries_total", &[("result", "sent")], retries);
-    e.sample(
-        "corelb_retries_total",
-        &[("result", "over_budget")],
-        refused,
-    );
-
-    // Per pool entry and per backend.
-    e.family(
-        "corelb_requests_total",
-        "counter",
-        "Responses relayed from backends, by pool, backend and status class.",
-    );
-    for pool in &snapshot.pools {
-        for b in &pool.backends {
-            let addr = b.addr.to_string();
-            for (c, class) in STATUS_CLASSES.iter().enumerate() {
-                let n: u64 = b.entry().all_counters().map(|x| x.responses[c].get()).sum();
-                e.sample(
-                    "corelb_requests_total",
-                    &[("pool", &pool.name), ("backend", &addr), ("class", class)],
-                    n,
-                );
-            }
-        }
-    }
-    e.family(
-        "corelb_backend_state",
-        "gauge",
-        "1 for the state each backend of each pool is in.",
-    );
-    for pool in &snapshot.pools {
-        for b in &pool.backends {
-            let addr = b.addr.to_string();
-            let shown = b.shown_state();
-            for state in BackendState::ALL {
-                e.sample(
-                    "corelb_backend_state",
-                    &[
-                        ("pool", &pool.name),
-                        ("backend", &addr),
-                        ("state", state.as_str()),
-                    ],
-                    u8::from(shown == state),
-                );
-            }
-        }
-    }
-    e.family(
-        "corelb_backend_weight",
-        "gauge",
-        "Weight balancers use now, per pool entry, in units of the configured weight.",
-    );
-    let resilience = snapshot.settings.resilience;
-    for pool in &snapshot.pools {
-        for b in &pool.backends {
-            let addr = b.addr.to_string();
-            e.sample(
-                "corelb_backend_weight",
-                &[("pool", &pool.name), ("backend", &addr)],
-                weights::shown(b.effective_weight(), pool.algorithm, &resilience),
-            );
-        }
-    }
-    e.family(
-        "corelb_pool_panic",
-        "gauge",
-        "1 while a pool has so few backends available that ejected ones take traffic again.",
-    );
-    for pool in &snapshot.pools {
-        let panic = pool.backends.iter().any(|b| b.in_panic());
-        e.sample(
-            "corelb_pool_panic",
-            &[("pool", &pool.name)],
-            u8::from(panic),
-        );
-    }
-    // A server in two pools is one backend: its own counters once.
     let mut seen = HashSet::new();
-    let backends: Vec<_> = snapshot
-        .pools
-        .iter()
-        .flat_map(|p| p.backends.iter())
-        .filter(|b| seen.insert(b.addr))
-        .collect();
-    e.family(
-        "corelb_backend_inflight",
-        "gauge",
-        "Requests in flight to each backend, all workers.",
-    );
-    for b in &backends {
-        e.sample(
-            "corelb_backend_inflight",
-            &[("backend", &b.addr.to_string())],
-            b.inflight(),
-        );
-    }
-    e.family(
-        "corelb_backend_failures_total",
-        "counter",
-        "Failed tries at each backend, by kind.",
-    );
-    for b in &backends {
-        let addr = b.addr.to_string();
-        for f in Failure::ALL {
-            let n: u64 = b
-                .stats()
-                .all_counters()
-                .map(|c| c.failures[f as usize].get())
-                .sum();
-            e.sample(
-                "corelb_backend_failures_total",
-                &[("backend", &addr), ("kind", f.as_str())],
-                n,
-            );
+    let scrape = Scrape {
+        control,
+        snapshot: &snapshot,
+        workers: control.shared.all_worker_metrics().collect(),
+        backends: snapshot
+            .pools
+            .iter()
+            .flat_map(|p| p.backends.iter())
+            .filter(|b| seen.insert(b.addr))
+            .collect(),
+    };
+    let mut out = String::with_capacity(16 * 1024);
+    for spec in FAMILIES {
+        let mut family = Family::start(&mut out, spec.name, spec.kind, spec.help);
+        match spec.samples {
+            Read(samples) => samples(&scrape, &mut family),
+            Split { label, parts } => scrape.split(&mut family, label, parts),
+            PerEntry(write) => scrape.per_entry(&mut family, write),
+            EachBackend(write) => scrape.backends.iter().for_each(|b| write(b, &mut family)),
+            BackendHistogram(get) => scrape.per_backend_histogram(&mut family, get),
         }
     }
-    let resilience_counter =
-        |e: &mut Exposition,
-         name: &str,
-         help: &str,
-         get: &dyn Fn(&ResilienceCounters) -> &AtomicU64| {
-            e.family(name, "counter", help);
-            for b in &backends {
-                let n = get(&b.stats().resilience).load(Ordering::Relaxed);
-                e.sample(name, &[("backend", &b.addr.to_string())], n);
-            }
-        };
-    resilience_counter(
-        &mut e,
-        "corelb_backend_ejections_total",
-        "Times each backend's circuit breaker opened (passive ejection).",
-        &|r| &r.ejections,
-    );
-    resilience_counter(
-        &mut e,
-        "corelb_backend_health_downs_total",
-        "Times active health checks took each backend down.",
-        &|r| &r.health_downs,
-    );
-    e.family(
-        "corelb_health_checks_total",
-        "counter",
-        "Active health probes of each backend, by result.",
-    );
-    for b in &backends {
-        let addr = b.addr.to_string();
-        let r = &b.stats().resilience;
-        e.sample(
-            "corelb_health_checks_total",
-            &[("backend", &addr), ("result", "ok")],
-            r.probes_ok.load(Ordering::Relaxed),
-        );
-        e.sample(
-            "corelb_health_checks_total",
-            &[("backend", &addr), ("result", "failed")],
-            r.probes_failed.load(Ordering::Relaxed),
-        );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_family_is_declared_once() {
+        let mut names = HashSet::new();
+        for spec in FAMILIES {
+            assert!(names.insert(spec.name), "{} twice", spec.name);
+            assert!(spec.name.starts_with("corelb_"), "{}", spec.name);
+            let counter = spec.name.ends_with("_total");
+            assert_eq!(counter, spec.kind == Kind::Counter, "{}", spec.name);
+        }
     }
-    e.family(
-        "corelb_backend_failovers_total",
-        "counter",
-        "Requests sent to another backend after this one could not be reached.",
-    );
-    for b in &backends {
-        let n: u64 = b.stats().all_counters().map(|c| c.failovers.get()).sum();
-        e.sample(
-            "corelb_backend_failovers_total",
-            &[("backend", &b.addr.to_string())],
-            n,
-        );
-    }
-    e.family(
-        "corelb_backend_replays_total",
-        "counter",
-        "Requests sent again after a pooled connection failed silently.",
-    );
-    for b in &backends {
-        let n: u64 = b.stats().all_counters().map(|c| c.replays.get()).sum();
-        e.sample(
-            "corelb_backend_replays_total",
-            &[("backend", &b.addr.to_string())],
-            n,
-        );
-    }
-    e.family(
-        "corelb_backend_duration_seconds",
-        "histogram",
-        "Tries at each backend, start to end of the response.",
-    );
-    for b in &backends {
-        let mut h = HistogramCounts::default();
-        b.stats()
-            .all_counters()
-            .for_each(|c| h.add(&c.latency.read()));
-        e.histogram(
-            "corelb_backend_duration_seconds",
-            &[("backend", &b.addr.to_string())],
-            &h,
-        );
-    }
-    e.family(
-        "corelb_backend_ttfb_seconds",
-        "histogram",
-        "Start of each try to the backend's response head.",
-    );
-    for b in &backends {
-        let mut h = HistogramCounts::default();
-        b.stats().all_counters().for_each(|c| h.add(&c.ttfb.read()));
-        e.histogram(
-            "corelb_backend_ttfb_seconds",
-            &[("backend", &b.addr.to_string())],
-            &h,
-        );
-    }
-    e.out
 }

@@ -19,6 +19,7 @@
 //! from loopback, 404 unknown path, pool or backend, 405 wrong method,
 //! 409 already there. A refused call changes nothing.
 
+mod exposition;
 mod http;
 pub mod metrics;
 pub mod status;
@@ -35,6 +36,7 @@ use tracing::{info, warn};
 use crate::config::AdminListen;
 use crate::control::api::Change;
 use crate::control::Control;
+use crate::http::reason_phrase;
 use http::{read_request, AdminRequest};
 
 /// The dashboard page, served as it is.
@@ -127,21 +129,6 @@ impl Answer {
     }
 }
 
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        409 => "Conflict",
-        413 => "Content Too Large",
-        500 => "Internal Server Error",
-        _ => "Error",
-    }
-}
-
 fn serve_connection(mut stream: TcpStream, control: &Control) -> io::Result<()> {
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
@@ -153,7 +140,7 @@ fn serve_connection(mut stream: TcpStream, control: &Control) -> io::Result<()> 
     let mut out = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n",
         answer.status,
-        reason(answer.status),
+        reason_phrase(answer.status),
         answer.content_type,
         answer.body.len()
     );

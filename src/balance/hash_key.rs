@@ -12,7 +12,7 @@ use std::str::FromStr;
 use httparse::Header;
 
 use super::stable_hash::hash_bytes;
-use crate::http::head::{is_token_byte, trim_ows};
+use crate::http::syntax::{is_token_byte, trim_ows};
 use crate::http::RequestHead;
 
 /// What a consistent-hash pool hashes. Written `client-ip`, `path`,

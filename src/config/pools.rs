@@ -228,7 +228,7 @@ fn file_pool(
 fn parse_upgrade_protocol(text: &str) -> Result<String, String> {
     use crate::http::upgrade::{Protocol, MAX_PROTOCOL_LEN};
     let name = text.trim();
-    let token = |p: &str| !p.is_empty() && p.bytes().all(crate::http::head::is_token_byte);
+    let token = |p: &str| !p.is_empty() && p.bytes().all(crate::http::syntax::is_token_byte);
     let well_formed = match name.split_once('/') {
         Some((proto, version)) => token(proto) && token(version),
         None => token(name),

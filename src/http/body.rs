@@ -8,8 +8,8 @@
 
 use std::fmt;
 
-use super::field::{self, LONGEST_NOT_IN_TRAILERS};
-use super::head::{is_token_byte, MAX_HEADERS};
+use super::field::{self, LONGEST_NOT_IN_TRAILERS, MAX_HEADERS};
+use super::syntax::is_token_byte;
 
 /// How the length of a message body is known (RFC 9112 §6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,6 +8,10 @@
 //! reads two. Where that split decides framing or what corelb vouches for,
 //! the message is refused.
 
+/// Most fields accepted in one head or one trailer section; more in a
+/// request head is answered 431.
+pub const MAX_HEADERS: usize = 100;
+
 /// Is the received field `name` the field `canonical` (lower case,
 /// hyphenated) once case is ignored and `_` is read as `-`?
 fn reads_as(name: &[u8], canonical: &[u8]) -> bool {

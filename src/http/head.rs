@@ -9,9 +9,8 @@ use httparse::{Header, Status};
 
 use super::body::BodyKind;
 use super::field;
-
-/// Most header fields accepted in one head; more is answered 431.
-pub const MAX_HEADERS: usize = 100;
+use super::syntax::{is_token_byte, list_items};
+use super::upgrade;
 
 /// A head that cannot be forwarded, with the status to answer and why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -270,25 +269,6 @@ fn scan_fields<'b>(headers: &[Header<'b>]) -> Result<FramingFields<'b>, &'static
     Ok(f)
 }
 
-/// Items of a comma-separated header list, trimmed, empty items skipped.
-pub fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value
-        .split(|&b| b == b',')
-        .map(trim_ows)
-        .filter(|item| !item.is_empty())
-}
-
-/// `s` without optional whitespace (SP, HTAB) at either end.
-pub fn trim_ows(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = s {
-        s = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = s {
-        s = rest;
-    }
-    s
-}
-
 /// Largest Content-Length accepted: `i64::MAX`, as for chunk sizes.
 const MAX_CONTENT_LENGTH: u64 = i64::MAX as u64;
 
@@ -307,13 +287,6 @@ fn parse_content_length(value: &[u8]) -> Option<u64> {
             n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
         })
         .filter(|&n| n <= MAX_CONTENT_LENGTH)
-}
-
-/// tchar from RFC 9110 §5.6.2.
-pub fn is_token_byte(b: u8) -> bool {
-    matches!(b,
-        b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' |
-        b'^' | b'_' | b'`' | b'|' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z')
 }
 
 /// httparse accepts a bare LF as a line end; RFC 9112 §2.2 lets a recipient
@@ -536,7 +509,7 @@ pub fn parse_request<'h, 'b>(
         ));
     }
     let upgrade = if asks_upgrade && minor_version == 1 {
-        super::upgrade::single_protocol(headers)
+        upgrade::single_protocol(headers)
     } else {
         None
     };
@@ -642,6 +615,7 @@ pub fn parse_response<'h, 'b>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::MAX_HEADERS;
 
     fn req(raw: &str) -> Result<Option<(BodyKind, bool, usize)>, HeadError> {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];

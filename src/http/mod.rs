@@ -5,7 +5,11 @@ pub mod body;
 pub mod field;
 pub mod head;
 pub mod rewrite;
+pub mod status;
+pub mod syntax;
 pub mod upgrade;
 
 pub use body::{BodyKind, BodyProgress, ChunkError, ChunkedDecoder, Progress};
-pub use head::{parse_request, parse_response, HeadError, RequestHead, ResponseHead, MAX_HEADERS};
+pub use field::MAX_HEADERS;
+pub use head::{parse_request, parse_response, HeadError, RequestHead, ResponseHead};
+pub use status::reason_phrase;

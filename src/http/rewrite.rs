@@ -15,7 +15,8 @@ use bytes::{BufMut, BytesMut};
 use httparse::Header;
 
 use super::body::BodyKind;
-use super::head::{list_items, RequestHead, ResponseHead};
+use super::head::{RequestHead, ResponseHead};
+use super::syntax::list_items;
 
 /// The `Via` entry corelb adds (RFC 9110 §7.6.3).
 const VIA: &[u8] = b"1.1 corelb";
@@ -434,7 +435,8 @@ pub fn write_interim_head(out: &mut BytesMut, res: &ResponseHead<'_, '_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::head::{parse_request, parse_response, MAX_HEADERS};
+    use crate::http::head::{parse_request, parse_response};
+    use crate::http::MAX_HEADERS;
 
     fn forward(raw: &str) -> String {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];

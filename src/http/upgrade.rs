@@ -14,7 +14,7 @@
 
 use httparse::Header;
 
-use super::head::list_items;
+use super::syntax::{is_token_byte, list_items};
 
 /// The protocol every pool lets through (RFC 6455).
 pub const WEBSOCKET: &[u8] = b"websocket";
@@ -55,7 +55,7 @@ impl Protocol {
 /// A `protocol-name["/"protocol-version]` (RFC 9110 §7.8): tokens only.
 fn is_protocol(item: &[u8]) -> bool {
     let mut parts = item.splitn(2, |&b| b == b'/');
-    let token = |p: &[u8]| !p.is_empty() && p.iter().all(|&b| super::head::is_token_byte(b));
+    let token = |p: &[u8]| !p.is_empty() && p.iter().all(|&b| is_token_byte(b));
     parts.next().is_some_and(token) && parts.next().is_none_or(token)
 }
 

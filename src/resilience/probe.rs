@@ -1,5 +1,5 @@
 //! Active health probes: one probe (connect, `GET` the health path, read
-//! the status line), and the loop that probes one backend and records
+//! the answer's head with the data plane's parser), and the loop that probes one backend and records
 //! what it finds. Its own connection every time: a probe never borrows a
 //! data connection (whose state it could disturb) and never leaves one
 //! behind (`Connection: close`).
@@ -12,15 +12,19 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use bytes::BytesMut;
+use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 
 use super::health::{self, Health, HealthPolicy};
 use super::tracked::State;
+use crate::http::{parse_response, MAX_HEADERS};
+use crate::io::read_until;
 use crate::state::ewma;
 
-/// The longest status line read.
-const MAX_STATUS_LINE: usize = 512;
+/// The longest answer head read: the code is all a probe wants, but only a
+/// whole head shows the answer is HTTP the data plane could relay.
+const MAX_HEAD: usize = 16 * 1024;
 
 /// Why a probe got no status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +35,8 @@ pub enum ProbeError {
     Timeout,
     /// The connection closed or broke before a status line.
     Closed,
-    /// What came back was not an HTTP/1.x status line.
+    /// What came back was not an HTTP/1.x response head (as the data
+    /// plane's parser reads one).
     NotHttp,
 }
 
@@ -67,33 +72,29 @@ async fn exchange(addr: SocketAddr, policy: &HealthPolicy) -> Result<u16, ProbeE
     );
     let (result, _) = stream.write_all(request.into_bytes()).await;
     result.map_err(|_| ProbeError::Closed)?;
-    let mut line = Vec::with_capacity(MAX_STATUS_LINE);
-    while !line.contains(&b'\n') && line.len() < MAX_STATUS_LINE {
-        let buf = Vec::with_capacity(MAX_STATUS_LINE - line.len());
-        let (result, buf) = stream.read(buf).await;
-        match result {
-            Ok(0) | Err(_) => break,
-            Ok(_) => line.extend_from_slice(&buf),
-        }
+    let mut buf = BytesMut::with_capacity(1024);
+    // Stopping short (closed, or the head too long) leaves `buf` with what
+    // came: judged below like a head that ended there.
+    let _ = read_until(&mut stream, &mut buf, MAX_HEAD, |b| {
+        answer_code(b).is_some()
+    })
+    .await;
+    match answer_code(&buf) {
+        Some(code) => code,
+        None if buf.is_empty() => Err(ProbeError::Closed),
+        None => Err(ProbeError::NotHttp),
     }
-    if line.is_empty() {
-        return Err(ProbeError::Closed);
-    }
-    status_of(&line).ok_or(ProbeError::NotHttp)
 }
 
-/// The code of a status line `HTTP/1.x NNN ...`.
-pub fn status_of(line: &[u8]) -> Option<u16> {
-    let rest = line
-        .strip_prefix(b"HTTP/1.1 ")
-        .or_else(|| line.strip_prefix(b"HTTP/1.0 "))?;
-    let digits = rest.get(..3)?;
-    if !digits.iter().all(u8::is_ascii_digit)
-        || rest.get(3).is_some_and(|b| *b != b' ' && *b != b'\r')
-    {
-        return None;
+/// The code of the answer whose head starts `buf`, parsed as the data
+/// plane parses a backend's head; `None` while the head is unfinished.
+pub fn answer_code(buf: &[u8]) -> Option<Result<u16, ProbeError>> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    match parse_response(buf, &mut headers, false) {
+        Ok(Some(head)) => Some(Ok(head.code)),
+        Ok(None) => None,
+        Err(_) => Some(Err(ProbeError::NotHttp)),
     }
-    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 /// Probe one backend for as long as some pool wants it probed.
@@ -167,11 +168,21 @@ mod tests {
 
     #[test]
     fn status_lines() {
-        assert_eq!(status_of(b"HTTP/1.1 200 OK\r\n"), Some(200));
-        assert_eq!(status_of(b"HTTP/1.0 503 Busy\r\n"), Some(503));
-        assert_eq!(status_of(b"HTTP/1.1 204\r\n"), Some(204));
-        assert_eq!(status_of(b"HTTP/1.1 20 OK\r\n"), None);
-        assert_eq!(status_of(b"SSH-2.0-OpenSSH\r\n"), None);
-        assert_eq!(status_of(b""), None);
+        let code = |head: &[u8]| answer_code(head);
+        assert_eq!(code(b"HTTP/1.1 200 OK\r\n\r\n"), Some(Ok(200)));
+        assert_eq!(code(b"HTTP/1.0 503 Busy\r\n\r\n"), Some(Ok(503)));
+        assert_eq!(code(b"HTTP/1.1 204\r\n\r\n"), Some(Ok(204)));
+        assert_eq!(
+            code(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+            Some(Ok(200))
+        );
+        assert_eq!(
+            code(b"HTTP/1.1 20 OK\r\n\r\n"),
+            Some(Err(ProbeError::NotHttp))
+        );
+        assert_eq!(code(b"SSH-2.0-OpenSSH\r\n"), Some(Err(ProbeError::NotHttp)));
+        // Unfinished: read on.
+        assert_eq!(code(b""), None);
+        assert_eq!(code(b"HTTP/1.1 200 OK\r\n"), None);
     }
 }
