@@ -1,4 +1,5 @@
-//! Field-name rules shared by heads and trailers.
+//! Field rules shared by heads and trailers: how many a section may carry,
+//! and which names.
 //!
 //! CGI, WSGI, Rack and PHP servers hand an application its header fields
 //! as variables named after them, upper-cased with `-` turned into `_`
