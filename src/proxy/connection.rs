@@ -17,7 +17,7 @@ use super::context::WorkerContext;
 use super::exchange::{After, Exchange, NextRequest};
 use crate::deadline::Deadlines;
 use crate::io::{make_room, release_if_oversized};
-use crate::transport::Transport;
+use crate::transport::{ReadWait, Transport};
 
 /// Serve one client connection until it closes.
 ///
@@ -115,7 +115,10 @@ async fn linger<T: Transport>(deadlines: &Deadlines, client: &mut T, buf: &mut B
         make_room(buf, 16 * 1024);
         let room = buf.capacity();
         let left = deadline.saturating_duration_since(Instant::now());
-        match client.read_timeout(deadlines, buf, room, left).await {
+        match client
+            .read_timeout(deadlines, buf, room, ReadWait::Busy(left))
+            .await
+        {
             Ok(n) if n > 0 => discarded += n,
             _ => return,
         }

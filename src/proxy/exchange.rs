@@ -18,7 +18,7 @@ use crate::http::{head, parse_request, BodyKind, MAX_HEADERS};
 use crate::io::{make_room, ReadError};
 use crate::plan::Plan;
 use crate::state::outcome::{RequestOutcome, TimeoutKind};
-use crate::transport::Transport;
+use crate::transport::{ReadWait, Transport};
 
 /// What the request head said, once parsed; owned, so it lives across awaits.
 pub(super) struct Request {
@@ -214,15 +214,14 @@ impl<'a, T: Transport> Exchange<'a, T> {
             make_room(&mut self.conn.bufs.client_in, cfg.buffer_size);
             let Connection { client, bufs, .. } = &mut *self.conn;
             let buf = &mut bufs.client_in;
-            let read = if idle {
+            let wait = if idle {
                 // A drain closes connections waiting here (see
                 // `Deadlines::start_drain`).
-                client
-                    .read_idle_timeout(deadlines, buf, room, timeout)
-                    .await
+                ReadWait::Idle(timeout)
             } else {
-                client.read_timeout(deadlines, buf, room, timeout).await
+                ReadWait::Busy(timeout)
             };
+            let read = client.read_timeout(deadlines, buf, room, wait).await;
             match read {
                 Ok(0) | Err(ReadError::Io(_)) => return Ok(NextRequest::Closed),
                 // A client that stalls mid-head gets no answer: it is either

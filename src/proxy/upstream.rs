@@ -26,7 +26,7 @@ use crate::http::upgrade::{self, Protocol};
 use crate::http::{parse_response, BodyKind, BodyProgress, MAX_HEADERS};
 use crate::io::{make_room, read_some_timeout, write_all_timeout, write_shared_timeout, ReadError};
 use crate::state::outcome::TimeoutKind;
-use crate::transport::Transport;
+use crate::transport::{ReadWait, Transport};
 
 /// Interim (1xx) responses accepted before the final one; a backend
 /// sending endless 1xx would otherwise hold the exchange forever.
@@ -171,7 +171,12 @@ impl<T: Transport> Exchange<'_, T> {
             match self
                 .conn
                 .client
-                .read_timeout(&self.worker.deadlines, buf, limit, body_timeout)
+                .read_timeout(
+                    &self.worker.deadlines,
+                    buf,
+                    limit,
+                    ReadWait::Busy(body_timeout),
+                )
                 .await
             {
                 Err(ReadError::Timeout) => {

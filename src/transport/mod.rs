@@ -21,30 +21,30 @@ use bytes::BytesMut;
 use crate::deadline::Deadlines;
 use crate::io::ReadError;
 
+/// How long a read may wait, and what kind of wait it is.
+#[derive(Debug, Clone, Copy)]
+pub enum ReadWait {
+    /// Bytes of a message under way (a head, a body): `timeout` at most.
+    Busy(Duration),
+    /// A kept-alive connection waiting for its next request: `timeout` at
+    /// most, and a drain ends the wait early.
+    Idle(Duration),
+}
+
 /// A client connection's byte stream. See the module docs.
 ///
 /// `async fn` in a trait: corelb's runtimes are single-threaded, so no
 /// caller needs the futures to be `Send`.
 #[allow(async_fn_in_trait)]
 pub trait Transport: AsRawFd {
-    /// Append up to `limit` bytes to `buf`, giving up after `timeout`.
+    /// Append up to `limit` bytes to `buf`, giving up when `wait` says.
     /// `Ok(0)`: the peer closed.
     async fn read_timeout(
         &mut self,
         deadlines: &Deadlines,
         buf: &mut BytesMut,
         limit: usize,
-        timeout: Duration,
-    ) -> Result<usize, ReadError>;
-
-    /// [`Transport::read_timeout`] for a kept-alive connection waiting
-    /// for its next request: a drain ends the wait early.
-    async fn read_idle_timeout(
-        &mut self,
-        deadlines: &Deadlines,
-        buf: &mut BytesMut,
-        limit: usize,
-        timeout: Duration,
+        wait: ReadWait,
     ) -> Result<usize, ReadError>;
 
     /// Wait, holding no buffer, until there is something to read (or end

@@ -10,7 +10,7 @@ use bytes::BytesMut;
 use monoio::io::AsyncWriteRent;
 use monoio::net::TcpStream;
 
-use super::Transport;
+use super::{ReadWait, Transport};
 use crate::deadline::Deadlines;
 use crate::io::{self as owned, ReadError};
 
@@ -21,20 +21,16 @@ impl Transport for TcpStream {
         deadlines: &Deadlines,
         buf: &mut BytesMut,
         limit: usize,
-        timeout: Duration,
+        wait: ReadWait,
     ) -> Result<usize, ReadError> {
-        owned::read_some_timeout(deadlines, self, buf, limit, timeout).await
-    }
-
-    #[inline]
-    async fn read_idle_timeout(
-        &mut self,
-        deadlines: &Deadlines,
-        buf: &mut BytesMut,
-        limit: usize,
-        timeout: Duration,
-    ) -> Result<usize, ReadError> {
-        owned::read_idle_timeout(deadlines, self, buf, limit, timeout).await
+        match wait {
+            ReadWait::Busy(timeout) => {
+                owned::read_some_timeout(deadlines, self, buf, limit, timeout).await
+            }
+            ReadWait::Idle(timeout) => {
+                owned::read_idle_timeout(deadlines, self, buf, limit, timeout).await
+            }
+        }
     }
 
     #[inline]
