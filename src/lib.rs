@@ -2,29 +2,30 @@
 //!
 //! # Layout
 //!
+//! Top to bottom, as the imports run (none runs back up; see
+//! `docs/architecture.md`):
+//!
 //! | module | holds |
 //! |---|---|
-//! | [`cli`], [`config`] | flags and the validated, typed [`config::Config`] |
-//! | [`serve`] | the whole process: logging, signals, data plane, admin, control loop |
-//! | [`control`] | the owner of everything shared: snapshot, registry, connection counts, lifecycle, reload, admin changes |
-//! | [`admin`] | the admin listener: metrics, status, dashboard, runtime API |
+//! | [`mod@serve`], [`demo`] | the whole process: logging, signals, data plane, admin, control loop; `corelb demo` |
 //! | [`runtime`] | pinned worker threads, one monoio runtime each |
-//! | [`listener`] | SO_REUSEPORT sockets, accept loop, connection cap |
-//! | [`steering`] | load-aware split of new connections between workers (reuseport BPF) |
-//! | [`worker`] | per-thread state: upstream pool, balancer state |
-//! | [`proxy`] | the connection loop, upstream exchange and relay: where protocol meets sockets |
-//! | [`http`] | pure HTTP/1.1: head parsing, body framing, head rewriting, upgrade decisions |
-//! | [`io`] | monoio owned-buffer helpers |
-//! | [`deadline`] | coarse per-worker timeouts for socket waits, swept each tick |
-//! | [`pool`] | per-worker idle upstream connections |
-//! | [`buffers`], [`slots`] | per-worker free lists of connection buffers and of exchange futures' memory |
-//! | [`backend`], [`snapshot`] | backends and their shared atomics; pools and routes |
-//! | [`balance`] | the balancing algorithms, one a file |
-//! | [`error`] | failures and the status each gets |
-//! | [`outcome`], [`metrics`] | what a request and a try came to, and the per-worker counters they go into |
+//! | [`worker`] | one worker: its accept loop on its own SO_REUSEPORT listener, its periodic tasks, the drain |
+//! | [`admin`] | the admin listener: metrics, status, dashboard, runtime API |
+//! | [`control`] | the writer of shared state: reload, admin changes, signals, status history |
+//! | [`resilience`] | the health thread: probes, breakers, ejection, adaptive weights |
+//! | [`proxy`] | a client connection, each request's exchange, the upstream half of forwarding |
+//! | [`plan`] | one request's tries: which backend, and what if it fails |
+//! | [`transport`] | what a client speaks over (plain TCP) |
+//! | [`shared`] | what every thread reads: the published snapshot, metrics blocks, limits, lifecycle |
+//! | [`snapshot`] | pools, routes and settings as workers see them |
+//! | [`config`] | each setting declared once; flags + file → the validated, typed [`config::Config`] |
+//! | [`balance`] | the balancing algorithms, one a file, and the consistent-hash key |
 //! | [`access_log`], [`logging`] | the buffered per-worker access log; log lines and their rate limit |
-//! | [`ewma`] | the peak, time-decaying latency average |
-//! | [`demo`] | `corelb demo`: built-in backends |
+//! | [`error`] | failures, whose fault each is, and the status each gets |
+//! | [`io`], [`pool`], [`buffers`], [`slots`], [`deadline`], [`syscall`] | owned-buffer I/O, idle upstream connections, per-worker free lists, coarse timeouts, plain syscalls |
+//! | [`steering`] | load-aware split of new connections between workers (reuseport BPF) |
+//! | [`state`] | the ground floor: backends and their atomics, registry, limits, lifecycle, counters |
+//! | [`http`] | the one HTTP/1 parser, pure: heads, bodies, rewriting, upgrades |
 
 pub mod access_log;
 pub mod admin;

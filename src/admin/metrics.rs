@@ -1,10 +1,10 @@
 //! `GET /metrics`: every counter in the Prometheus text exposition format
 //! (version 0.0.4), summed over workers at scrape time.
 //!
-//! Each family is declared once in [`FAMILIES`] (name, type, help, and how
-//! its samples are read from one [`Scrape`]) and [`render`] writes them
+//! Each family is declared once in `FAMILIES` (name, type, help, and how
+//! its samples are read from one `Scrape`) and [`render`] writes them
 //! all in one loop, in that order; how the text is laid out is
-//! [`super::exposition`]'s business.
+//! `exposition.rs`'s business.
 
 use std::collections::HashSet;
 use std::fmt::Display;

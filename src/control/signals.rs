@@ -3,7 +3,7 @@
 //!
 //! - SIGHUP: reload the config file ([`Control::reload`]); a bad file
 //!   changes nothing and the reason is logged.
-//! - SIGTERM, SIGINT: drain ([`super::lifecycle`]); a second one stops at
+//! - SIGTERM, SIGINT: drain ([`crate::state::lifecycle`]); a second one stops at
 //!   once.
 //! - SIGUSR1: reopen the access log (logrotate).
 

@@ -7,7 +7,7 @@
 //!
 //! - **Closed → Open** when `max_fails` tries in a row failed (the worker
 //!   that sees the last of them opens the breaker at once, see
-//!   [`crate::state::backend::Backend::note_try`]; the breaker then only learns
+//!   [`crate::plan::Plan::record`]; the breaker then only learns
 //!   that it was tripped), or when at least `min_requests` tries in the last
 //!   `window` failed in a share of `ratio` or more.
 //! - **Open → HalfOpen** after the open time: `base_open` the first time,

@@ -3,7 +3,7 @@
 //! panic flags. It runs its own small monoio runtime (probes are many
 //! small concurrent exchanges) and never handles a client request.
 //!
-//! Per backend address it keeps a [`Tracked`]: the breaker, the probe
+//! Per backend address it keeps a `Tracked` (`tracked.rs`): the breaker, the probe
 //! results, the counter totals seen last tick, the state it last
 //! published. Workers write a backend's state only to trip its breaker
 //! (`Up`/`HalfOpen` → `Open`, see [`crate::plan::Plan::record`]); the

@@ -2,7 +2,7 @@
 //! (`crate::proxy`) needs from its client side, whatever carries the bytes.
 //!
 //! [`Transport`] is the seam: the proxy is generic over it, so plain TCP
-//! (today, [`tcp`]) and TLS (a wrapper that decrypts on read and encrypts
+//! (today, `tcp.rs`) and TLS (a wrapper that decrypts on read and encrypts
 //! on write) feed the same forwarding code. Every operation takes its
 //! timeout through the worker's [`Deadlines`], as the TCP path always has.
 //! What only some transports can do is a method here with the TCP meaning
