@@ -54,7 +54,11 @@ Options:
   --upstream-keepalive N
                         corelb --upstream-keepalive, idle upstream connections
                         kept per worker [1024, as nginx's `keepalive 1024`]
-  --port-base P         first of the 127.0.0.1 ports used (P..P+9) [28400, below the
+  --baseline BIN        also measure another corelb binary (e.g. the build of an
+                        earlier commit) as a target of its own, same flags and
+                        layouts, interleaved with the rest; its rows show req/s
+                        and CPU against this corelb's (a before/after in one run)
+  --port-base P         first of the 127.0.0.1 ports used (P..P+11) [28400, below the
                         kernel's ephemeral port range]
   --out DIR             results directory [perf/results/<timestamp>]
   -h, --help            this help
@@ -95,6 +99,7 @@ WRK_THREADS=""
 UPSTREAM_KEEPALIVE=1024
 PORT_BASE=28400
 OUT=""
+BASELINE=""
 
 need_arg() { [[ $# -ge 2 && -n $2 ]] || die "$1 needs a value (see --help)"; }
 while [[ $# -gt 0 ]]; do
@@ -119,6 +124,7 @@ while [[ $# -gt 0 ]]; do
         --wrk-threads) need_arg "$@"; WRK_THREADS=$2; shift ;;
         --upstream-keepalive) need_arg "$@"; UPSTREAM_KEEPALIVE=$2; shift ;;
         --port-base) need_arg "$@"; PORT_BASE=$2; shift ;;
+        --baseline) need_arg "$@"; BASELINE=$2; shift ;;
         --out) need_arg "$@"; OUT=$2; shift ;;
         -h | --help) usage; exit 0 ;;
         *) die "unknown option: $1 (see --help)" ;;
@@ -137,7 +143,8 @@ is_pos_int() { [[ $1 =~ ^[0-9]+$ && $1 -gt 0 ]]; }
 for v in ROUNDS DURATION WARMUP THREADS SCALE_THREADS UPSTREAM_KEEPALIVE PORT_BASE; do
     is_pos_int "${!v}" || die "--$(tr '[:upper:]_' '[:lower:]-' <<<"$v") must be a positive integer, not '${!v}'"
 done
-[[ $PORT_BASE -ge 1024 && $PORT_BASE -le 65525 ]] || die "--port-base must be in 1024..65525"
+[[ $PORT_BASE -ge 1024 && $PORT_BASE -le 65523 ]] || die "--port-base must be in 1024..65523"
+[[ -z $BASELINE || -x $BASELINE ]] || die "--baseline $BASELINE: not an executable file"
 IFS=', ' read -ra CONNS_LIST <<<"$CONNS"
 IFS=', ' read -ra SIZES_LIST <<<"$SIZES"
 for c in "${CONNS_LIST[@]}"; do is_pos_int "$c" || die "bad --conns entry '$c'"; done
@@ -269,6 +276,10 @@ chmod 644 "$WORK/www/16k.bin"
 # A private copy: others may rebuild target/ while we measure.
 cp "$CORELB_SRC" "$WORK/corelb"
 CORELB=$WORK/corelb
+if [[ -n $BASELINE ]]; then
+    cp "$BASELINE" "$WORK/corelb-base"
+    BASELINE_VERSION=$BASELINE
+fi
 CLK_TCK=$(getconf CLK_TCK)
 
 # ------------------------------------------------------- process tracking
@@ -388,12 +399,12 @@ start_haproxy() { # NAME CPUS KEY=VALUE...
     start_bg "$name" "$cpus" haproxy -db -f "$WORK/$name.cfg"
 }
 
-start_corelb() { # NAME CPUS THREADS PORT BACKEND_PORT PIN(pin|no-pin)
-    local name=$1 cpus=$2 threads=$3 port=$4 bport=$5 pin=$6
+start_corelb() { # NAME CPUS THREADS PORT BACKEND_PORT PIN(pin|no-pin) [BINARY]
+    local name=$1 cpus=$2 threads=$3 port=$4 bport=$5 pin=$6 bin=${7:-$CORELB}
     local args=(--listen "127.0.0.1:$port" --backend "127.0.0.1:$bport"
         --threads "$threads" "--$pin" --upstream-keepalive "$UPSTREAM_KEEPALIVE")
     echo "taskset -c $cpus corelb ${args[*]}" >"$OUT/configs/$name.cmdline"
-    start_bg "$name" "$cpus" "$CORELB" "${args[@]}"
+    start_bg "$name" "$cpus" "$bin" "${args[@]}"
 }
 
 # CPU ticks of PID and its direct children (nginx workers): "all user",
@@ -442,15 +453,16 @@ declare -A PROXY_PORT=(
     [hello.haproxy]=$((PORT_BASE + 4)) [hello.corelb2]=$((PORT_BASE + 5))
     [16k.corelb]=$((PORT_BASE + 6)) [16k.nginx]=$((PORT_BASE + 7))
     [16k.haproxy]=$((PORT_BASE + 8)) [16k.corelb2]=$((PORT_BASE + 9))
+    [hello.base]=$((PORT_BASE + 10)) [16k.base]=$((PORT_BASE + 11))
 )
 # A listening port inside the ephemeral range can be taken at any moment by
 # the local end of an outgoing connection (wrk's, a proxy's), and the next
 # proxy then fails to bind.
 read -r EPH_LO EPH_HI </proc/sys/net/ipv4/ip_local_port_range
-if [[ $PORT_BASE -le $EPH_HI && $((PORT_BASE + 9)) -ge $EPH_LO ]]; then
-    note "warning: ports $PORT_BASE..$((PORT_BASE + 9)) overlap the ephemeral range $EPH_LO..$EPH_HI; a bind may fail mid-run"
+if [[ $PORT_BASE -le $EPH_HI && $((PORT_BASE + 11)) -ge $EPH_LO ]]; then
+    note "warning: ports $PORT_BASE..$((PORT_BASE + 11)) overlap the ephemeral range $EPH_LO..$EPH_HI; a bind may fail mid-run"
 fi
-for ((p = PORT_BASE; p <= PORT_BASE + 9; p++)); do
+for ((p = PORT_BASE; p <= PORT_BASE + 11; p++)); do
     if port_busy "$p"; then die "port 127.0.0.1:$p is in use: pick another --port-base"; fi
 done
 declare -A PATH_OF=([hello]=/ [16k]=/16k.bin)
@@ -466,6 +478,7 @@ declare -A LABEL_OF=([hello]="13 B" [16k]="16 KiB")
 targets_for() { # SIZE LAYOUT
     local t=(corelb nginx haproxy)
     if [[ $2 == isolated ]]; then t=(direct "${t[@]}"); fi
+    if [[ -n $BASELINE ]]; then t+=(base); fi
     if [[ $SCALE == 1 && $1 == hello && $2 == isolated ]]; then t+=(corelb2); fi
     echo "${t[*]}"
 }
@@ -496,6 +509,7 @@ EST=$((TOTAL_RUNS * (DURATION + WARMUP + 1) + ${#SIZES_LIST[@]} * 5 + IDLE_EST))
     echo "wrk: $(wrk -v 2>&1 | head -n1)"
     echo "layouts: ${LAYOUT_LIST[*]}; isolated = proxy CPUs $PROXY_CPUS ($THREADS thread(s)), backends CPUs $BACKEND_CPUS, wrk CPUs $WRK_CPUS ($WRK_THREADS thread(s)); shared = every process on CPUs $ALL_CPUS"
     if [[ $SCALE == 1 ]]; then echo "scaling row: CPUs $SCALE_CPUS ($SCALE_THREADS threads, pinned)"; fi
+    if [[ -n $BASELINE ]]; then echo "baseline: $BASELINE ($BASELINE_VERSION), the same flags as corelb"; fi
     echo "runs: $ROUNDS round(s) x ${DURATION}s (+${WARMUP}s warm-up), conns ${CONNS_LIST[*]} (13 B also $MANY_CONNS), sizes ${SIZES_LIST[*]}, idle connections $IDLE_CONNS, clk_tck $CLK_TCK, nofile $NOFILE"
 } >"$OUT/env.txt"
 cat "$OUT/env.txt" >&2
@@ -527,7 +541,7 @@ apply_layout() { # LAYOUT
         proxy_cpus=$PROXY_CPUS backend_cpus=$BACKEND_CPUS
     fi
     for p in "${BACKEND_PIDS[@]}"; do set_cpus "$backend_cpus" "$p"; done
-    for t in corelb nginx haproxy; do
+    for t in corelb nginx haproxy base; do
         if [[ -n ${PID_OF[$t]:-} ]]; then set_cpus "$proxy_cpus" "${PID_OF[$t]}"; fi
     done
     CURRENT_LAYOUT=$1
@@ -604,11 +618,15 @@ start_proxies() { # SIZE
     start_haproxy "haproxy-$size" "$ALL_CPUS" \
         THREADS="$THREADS" PORT="${PROXY_PORT[$size.haproxy]}" BACKEND_PORT="$bport"
     PID_OF[haproxy]=$LAST_PID
+    if [[ -n $BASELINE ]]; then
+        start_corelb "base-$size" "$ALL_CPUS" "$THREADS" "${PROXY_PORT[$size.base]}" "$bport" no-pin "$WORK/corelb-base"
+        PID_OF[base]=$LAST_PID
+    fi
     if [[ $SCALE == 1 && $size == hello && " ${LAYOUT_LIST[*]} " == *" isolated "* ]]; then
         start_corelb "corelb${SCALE_THREADS}t-$size" "$SCALE_CPUS" "$SCALE_THREADS" "${PROXY_PORT[$size.corelb2]}" "$bport" pin
         PID_OF[corelb2]=$LAST_PID
     fi
-    for t in corelb nginx haproxy corelb2; do
+    for t in corelb nginx haproxy base corelb2; do
         [[ -n ${PID_OF[$t]:-} ]] || continue
         name="$t-$size"
         [[ $t != corelb2 ]] || name="corelb${SCALE_THREADS}t-$size"
@@ -620,7 +638,7 @@ start_proxies() { # SIZE
 
 stop_proxies() {
     local t
-    for t in corelb2 haproxy nginx corelb; do
+    for t in corelb2 base haproxy nginx corelb; do
         if [[ -n ${PID_OF[$t]:-} ]]; then
             stop_started "${PID_OF[$t]}"
             unset "PID_OF[$t]"
@@ -717,6 +735,7 @@ target_label() {
         nginx) echo "nginx" ;;
         haproxy) echo "HAProxy" ;;
         corelb2) echo "corelb, $SCALE_THREADS threads (CPUs $SCALE_CPUS)" ;;
+        base) echo "corelb baseline ($BASELINE_VERSION)" ;;
     esac
 }
 layout_label() {

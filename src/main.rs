@@ -40,6 +40,12 @@ fn main() -> ExitCode {
 fn run(cli: &Cli) -> Result<u8, String> {
     let config = Config::load(cli).map_err(|e| e.to_string())?;
     if cli.check {
+        // Certificates and keys too: every file read and checked.
+        let tls = corelb::transport::tls::TlsCommon::new()?;
+        let (_, warnings) = corelb::transport::tls::load::acceptors(&config.listeners, &tls)?;
+        for warning in warnings {
+            eprintln!("corelb: warning: {warning}");
+        }
         println!("corelb: configuration OK ({})", config.summary());
         return Ok(0);
     }

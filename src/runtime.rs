@@ -14,16 +14,23 @@ use crate::access_log::AccessLog;
 use crate::config::cli::Cli;
 use crate::config::{Config, IoDriver};
 use crate::control::Control;
+use crate::proxy::ListenerInfo;
 use crate::steering::{self, WorkerThreads};
+use crate::transport::tls::load as tls_load;
+use crate::transport::tls::{TlsAcceptor, TlsCommon};
 use crate::worker::listen::{bind_listeners, refuse_busy};
+use crate::worker::Endpoint;
 
 /// Submission queue entries per io_uring.
 const URING_ENTRIES: u32 = 4096;
 
 /// A running corelb.
 pub struct Running {
-    /// Where it accepts clients (the real port when the config said 0).
+    /// Where its first listener accepts clients (the real port when the
+    /// config said 0).
     pub local_addr: SocketAddr,
+    /// Every listener's address, in configuration order.
+    pub local: Vec<SocketAddr>,
     /// The io driver the workers use (with its io_uring setup).
     pub driver: &'static str,
     /// The owner of everything shared: snapshot, metrics, lifecycle.
@@ -176,65 +183,135 @@ pub fn block_on_driver<F: Future>(driver: Driver, future: F) -> io::Result<F::Ou
     Ok(runtime?.block_on(future))
 }
 
-/// Steer new connections among the workers, whose `listeners` form one
-/// SO_REUSEPORT group on `addr`. Without it connections are spread evenly,
-/// which still works.
+/// Steer new connections among the workers, in each listener's
+/// SO_REUSEPORT group (`groups`: every worker's socket of one listener, and
+/// its address). Without it connections are spread evenly, which still
+/// works.
 fn start_steering(
-    listeners: &[std::net::TcpListener],
+    groups: &[(Vec<std::net::TcpListener>, SocketAddr)],
     threads: &Arc<WorkerThreads>,
-    addr: SocketAddr,
 ) {
-    let started = listeners
+    let started = groups
         .iter()
-        .map(steering::group::socket_inode)
-        .collect::<std::io::Result<Vec<u64>>>()
-        .and_then(|ours| {
-            let listener = listeners[0].try_clone()?;
-            steering::start(listener, addr, ours, Arc::clone(threads))
-        });
+        .map(|(sockets, addr)| {
+            let ours = sockets
+                .iter()
+                .map(steering::group::socket_inode)
+                .collect::<std::io::Result<Vec<u64>>>()?;
+            Ok((sockets[0].try_clone()?, *addr, ours))
+        })
+        .collect::<std::io::Result<Vec<_>>>()
+        .and_then(|groups| steering::start(groups, Arc::clone(threads)));
     if let Err(e) = started {
         warn!("accept steering is off ({e}); new connections are spread evenly");
     }
 }
 
+/// Bind every listener once per worker, refusing a busy address unless
+/// taking over. Each listener's sockets (one per worker) with its real
+/// address (the port the kernel chose for port 0).
+fn bind_all(config: &Config) -> Result<Vec<(Vec<std::net::TcpListener>, SocketAddr)>, String> {
+    let mut groups = Vec::with_capacity(config.listeners.len());
+    for listener in &config.listeners {
+        if !config.takeover {
+            refuse_busy(listener.addr)?;
+        }
+        let sockets = bind_listeners(
+            listener.addr,
+            config.process.threads,
+            config.process.backlog,
+        )
+        .map_err(|e| format!("cannot listen on {} (--listen): {e}", listener.addr))?;
+        let local = sockets[0]
+            .local_addr()
+            .map_err(|e| format!("cannot read listening address: {e}"))?;
+        if config.takeover {
+            match steering::group::who_listens_on_port(local.port()) {
+                Some(who) if who != format!("process {} (corelb)", std::process::id()) => {
+                    info!("--takeover: sharing {local} with {who} until it stops")
+                }
+                _ => info!("--takeover: no other process listens on {local}"),
+            }
+        }
+        groups.push((sockets, local));
+    }
+    Ok(groups)
+}
+
+/// What each listener serves, shared by the workers: its TLS acceptor (the
+/// certificates read now) and what its connections learn of it.
+fn endpoints(
+    config: &Config,
+    local: &[SocketAddr],
+    acceptors: &[Option<Arc<TlsAcceptor>>],
+) -> Vec<Arc<Endpoint>> {
+    // A redirect goes to the first TLS listener's port (443 if none).
+    let https_port = config
+        .listeners
+        .iter()
+        .zip(local)
+        .find(|(l, _)| l.tls.is_some())
+        .map_or(443, |(_, addr)| addr.port());
+    config
+        .listeners
+        .iter()
+        .zip(local)
+        .zip(acceptors)
+        .map(|((listener, addr), acceptor)| {
+            Arc::new(Endpoint {
+                tls: acceptor.clone(),
+                info: ListenerInfo {
+                    tls_port: if listener.tls.is_some() {
+                        addr.port()
+                    } else {
+                        0
+                    },
+                    redirect_to: if listener.redirect_https {
+                        https_port
+                    } else {
+                        0
+                    },
+                },
+            })
+        })
+        .collect()
+}
+
 /// Bind the listeners and start the workers. `cli` is kept for reloads.
 pub fn start(config: Config, cli: Cli) -> Result<Running, String> {
     let driver = resolve_driver(config.process.io_driver)?;
-    if !config.takeover {
-        refuse_busy(config.process.listen)?;
+    let tls = TlsCommon::new()?;
+    let (acceptors, warnings) = tls_load::acceptors(&config.listeners, &tls)?;
+    for warning in warnings {
+        warn!("{warning}");
     }
-    let listeners = bind_listeners(
-        config.process.listen,
-        config.process.threads,
-        config.process.backlog,
-    )
-    .map_err(|e| format!("cannot listen on {} (--listen): {e}", config.process.listen))?;
-    let local_addr = listeners[0]
-        .local_addr()
-        .map_err(|e| format!("cannot read listening address: {e}"))?;
-    if config.takeover {
-        match steering::group::who_listens_on_port(local_addr.port()) {
-            Some(who) if who != format!("process {} (corelb)", std::process::id()) => {
-                info!("--takeover: sharing {local_addr} with {who} until it stops")
-            }
-            _ => info!("--takeover: no other process listens on {local_addr}"),
-        }
-    }
+    let acceptors: Vec<Option<Arc<TlsAcceptor>>> =
+        acceptors.into_iter().map(|a| a.map(Arc::new)).collect();
+    let groups = bind_all(&config)?;
+    let local: Vec<SocketAddr> = groups.iter().map(|(_, addr)| *addr).collect();
+    let endpoints = endpoints(&config, &local, &acceptors);
     let access_log = config.process.access_log();
     let cores = if config.process.pin {
         core_affinity::get_core_ids().unwrap_or_default()
     } else {
         Vec::new()
     };
-    let threads = WorkerThreads::new(listeners.len());
-    if config.process.accept_steering && listeners.len() > 1 {
-        start_steering(&listeners, &threads, local_addr);
+    let worker_count = config.process.threads;
+    let threads = WorkerThreads::new(worker_count);
+    if config.process.accept_steering && worker_count > 1 {
+        start_steering(&groups, &threads);
     }
-    let control = Control::new(config, cli, driver.name(), local_addr);
+    let listener_facts = config
+        .listeners
+        .iter()
+        .zip(&local)
+        .map(|(l, addr)| (*addr, l.scheme()))
+        .collect();
+    let control = Control::new(config, cli, driver.name(), listener_facts, tls, acceptors);
     // Opened here, so a path that cannot be written is an error at start,
     // not a silent gap in the log.
-    let mut logs = Vec::with_capacity(listeners.len());
-    for _ in 0..listeners.len() {
+    let mut logs = Vec::with_capacity(worker_count);
+    for _ in 0..worker_count {
         logs.push(match &access_log {
             Some(cfg) => Some(
                 AccessLog::open(cfg, control.shared.log_epoch()).map_err(|e| {
@@ -245,8 +322,16 @@ pub fn start(config: Config, cli: Cli) -> Result<Running, String> {
         });
     }
 
-    let mut workers = Vec::with_capacity(listeners.len());
-    for ((id, std_listener), log) in listeners.into_iter().enumerate().zip(logs) {
+    // Worker `i` gets socket `i` of every listener.
+    let mut per_worker: Vec<Vec<(std::net::TcpListener, Arc<Endpoint>)>> =
+        (0..worker_count).map(|_| Vec::new()).collect();
+    for ((sockets, _), endpoint) in groups.into_iter().zip(&endpoints) {
+        for (w, socket) in sockets.into_iter().enumerate() {
+            per_worker[w].push((socket, Arc::clone(endpoint)));
+        }
+    }
+    let mut workers = Vec::with_capacity(worker_count);
+    for ((id, listeners), log) in per_worker.into_iter().enumerate().zip(logs) {
         let shared = Arc::clone(&control.shared);
         let threads = Arc::clone(&threads);
         let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
@@ -258,7 +343,7 @@ pub fn start(config: Config, cli: Cli) -> Result<Running, String> {
                 }
                 threads.register_current(id);
                 let result =
-                    block_on_driver(driver, crate::worker::run(id, shared, std_listener, log));
+                    block_on_driver(driver, crate::worker::run(id, shared, listeners, log));
                 if let Err(e) = result {
                     error!("worker {id}: cannot start the io runtime: {e}");
                     std::process::exit(1);
@@ -268,7 +353,8 @@ pub fn start(config: Config, cli: Cli) -> Result<Running, String> {
         workers.push(handle);
     }
     Ok(Running {
-        local_addr,
+        local_addr: local[0],
+        local,
         driver: driver.name(),
         control,
         workers,

@@ -30,10 +30,21 @@ fn start_summary(config_pools: &Config, running: &Running) -> String {
             format!("{} [{}: {}]", p.name, p.algorithm, backends.join(", "))
         })
         .collect();
+    // The first address first, alone: tools read the line's first word.
+    let listeners: Vec<String> = config_pools
+        .listeners
+        .iter()
+        .zip(&running.local)
+        .map(|(l, addr)| match (&l.tls, l.redirect_https) {
+            (Some(_), _) => format!("{addr} (https)"),
+            (None, true) => format!("{addr} (redirects to https)"),
+            (None, false) => addr.to_string(),
+        })
+        .collect();
     format!(
         "corelb {}: listening on {} ({} workers, {}); pools: {}",
         env!("CARGO_PKG_VERSION"),
-        running.local_addr,
+        listeners.join(" and "),
         running.workers.len(),
         running.driver,
         pools.join("; ")

@@ -18,7 +18,8 @@ use crate::snapshot::{Pool, Snapshot};
 use crate::state::backend::{Backend, BackendState, ResilienceCounters};
 use crate::state::metrics::{HistogramCounts, STATUS_CLASSES};
 use crate::state::outcome::{
-    BackendCounters, Failure, Generated, TimeoutKind, WorkerMetrics, GENERATED_STATUSES,
+    BackendCounters, Failure, Generated, HandshakeFailure, TimeoutKind, WorkerMetrics,
+    GENERATED_STATUSES,
 };
 
 /// What one scrape reads: the configuration in use and every counter.
@@ -195,6 +196,41 @@ const FAMILIES: &[Spec] = &[
             label: "reason",
             parts: &[("per_ip", |w| w.refused_per_ip.get())],
         },
+    },
+    Spec {
+        name: "corelb_tls_handshakes_total",
+        kind: Kind::Counter,
+        help: "TLS handshakes on TLS listeners, by result: ok, or why they failed (timeout: --tls-handshake-timeout; closed: the client left; protocol: not TLS, or nothing in common; io).",
+        samples: Read(|s, f| {
+            f.sample(&[("result", &"ok")], s.total(|w| w.tls_handshakes.get()));
+            for why in HandshakeFailure::ALL {
+                let count = s.total(|w| w.tls_handshake_failures[why as usize].get());
+                f.sample(&[("result", &why.as_str())], count);
+            }
+        }),
+    },
+    Spec {
+        name: "corelb_tls_refused_total",
+        kind: Kind::Counter,
+        help: "TLS connections closed at once because their worker had its maximum of handshakes in progress.",
+        samples: Read(|s, f| f.sample(&[], s.total(|w| w.tls_refused.get()))),
+    },
+    Spec {
+        name: "corelb_tls_certificate_expiry_seconds",
+        kind: Kind::Gauge,
+        help: "Seconds until each TLS listener's certificate expires (negative once it has), by listener address and certificate file.",
+        samples: Read(|s, f| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            for (acceptor, (addr, _)) in s.control.acceptors.iter().zip(&s.control.info.listeners) {
+                let Some(acceptor) = acceptor else { continue };
+                for cert in &acceptor.resolver().current().certificates {
+                    let labels: [Label<'_>; 2] = [("listener", addr), ("certificate", &cert.cert_path)];
+                    f.sample(&labels, cert.not_after - now);
+                }
+            }
+        }),
     },
     Spec {
         name: "corelb_responses_total",

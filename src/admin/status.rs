@@ -71,6 +71,7 @@ pub fn render(control: &Control) -> Value {
         "driver": control.info.driver,
         "generation": snapshot.generation,
         "listen": control.info.listen.to_string(),
+        "listeners": listeners(control),
         "totals": {
             "requests": requests,
             "requests_per_second": round(requests_per_second),
@@ -84,4 +85,34 @@ pub fn render(control: &Control) -> Value {
 /// Two decimals are plenty for a person, and keep the document small.
 fn round(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
+}
+
+/// Every listener: address, scheme and, for TLS ones, each certificate's
+/// names, file and days to expiry.
+fn listeners(control: &Control) -> Value {
+    let now = std::time::SystemTime::now();
+    let list: Vec<Value> = control
+        .info
+        .listeners
+        .iter()
+        .zip(&control.acceptors)
+        .map(|((addr, scheme), acceptor)| {
+            let certificates: Vec<Value> = acceptor.as_ref().map_or_else(Vec::new, |a| {
+                a.resolver()
+                    .current()
+                    .certificates
+                    .iter()
+                    .map(|c| {
+                        json!({
+                            "file": c.cert_path,
+                            "names": c.names,
+                            "expires_in_days": c.remaining(now).as_secs() / 86_400,
+                        })
+                    })
+                    .collect()
+            });
+            json!({ "address": addr.to_string(), "scheme": scheme, "certificates": certificates })
+        })
+        .collect();
+    Value::Array(list)
 }

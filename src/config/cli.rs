@@ -49,6 +49,23 @@ pub struct Cli {
     #[arg(long, value_name = "KEY", global = true)]
     pub hash_key: Option<String>,
 
+    /// Where clients connect, as ADDR[,tls][,redirect-https]; repeat for
+    /// more listeners (e.g. `--listen 0.0.0.0:80,redirect-https --listen
+    /// 0.0.0.0:443,tls`). Replaces the file's listeners [default:
+    /// 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR[,tls]", global = true)]
+    pub listen: Vec<String>,
+
+    /// PEM certificate chain (leaf first) of the `tls` listeners given by
+    /// --listen; repeat with --tls-key for more certificates, chosen by
+    /// SNI (the first is the default).
+    #[arg(long, value_name = "CHAIN.pem", global = true)]
+    pub tls_cert: Vec<String>,
+
+    /// PEM private key of the --tls-cert given in the same position.
+    #[arg(long, value_name = "KEY.pem", global = true)]
+    pub tls_key: Vec<String>,
+
     /// Join a listen address another corelb already serves, for an
     /// overlapping restart: new connections come here, the old process is
     /// then stopped with SIGTERM [default: a busy address is an error].

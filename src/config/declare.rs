@@ -111,6 +111,10 @@ macro_rules! declare_settings {
         #[serde(deny_unknown_fields)]
         pub(super) struct FileConfig {
             $( $( pub $key: Option<Spanned<$file_ty>>, )* )*
+            /// The one listener's address (`[[listeners]]` says more).
+            pub listen: Option<Spanned<String>>,
+            #[serde(default)]
+            pub listeners: Vec<FileListener>,
             #[serde(default)]
             pub pools: Vec<FilePool>,
             #[serde(default)]

@@ -52,6 +52,26 @@ pub(super) struct FileRoute {
     pub pool: Spanned<String>,
 }
 
+/// `[[listeners]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileListener {
+    pub address: Spanned<String>,
+    pub tls: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub certificates: Vec<FileCertificate>,
+    pub require_sni: Option<Spanned<bool>>,
+    pub redirect_https: Option<Spanned<bool>>,
+}
+
+/// One entry of a listener's `certificates`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileCertificate {
+    pub cert: Spanned<String>,
+    pub key: Spanned<String>,
+}
+
 /// The text of a config file and the name to call it by in messages.
 pub(super) struct Source<'a> {
     /// The path as the user gave it.

@@ -39,6 +39,7 @@
 pub mod cli;
 mod declare;
 mod file;
+mod listeners;
 mod operations;
 mod pools;
 mod read;
@@ -47,6 +48,7 @@ mod settings;
 mod spec;
 mod values;
 
+pub use listeners::{CertificateFiles, ListenerConfig, ListenerTls};
 pub use operations::{
     AccessLogConfig, AccessLogFormat, AccessLogTarget, AdminListen, LogFormat, LogLevel,
     DEFAULT_ADMIN,
@@ -136,8 +138,11 @@ pub struct RouteConfig {
 /// ([`Config::restart_only_changes`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// Listener, threads, drivers, admin address, logs: restart-only.
+    /// Threads, drivers, admin address, logs: restart-only.
     pub process: ProcessConfig,
+    /// Where clients connect: addresses and protocols take a restart,
+    /// a TLS listener's certificates are read again on reload.
+    pub listeners: Vec<ListenerConfig>,
     /// Limits, timeouts and resilience, published to the workers.
     pub settings: Settings,
     /// The admin API's token.
@@ -189,7 +194,24 @@ impl Config {
     /// The settings that differ between `self` and `new` but take a restart
     /// to change, by their flag names.
     pub fn restart_only_changes(&self, new: &Config) -> Vec<&'static str> {
-        self.process.changes(&new.process)
+        let mut changed = Vec::new();
+        if !self.same_listeners(new) {
+            changed.push("listen");
+        }
+        changed.extend(self.process.changes(&new.process));
+        changed
+    }
+
+    /// Are the listeners of `new` the same sockets as ours (address,
+    /// protocol, redirect), whatever their certificates?
+    pub fn same_listeners(&self, new: &Config) -> bool {
+        let shape = |l: &ListenerConfig| (l.addr, l.tls.is_some(), l.redirect_https);
+        self.listeners.len() == new.listeners.len()
+            && self
+                .listeners
+                .iter()
+                .zip(&new.listeners)
+                .all(|(a, b)| shape(a) == shape(b))
     }
 
     /// One line for `--check`: `N pools, M backends, R routes`.
@@ -209,6 +231,7 @@ impl Config {
         };
         let (flags, mut r) = (&cli.settings, Reader::new(src));
         let process = ProcessConfig::load(flags, &file, &mut r)?;
+        let listeners = listeners::listeners(cli, src, file.listen.as_ref(), &file.listeners)?;
         let settings = Settings::load(flags, &file, &mut r)?;
         let defaults = PoolDefaults::load(flags, &file, &mut r)?;
         let (mut pools, routes) = pools_and_routes(cli, src, &file.pools, &file.routes)?;
@@ -228,6 +251,7 @@ impl Config {
         let auth = AdminAuth::load(flags, &file, &mut r)?;
         Ok(Config {
             process,
+            listeners,
             settings,
             auth,
             pools,

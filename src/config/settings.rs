@@ -10,13 +10,12 @@
 //! a reload (workers read [`Settings`] from the published snapshot).
 //! Pools, backends and routes are structured, not scalar: `pools.rs`.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use toml::Spanned;
 
 use super::declare::declare_settings;
-use super::file::{FilePool, FileRoute};
+use super::file::{FileListener, FilePool, FileRoute};
 use super::operations::{
     default_admin, parse_admin, parse_token, token_from_env, AccessLogFormat, AccessLogTarget,
     AdminListen, LogFormat, LogLevel,
@@ -24,7 +23,7 @@ use super::operations::{
 use super::read::Reader;
 use super::resilience::{parse_health_host, parse_health_path, parse_percent, parse_status_range};
 use super::spec::{number, switch, text, SettingSpec, Spec};
-use super::values::{parse_duration, parse_duration_or_off, resolve};
+use super::values::{parse_duration, parse_duration_or_off};
 use super::{ConfigError, IoDriver};
 
 /// A timeout or interval such as `500ms`, `10s` or `2m`.
@@ -48,10 +47,6 @@ fn available_cores() -> Result<usize, ConfigError> {
 declare_settings! {
     /// What the process is built around: a reload cannot change it.
     restart struct ProcessConfig {
-        /// Address of every worker's listener.
-        listen: SocketAddr = listen: String => text("listen", "ADDR", resolve)
-            .default("127.0.0.1:8080")
-            .help("Address to accept clients on"),
         /// Worker count.
         threads: usize = threads: i64 => number("threads", "N", 1..=1024)
             .default_computed("number of available cores", available_cores)
@@ -173,6 +168,10 @@ declare_settings! {
                 .default_same_as("--upstream-timeout", "upstream_timeout")
                 .help("Time a backend has to start its answer (the response head), per try: \
                     an idempotent request is then retried on another backend, others get 504"),
+        /// For a TLS client to finish its handshake, from its connect.
+        tls_handshake: Duration = tls_handshake_timeout: String =>
+            duration("tls-handshake-timeout", "10s")
+                .help("Time a client has to complete its TLS handshake on a TLS listener"),
         /// Between reads of a request body from the client.
         client_body: Duration = client_body_timeout: String =>
             duration("client-body-timeout", "60s")
@@ -360,7 +359,6 @@ mod tests {
         assert_eq!(
             restart,
             [
-                "listen",
                 "threads",
                 "pin",
                 "accept-steering",

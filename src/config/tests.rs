@@ -50,7 +50,7 @@ pool = "static"
 #[test]
 fn defaults_apply() {
     let c = Config::load(&cli(&["--backend", "127.0.0.1:9000"])).unwrap();
-    assert_eq!(c.process.listen, "127.0.0.1:8080".parse().unwrap());
+    assert_eq!(c.listeners[0].addr, "127.0.0.1:8080".parse().unwrap());
     assert_eq!(c.settings.timeouts.connect, Duration::from_secs(3));
     assert_eq!(c.settings.timeouts.client_header, Duration::from_secs(10));
     assert_eq!(c.pools.len(), 1);
@@ -129,7 +129,7 @@ fn bad_values_name_the_flag() {
 #[test]
 fn file_values_load() {
     let c = load(&[], ROUTES).unwrap();
-    assert_eq!(c.process.listen, "127.0.0.1:8081".parse().unwrap());
+    assert_eq!(c.listeners[0].addr, "127.0.0.1:8081".parse().unwrap());
     assert_eq!(c.process.threads, 2);
     assert!(!c.process.pin);
     assert_eq!(c.settings.timeouts.connect, Duration::from_millis(250));
@@ -189,7 +189,7 @@ fn flags_override_the_file() {
     .unwrap();
     assert_eq!(c.process.threads, 1);
     assert_eq!(c.settings.timeouts.connect, Duration::from_secs(5));
-    assert_eq!(c.process.listen.port(), 9999);
+    assert_eq!(c.listeners[0].addr.port(), 9999);
     assert!(c.process.pin);
     let c = load(
         &["--no-pin"],

@@ -26,6 +26,8 @@ use crate::config::Config;
 use crate::shared::Shared;
 use crate::snapshot::Snapshot;
 use crate::state::registry::Registry;
+use crate::transport::tls::load as tls_load;
+use crate::transport::tls::{TlsAcceptor, TlsCommon};
 use history::History;
 
 /// Facts about the running process, fixed at start.
@@ -39,8 +41,10 @@ pub struct ProcessInfo {
     pub threads: usize,
     /// The io driver the workers use.
     pub driver: &'static str,
-    /// Where clients connect.
+    /// Where clients connect: the first listener.
     pub listen: SocketAddr,
+    /// Every listener: its address and scheme (`http`, `https`).
+    pub listeners: Vec<(SocketAddr, &'static str)>,
 }
 
 /// What only the control plane touches, under [`Control`]'s lock.
@@ -63,6 +67,11 @@ pub struct Control {
     pub info: ProcessInfo,
     /// What the workers read.
     pub shared: Arc<Shared>,
+    /// Ticket keys and session cache of the TLS listeners.
+    tls: TlsCommon,
+    /// Each listener's TLS acceptor (`None`: plaintext), in listener
+    /// order; a reload swaps their certificates.
+    pub acceptors: Vec<Option<Arc<TlsAcceptor>>>,
     /// Reloads that took effect.
     pub reloads_ok: AtomicU64,
     /// Reloads refused (bad file).
@@ -74,7 +83,14 @@ pub struct Control {
 
 impl Control {
     /// The control plane for `config`, publishing generation 1.
-    pub fn new(config: Config, cli: Cli, driver: &'static str, listen: SocketAddr) -> Arc<Self> {
+    pub fn new(
+        config: Config,
+        cli: Cli,
+        driver: &'static str,
+        listeners: Vec<(SocketAddr, &'static str)>,
+        tls: TlsCommon,
+        acceptors: Vec<Option<Arc<TlsAcceptor>>>,
+    ) -> Arc<Self> {
         let threads = config.process.threads;
         let mut registry = Registry::new(threads);
         let first = Snapshot::build(&config, &mut registry, 1);
@@ -84,8 +100,11 @@ impl Control {
                 started: Instant::now(),
                 threads,
                 driver,
-                listen,
+                listen: listeners[0].0,
+                listeners,
             },
+            tls,
+            acceptors,
             shared: Shared::new(first, threads),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
@@ -166,8 +185,23 @@ impl Control {
         }
         // Keep what cannot change live, take the rest from the file.
         let kept = &state.desired;
+        // The listeners' sockets stay; a TLS listener's certificates are
+        // read again (all of them or, on any bad file, none).
+        let listeners = if kept.same_listeners(&new) {
+            match tls_load::reload(&new.listeners, &self.acceptors, &self.tls) {
+                Ok(warnings) => notes.extend(warnings),
+                Err(e) => {
+                    self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                    return Err(format!("reload failed, configuration kept: {e}"));
+                }
+            }
+            new.listeners.clone()
+        } else {
+            kept.listeners.clone()
+        };
         let merged = Config {
             process: kept.process.clone(),
+            listeners,
             takeover: kept.takeover,
             ..new
         };

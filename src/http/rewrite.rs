@@ -32,6 +32,8 @@ enum Field {
     Expect,
     ForwardedFor,
     ForwardedProto,
+    /// `X-Forwarded-Port`: corelb's own over TLS, the client's otherwise.
+    ForwardedPort,
     Via,
     /// Anything else: forwarded as it came.
     Other,
@@ -52,6 +54,7 @@ fn classify(name: &[u8]) -> Field {
         15 if is(b"x-forwarded-for") => Field::ForwardedFor,
         16 if is(b"proxy-connection") => Field::HopByHop,
         17 if is(b"transfer-encoding") => Field::Framing,
+        16 if is(b"x-forwarded-port") => Field::ForwardedPort,
         17 if is(b"x-forwarded-proto") => Field::ForwardedProto,
         _ => Field::Other,
     }
@@ -151,13 +154,17 @@ fn connection_options<'h, 'b>(headers: &'h [Header<'b>]) -> impl Iterator<Item =
         .flat_map(|h| list_items(h.value))
 }
 
-/// A client's IP address as text, formatted once per connection rather
-/// than once per request.
+/// A client as the forwarded head names it: its IP address as text,
+/// formatted once per connection rather than once per request, and, when
+/// it came over TLS, the port it connected to (`X-Forwarded-Proto: https`,
+/// `X-Forwarded-Port`).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr {
     text: [u8; 45],
     /// A `u8`: this sits in every connection's task, idle ones too.
     len: u8,
+    /// 0: plaintext.
+    tls_port: u16,
 }
 
 impl ClientAddr {
@@ -168,7 +175,19 @@ impl ClientAddr {
         let mut cursor = std::io::Cursor::new(&mut text[..]);
         let _ = write!(cursor, "{ip}");
         let len = cursor.position() as u8;
-        Self { text, len }
+        Self {
+            text,
+            len,
+            tls_port: 0,
+        }
+    }
+
+    /// The same client, connected over TLS to `port`.
+    pub fn over_tls(self, port: u16) -> Self {
+        Self {
+            tls_port: port,
+            ..self
+        }
     }
 
     /// The address as written in `X-Forwarded-For`.
@@ -292,8 +311,10 @@ pub fn write_request_head_upgrading(
                 out.put_slice(b"\r\n");
             }
             Field::ForwardedFor | Field::Via => {}
-            Field::Other if hop_by_hop.lists(name) => {}
-            Field::Other => copier.keep(out, h),
+            // Over TLS corelb says which port the client connected to.
+            Field::ForwardedPort if client.tls_port != 0 => {}
+            Field::Other | Field::ForwardedPort if hop_by_hop.lists(name) => {}
+            Field::Other | Field::ForwardedPort => copier.keep(out, h),
         }
     }
     copier.flush(out);
@@ -303,7 +324,13 @@ pub fn write_request_head_upgrading(
     if !xff_written {
         put_field(out, b"X-Forwarded-For", client.as_bytes());
     }
-    out.put_slice(b"X-Forwarded-Proto: http\r\n");
+    if client.tls_port == 0 {
+        out.put_slice(b"X-Forwarded-Proto: http\r\n");
+    } else {
+        out.put_slice(b"X-Forwarded-Proto: https\r\nX-Forwarded-Port: ");
+        put_decimal(out, u64::from(client.tls_port));
+        out.put_slice(b"\r\n");
+    }
     if !via_written {
         put_field(out, b"Via", VIA);
     }
@@ -353,7 +380,7 @@ pub fn write_switching_head(out: &mut BytesMut, res: &ResponseHead<'_, '_>, prot
         match classify(name) {
             // A 101 has no body: no framing field means anything.
             Field::HopByHop | Field::Framing => {}
-            Field::Other if hop_by_hop.lists(name) => {}
+            Field::Other | Field::ForwardedPort if hop_by_hop.lists(name) => {}
             _ => copier.keep(out, h),
         }
     }
@@ -379,6 +406,42 @@ impl ClientSide {
     }
 }
 
+/// Write corelb's redirect of `req` to `https://` on `port` (443 is left
+/// out of the URL): 301 for GET and HEAD, 308 (which keeps the method and
+/// body) for the rest. `keep_alive`: the connection stays open after it.
+pub fn write_https_redirect(
+    out: &mut BytesMut,
+    req: &RequestHead<'_, '_>,
+    port: u16,
+    keep_alive: bool,
+) {
+    let (status, reason): (u64, &[u8]) = match req.method {
+        "GET" | "HEAD" => (301, b"Moved Permanently"),
+        _ => (308, b"Permanent Redirect"),
+    };
+    out.put_slice(b"HTTP/1.1 ");
+    put_decimal(out, status);
+    out.put_u8(b' ');
+    out.put_slice(reason);
+    out.put_slice(b"\r\nLocation: https://");
+    let host = req.host_name();
+    out.put_slice(host);
+    if port != 443 {
+        out.put_u8(b':');
+        put_decimal(out, u64::from(port));
+    }
+    match req.absolute_form() {
+        Some((_, rest)) if rest.first() == Some(&b'/') => out.put_slice(rest),
+        Some(_) => out.put_u8(b'/'),
+        None => out.put_slice(req.target.as_bytes()),
+    }
+    out.put_slice(b"\r\nContent-Length: 0\r\n");
+    if !keep_alive {
+        out.put_slice(b"Connection: close\r\n");
+    }
+    out.put_slice(b"\r\n");
+}
+
 /// Write the head to send back to the client for `res`.
 pub fn write_response_head(out: &mut BytesMut, res: &ResponseHead<'_, '_>, client: ClientSide) {
     out.put_slice(b"HTTP/1.1 ");
@@ -395,7 +458,7 @@ pub fn write_response_head(out: &mut BytesMut, res: &ResponseHead<'_, '_>, clien
             // Transfer-Encoding never goes to an HTTP/1.0 client (RFC 9112
             // 6.1): its chunked body is de-chunked and delimited by the close.
             Field::Framing => client.http11 || !name.eq_ignore_ascii_case(b"transfer-encoding"),
-            Field::Other => !hop_by_hop.lists(name),
+            Field::Other | Field::ForwardedPort => !hop_by_hop.lists(name),
             _ => true,
         };
         if keep {
@@ -424,7 +487,7 @@ pub fn write_interim_head(out: &mut BytesMut, res: &ResponseHead<'_, '_>) {
         let name = h.name.as_bytes();
         match classify(name) {
             Field::HopByHop => {}
-            Field::Other if hop_by_hop.lists(name) => {}
+            Field::Other | Field::ForwardedPort if hop_by_hop.lists(name) => {}
             _ => copier.keep(out, h),
         }
     }

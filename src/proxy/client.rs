@@ -58,12 +58,25 @@ impl Buffers {
     }
 }
 
+/// What the listener a connection came in on says about it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ListenerInfo {
+    /// The port the client connected to, when it speaks TLS there (0:
+    /// plaintext), for `X-Forwarded-Proto` and `X-Forwarded-Port`.
+    pub tls_port: u16,
+    /// Answer every request with a redirect to `https://` on this port
+    /// (0: serve requests; `redirect_https` on a plaintext listener).
+    pub redirect_to: u16,
+}
+
 /// What lives as long as the client connection, across its requests.
 pub(super) struct Connection<T> {
     pub(super) client: T,
     pub(super) peer_ip: IpAddr,
-    /// `peer_ip` as text, for `X-Forwarded-For`.
+    /// `peer_ip` as text, for `X-Forwarded-For` (and the TLS port).
     pub(super) client_addr: ClientAddr,
+    /// Where to redirect every request (0: nowhere, serve them).
+    pub(super) redirect_to: u16,
     /// Held only while an exchange is in flight.
     pub(super) bufs: Buffers,
     /// The head fields of the request in flight, for the access log (its
@@ -72,12 +85,18 @@ pub(super) struct Connection<T> {
 }
 
 impl<T: Transport> Connection<T> {
-    /// A connection from `peer_ip` just accepted, holding no buffer.
-    pub(super) fn new(client: T, peer_ip: IpAddr) -> Self {
+    /// A connection from `peer_ip` just accepted on `listener`, holding no
+    /// buffer.
+    pub(super) fn new(client: T, peer_ip: IpAddr, listener: ListenerInfo) -> Self {
+        let client_addr = match listener.tls_port {
+            0 => ClientAddr::new(peer_ip),
+            port => ClientAddr::new(peer_ip).over_tls(port),
+        };
         Self {
             client,
             peer_ip,
-            client_addr: ClientAddr::new(peer_ip),
+            client_addr,
+            redirect_to: listener.redirect_to,
             bufs: Buffers::none(),
             logged: LoggedHead::default(),
         }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
-use super::client::{Connection, RETAINED_BUFFERS};
+use super::client::{Connection, ListenerInfo, RETAINED_BUFFERS};
 use super::context::WorkerContext;
 use super::exchange::{After, Exchange, NextRequest};
 use crate::deadline::Deadlines;
@@ -29,10 +29,11 @@ pub fn serve_client<T: Transport>(
     worker: Rc<WorkerContext>,
     client: T,
     peer: SocketAddr,
+    listener: ListenerInfo,
 ) -> impl Future<Output = ()> {
     let peer_ip = peer.ip();
     async move {
-        let mut conn = Connection::new(client, peer_ip);
+        let mut conn = Connection::new(client, peer_ip, listener);
         let after = loop {
             if !conn.wait_for_request(&worker).await {
                 break After::Gone;
@@ -46,6 +47,9 @@ pub fn serve_client<T: Transport>(
             let result = match worker.head_slots.run(exchange.next_request()).await {
                 Ok(NextRequest::Ready(req)) => {
                     worker.exchange_slots.run(exchange.forward(req)).await
+                }
+                Ok(NextRequest::Redirect { keep_alive }) => {
+                    exchange.send_out().await.map(|()| keep_alive)
                 }
                 Ok(NextRequest::Closed) => break After::Gone,
                 Err(e) => Err(e),

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Buf;
+use bytes::{Buf, BytesMut};
 
 use super::body_limit::BodyLimit;
 use super::client::Connection;
@@ -12,9 +12,9 @@ use super::context::WorkerContext;
 use super::has_head_end;
 use crate::access_log::Entry;
 use crate::error::{write_error_response, ProxyError};
-use crate::http::rewrite::write_request_head_upgrading;
+use crate::http::rewrite::{write_https_redirect, write_request_head_upgrading};
 use crate::http::upgrade::Protocol;
-use crate::http::{head, parse_request, BodyKind, MAX_HEADERS};
+use crate::http::{head, parse_request, BodyKind, RequestHead, MAX_HEADERS};
 use crate::io::{make_room, ReadError};
 use crate::plan::Plan;
 use crate::state::outcome::{RequestOutcome, TimeoutKind};
@@ -43,6 +43,9 @@ pub(super) struct Request {
 pub(super) enum NextRequest {
     /// A request is ready (its head is in `out`, rewritten).
     Ready(Request),
+    /// The listener redirects every request to `https://`: the redirect is
+    /// in `out`; `keep_alive`: the connection stays open after it.
+    Redirect { keep_alive: bool },
     /// The client closed or went idle between requests: end quietly.
     Closed,
 }
@@ -181,8 +184,8 @@ impl<'a, T: Transport> Exchange<'a, T> {
         let mut searched = 0;
         loop {
             if has_head_end(&self.conn.bufs.client_in, searched) {
-                if let Some(req) = self.prepare()? {
-                    return Ok(NextRequest::Ready(req));
+                if let Some(next) = self.prepare()? {
+                    return Ok(next);
                 }
             }
             // Bytes no request line can start with (a TLS ClientHello on
@@ -246,7 +249,7 @@ impl<'a, T: Transport> Exchange<'a, T> {
     /// Parse the buffered head; if complete, route it, pick a backend and
     /// write the upstream head into `out`. Synchronous: the parsed head
     /// borrows the buffer and must not live across an await.
-    fn prepare(&mut self) -> Result<Option<Request>, ProxyError> {
+    fn prepare(&mut self) -> Result<Option<NextRequest>, ProxyError> {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let Some(req) = parse_request(&self.conn.bufs.client_in, &mut headers)? else {
             return Ok(None);
@@ -256,6 +259,18 @@ impl<'a, T: Transport> Exchange<'a, T> {
         self.outcome.bytes_in = req.len as u64;
         if self.worker.access_log.is_some() {
             self.conn.logged.capture(&req);
+        }
+        if self.conn.redirect_to != 0 {
+            let out = &mut self.conn.bufs.out;
+            let keep_alive = redirect(out, &req, self.conn.redirect_to);
+            self.outcome.status = if matches!(req.method, "GET" | "HEAD") {
+                301
+            } else {
+                308
+            };
+            let len = req.len;
+            self.conn.bufs.client_in.advance(len);
+            return Ok(Some(NextRequest::Redirect { keep_alive }));
         }
         let plan = Plan::start(
             &mut self.worker.fresh_routing(),
@@ -292,8 +307,18 @@ impl<'a, T: Transport> Exchange<'a, T> {
         };
         let len = req.len;
         self.conn.bufs.client_in.advance(len);
-        Ok(Some(prepared))
+        Ok(Some(NextRequest::Ready(prepared)))
     }
+}
+
+/// Write the redirect of `req` to `https://` on `port` into `out` (a
+/// listener with `redirect_https`). A request with a body ends the
+/// connection after the answer, its body unread: `false`.
+fn redirect(out: &mut BytesMut, req: &RequestHead<'_, '_>, port: u16) -> bool {
+    let keep_alive = req.keep_alive && matches!(req.body, BodyKind::Empty | BodyKind::Length(0));
+    out.clear();
+    write_https_redirect(out, req, port, keep_alive);
+    keep_alive
 }
 
 fn or_dash(bytes: &[u8]) -> &[u8] {

@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 
+pub use client::ListenerInfo;
 pub use connection::serve_client;
 pub use context::WorkerContext;
 

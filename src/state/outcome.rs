@@ -53,6 +53,41 @@ impl Failure {
     }
 }
 
+/// Why a handshake failed, as counted in metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum HandshakeFailure {
+    /// The client did not finish within `--tls-handshake-timeout`.
+    Timeout,
+    /// The client closed the connection.
+    Closed,
+    /// The client sent something that is not a TLS handshake corelb can
+    /// complete (plaintext HTTP, garbage, no protocol or name in common).
+    Protocol,
+    /// The socket failed.
+    Io,
+}
+
+impl HandshakeFailure {
+    /// Every kind, in the order of their counters.
+    pub const ALL: [HandshakeFailure; 4] = [
+        HandshakeFailure::Timeout,
+        HandshakeFailure::Closed,
+        HandshakeFailure::Protocol,
+        HandshakeFailure::Io,
+    ];
+
+    /// The label used in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Closed => "closed",
+            Self::Protocol => "protocol",
+            Self::Io => "io",
+        }
+    }
+}
+
 /// Which wait ran out, as counted in metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimeoutKind {
@@ -255,6 +290,13 @@ pub struct WorkerMetrics {
     pub retries: Counter,
     /// Retries not sent because the retry budget was spent.
     pub retries_over_budget: Counter,
+    /// TLS handshakes completed.
+    pub tls_handshakes: Counter,
+    /// TLS handshakes failed, by [`HandshakeFailure`].
+    pub tls_handshake_failures: [Counter; 4],
+    /// TLS connections closed at once: the worker had its maximum of
+    /// handshakes in progress.
+    pub tls_refused: Counter,
 }
 
 impl WorkerMetrics {
@@ -295,6 +337,9 @@ mod tests {
         }
         for (i, g) in Generated::ALL.iter().enumerate() {
             assert_eq!(*g as usize, i);
+        }
+        for (i, h) in HandshakeFailure::ALL.iter().enumerate() {
+            assert_eq!(*h as usize, i);
         }
     }
 

@@ -165,35 +165,39 @@ impl Group {
     }
 }
 
-/// Start steering new connections among `threads`' workers, whose
-/// listeners (inodes `ours`) share `listener`'s SO_REUSEPORT group on
-/// `addr`. An error means the kernel refused the program and connections
-/// stay evenly spread.
+/// Start steering new connections among `threads`' workers in each of
+/// `groups`: one socket of a listener's SO_REUSEPORT group, its address,
+/// and the inodes of our sockets in it (one per worker). Every group gets
+/// the same weights: they are the workers'. An error means the kernel
+/// refused the program and connections stay evenly spread.
 pub fn start(
-    listener: std::net::TcpListener,
-    addr: SocketAddr,
-    ours: Vec<u64>,
+    groups: Vec<(std::net::TcpListener, SocketAddr, Vec<u64>)>,
     threads: Arc<WorkerThreads>,
 ) -> io::Result<()> {
     let policy = Policy::new(threads.tids.len());
-    let mut group = Group {
-        listener,
-        addr,
-        ours,
-        attached: None,
-        shared: false,
-    };
-    group.check();
-    group.apply(policy.weights())?;
+    let mut groups: Vec<Group> = groups
+        .into_iter()
+        .map(|(listener, addr, ours)| Group {
+            listener,
+            addr,
+            ours,
+            attached: None,
+            shared: false,
+        })
+        .collect();
+    for group in &mut groups {
+        group.check();
+        group.apply(policy.weights())?;
+    }
     std::thread::Builder::new()
         .name("corelb-steer".into())
-        .spawn(move || steer(group, &threads, policy))?;
+        .spawn(move || steer(groups, &threads, policy))?;
     Ok(())
 }
 
 /// Revise the weights every window, and check the group every
 /// [`GROUP_CHECK_EVERY`] windows.
-fn steer(mut group: Group, threads: &WorkerThreads, mut policy: Policy) {
+fn steer(mut groups: Vec<Group>, threads: &WorkerThreads, mut policy: Policy) {
     let mut last = Instant::now();
     let mut window: u64 = 0;
     loop {
@@ -204,12 +208,14 @@ fn steer(mut group: Group, threads: &WorkerThreads, mut policy: Policy) {
         let window_ns = u64::try_from((now - last).as_nanos()).unwrap_or(u64::MAX);
         last = now;
         policy.observe(&samples, window_ns);
-        if window % GROUP_CHECK_EVERY == 0 {
-            group.check();
+        for group in &mut groups {
+            if window % GROUP_CHECK_EVERY == 0 {
+                group.check();
+            }
+            // Failing now (it worked at start) leaves the last split in
+            // place; the next change tries again.
+            let _ = group.apply(policy.weights());
         }
-        // Failing now (it worked at start) leaves the last split in place;
-        // the next change tries again.
-        let _ = group.apply(policy.weights());
     }
 }
 

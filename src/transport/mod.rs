@@ -10,6 +10,7 @@
 //! one, must not reset or write around its record layer).
 
 mod tcp;
+pub mod tls;
 
 use std::io;
 use std::ops::Range;

@@ -15,18 +15,39 @@ use std::time::{Duration, Instant};
 
 use tracing::{error, warn};
 
-use crate::proxy::{serve_client, WorkerContext};
+use super::handshake::{handshake_allowed, serve_tls_client};
+use crate::proxy::{serve_client, ListenerInfo, WorkerContext};
 use crate::state::limits::{ConnectionLimit, ConnectionPermit};
 use crate::state::per_ip::PerIpPermit;
+use crate::transport::tls::TlsAcceptor;
 
 /// The least time between two reports of a repeating accept failure: under
 /// EMFILE every retry fails, and a line every 10 ms would flood the log.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
 
+/// One listener as every worker serves it: what its clients speak there.
+/// Built once at start and shared by the workers.
+pub struct Endpoint {
+    /// `Some`: a TLS listener, with its certificates.
+    pub tls: Option<Arc<TlsAcceptor>>,
+    /// What a connection's requests learn of the listener.
+    pub info: ListenerInfo,
+}
+
 /// Serve `stream` in a task of its own, counted against the limits and by
 /// the worker until it closes; or, if its address already has
-/// `--max-connections-per-ip` open, close it at once.
-fn spawn_connection(worker: &Rc<WorkerContext>, stream: monoio::net::TcpStream, peer: SocketAddr) {
+/// `--max-connections-per-ip` open (or, on a TLS listener, the worker has
+/// its maximum of handshakes in progress), close it at once.
+fn spawn_connection(
+    worker: &Rc<WorkerContext>,
+    endpoint: &Endpoint,
+    stream: monoio::net::TcpStream,
+    peer: SocketAddr,
+) {
+    if endpoint.tls.is_some() && !handshake_allowed(worker) {
+        worker.metrics().tls_refused.inc();
+        return;
+    }
     let Some(per_ip) = worker.shared.per_ip.try_acquire(peer.ip()) else {
         refuse_over_per_ip_limit(worker, stream, peer);
         return;
@@ -34,12 +55,26 @@ fn spawn_connection(worker: &Rc<WorkerContext>, stream: monoio::net::TcpStream, 
     let _ = stream.set_nodelay(true);
     let permit = worker.shared.limit.acquire();
     worker.connection_opened();
-    monoio::spawn(ConnectionTask {
-        serve: serve_client(Rc::clone(worker), stream, peer),
-        worker: Rc::clone(worker),
-        _permit: permit,
-        _per_ip: per_ip,
-    });
+    match &endpoint.tls {
+        None => monoio::spawn(ConnectionTask {
+            serve: serve_client(Rc::clone(worker), stream, peer, endpoint.info),
+            worker: Rc::clone(worker),
+            _permit: permit,
+            _per_ip: per_ip,
+        }),
+        Some(acceptor) => monoio::spawn(ConnectionTask {
+            serve: serve_tls_client(
+                Rc::clone(worker),
+                Arc::clone(acceptor),
+                stream,
+                peer,
+                endpoint.info,
+            ),
+            worker: Rc::clone(worker),
+            _permit: permit,
+            _per_ip: per_ip,
+        }),
+    };
 }
 
 pin_project_lite::pin_project! {
@@ -113,7 +148,12 @@ const ACCEPT_BATCH: usize = 64;
 
 /// After an accept: take up to [`ACCEPT_BATCH`] - 1 more connections
 /// already queued on `fd`, without waiting, as long as the limits allow.
-fn take_more_queued(worker: &Rc<WorkerContext>, fd: RawFd, limit: &ConnectionLimit) {
+fn take_more_queued(
+    worker: &Rc<WorkerContext>,
+    endpoint: &Endpoint,
+    fd: RawFd,
+    limit: &ConnectionLimit,
+) {
     for _ in 1..ACCEPT_BATCH {
         if limit.is_full() || worker.draining() {
             return;
@@ -121,7 +161,7 @@ fn take_more_queued(worker: &Rc<WorkerContext>, fd: RawFd, limit: &ConnectionLim
         let Some((stream, peer)) = accept_queued(worker, fd) else {
             return;
         };
-        spawn_connection(worker, stream, peer);
+        spawn_connection(worker, endpoint, stream, peer);
     }
 }
 
@@ -170,7 +210,11 @@ fn accept_queued(
 
 /// Accept connections until the drain closes the listener, serving each
 /// in its own task.
-pub async fn accept_loop(worker: Rc<WorkerContext>, listener: monoio::net::TcpListener) {
+pub async fn accept_loop(
+    worker: Rc<WorkerContext>,
+    listener: monoio::net::TcpListener,
+    endpoint: Arc<Endpoint>,
+) {
     use std::os::fd::AsRawFd;
     let limit = Arc::clone(&worker.shared.limit);
     let accept_errors = crate::logging::Limiter::new(REPORT_EVERY);
@@ -185,8 +229,8 @@ pub async fn accept_loop(worker: Rc<WorkerContext>, listener: monoio::net::TcpLi
         }
         match listener.accept().await {
             Ok((stream, peer)) => {
-                spawn_connection(&worker, stream, peer);
-                take_more_queued(&worker, listener.as_raw_fd(), &limit);
+                spawn_connection(&worker, &endpoint, stream, peer);
+                take_more_queued(&worker, &endpoint, listener.as_raw_fd(), &limit);
             }
             // The drain shut the listener down.
             Err(_) if worker.draining() => return,
@@ -211,9 +255,9 @@ pub async fn accept_loop(worker: Rc<WorkerContext>, listener: monoio::net::TcpLi
 /// listener down, which ends the accept loop's pending accept. A
 /// connection left in the queue would be reset when the listener closes;
 /// taken here, it is served like any other (with `Connection: close`).
-pub fn take_queued(worker: &Rc<WorkerContext>, fd: RawFd) {
+pub fn take_queued(worker: &Rc<WorkerContext>, endpoint: &Endpoint, fd: RawFd) {
     while let Some((stream, peer)) = accept_queued(worker, fd) {
-        spawn_connection(worker, stream, peer);
+        spawn_connection(worker, endpoint, stream, peer);
     }
     // SAFETY: a plain syscall on the open listener.
     unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };

@@ -10,6 +10,7 @@
 //! listener.
 
 pub mod accept;
+mod handshake;
 pub mod listen;
 
 use std::os::fd::{AsRawFd, RawFd};
@@ -25,6 +26,7 @@ use crate::deadline::TICK;
 use crate::proxy::WorkerContext;
 use crate::shared::Shared;
 use crate::state::lifecycle::Phase;
+pub use accept::Endpoint;
 
 /// Open client connections from which a worker has its io_uring driver
 /// collect completions eagerly after a busy turn (`set_eager_collect` in the
@@ -42,22 +44,30 @@ const EAGER_COLLECT_CONNECTIONS: usize = 1024;
 pub const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(1);
 
 /// One worker's life: serve until the drain has closed every connection
-/// (or the process stops), then write out the access log.
+/// (or the process stops), then write out the access log. `listeners`:
+/// this worker's socket of each listener, with what it serves.
 pub async fn run(
     id: usize,
     shared: Arc<Shared>,
-    std_listener: std::net::TcpListener,
+    listeners: Vec<(std::net::TcpListener, Arc<Endpoint>)>,
     log: Option<AccessLog>,
 ) {
-    let listener = match monoio::net::TcpListener::from_std(std_listener) {
-        Ok(l) => l,
-        Err(e) => {
-            error!("worker {id}: cannot use listener: {e}");
-            return;
+    let mut sockets = Vec::with_capacity(listeners.len());
+    for (std_listener, endpoint) in listeners {
+        match monoio::net::TcpListener::from_std(std_listener) {
+            Ok(l) => sockets.push((l, endpoint)),
+            Err(e) => {
+                error!("worker {id}: cannot use listener: {e}");
+                return;
+            }
         }
-    };
+    }
     let worker = Rc::new(WorkerContext::new(id, shared, log));
-    monoio::spawn(run_ticks(Rc::clone(&worker), listener.as_raw_fd()));
+    let drain_targets: Vec<(RawFd, Arc<Endpoint>)> = sockets
+        .iter()
+        .map(|(l, endpoint)| (l.as_raw_fd(), Arc::clone(endpoint)))
+        .collect();
+    monoio::spawn(run_ticks(Rc::clone(&worker), drain_targets));
     let pruner = Rc::clone(&worker);
     monoio::spawn(async move { pruner.pool.run_pruner().await });
     let trimmer = Rc::clone(&worker);
@@ -66,7 +76,15 @@ pub async fn run(
         let flusher = Rc::clone(&worker);
         monoio::spawn(async move { run_log_flusher(&flusher).await });
     }
-    accept::accept_loop(Rc::clone(&worker), listener).await;
+    let accepting: Vec<_> = sockets
+        .into_iter()
+        .map(|(listener, endpoint)| {
+            monoio::spawn(accept::accept_loop(Rc::clone(&worker), listener, endpoint))
+        })
+        .collect();
+    for accept_loop in accepting {
+        accept_loop.await;
+    }
     wait_drained(&worker).await;
     if let Some(log) = &worker.access_log {
         log.flush();
@@ -75,16 +93,16 @@ pub async fn run(
 
 /// Every tick: expire socket waits, follow the lifecycle, and tell the
 /// io_uring driver whether this worker is busy enough to collect
-/// completions eagerly. Ends when the process stops. `listener` is the
-/// worker's listening socket, open until the drain shuts it down.
-async fn run_ticks(worker: Rc<WorkerContext>, listener: RawFd) {
+/// completions eagerly. Ends when the process stops. `listeners` are the
+/// worker's listening sockets, open until the drain shuts them down.
+async fn run_ticks(worker: Rc<WorkerContext>, listeners: Vec<(RawFd, Arc<Endpoint>)>) {
     loop {
         monoio::time::sleep(TICK).await;
         worker.deadlines.sweep(std::time::Instant::now());
         monoio::utils::set_eager_collect(worker.open_connections() >= EAGER_COLLECT_CONNECTIONS);
         match worker.shared.lifecycle.phase() {
             Phase::Running => {}
-            Phase::Draining if !worker.draining() => start_drain(&worker, listener),
+            Phase::Draining if !worker.draining() => start_drain(&worker, &listeners),
             Phase::Draining => {}
             Phase::Stopping => return,
         }
@@ -93,10 +111,12 @@ async fn run_ticks(worker: Rc<WorkerContext>, listener: RawFd) {
 
 /// Stop accepting: take what is already queued, then close the
 /// listener (a connection left in its queue would be reset).
-fn start_drain(worker: &Rc<WorkerContext>, listener: RawFd) {
+fn start_drain(worker: &Rc<WorkerContext>, listeners: &[(RawFd, Arc<Endpoint>)]) {
     worker.start_draining();
     worker.deadlines.start_drain(DRAIN_IDLE_GRACE);
-    accept::take_queued(worker, listener);
+    for (fd, endpoint) in listeners {
+        accept::take_queued(worker, endpoint, *fd);
+    }
 }
 
 /// Let go of the buffers and exchange blocks no exchange needed for a

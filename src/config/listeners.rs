@@ -1,0 +1,307 @@
+//! Listeners: where clients connect and what they speak there.
+//!
+//! From the flags, `--listen ADDR[,tls][,redirect-https]` (repeatable) with
+//! `--tls-cert CHAIN.pem --tls-key KEY.pem` pairs for every `tls` listener
+//! given by flags; from the file, `[[listeners]]` tables (or the older
+//! single `listen = "ADDR"`). Flags replace the file's listeners. Without
+//! either, one plaintext listener on 127.0.0.1:8080.
+//!
+//! Addresses and protocols take a restart; a TLS listener's certificate
+//! files are read again on reload (`crate::transport::tls`). Reading the
+//! certificates is not done here (this module does no I/O): the paths are
+//! kept with where they were given, so a bad file is reported with the
+//! flag or the `file:line` that named it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use super::cli::Cli;
+use super::file::{FileListener, Source};
+use super::values::resolve;
+use super::{flag_error, ConfigError};
+
+/// Where the default listener is, without `--listen` or a file's.
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// One listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerConfig {
+    pub addr: SocketAddr,
+    /// `Some`: clients speak TLS here.
+    pub tls: Option<ListenerTls>,
+    /// Answer every request with a redirect to `https://` (a plaintext
+    /// listener): 301 for GET and HEAD, 308 otherwise.
+    pub redirect_https: bool,
+}
+
+/// A TLS listener's certificates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerTls {
+    /// In order; the first is served to clients that send no SNI (or a
+    /// name no certificate covers).
+    pub certificates: Vec<CertificateFiles>,
+    /// Refuse the handshake of a client that sends no SNI, or a name no
+    /// certificate covers, instead of serving the first certificate.
+    pub require_sni: bool,
+}
+
+/// A certificate chain and its key, as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Where they were given (`--tls-cert` or `FILE:LINE:COL: listeners[0]`),
+    /// for messages about the files.
+    pub given_by: String,
+}
+
+impl ListenerConfig {
+    /// `https` or `http`, for logs and `/status`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}
+
+/// The listeners from the flags, else from the file, else the default.
+pub(super) fn listeners(
+    cli: &Cli,
+    src: Option<&Source<'_>>,
+    file_listen: Option<&toml::Spanned<String>>,
+    file_listeners: &[FileListener],
+) -> Result<Vec<ListenerConfig>, ConfigError> {
+    if !cli.listen.is_empty() {
+        return from_flags(cli);
+    }
+    if cli.tls_cert.len() + cli.tls_key.len() > 0 {
+        return Err(ConfigError(
+            "--tls-cert and --tls-key go with --listen ADDR,tls".into(),
+        ));
+    }
+    if let Some(src) = src {
+        if !file_listeners.is_empty() {
+            if let Some(listen) = file_listen {
+                return Err(src.problem(
+                    listen.span(),
+                    "listen",
+                    "give either `listen` or [[listeners]], not both",
+                ));
+            }
+            return file_listeners
+                .iter()
+                .enumerate()
+                .map(|(i, l)| from_file(src, i, l))
+                .collect();
+        }
+        if let Some(listen) = file_listen {
+            let addr = resolve(listen.get_ref()).map_err(|e| {
+                src.invalid(
+                    listen.span(),
+                    "listen",
+                    format!("{:?}", listen.get_ref()),
+                    e,
+                )
+            })?;
+            return Ok(vec![plain(addr)]);
+        }
+    }
+    let addr = resolve(DEFAULT_LISTEN).map_err(ConfigError)?;
+    Ok(vec![plain(addr)])
+}
+
+fn plain(addr: SocketAddr) -> ListenerConfig {
+    ListenerConfig {
+        addr,
+        tls: None,
+        redirect_https: false,
+    }
+}
+
+/// `--listen` flags, with the `--tls-cert`/`--tls-key` pairs for their
+/// `tls` listeners.
+fn from_flags(cli: &Cli) -> Result<Vec<ListenerConfig>, ConfigError> {
+    if cli.tls_cert.len() != cli.tls_key.len() {
+        return Err(ConfigError(format!(
+            "--tls-cert given {} time(s) and --tls-key {}: give them in pairs, the n-th key with the n-th certificate",
+            cli.tls_cert.len(),
+            cli.tls_key.len()
+        )));
+    }
+    let certificates: Vec<CertificateFiles> = cli
+        .tls_cert
+        .iter()
+        .zip(&cli.tls_key)
+        .map(|(cert, key)| CertificateFiles {
+            cert: cert.into(),
+            key: key.into(),
+            given_by: "--tls-cert/--tls-key".into(),
+        })
+        .collect();
+    let mut listeners = Vec::new();
+    for spec in &cli.listen {
+        let mut parts = spec.split(',');
+        let addr_text = parts.next().unwrap_or_default();
+        let addr = resolve(addr_text).map_err(|e| flag_error("listen", spec, e))?;
+        let mut listener = plain(addr);
+        for option in parts {
+            match option.trim() {
+                "tls" => {
+                    listener.tls = Some(ListenerTls {
+                        certificates: certificates.clone(),
+                        require_sni: false,
+                    })
+                }
+                "redirect-https" => listener.redirect_https = true,
+                other => {
+                    return Err(flag_error(
+                        "listen",
+                        spec,
+                        format!("unknown option `{other}` (known: tls, redirect-https)"),
+                    ))
+                }
+            }
+        }
+        check(&listener).map_err(|e| flag_error("listen", spec, e))?;
+        listeners.push(listener);
+    }
+    if !certificates.is_empty() && listeners.iter().all(|l| l.tls.is_none()) {
+        return Err(ConfigError(
+            "--tls-cert and --tls-key given, but no --listen ADDR,tls to use them".into(),
+        ));
+    }
+    check_distinct(&listeners).map_err(|e| ConfigError(format!("--listen: {e}")))?;
+    Ok(listeners)
+}
+
+/// `[[listeners]]` number `i`.
+fn from_file(src: &Source<'_>, i: usize, l: &FileListener) -> Result<ListenerConfig, ConfigError> {
+    let key = |k: &str| format!("listeners[{i}].{k}");
+    let addr = resolve(l.address.get_ref()).map_err(|e| {
+        src.invalid(
+            l.address.span(),
+            &key("address"),
+            format!("{:?}", l.address.get_ref()),
+            e,
+        )
+    })?;
+    let tls = l.tls.as_ref().is_some_and(|t| *t.get_ref());
+    let certificates: Vec<CertificateFiles> = l
+        .certificates
+        .iter()
+        .enumerate()
+        .map(|(j, c)| CertificateFiles {
+            cert: c.cert.get_ref().into(),
+            key: c.key.get_ref().into(),
+            given_by: format!(
+                "{}: {}",
+                src.location(c.cert.span().start),
+                key(&format!("certificates[{j}]"))
+            ),
+        })
+        .collect();
+    if !tls && !certificates.is_empty() {
+        return Err(src.problem(
+            l.address.span(),
+            &format!("listeners[{i}]"),
+            "certificates given but `tls = true` is not",
+        ));
+    }
+    let listener = ListenerConfig {
+        addr,
+        tls: tls.then(|| ListenerTls {
+            certificates,
+            require_sni: l.require_sni.as_ref().is_some_and(|r| *r.get_ref()),
+        }),
+        redirect_https: l.redirect_https.as_ref().is_some_and(|r| *r.get_ref()),
+    };
+    check(&listener).map_err(|e| src.problem(l.address.span(), &format!("listeners[{i}]"), e))?;
+    Ok(listener)
+}
+
+/// What one listener must be on its own.
+fn check(l: &ListenerConfig) -> Result<(), String> {
+    match &l.tls {
+        Some(tls) if tls.certificates.is_empty() => Err(
+            "a TLS listener needs a certificate (--tls-cert and --tls-key, or `certificates = [{ cert = \"…\", key = \"…\" }]`)".into(),
+        ),
+        Some(_) if l.redirect_https => {
+            Err("redirect_https is for a plaintext listener; this one speaks TLS".into())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// No address twice (port 0 excepted: each gets its own port).
+fn check_distinct(listeners: &[ListenerConfig]) -> Result<(), String> {
+    for (i, l) in listeners.iter().enumerate() {
+        if l.addr.port() != 0 && listeners[..i].iter().any(|e| e.addr == l.addr) {
+            return Err(format!("{} is given twice", l.addr));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn flags(args: &[&str]) -> Result<Vec<ListenerConfig>, ConfigError> {
+        let mut argv = vec!["corelb"];
+        argv.extend_from_slice(args);
+        listeners(&Cli::parse_from(argv), None, None, &[])
+    }
+
+    #[test]
+    fn the_default_is_one_plaintext_listener() {
+        let l = flags(&[]).unwrap();
+        assert_eq!(l, [plain("127.0.0.1:8080".parse().unwrap())]);
+    }
+
+    #[test]
+    fn tls_listeners_take_the_certificate_pairs() {
+        let l = flags(&[
+            "--listen",
+            "127.0.0.1:80,redirect-https",
+            "--listen",
+            "127.0.0.1:443,tls",
+            "--tls-cert",
+            "a.pem",
+            "--tls-key",
+            "a.key",
+            "--tls-cert",
+            "b.pem",
+            "--tls-key",
+            "b.key",
+        ])
+        .unwrap();
+        assert!(l[0].tls.is_none() && l[0].redirect_https);
+        let tls = l[1].tls.as_ref().unwrap();
+        assert_eq!(tls.certificates.len(), 2);
+        assert_eq!(tls.certificates[1].key, PathBuf::from("b.key"));
+    }
+
+    #[test]
+    fn mistakes_name_the_flag() {
+        let e = flags(&["--listen", "127.0.0.1:443,tls"]).unwrap_err().0;
+        assert!(
+            e.contains("--listen") && e.contains("needs a certificate"),
+            "{e}"
+        );
+        let e = flags(&["--listen", "127.0.0.1:443,tls", "--tls-cert", "a.pem"])
+            .unwrap_err()
+            .0;
+        assert!(e.contains("in pairs"), "{e}");
+        let e = flags(&["--listen", "127.0.0.1:443,quic"]).unwrap_err().0;
+        assert!(e.contains("unknown option `quic`"), "{e}");
+        let e = flags(&["--listen", "127.0.0.1:1", "--listen", "127.0.0.1:1"])
+            .unwrap_err()
+            .0;
+        assert!(e.contains("given twice"), "{e}");
+        let e = flags(&["--tls-cert", "a", "--tls-key", "b"]).unwrap_err().0;
+        assert!(e.contains("--listen ADDR,tls"), "{e}");
+    }
+}

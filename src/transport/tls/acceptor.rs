@@ -1,0 +1,83 @@
+//! One TLS listener's rustls `ServerConfig`, built once at start and kept
+//! across reloads (a reload swaps its certificates inside its resolver),
+//! and what all of them share: the crypto provider, the session-ticket
+//! keys and the session cache. One `ServerConfig` serves every worker, so
+//! a session started on one worker resumes on any other.
+//!
+//! Protocols: TLS 1.3 and 1.2 only, rustls's default cipher suites (no
+//! CBC, no RSA key exchange, no compression, no renegotiation), no 0-RTT,
+//! ALPN `http/1.1`.
+
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSessions};
+use rustls::{ServerConfig, ServerConnection};
+
+use super::resolver::{CertResolver, CertificateSet};
+
+/// Sessions remembered for resumption by session ID (TLS 1.2 clients
+/// without tickets), across all workers.
+const SESSION_CACHE_ENTRIES: usize = 20_000;
+
+/// What every TLS listener of the process shares.
+pub struct TlsCommon {
+    provider: Arc<CryptoProvider>,
+    /// Rotated by rustls every 6 hours, the last key still accepted.
+    ticketer: Arc<dyn ProducesTickets>,
+    cache: Arc<dyn StoresServerSessions>,
+}
+
+impl TlsCommon {
+    /// Fresh ticket keys and an empty session cache.
+    pub fn new() -> Result<Self, String> {
+        let ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
+            .map_err(|e| format!("cannot make TLS ticket keys: {e}"))?;
+        Ok(Self {
+            provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+            ticketer,
+            cache: ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES),
+        })
+    }
+
+    /// The crypto provider, to load keys with.
+    pub fn provider(&self) -> &CryptoProvider {
+        &self.provider
+    }
+}
+
+/// One TLS listener's handshake side.
+pub struct TlsAcceptor {
+    config: Arc<ServerConfig>,
+    resolver: Arc<CertResolver>,
+}
+
+impl TlsAcceptor {
+    /// An acceptor serving `certificates`.
+    pub fn new(certificates: CertificateSet, common: &TlsCommon) -> Result<Self, String> {
+        let resolver = CertResolver::new(certificates);
+        let mut config = ServerConfig::builder_with_provider(Arc::clone(&common.provider))
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| format!("TLS configuration: {e}"))?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::clone(&resolver) as _);
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.ticketer = Arc::clone(&common.ticketer);
+        config.session_storage = Arc::clone(&common.cache);
+        config.max_early_data_size = 0;
+        Ok(Self {
+            config: Arc::new(config),
+            resolver,
+        })
+    }
+
+    /// A new server-side connection for a client that just connected.
+    pub fn connection(&self) -> Result<ServerConnection, rustls::Error> {
+        ServerConnection::new(Arc::clone(&self.config))
+    }
+
+    /// The certificates, to swap on reload and to show.
+    pub fn resolver(&self) -> &CertResolver {
+        &self.resolver
+    }
+}

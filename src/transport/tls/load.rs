@@ -1,0 +1,91 @@
+//! From a TLS listener's configuration to the certificates it serves:
+//! every file read and checked, or nothing (a reload with one bad file
+//! changes no listener). Errors name where the files were given and why
+//! they are refused; a chain that has expired, or expires within 14 days,
+//! is loaded with a warning.
+
+use std::time::SystemTime;
+
+use super::acceptor::{TlsAcceptor, TlsCommon};
+use super::certs::{Certificate, EXPIRY_WARNING};
+use super::resolver::CertificateSet;
+use crate::config::{ListenerConfig, ListenerTls};
+
+/// A listener's certificates, read from their files.
+pub fn certificate_set(
+    tls: &ListenerTls,
+    common: &TlsCommon,
+) -> Result<(CertificateSet, Vec<String>), String> {
+    let mut certificates = Vec::with_capacity(tls.certificates.len());
+    let mut warnings = Vec::new();
+    let now = SystemTime::now();
+    for files in &tls.certificates {
+        let certificate = Certificate::load(&files.cert, &files.key, common.provider())
+            .map_err(|e| format!("{}: {e}", files.given_by))?;
+        let left = certificate.remaining(now);
+        if left.is_zero() {
+            warnings.push(format!(
+                "{}: the certificate in {} has expired; clients will refuse it",
+                files.given_by, certificate.cert_path
+            ));
+        } else if left < EXPIRY_WARNING {
+            warnings.push(format!(
+                "{}: the certificate in {} expires in {} day(s)",
+                files.given_by,
+                certificate.cert_path,
+                left.as_secs() / 86_400
+            ));
+        }
+        certificates.push(certificate);
+    }
+    Ok((
+        CertificateSet {
+            certificates,
+            require_sni: tls.require_sni,
+        },
+        warnings,
+    ))
+}
+
+/// Every listener's acceptor (`None` for plaintext ones), in listener
+/// order, with the warnings to log.
+pub fn acceptors(
+    listeners: &[ListenerConfig],
+    common: &TlsCommon,
+) -> Result<(Vec<Option<TlsAcceptor>>, Vec<String>), String> {
+    let mut acceptors = Vec::with_capacity(listeners.len());
+    let mut warnings = Vec::new();
+    for listener in listeners {
+        acceptors.push(match &listener.tls {
+            Some(tls) => {
+                let (set, mut more) = certificate_set(tls, common)?;
+                warnings.append(&mut more);
+                Some(TlsAcceptor::new(set, common)?)
+            }
+            None => None,
+        });
+    }
+    Ok((acceptors, warnings))
+}
+
+/// Read the certificates of `listeners` again for running `acceptors`
+/// (same listeners, same order) and swap them in, all or none.
+pub fn reload(
+    listeners: &[ListenerConfig],
+    acceptors: &[Option<std::sync::Arc<TlsAcceptor>>],
+    common: &TlsCommon,
+) -> Result<Vec<String>, String> {
+    let mut sets = Vec::new();
+    let mut warnings = Vec::new();
+    for (listener, acceptor) in listeners.iter().zip(acceptors) {
+        if let (Some(tls), Some(acceptor)) = (&listener.tls, acceptor) {
+            let (set, mut more) = certificate_set(tls, common)?;
+            warnings.append(&mut more);
+            sets.push((acceptor, set));
+        }
+    }
+    for (acceptor, set) in sets {
+        acceptor.resolver().replace(set);
+    }
+    Ok(warnings)
+}

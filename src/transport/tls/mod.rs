@@ -1,0 +1,14 @@
+//! TLS from clients (rustls, aws-lc-rs provider): the stream a TLS
+//! connection becomes ([`stream`]), its certificates ([`certs`]) and the
+//! choice among them by SNI ([`resolver`]), and each listener's acceptor
+//! ([`acceptor`]). Never crypto or record parsing of our own: rustls does
+//! both, corelb only moves bytes between it and the socket.
+
+pub mod acceptor;
+pub mod certs;
+pub mod load;
+pub mod resolver;
+pub mod stream;
+
+pub use acceptor::{TlsAcceptor, TlsCommon};
+pub use stream::TlsStream;

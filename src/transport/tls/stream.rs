@@ -1,0 +1,347 @@
+//! A TLS connection from a client, as a [`Transport`]: rustls does the
+//! record layer and the cryptography; this file only moves ciphertext
+//! between rustls and the socket.
+//!
+//! rustls reads ciphertext straight from the socket into its own buffer
+//! and writes straight from its own buffer to the socket, through
+//! non-blocking `recv`/`send` ([`SocketIo`]); when the socket has nothing
+//! (or takes nothing), the stream waits for readiness. So a TLS connection
+//! holds no ciphertext buffer of corelb's, and its waits are the same
+//! socket waits the plain path arms on [`Deadlines`]: a timeout shuts the
+//! socket down, the wait ends, and the connection is closed, never reused
+//! (a TLS stream cut mid-record cannot be resumed).
+//!
+//! The tunnel's two directions use the connection at once through a shared
+//! reference, so the rustls state sits in a `RefCell`, borrowed only
+//! between awaits, never across one.
+
+use std::cell::RefCell;
+use std::io::{self, BufRead, Read, Write};
+use std::ops::Range;
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use monoio::net::TcpStream;
+use rustls::ServerConnection;
+
+use crate::deadline::{Armed, Deadlines, Direction};
+use crate::io::{self as owned, ReadError};
+use crate::state::outcome::HandshakeFailure;
+use crate::transport::{ReadWait, Transport};
+
+/// The most plaintext taken from rustls per read: what fits the caller's
+/// buffer anyway, at most one record.
+const MAX_PLAINTEXT_READ: usize = 16 * 1024;
+
+/// A client's TLS connection after its handshake.
+pub struct TlsStream {
+    tcp: TcpStream,
+    conn: RefCell<ServerConnection>,
+}
+
+/// Non-blocking socket I/O as `std::io::Read`/`Write`, for rustls's
+/// `read_tls`/`write_tls`. `WouldBlock` when the socket has nothing now.
+struct SocketIo(RawFd);
+
+impl Read for SocketIo {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = crate::syscall::recv(self.0, buf, libc::MSG_DONTWAIT);
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+}
+
+impl Write for SocketIo {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = crate::syscall::send(self.0, buf, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What reading ciphertext came to.
+enum Filled {
+    /// rustls took new records (maybe plaintext, maybe only handshake or
+    /// alert records).
+    Records,
+    /// The peer closed the TCP connection.
+    Eof,
+}
+
+impl TlsStream {
+    /// Run the server side of the handshake on `tcp` within `timeout`.
+    /// On failure the connection is done; the error says why (for the
+    /// handshake failure counters).
+    pub async fn accept(
+        tcp: TcpStream,
+        conn: ServerConnection,
+        deadlines: &Deadlines,
+        timeout: Duration,
+    ) -> Result<TlsStream, HandshakeFailure> {
+        let stream = TlsStream {
+            tcp,
+            conn: RefCell::new(conn),
+        };
+        let read_wait = deadlines.arm(stream.fd(), Direction::Read, timeout);
+        loop {
+            stream
+                .flush(Some((deadlines, timeout)))
+                .await
+                .map_err(|_| HandshakeFailure::Io)?;
+            if !stream.conn.borrow().is_handshaking() {
+                return Ok(stream);
+            }
+            match stream.fill(Some(&read_wait)).await {
+                Ok(Filled::Records) => {}
+                Ok(Filled::Eof) => return Err(HandshakeFailure::Closed),
+                Err(ReadError::Timeout) => return Err(HandshakeFailure::Timeout),
+                Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::InvalidData => {
+                    // rustls queued an alert saying why: send it, best effort.
+                    let _ = stream
+                        .flush(Some((deadlines, Duration::from_millis(100))))
+                        .await;
+                    return Err(HandshakeFailure::Protocol);
+                }
+                Err(ReadError::Io(_)) => return Err(HandshakeFailure::Io),
+            }
+        }
+    }
+
+    fn fd(&self) -> RawFd {
+        self.tcp.as_raw_fd()
+    }
+
+    /// The server name the client asked for (SNI), if any.
+    pub fn server_name(&self) -> Option<String> {
+        self.conn.borrow().server_name().map(str::to_owned)
+    }
+
+    /// Move at least one read's worth of ciphertext from the socket into
+    /// rustls and process it, waiting under `wait` while the socket is
+    /// empty.
+    async fn fill(&self, wait: Option<&Armed<'_>>) -> Result<Filled, ReadError> {
+        loop {
+            let read = self.conn.borrow_mut().read_tls(&mut SocketIo(self.fd()));
+            match read {
+                Ok(0) => return Ok(Filled::Eof),
+                Ok(_) => {
+                    let processed = self.conn.borrow_mut().process_new_packets();
+                    return match processed {
+                        Ok(_) => Ok(Filled::Records),
+                        Err(e) => Err(ReadError::Io(io::Error::new(io::ErrorKind::InvalidData, e))),
+                    };
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let ready = self.tcp.readable(false).await;
+                    if wait.is_some_and(Armed::expired) {
+                        return Err(ReadError::Timeout);
+                    }
+                    ready.map_err(ReadError::Io)?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(ReadError::Io(e)),
+            }
+        }
+    }
+
+    /// Send every record rustls has queued, giving up after `timeout` if
+    /// there is one (`None`: the caller bounds the wait itself).
+    async fn flush(&self, deadline: Option<(&Deadlines, Duration)>) -> io::Result<()> {
+        let mut wait = None;
+        loop {
+            let written = {
+                let mut conn = self.conn.borrow_mut();
+                if !conn.wants_write() {
+                    return Ok(());
+                }
+                conn.write_tls(&mut SocketIo(self.fd()))
+            };
+            match written {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if wait.is_none() {
+                        wait = deadline.map(|(deadlines, timeout)| {
+                            deadlines.arm(self.fd(), Direction::Write, timeout)
+                        });
+                    }
+                    let ready = self.tcp.writable(false).await;
+                    if wait.as_ref().is_some_and(Armed::expired) {
+                        return Err(io::ErrorKind::TimedOut.into());
+                    }
+                    ready?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Move plaintext rustls has decrypted into `buf` (at most `limit`
+    /// bytes). `Some(0)`: the client closed the TLS session; `None`:
+    /// nothing decrypted yet.
+    fn take_plaintext(&self, buf: &mut BytesMut, limit: usize) -> io::Result<Option<usize>> {
+        let mut conn = self.conn.borrow_mut();
+        let mut reader = conn.reader();
+        match reader.fill_buf() {
+            Ok(data) => {
+                let n = data.len().min(limit).min(MAX_PLAINTEXT_READ);
+                buf.extend_from_slice(&data[..n]);
+                reader.consume(n);
+                Ok(Some(n))
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            // A TCP close without close_notify: as a plain close would be.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(Some(0)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Read plaintext into `buf`, taking ciphertext from the socket as
+    /// needed under `wait`.
+    async fn read_plaintext(
+        &self,
+        buf: &mut BytesMut,
+        limit: usize,
+        wait: Option<&Armed<'_>>,
+    ) -> Result<usize, ReadError> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        loop {
+            if let Some(n) = self.take_plaintext(buf, limit).map_err(ReadError::Io)? {
+                return Ok(n);
+            }
+            if let Filled::Eof = self.fill(wait).await? {
+                // Whatever was decrypted before the close is still read.
+                return Ok(self
+                    .take_plaintext(buf, limit)
+                    .map_err(ReadError::Io)?
+                    .unwrap_or(0));
+            }
+        }
+    }
+
+    /// Encrypt `bytes` and send them, giving up after `timeout`.
+    async fn write_plaintext(
+        &self,
+        deadlines: &Deadlines,
+        bytes: &[u8],
+        timeout: Duration,
+    ) -> io::Result<()> {
+        let mut sent = 0;
+        while sent < bytes.len() {
+            sent += self.conn.borrow_mut().writer().write(&bytes[sent..])?;
+            self.flush(Some((deadlines, timeout))).await?;
+        }
+        Ok(())
+    }
+}
+
+impl AsRawFd for TlsStream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd()
+    }
+}
+
+impl Transport for TlsStream {
+    async fn read_timeout(
+        &mut self,
+        deadlines: &Deadlines,
+        buf: &mut BytesMut,
+        limit: usize,
+        wait: ReadWait,
+    ) -> Result<usize, ReadError> {
+        let armed = match wait {
+            ReadWait::Busy(timeout) => deadlines.arm(self.fd(), Direction::Read, timeout),
+            ReadWait::Idle(timeout) => deadlines.arm_idle(self.fd(), timeout),
+        };
+        self.read_plaintext(buf, limit, Some(&armed)).await
+    }
+
+    async fn readable_idle_timeout(
+        &self,
+        deadlines: &Deadlines,
+        timeout: Duration,
+    ) -> Result<(), ReadError> {
+        // Plaintext already decrypted (pipelined requests) is there now.
+        let has_plaintext = {
+            let mut conn = self.conn.borrow_mut();
+            let mut reader = conn.reader();
+            !matches!(reader.fill_buf(), Err(ref e) if e.kind() == io::ErrorKind::WouldBlock)
+        };
+        if has_plaintext {
+            return Ok(());
+        }
+        owned::readable_idle_timeout(deadlines, &self.tcp, timeout).await
+    }
+
+    async fn write_range_timeout(
+        &mut self,
+        deadlines: &Deadlines,
+        buf: &mut BytesMut,
+        range: Range<usize>,
+        timeout: Duration,
+    ) -> io::Result<()> {
+        self.write_plaintext(deadlines, &buf[range], timeout).await
+    }
+
+    async fn write_static_timeout(
+        &mut self,
+        deadlines: &Deadlines,
+        bytes: &'static [u8],
+        timeout: Duration,
+    ) -> io::Result<()> {
+        self.write_plaintext(deadlines, bytes, timeout).await
+    }
+
+    async fn shutdown_write(&mut self) -> io::Result<()> {
+        self.conn.get_mut().send_close_notify();
+        // A client that reads nothing more must not hold the close up.
+        let _ = monoio::time::timeout(Duration::from_secs(1), self.flush(None)).await;
+        owned::shutdown_now(self.fd(), libc::SHUT_WR);
+        Ok(())
+    }
+
+    fn reset_on_close(&self) {
+        owned::reset_on_close(&self.tcp);
+    }
+
+    async fn read_shared(&self, buf: &mut BytesMut, limit: usize) -> io::Result<usize> {
+        // The tunnel times out by shutting the socket down, which ends the
+        // readiness wait; no deadline of its own here.
+        match self.read_plaintext(buf, limit, None).await {
+            Ok(n) => Ok(n),
+            Err(ReadError::Io(e)) => Err(e),
+            Err(ReadError::Timeout) => Err(io::ErrorKind::TimedOut.into()),
+        }
+    }
+
+    async fn write_shared_timeout(
+        &self,
+        deadlines: &Deadlines,
+        bytes: &[u8],
+        timeout: Duration,
+    ) -> io::Result<()> {
+        self.write_plaintext(deadlines, bytes, timeout).await
+    }
+
+    fn shutdown_now(&self, how: libc::c_int) {
+        if how != libc::SHUT_RD {
+            // Tell the client the stream ended on purpose, if the socket
+            // takes it at once; then the FIN.
+            let mut conn = self.conn.borrow_mut();
+            conn.send_close_notify();
+            let _ = conn.write_tls(&mut SocketIo(self.fd()));
+        }
+        owned::shutdown_now(self.fd(), how);
+    }
+}

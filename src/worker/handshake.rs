@@ -1,0 +1,76 @@
+//! A TLS client's first moments: its handshake, within
+//! `--tls-handshake-timeout` and a cap on handshakes in progress per
+//! worker, then the same connection loop as a plaintext client.
+//!
+//! The cap: a handshake costs a worker CPU and a connection's memory
+//! before the client has proven anything, so a flood of slow or
+//! half-finished handshakes must not crowd out established connections.
+//! Beyond it, new TLS connections are closed at once and counted
+//! (`corelb_tls_refused_total`); established connections are untouched.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use monoio::net::TcpStream;
+
+use crate::proxy::{serve_client, ListenerInfo, WorkerContext};
+use crate::transport::tls::{TlsAcceptor, TlsStream};
+
+/// Handshakes in progress one worker allows at once.
+pub const MAX_HANDSHAKES: usize = 1024;
+
+/// May a new TLS connection start its handshake on this worker now?
+pub fn handshake_allowed(worker: &WorkerContext) -> bool {
+    worker.handshakes.get() < MAX_HANDSHAKES
+}
+
+/// Counts a handshake in progress while it lives.
+struct InProgress<'a>(&'a WorkerContext);
+
+impl<'a> InProgress<'a> {
+    fn start(worker: &'a WorkerContext) -> Self {
+        worker.handshakes.set(worker.handshakes.get() + 1);
+        Self(worker)
+    }
+}
+
+impl Drop for InProgress<'_> {
+    fn drop(&mut self) {
+        self.0
+            .handshakes
+            .set(self.0.handshakes.get().saturating_sub(1));
+    }
+}
+
+/// Run the handshake on `tcp`, then serve the connection as any other.
+/// An `async` block, as `serve_client` is: the task of every TLS
+/// connection is this future, and an `async fn` would keep its arguments
+/// twice in it.
+#[allow(clippy::manual_async_fn)]
+pub fn serve_tls_client(
+    worker: Rc<WorkerContext>,
+    acceptor: Arc<TlsAcceptor>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    listener: ListenerInfo,
+) -> impl Future<Output = ()> {
+    async move {
+        let Ok(conn) = acceptor.connection() else {
+            return;
+        };
+        drop(acceptor);
+        let timeout = worker.settings().timeouts.tls_handshake;
+        let in_progress = InProgress::start(&worker);
+        let handshake = TlsStream::accept(tcp, conn, &worker.deadlines, timeout).await;
+        drop(in_progress);
+        match handshake {
+            Ok(stream) => {
+                worker.metrics().tls_handshakes.inc();
+                serve_client(worker, stream, peer, listener).await;
+            }
+            Err(why) => worker.metrics().tls_handshake_failures[why as usize].inc(),
+        }
+    }
+}
