@@ -171,6 +171,21 @@ impl Proxy {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// Every listener's address, in the order of the `--listen` flags
+    /// (from the start line: `listening on A and B (https) (...)`).
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        let log = self.log();
+        let line = log
+            .lines()
+            .find(|l| l.contains("listening on "))
+            .expect("the start line");
+        let rest = line.split("listening on ").nth(1).unwrap_or_default();
+        let rest = rest.split(" workers").next().unwrap_or_default();
+        rest.split(" and ")
+            .filter_map(|part| part.split_whitespace().next()?.parse().ok())
+            .collect()
+    }
+
     /// Everything the proxy wrote to stderr so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
@@ -1236,3 +1251,5 @@ pub mod admin;
 pub mod faults;
 // Steady load from keep-alive clients, counted by status.
 pub mod load;
+// A test certificate authority, and TLS clients.
+pub mod tls;
