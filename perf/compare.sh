@@ -39,7 +39,10 @@ Options:
                         [2000; quick: 0]
   --idle-conns N        idle connections of the memory measurement; 0 to skip
                         it [10000; quick: 2000]
-  --sizes LIST          body sizes: hello (13 B) and/or 16k [hello,16k]
+  --sizes LIST          rows: hello (13 B) and/or 16k over plain HTTP, tls-hello and/or
+                        tls-16k over HTTPS (every proxy terminates TLS with the same
+                        ECDSA P-256 certificate; wrk keeps connections alive)
+                        [hello,16k,tls-hello,tls-16k]
   --layouts LIST        isolated and/or shared [isolated,shared]
   --threads N           worker threads of every proxy [1]
   --scale               add the corelb scaling row (isolated layout, 13 B)
@@ -58,7 +61,7 @@ Options:
                         earlier commit) as a target of its own, same flags and
                         layouts, interleaved with the rest; its rows show req/s
                         and CPU against this corelb's (a before/after in one run)
-  --port-base P         first of the 127.0.0.1 ports used (P..P+11) [28400, below the
+  --port-base P         first of the 127.0.0.1 ports used (P..P+19) [28400, below the
                         kernel's ephemeral port range]
   --out DIR             results directory [perf/results/<timestamp>]
   -h, --help            this help
@@ -84,7 +87,7 @@ ROUNDS=""
 DURATION=""
 WARMUP=""
 CONNS=""
-SIZES="hello,16k"
+SIZES="hello,16k,tls-hello,tls-16k"
 LAYOUTS="isolated,shared"
 MANY_CONNS=""
 IDLE_CONNS=""
@@ -143,12 +146,14 @@ is_pos_int() { [[ $1 =~ ^[0-9]+$ && $1 -gt 0 ]]; }
 for v in ROUNDS DURATION WARMUP THREADS SCALE_THREADS UPSTREAM_KEEPALIVE PORT_BASE; do
     is_pos_int "${!v}" || die "--$(tr '[:upper:]_' '[:lower:]-' <<<"$v") must be a positive integer, not '${!v}'"
 done
-[[ $PORT_BASE -ge 1024 && $PORT_BASE -le 65523 ]] || die "--port-base must be in 1024..65523"
+[[ $PORT_BASE -ge 1024 && $PORT_BASE -le 65515 ]] || die "--port-base must be in 1024..65515"
 [[ -z $BASELINE || -x $BASELINE ]] || die "--baseline $BASELINE: not an executable file"
 IFS=', ' read -ra CONNS_LIST <<<"$CONNS"
 IFS=', ' read -ra SIZES_LIST <<<"$SIZES"
 for c in "${CONNS_LIST[@]}"; do is_pos_int "$c" || die "bad --conns entry '$c'"; done
-for s in "${SIZES_LIST[@]}"; do [[ $s == hello || $s == 16k ]] || die "bad --sizes entry '$s' (hello or 16k)"; done
+for s in "${SIZES_LIST[@]}"; do
+    [[ $s =~ ^(tls-)?(hello|16k)$ ]] || die "bad --sizes entry '$s' (hello, 16k, tls-hello or tls-16k)"
+done
 [[ ${#CONNS_LIST[@]} -gt 0 && ${#SIZES_LIST[@]} -gt 0 ]] || die "--conns and --sizes must not be empty"
 IFS=', ' read -ra LAYOUT_LIST <<<"$LAYOUTS"
 for l in "${LAYOUT_LIST[@]}"; do [[ $l == isolated || $l == shared ]] || die "bad --layouts entry '$l' (isolated or shared)"; done
@@ -173,7 +178,7 @@ done
 declare -A PKG_OF=(
     [wrk]=wrk [nginx]=nginx [haproxy]=haproxy [curl]=curl
     [taskset]=util-linux [getconf]=libc-bin [pgrep]=procps [awk]=mawk
-    [python3]=python3
+    [python3]=python3 [openssl]=openssl
 )
 install_missing() {
     local cmd missing=()
@@ -276,6 +281,14 @@ chmod 644 "$WORK/www/16k.bin"
 # A private copy: others may rebuild target/ while we measure.
 cp "$CORELB_SRC" "$WORK/corelb"
 CORELB=$WORK/corelb
+# One ECDSA P-256 certificate every proxy serves over TLS (HAProxy wants
+# the key in the same file).
+mkdir -p "$WORK/tls"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 7 \
+    -keyout "$WORK/tls/key.pem" -out "$WORK/tls/cert.pem" -subj /CN=localhost \
+    -addext subjectAltName=DNS:localhost >/dev/null 2>&1 || die "openssl cannot make the test certificate"
+cat "$WORK/tls/cert.pem" "$WORK/tls/key.pem" >"$WORK/tls/both.pem"
+chmod 644 "$WORK/tls/"*.pem
 if [[ -n $BASELINE ]]; then
     cp "$BASELINE" "$WORK/corelb-base"
     BASELINE_VERSION=$BASELINE
@@ -361,7 +374,7 @@ wait_http() {
             tail -n 20 "$WORK/$name.log" >&2 || true
             die "$name exited during start-up (log above, in $OUT/logs/$name.log)"
         fi
-        if out=$(curl -s -o /dev/null --max-time 2 -w '%{http_code} %{size_download}' "$url"); then
+        if out=$(curl -sk -o /dev/null --max-time 2 -w '%{http_code} %{size_download}' "$url"); then
             read -r code size <<<"$out"
             if [[ $code == 200 && $size == "$want" ]]; then return 0; fi
         fi
@@ -390,19 +403,23 @@ start_nginx() { # NAME TEMPLATE CPUS KEY=VALUE...
     start_bg "$name" "$cpus" nginx -p "$WORK" -c "$WORK/$name.conf" -e "$WORK/$name.error.log"
 }
 
-start_haproxy() { # NAME CPUS KEY=VALUE...
-    local name=$1 cpus=$2
-    shift 2
-    fill "$CONF_DIR/haproxy.cfg" "$WORK/$name.cfg" "$@"
+start_haproxy() { # NAME CPUS TEMPLATE KEY=VALUE...
+    local name=$1 cpus=$2 tpl=$3
+    shift 3
+    fill "$tpl" "$WORK/$name.cfg" "$@"
     haproxy -c -q -f "$WORK/$name.cfg" >"$WORK/$name.log" 2>&1 ||
         { cat "$WORK/$name.log" >&2; die "haproxy rejects $WORK/$name.cfg"; }
     start_bg "$name" "$cpus" haproxy -db -f "$WORK/$name.cfg"
 }
 
-start_corelb() { # NAME CPUS THREADS PORT BACKEND_PORT PIN(pin|no-pin) [BINARY]
-    local name=$1 cpus=$2 threads=$3 port=$4 bport=$5 pin=$6 bin=${7:-$CORELB}
+start_corelb() { # NAME CPUS THREADS PORT BACKEND_PORT PIN(pin|no-pin) [BINARY] [tls]
+    local name=$1 cpus=$2 threads=$3 port=$4 bport=$5 pin=$6 bin=${7:-$CORELB} tls=${8:-}
     local args=(--listen "127.0.0.1:$port" --backend "127.0.0.1:$bport"
         --threads "$threads" "--$pin" --upstream-keepalive "$UPSTREAM_KEEPALIVE")
+    if [[ $tls == tls ]]; then
+        args[1]="127.0.0.1:$port,tls"
+        args+=(--tls-cert "$WORK/tls/cert.pem" --tls-key "$WORK/tls/key.pem")
+    fi
     echo "taskset -c $cpus corelb ${args[*]}" >"$OUT/configs/$name.cmdline"
     start_bg "$name" "$cpus" "$bin" "${args[@]}"
 }
@@ -454,21 +471,26 @@ declare -A PROXY_PORT=(
     [16k.corelb]=$((PORT_BASE + 6)) [16k.nginx]=$((PORT_BASE + 7))
     [16k.haproxy]=$((PORT_BASE + 8)) [16k.corelb2]=$((PORT_BASE + 9))
     [hello.base]=$((PORT_BASE + 10)) [16k.base]=$((PORT_BASE + 11))
+    [tls-hello.corelb]=$((PORT_BASE + 12)) [tls-hello.nginx]=$((PORT_BASE + 13))
+    [tls-hello.haproxy]=$((PORT_BASE + 14)) [tls-16k.corelb]=$((PORT_BASE + 15))
+    [tls-16k.nginx]=$((PORT_BASE + 16)) [tls-16k.haproxy]=$((PORT_BASE + 17))
 )
 # A listening port inside the ephemeral range can be taken at any moment by
 # the local end of an outgoing connection (wrk's, a proxy's), and the next
 # proxy then fails to bind.
 read -r EPH_LO EPH_HI </proc/sys/net/ipv4/ip_local_port_range
-if [[ $PORT_BASE -le $EPH_HI && $((PORT_BASE + 11)) -ge $EPH_LO ]]; then
-    note "warning: ports $PORT_BASE..$((PORT_BASE + 11)) overlap the ephemeral range $EPH_LO..$EPH_HI; a bind may fail mid-run"
+if [[ $PORT_BASE -le $EPH_HI && $((PORT_BASE + 19)) -ge $EPH_LO ]]; then
+    note "warning: ports $PORT_BASE..$((PORT_BASE + 19)) overlap the ephemeral range $EPH_LO..$EPH_HI; a bind may fail mid-run"
 fi
-for ((p = PORT_BASE; p <= PORT_BASE + 11; p++)); do
+for ((p = PORT_BASE; p <= PORT_BASE + 19; p++)); do
     if port_busy "$p"; then die "port 127.0.0.1:$p is in use: pick another --port-base"; fi
 done
-declare -A PATH_OF=([hello]=/ [16k]=/16k.bin)
-declare -A BYTES_OF=([hello]=13 [16k]=16384)
-declare -A BACKEND_PORT_OF=([hello]=$P_BACK_HELLO [16k]=$P_BACK_16K)
-declare -A LABEL_OF=([hello]="13 B" [16k]="16 KiB")
+declare -A PATH_OF=([hello]=/ [16k]=/16k.bin [tls-hello]=/ [tls-16k]=/16k.bin)
+declare -A BYTES_OF=([hello]=13 [16k]=16384 [tls-hello]=13 [tls-16k]=16384)
+declare -A BACKEND_PORT_OF=([hello]=$P_BACK_HELLO [16k]=$P_BACK_16K [tls-hello]=$P_BACK_HELLO [tls-16k]=$P_BACK_16K)
+declare -A LABEL_OF=([hello]="13 B" [16k]="16 KiB" [tls-hello]="HTTPS 13 B" [tls-16k]="HTTPS 16 KiB")
+is_tls() { [[ $1 == tls-* ]]; }
+scheme_of() { if is_tls "$1"; then echo https; else echo http; fi; }
 
 # ------------------------------------------------------------------ plan
 # Targets measured in each round and layout, in this order; corelb2 is the
@@ -477,6 +499,7 @@ declare -A LABEL_OF=([hello]="13 B" [16k]="16 KiB")
 # measured in the isolated layout only: it is the same backend either way.
 targets_for() { # SIZE LAYOUT
     local t=(corelb nginx haproxy)
+    if is_tls "$1"; then echo "${t[*]}"; return; fi
     if [[ $2 == isolated ]]; then t=(direct "${t[@]}"); fi
     if [[ -n $BASELINE ]]; then t+=(base); fi
     if [[ $SCALE == 1 && $1 == hello && $2 == isolated ]]; then t+=(corelb2); fi
@@ -569,7 +592,7 @@ measure() { # LAYOUT SIZE CONNS TARGET ROUND
         port=${PROXY_PORT[$size.$target]}
         pid=${PID_OF[$target]}
     fi
-    url="http://127.0.0.1:$port${PATH_OF[$size]}"
+    url="$(scheme_of "$size")://127.0.0.1:$port${PATH_OF[$size]}"
     raw="$OUT/raw/$layout-$size-c$conns-$target-r$round.txt"
     RUN_NO=$((RUN_NO + 1))
     apply_layout "$layout"
@@ -609,16 +632,17 @@ measure() { # LAYOUT SIZE CONNS TARGET ROUND
 # Start corelb, nginx and HAProxy in front of the backend of SIZE (and the
 # scaling row's corelb if asked), on every CPU; wait until each answers.
 start_proxies() { # SIZE
-    local size=$1 bport=${BACKEND_PORT_OF[$1]} path=${PATH_OF[$1]} t name
-    start_corelb "corelb-$size" "$ALL_CPUS" "$THREADS" "${PROXY_PORT[$size.corelb]}" "$bport" no-pin
+    local size=$1 bport=${BACKEND_PORT_OF[$1]} path=${PATH_OF[$1]} t name tls="" suffix=""
+    if is_tls "$size"; then tls=tls suffix=-tls; fi
+    start_corelb "corelb-$size" "$ALL_CPUS" "$THREADS" "${PROXY_PORT[$size.corelb]}" "$bport" no-pin "$CORELB" "$tls"
     PID_OF[corelb]=$LAST_PID
-    start_nginx "nginx-$size" "$CONF_DIR/proxy.nginx.conf" "$ALL_CPUS" \
-        THREADS="$THREADS" PORT="${PROXY_PORT[$size.nginx]}" BACKEND_PORT="$bport"
+    start_nginx "nginx-$size" "$CONF_DIR/proxy$suffix.nginx.conf" "$ALL_CPUS" \
+        THREADS="$THREADS" PORT="${PROXY_PORT[$size.nginx]}" BACKEND_PORT="$bport" TLS_DIR="$WORK/tls"
     PID_OF[nginx]=$LAST_PID
-    start_haproxy "haproxy-$size" "$ALL_CPUS" \
-        THREADS="$THREADS" PORT="${PROXY_PORT[$size.haproxy]}" BACKEND_PORT="$bport"
+    start_haproxy "haproxy-$size" "$ALL_CPUS" "$CONF_DIR/haproxy$suffix.cfg" \
+        THREADS="$THREADS" PORT="${PROXY_PORT[$size.haproxy]}" BACKEND_PORT="$bport" TLS_DIR="$WORK/tls"
     PID_OF[haproxy]=$LAST_PID
-    if [[ -n $BASELINE ]]; then
+    if [[ -n $BASELINE && -z $tls ]]; then
         start_corelb "base-$size" "$ALL_CPUS" "$THREADS" "${PROXY_PORT[$size.base]}" "$bport" no-pin "$WORK/corelb-base"
         PID_OF[base]=$LAST_PID
     fi
@@ -630,7 +654,7 @@ start_proxies() { # SIZE
         [[ -n ${PID_OF[$t]:-} ]] || continue
         name="$t-$size"
         [[ $t != corelb2 ]] || name="corelb${SCALE_THREADS}t-$size"
-        wait_http "$name" "${PID_OF[$t]}" "http://127.0.0.1:${PROXY_PORT[$size.$t]}$path" "${BYTES_OF[$size]}"
+        wait_http "$name" "${PID_OF[$t]}" "$(scheme_of "$size")://127.0.0.1:${PROXY_PORT[$size.$t]}$path" "${BYTES_OF[$size]}"
     done
     CURRENT_LAYOUT=""
     note "$size: corelb, nginx, haproxy answer 200 with ${BYTES_OF[$size]} bytes"
@@ -683,7 +707,7 @@ start_idle_proxy() { # TARGET: a fresh one, in front of the 13 B backend
         corelb) start_corelb "idle-corelb" "$ALL_CPUS" "$THREADS" "$port" "$bport" no-pin ;;
         nginx) start_nginx "idle-nginx" "$CONF_DIR/proxy.nginx.conf" "$ALL_CPUS" \
             THREADS="$THREADS" PORT="$port" BACKEND_PORT="$bport" ;;
-        haproxy) start_haproxy "idle-haproxy" "$ALL_CPUS" THREADS="$THREADS" PORT="$port" BACKEND_PORT="$bport" ;;
+        haproxy) start_haproxy "idle-haproxy" "$ALL_CPUS" "$CONF_DIR/haproxy.cfg" THREADS="$THREADS" PORT="$port" BACKEND_PORT="$bport" ;;
     esac
     wait_http "idle-$1" "$LAST_PID" "http://127.0.0.1:$port/" 13
 }
