@@ -48,8 +48,8 @@ mod spec;
 mod values;
 
 pub use operations::{
-    AccessLogConfig, AccessLogFormat, AccessLogTarget, AdminListen, LogFormat, LogLevel,
-    DEFAULT_ADMIN,
+    canonical_host, AccessLogConfig, AccessLogFormat, AccessLogTarget, AdminListen, LogFormat,
+    LogLevel, DEFAULT_ADMIN,
 };
 pub use settings::{
     specs, AdminAuth, HealthTiming, PoolDefaults, ProcessConfig, Resilience, SettingFlags,
