@@ -213,6 +213,9 @@ fn a_busy_address_is_refused_and_takeover_loses_no_request() {
     assert_eq!(new.client().get("/").status, 200);
 }
 
+/// What the admin API wants of a call that changes state.
+const JSON: &str = "Content-Type: application/json";
+
 /// `GET http://admin/path` with curl; (status, body).
 fn curl(args: &[&str]) -> (u16, String) {
     let out = Command::new("curl")
@@ -329,11 +332,16 @@ fn the_runtime_api_adds_drains_weighs_and_removes_backends() {
     let body = format!(r#"{{"addr": "{}", "weight": 2}}"#, b.addr());
 
     // Refused calls change nothing.
-    assert_eq!(curl(&["-X", "POST", &pools, "-d", &body]).0, 401);
+    assert_eq!(
+        curl(&["-X", "POST", "-H", JSON, &pools, "-d", &body]).0,
+        401
+    );
     assert_eq!(
         curl(&[
             "-X",
             "POST",
+            "-H",
+            JSON,
             &pools,
             "-H",
             "Authorization: Bearer wrong",
@@ -343,7 +351,7 @@ fn the_runtime_api_adds_drains_weighs_and_removes_backends() {
         .0,
         401
     );
-    let (status, text) = curl(&["-X", "POST", &pools, "-H", auth, "-d", "{bad"]);
+    let (status, text) = curl(&["-X", "POST", "-H", JSON, &pools, "-H", auth, "-d", "{bad"]);
     assert_eq!(status, 400);
     assert!(text.contains("\"error\""), "{text}");
     assert_eq!(curl(&["-X", "GET", &format!("{admin}/reload")]).0, 405);
@@ -353,7 +361,7 @@ fn the_runtime_api_adds_drains_weighs_and_removes_backends() {
 
     // Add: b takes traffic on every core within a request.
     assert_eq!(
-        curl(&["-X", "POST", &pools, "-H", auth, "-d", &body]).0,
+        curl(&["-X", "POST", "-H", JSON, &pools, "-H", auth, "-d", &body]).0,
         200
     );
     let mut client = proxy.client();
@@ -370,6 +378,8 @@ fn the_runtime_api_adds_drains_weighs_and_removes_backends() {
         curl(&[
             "-X",
             "PUT",
+            "-H",
+            JSON,
             &weight_url,
             "-H",
             auth,
@@ -383,6 +393,8 @@ fn the_runtime_api_adds_drains_weighs_and_removes_backends() {
         curl(&[
             "-X",
             "PUT",
+            "-H",
+            JSON,
             &weight_url,
             "-H",
             auth,
@@ -397,7 +409,7 @@ fn the_runtime_api_adds_drains_weighs_and_removes_backends() {
 
     // Drain a: no new requests to it.
     let drain = format!("{pools}/{}/drain", a.addr());
-    assert_eq!(curl(&["-X", "POST", &drain, "-H", auth]).0, 200);
+    assert_eq!(curl(&["-X", "POST", "-H", JSON, &drain, "-H", auth]).0, 200);
     let a_before = a.request_count();
     for _ in 0..20 {
         assert_eq!(client.get("/").status, 200);
@@ -413,6 +425,8 @@ fn the_runtime_api_adds_drains_weighs_and_removes_backends() {
         curl(&[
             "-X",
             "POST",
+            "-H",
+            JSON,
             &format!("{pools}/{}/enable", a.addr()),
             "-H",
             auth
@@ -423,7 +437,16 @@ fn the_runtime_api_adds_drains_weighs_and_removes_backends() {
 
     // Remove b.
     assert_eq!(
-        curl(&["-X", "DELETE", &format!("{pools}/{}", b.addr()), "-H", auth]).0,
+        curl(&[
+            "-X",
+            "DELETE",
+            "-H",
+            JSON,
+            &format!("{pools}/{}", b.addr()),
+            "-H",
+            auth
+        ])
+        .0,
         200
     );
     let b_before = b.request_count();
@@ -436,7 +459,16 @@ fn the_runtime_api_adds_drains_weighs_and_removes_backends() {
         "a removed backend got requests"
     );
     assert_eq!(
-        curl(&["-X", "DELETE", &format!("{pools}/{}", b.addr()), "-H", auth]).0,
+        curl(&[
+            "-X",
+            "DELETE",
+            "-H",
+            JSON,
+            &format!("{pools}/{}", b.addr()),
+            "-H",
+            auth
+        ])
+        .0,
         404
     );
 }
@@ -465,7 +497,7 @@ fn a_drained_backend_finishes_its_in_flight_request() {
         "http://{admin}/pools/default/backends/{}/drain",
         slow.addr()
     );
-    assert_eq!(curl(&["-X", "POST", &drain]).0, 200);
+    assert_eq!(curl(&["-X", "POST", "-H", JSON, &drain]).0, 200);
     for _ in 0..10 {
         assert_eq!(proxy.client().get("/").body_str(), "other");
     }

@@ -6,13 +6,21 @@ use std::net::SocketAddr;
 
 use serde_json::Value;
 
-use super::Client;
+use super::{Client, Response};
+
+/// `GET path` from the admin API, naming it in `Host` as curl or a
+/// browser would (other names are refused).
+pub fn get(admin: SocketAddr, path: &str) -> Response {
+    let mut c = Client::connect(admin);
+    c.send(format!(
+        "GET {path} HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n"
+    ));
+    c.read_response()
+}
 
 /// `GET /status` from the admin API, parsed.
 pub fn status(admin: SocketAddr) -> Value {
-    let mut c = Client::connect(admin);
-    c.send("GET /status HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
-    let r = c.read_response();
+    let r = get(admin, "/status");
     assert_eq!(r.status, 200, "/status: {}", r.body_str());
     serde_json::from_slice(&r.body).expect("/status is JSON")
 }
@@ -46,9 +54,7 @@ pub fn effective_weight(admin: SocketAddr, addr: SocketAddr) -> f64 {
 /// The value of the sample `name{labels}` (exactly as written) in
 /// `/metrics`.
 pub fn metric(admin: SocketAddr, sample: &str) -> f64 {
-    let mut c = Client::connect(admin);
-    c.send("GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
-    let text = c.read_response().body_str();
+    let text = get(admin, "/metrics").body_str();
     text.lines()
         .find_map(|l| {
             l.strip_prefix(sample)?
