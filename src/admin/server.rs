@@ -117,7 +117,10 @@ async fn serve(
     let mut buf = BytesMut::with_capacity(4096);
     let mut reader = RequestReader::default();
     let mut outcome = None;
+    // Whether anything came: a timed-out read keeps the buffer it owned.
+    let mut started = false;
     let read = read_until(&mut stream, &mut buf, MAX_REQUEST, |bytes| {
+        started |= !bytes.is_empty();
         outcome = reader.poll(bytes);
         outcome.is_some()
     });
@@ -135,7 +138,7 @@ async fn serve(
             Answer::error(refused.0, refused.1)
         }
         // An idle connection is closed without a word.
-        Err(_) if buf.is_empty() => return,
+        Err(_) if !started => return,
         Err(_) => Answer::error(
             408,
             format!(

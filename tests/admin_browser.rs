@@ -1,0 +1,171 @@
+//! A hostile web page, opened in a real headless Chromium, cannot change
+//! the admin state. The page is served from another local origin (a
+//! small server on another loopback port) and tries what needs no CORS
+//! permission: a `no-cors` `fetch` POSTing a JSON text as `text/plain` to
+//! add a backend, and auto-submitted forms POSTing a drain, each to the
+//! admin API both as `127.0.0.1` (same site, another port) and as
+//! `localhost` (another site). `/status` must show nothing changed.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use common::admin::status;
+use common::chromium::dump_dom;
+use common::{Backend, Proxy};
+
+/// Virtual time the page gets: its requests hold the clock while in flight.
+const VIRTUAL_TIME_MS: u32 = 3000;
+
+/// Serves one page to every request, until dropped.
+struct PageServer {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl PageServer {
+    fn start(page: String) -> PageServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the page server");
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = Arc::clone(&stop);
+            thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    if let Ok(stream) = stream {
+                        serve_page(stream, &page);
+                    }
+                }
+            })
+        };
+        PageServer {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+fn serve_page(mut stream: TcpStream, page: &str) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && matches!(stream.read(&mut byte), Ok(1)) {
+        head.push(byte[0]);
+    }
+    let _ = write!(
+        stream,
+        "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{page}",
+        page.len()
+    );
+}
+
+impl Drop for PageServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(self.addr);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The attack on the admin API at `port`: add `add` with weight 10000,
+/// drain `drain`. The body's `data-done` counts the attempts that ended.
+fn hostile_page(port: u16, add: SocketAddr, drain: SocketAddr) -> String {
+    let bases = [
+        format!("http://127.0.0.1:{port}"),
+        format!("http://localhost:{port}"),
+    ];
+    let mut forms = String::new();
+    for (i, base) in bases.iter().enumerate() {
+        // A text/plain form whose one field reads as JSON, as such attacks
+        // do; a drain needs no body at all.
+        forms.push_str(&format!(
+            r#"<iframe name="sink{i}"></iframe>
+<form id="form{i}" method="POST" enctype="text/plain" target="sink{i}"
+      action="{base}/pools/default/backends/{drain}/drain">
+  <input name='{{"x": "' value='"}}'>
+</form>
+"#
+        ));
+    }
+    format!(
+        r#"<!doctype html>
+<html><body data-done="0">
+{forms}
+<script>
+let done = 0;
+const ended = () => {{ document.body.dataset.done = String(++done); }};
+const body = JSON.stringify({{ addr: "{add}", weight: 10000 }});
+for (const base of {bases:?}) {{
+  fetch(base + "/pools/default/backends", {{
+    method: "POST", mode: "no-cors",
+    headers: {{ "Content-Type": "text/plain" }}, body,
+  }}).then(ended, ended);
+}}
+for (const i of [0, 1]) {{
+  document.getElementsByName("sink" + i)[0].addEventListener("load", ended, {{ once: true }});
+  document.getElementById("form" + i).submit();
+}}
+</script>
+</body></html>
+"#
+    )
+}
+
+/// `(generation, [(addr, state)])` of every backend in `/status`.
+fn admin_state(admin: SocketAddr) -> (u64, Vec<(String, String)>) {
+    let doc = status(admin);
+    let mut backends: Vec<(String, String)> = doc["pools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p["backends"].as_array().into_iter().flatten())
+        .map(|b| {
+            (
+                b["addr"].as_str().unwrap_or_default().to_string(),
+                b["state"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    backends.sort();
+    (doc["generation"].as_u64().unwrap_or(0), backends)
+}
+
+#[test]
+fn a_page_of_another_origin_cannot_add_or_drain_backends() {
+    common::require_tool("chromium");
+    let (a, b) = (Backend::echo_name("a"), Backend::echo_name("b"));
+    let proxy = Proxy::start(&["--backend", &a.addr().to_string(), "--admin", "127.0.0.1:0"]);
+    let admin = proxy.admin_addr();
+    let before = admin_state(admin);
+    assert_eq!(before.1, [(a.addr().to_string(), "up".to_string())]);
+
+    let page = PageServer::start(hostile_page(admin.port(), b.addr(), a.addr()));
+    let dom = dump_dom(&format!("http://{}/", page.addr), VIRTUAL_TIME_MS);
+    assert!(
+        dom.contains(r#"data-done="4""#),
+        "the page's four attempts did not all end; dumped DOM:\n{dom}"
+    );
+    assert!(
+        proxy.log().contains("admin API: refused POST"),
+        "the page's requests did not reach the admin API (none refused):\n{}",
+        proxy.log()
+    );
+    assert_eq!(
+        admin_state(admin),
+        before,
+        "a web page changed the admin state"
+    );
+}
