@@ -90,14 +90,14 @@ fn a_host_that_is_not_the_admin_api_is_refused_for_every_call() {
             assert_eq!(res.status, 403, "GET {path} with Host {host}: {res:?}");
             assert!(error_of(&res).contains("Host"), "{res:?}");
         }
-        let add = format!(r#"{{"addr": "127.0.0.1:1", "weight": 10000}}"#);
+        let add = r#"{"addr": "127.0.0.1:1", "weight": 10000}"#;
         let res = call(
             admin,
             &host,
             "POST",
             "/pools/default/backends",
             &[JSON],
-            &add,
+            add,
         );
         assert_eq!(res.status, 403, "POST with Host {host}: {res:?}");
     }
