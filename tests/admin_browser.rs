@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use common::admin::status;
+use common::admin::{backend_states, proxy_with_admin};
 use common::chromium::dump_dom;
-use common::{Backend, Proxy};
+use common::Backend;
 
 /// Virtual time the page gets: its requests hold the clock while in flight.
 const VIRTUAL_TIME_MS: u32 = 3000;
@@ -124,32 +124,13 @@ for (const i of [0, 1]) {{
     )
 }
 
-/// `(generation, [(addr, state)])` of every backend in `/status`.
-fn admin_state(admin: SocketAddr) -> (u64, Vec<(String, String)>) {
-    let doc = status(admin);
-    let mut backends: Vec<(String, String)> = doc["pools"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|p| p["backends"].as_array().into_iter().flatten())
-        .map(|b| {
-            (
-                b["addr"].as_str().unwrap_or_default().to_string(),
-                b["state"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect();
-    backends.sort();
-    (doc["generation"].as_u64().unwrap_or(0), backends)
-}
-
 #[test]
 fn a_page_of_another_origin_cannot_add_or_drain_backends() {
     common::require_tool("chromium");
     let (a, b) = (Backend::echo_name("a"), Backend::echo_name("b"));
-    let proxy = Proxy::start(&["--backend", &a.addr().to_string(), "--admin", "127.0.0.1:0"]);
+    let proxy = proxy_with_admin(&a, &[]);
     let admin = proxy.admin_addr();
-    let before = admin_state(admin);
+    let before = backend_states(admin);
     assert_eq!(before.1, [(a.addr().to_string(), "up".to_string())]);
 
     let page = PageServer::start(hostile_page(admin.port(), b.addr(), a.addr()));
@@ -164,7 +145,7 @@ fn a_page_of_another_origin_cannot_add_or_drain_backends() {
         proxy.log()
     );
     assert_eq!(
-        admin_state(admin),
+        backend_states(admin),
         before,
         "a web page changed the admin state"
     );

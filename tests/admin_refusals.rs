@@ -10,8 +10,8 @@ mod common;
 
 use std::net::SocketAddr;
 
-use common::admin::status;
-use common::{Backend, Client, Proxy, Response};
+use common::admin::{backend_states, proxy_with_admin};
+use common::{Backend, Client, Response};
 
 /// `METHOD path` to the admin API with `Host: host`, `headers` and `body`.
 fn call(
@@ -43,39 +43,15 @@ fn error_of(res: &Response) -> String {
     doc["error"].as_str().unwrap_or_default().to_string()
 }
 
-/// `(generation, [(addr, state)])` of the default pool in `/status`.
-fn pool_state(admin: SocketAddr) -> (u64, Vec<(String, String)>) {
-    let doc = status(admin);
-    let backends = doc["pools"][0]["backends"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|b| {
-            (
-                b["addr"].as_str().unwrap_or_default().to_string(),
-                b["state"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect();
-    (doc["generation"].as_u64().unwrap_or(0), backends)
-}
-
 const JSON: &str = "Content-Type: application/json";
 
 #[test]
 fn a_host_that_is_not_the_admin_api_is_refused_for_every_call() {
     let backend = Backend::echo_name("a");
-    let proxy = Proxy::start(&[
-        "--backend",
-        &backend.addr().to_string(),
-        "--admin",
-        "127.0.0.1:0",
-        "--admin-host",
-        "corelb.test",
-    ]);
+    let proxy = proxy_with_admin(&backend, &["--admin-host", "corelb.test"]);
     let admin = proxy.admin_addr();
     let port = admin.port();
-    let before = pool_state(admin);
+    let before = backend_states(admin);
 
     // DNS rebinding: the page's own name, pointed at the admin address.
     for host in [
@@ -102,7 +78,7 @@ fn a_host_that_is_not_the_admin_api_is_refused_for_every_call() {
         assert_eq!(res.status, 403, "POST with Host {host}: {res:?}");
     }
     assert_eq!(
-        pool_state(admin),
+        backend_states(admin),
         before,
         "a refused call changed something"
     );
@@ -125,10 +101,10 @@ fn a_host_that_is_not_the_admin_api_is_refused_for_every_call() {
 #[test]
 fn pages_of_other_origins_and_bodies_that_are_not_json_change_nothing() {
     let (a, b) = (Backend::echo_name("a"), Backend::echo_name("b"));
-    let proxy = Proxy::start(&["--backend", &a.addr().to_string(), "--admin", "127.0.0.1:0"]);
+    let proxy = proxy_with_admin(&a, &[]);
     let admin = proxy.admin_addr();
     let host = admin.to_string();
-    let before = pool_state(admin);
+    let before = backend_states(admin);
     let add = format!(r#"{{"addr": "{}", "weight": 10000}}"#, b.addr());
     let drain = format!("/pools/default/backends/{}/drain", a.addr());
     let pools = "/pools/default/backends";
@@ -166,7 +142,7 @@ fn pages_of_other_origins_and_bodies_that_are_not_json_change_nothing() {
         }
     }
     assert_eq!(
-        pool_state(admin),
+        backend_states(admin),
         before,
         "a refused call changed something"
     );
@@ -193,7 +169,7 @@ fn pages_of_other_origins_and_bodies_that_are_not_json_change_nothing() {
     assert_eq!(res.status, 200, "{res:?}");
     let res = call(admin, &host, "POST", &drain, &[JSON], "");
     assert_eq!(res.status, 200, "{res:?}");
-    let (generation, backends) = pool_state(admin);
+    let (generation, backends) = backend_states(admin);
     assert_eq!(generation, before.0 + 2);
     assert!(
         backends.contains(&(b.addr().to_string(), "up".into())),
@@ -208,14 +184,7 @@ fn pages_of_other_origins_and_bodies_that_are_not_json_change_nothing() {
 #[test]
 fn the_bearer_scheme_is_matched_in_any_case() {
     let (a, b) = (Backend::echo_name("a"), Backend::echo_name("b"));
-    let proxy = Proxy::start(&[
-        "--backend",
-        &a.addr().to_string(),
-        "--admin",
-        "127.0.0.1:0",
-        "--admin-token",
-        "s3cret",
-    ]);
+    let proxy = proxy_with_admin(&a, &["--admin-token", "s3cret"]);
     let admin = proxy.admin_addr();
     let host = admin.to_string();
     let add = format!(r#"{{"addr": "{}"}}"#, b.addr());

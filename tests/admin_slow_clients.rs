@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::admin::proxy_with_admin;
 use common::{Backend, Proxy, SAFETY};
 
 /// The slow clients attached at once.
@@ -40,14 +41,7 @@ fn allow_descriptors(n: u64) {
 
 fn corelb() -> (Backend, Proxy) {
     let backend = Backend::echo_name("a");
-    let proxy = Proxy::start(&[
-        "--backend",
-        &backend.addr().to_string(),
-        "--admin",
-        "127.0.0.1:0",
-        "--admin-header-timeout",
-        "5s",
-    ]);
+    let proxy = proxy_with_admin(&backend, &["--admin-header-timeout", "5s"]);
     (backend, proxy)
 }
 

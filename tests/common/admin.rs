@@ -6,7 +6,36 @@ use std::net::SocketAddr;
 
 use serde_json::Value;
 
-use super::{Client, Response};
+use super::{Backend, Client, Proxy, Response};
+
+/// corelb in front of `backend`, with its admin API on loopback, and
+/// `extra` flags.
+pub fn proxy_with_admin(backend: &Backend, extra: &[&str]) -> Proxy {
+    let addr = backend.addr().to_string();
+    let mut args = vec!["--backend", &addr, "--admin", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    Proxy::start(&args)
+}
+
+/// What the admin API can change, as `/status` shows it: the config
+/// generation and every backend's `(addr, state)`, sorted.
+pub fn backend_states(admin: SocketAddr) -> (u64, Vec<(String, String)>) {
+    let doc = status(admin);
+    let mut backends: Vec<(String, String)> = doc["pools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p["backends"].as_array().into_iter().flatten())
+        .map(|b| {
+            (
+                b["addr"].as_str().unwrap_or_default().to_string(),
+                b["state"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    backends.sort();
+    (doc["generation"].as_u64().unwrap_or(0), backends)
+}
 
 /// `GET path` from the admin API, naming it in `Host` as curl or a
 /// browser would (other names are refused).
