@@ -96,6 +96,9 @@ impl RequestReader {
         if line_ended {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             match parse_request(buf, &mut headers) {
+                Ok(Some(head)) if head.len > MAX_SIZE => {
+                    return Some(Err(BadRequest(431, "request head too large".into())))
+                }
                 Ok(Some(head)) => {
                     let body = match head.body {
                         BodyKind::Empty => 0,

@@ -23,10 +23,10 @@ use monoio::io::AsyncWriteRent;
 use monoio::net::{TcpListener, TcpStream};
 use tracing::warn;
 
-use super::http::{RequestReader, MAX_REQUEST};
+use super::http::{AdminRequest, BadRequest, RequestReader, MAX_REQUEST};
 use super::{respond, Answer};
 use crate::control::Control;
-use crate::io::{read_until, ReadShort};
+use crate::io::{make_room, read_some};
 use crate::logging::Limiter;
 
 /// Admin connections open at once; a new one beyond them is closed at
@@ -114,31 +114,20 @@ async fn serve(
     let Ok(local) = stream.local_addr() else {
         return;
     };
-    let mut buf = BytesMut::with_capacity(4096);
     let mut reader = RequestReader::default();
-    let mut outcome = None;
-    // Whether anything came: a timed-out read keeps the buffer it owned.
-    let mut started = false;
-    let read = read_until(&mut stream, &mut buf, MAX_REQUEST, |bytes| {
-        started |= !bytes.is_empty();
-        outcome = reader.poll(bytes);
-        outcome.is_some()
-    });
-    let waited = monoio::time::timeout(header_timeout, read).await;
-    let answer = match waited {
-        Ok(Ok(())) => match outcome {
-            Some(Ok(request)) => respond(&request, peer, local, control),
-            Some(Err(refused)) => Answer::error(refused.0, refused.1),
-            None => return,
-        },
-        Ok(Err(ReadShort::Full)) => Answer::error(431, "request too large"),
+    // Whether anything came (a timed-out read keeps the buffer it owned).
+    let started = Cell::new(false);
+    let read = read_request(&mut stream, &mut reader, &started);
+    let answer = match monoio::time::timeout(header_timeout, read).await {
+        Ok(Some(Ok(request))) => respond(&request, peer, local, control),
+        Ok(Some(Err(refused))) => Answer::error(refused.0, refused.1),
         // The client is gone, or only stopped sending: say why, in case.
-        Ok(Err(ReadShort::Closed)) => {
+        Ok(None) => {
             let refused = reader.cut_short();
             Answer::error(refused.0, refused.1)
         }
         // An idle connection is closed without a word.
-        Err(_) if !started => return,
+        Err(_) if !started.get() => return,
         Err(_) => Answer::error(
             408,
             format!(
@@ -147,6 +136,28 @@ async fn serve(
         ),
     };
     let _ = send(&mut stream, answer.into_bytes()).await;
+}
+
+/// Read until `reader` has its answer (it has one before [`MAX_REQUEST`]
+/// bytes); `None` if the client closed first. The buffer grows from a
+/// page as bytes come, so an idle client holds little memory.
+async fn read_request(
+    stream: &mut TcpStream,
+    reader: &mut RequestReader,
+    started: &Cell<bool>,
+) -> Option<Result<AdminRequest, BadRequest>> {
+    let mut buf = BytesMut::new();
+    loop {
+        if let Some(done) = reader.poll(&buf) {
+            return Some(done);
+        }
+        make_room(&mut buf, 4096);
+        let room = MAX_REQUEST.saturating_sub(buf.len());
+        match read_some(stream, &mut buf, room).await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => started.set(true),
+        }
+    }
 }
 
 /// Write all of `bytes`, each write allowed [`WRITE_TIMEOUT`]: a client
