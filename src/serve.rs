@@ -63,7 +63,7 @@ pub fn serve(config: Config, cli: Cli, started: impl FnOnce(&Arc<Control>)) -> R
     let running = runtime::start(config, cli)?;
     info!("{}", start_summary(&summary_config, &running));
     let control = Arc::clone(&running.control);
-    crate::admin::start(admin, &control)?;
+    crate::admin::start(admin, summary_config.process.admin_header_timeout, &control)?;
     crate::resilience::thread::start(Arc::clone(&control.shared))
         .map_err(|e| format!("cannot start the health-check thread: {e}"))?;
     if let Some(log) = &summary_config.process.access_log() {

@@ -12,20 +12,16 @@
 
 mod common;
 
-use std::io::Read;
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use common::chromium::{chromium, dump_dom};
 use common::{Backend, Client, Proxy, TempDir};
 
-/// Longest one Chromium run may take before it is killed.
-const CHROMIUM_LIMIT: Duration = Duration::from_secs(60);
 /// Virtual time each page load gets: about five refreshes.
 const VIRTUAL_TIME_MS: u32 = 5000;
 /// The load stops by itself after this, whatever happens to the test.
@@ -101,7 +97,7 @@ impl Drop for Load {
 // /status, read directly
 
 fn status(admin: SocketAddr) -> serde_json::Value {
-    let res = Client::connect(admin).get("/status");
+    let res = common::admin::get(admin, "/status");
     assert_eq!(res.status, 200, "GET /status: {res:?}");
     serde_json::from_slice(&res.body)
         .unwrap_or_else(|e| panic!("/status is not JSON ({e}): {}", res.body_str()))
@@ -129,97 +125,6 @@ fn backend_rates(status: &serde_json::Value) -> Vec<(String, f64, usize)> {
 
 // ---------------------------------------------------------------------------
 // Chromium
-
-/// Run headless Chromium with a fresh profile and `args`; its stdout.
-/// Killed (its whole process group) if it runs past [`CHROMIUM_LIMIT`].
-fn chromium(args: &[String]) -> String {
-    let profile = TempDir::new("chromium");
-    let mut child = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-extensions",
-            "--hide-scrollbars",
-            "--mute-audio",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .expect("cannot start chromium");
-    let pid = child.id();
-    let stdout = drain(child.stdout.take().expect("stdout is piped"));
-    let stderr = drain(child.stderr.take().expect("stderr is piped"));
-
-    let deadline = Instant::now() + CHROMIUM_LIMIT;
-    let exited: Option<ExitStatus> = loop {
-        match child.try_wait() {
-            Ok(Some(st)) => break Some(st),
-            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(50)),
-            _ => break None,
-        }
-    };
-    // A hung browser, and whatever helpers it left behind either way.
-    kill_group(pid);
-    let _ = child.kill();
-    let _ = child.wait();
-
-    let grace = Duration::from_secs(5);
-    let out = stdout.recv_timeout(grace).unwrap_or_default();
-    let err = stderr.recv_timeout(grace).unwrap_or_default();
-    let err = String::from_utf8_lossy(&err);
-    let Some(st) = exited else {
-        panic!(
-            "chromium {args:?} did not finish within {CHROMIUM_LIMIT:?} and was killed; stderr:\n{err}"
-        );
-    };
-    assert!(
-        st.success(),
-        "chromium {args:?} failed ({st}); stderr:\n{err}"
-    );
-    drop(profile);
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Read `r` to its end on a thread; the bytes arrive on the channel.
-fn drain(mut r: impl Read + Send + 'static) -> mpsc::Receiver<Vec<u8>> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = r.read_to_end(&mut buf);
-        let _ = tx.send(buf);
-    });
-    rx
-}
-
-fn kill_group(pgid: u32) {
-    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
-        return;
-    };
-    // SAFETY: kill(2) with a negative pid signals the process group we made
-    // for chromium (process_group(0) above); no memory is involved.
-    unsafe {
-        libc::kill(-pgid, libc::SIGKILL);
-    }
-}
-
-/// Load `url`, let the page run for the virtual time budget, return the DOM.
-fn dump_dom(url: &str) -> String {
-    chromium(&[
-        format!("--virtual-time-budget={VIRTUAL_TIME_MS}"),
-        "--dump-dom".to_string(),
-        url.to_string(),
-    ])
-}
 
 fn screenshot(url: &str, to: &std::path::Path) {
     chromium(&[
@@ -301,7 +206,7 @@ fn dashboard_shows_live_traffic_to_every_backend() {
     let admin = proxy.admin_addr();
     let url = format!("http://{admin}/");
 
-    let page = Client::connect(admin).get("/");
+    let page = common::admin::get(admin, "/");
     assert_eq!(page.status, 200, "GET / on the admin address: {page:?}");
     assert!(
         page.header("content-type")
@@ -334,7 +239,7 @@ fn dashboard_shows_live_traffic_to_every_backend() {
     assert_eq!(listed, expected, "/status lists other backends");
 
     // Then the page, as a browser renders it.
-    let dom = dump_dom(&url);
+    let dom = dump_dom(&url, VIRTUAL_TIME_MS);
     let html = without_code(&dom);
     let context = || format!("dumped DOM:\n{dom}");
     assert_eq!(

@@ -213,6 +213,17 @@ fn a_busy_address_is_refused_and_takeover_loses_no_request() {
     assert_eq!(new.client().get("/").status, 200);
 }
 
+/// What the admin API wants of a call that changes state.
+const JSON: &str = "Content-Type: application/json";
+
+/// A call that changes state: `method` with a JSON content type (as the
+/// admin API requires) and `args`, with curl; (status, body).
+fn change(method: &str, args: &[&str]) -> (u16, String) {
+    let mut all = vec!["-X", method, "-H", JSON];
+    all.extend_from_slice(args);
+    curl(&all)
+}
+
 /// `GET http://admin/path` with curl; (status, body).
 fn curl(args: &[&str]) -> (u16, String) {
     let out = Command::new("curl")
@@ -329,21 +340,16 @@ fn the_runtime_api_adds_drains_weighs_and_removes_backends() {
     let body = format!(r#"{{"addr": "{}", "weight": 2}}"#, b.addr());
 
     // Refused calls change nothing.
-    assert_eq!(curl(&["-X", "POST", &pools, "-d", &body]).0, 401);
+    assert_eq!(change("POST", &[&pools, "-d", &body]).0, 401);
     assert_eq!(
-        curl(&[
-            "-X",
+        change(
             "POST",
-            &pools,
-            "-H",
-            "Authorization: Bearer wrong",
-            "-d",
-            &body
-        ])
+            &[&pools, "-H", "Authorization: Bearer wrong", "-d", &body]
+        )
         .0,
         401
     );
-    let (status, text) = curl(&["-X", "POST", &pools, "-H", auth, "-d", "{bad"]);
+    let (status, text) = change("POST", &[&pools, "-H", auth, "-d", "{bad"]);
     assert_eq!(status, 400);
     assert!(text.contains("\"error\""), "{text}");
     assert_eq!(curl(&["-X", "GET", &format!("{admin}/reload")]).0, 405);
@@ -352,10 +358,7 @@ fn the_runtime_api_adds_drains_weighs_and_removes_backends() {
     assert!(status_json.contains("\"generation\": 1"), "{status_json}");
 
     // Add: b takes traffic on every core within a request.
-    assert_eq!(
-        curl(&["-X", "POST", &pools, "-H", auth, "-d", &body]).0,
-        200
-    );
+    assert_eq!(change("POST", &[&pools, "-H", auth, "-d", &body]).0, 200);
     let mut client = proxy.client();
     for _ in 0..30 {
         assert_eq!(client.get("/").status, 200);
@@ -367,29 +370,11 @@ fn the_runtime_api_adds_drains_weighs_and_removes_backends() {
     // Weight.
     let weight_url = format!("{pools}/{}/weight", b.addr());
     assert_eq!(
-        curl(&[
-            "-X",
-            "PUT",
-            &weight_url,
-            "-H",
-            auth,
-            "-d",
-            r#"{"weight": 0}"#
-        ])
-        .0,
+        change("PUT", &[&weight_url, "-H", auth, "-d", r#"{"weight": 0}"#]).0,
         400
     );
     assert_eq!(
-        curl(&[
-            "-X",
-            "PUT",
-            &weight_url,
-            "-H",
-            auth,
-            "-d",
-            r#"{"weight": 5}"#
-        ])
-        .0,
+        change("PUT", &[&weight_url, "-H", auth, "-d", r#"{"weight": 5}"#]).0,
         200
     );
     let (_, status_json) = curl(&[&format!("{admin}/status")]);
@@ -397,7 +382,7 @@ fn the_runtime_api_adds_drains_weighs_and_removes_backends() {
 
     // Drain a: no new requests to it.
     let drain = format!("{pools}/{}/drain", a.addr());
-    assert_eq!(curl(&["-X", "POST", &drain, "-H", auth]).0, 200);
+    assert_eq!(change("POST", &[&drain, "-H", auth]).0, 200);
     let a_before = a.request_count();
     for _ in 0..20 {
         assert_eq!(client.get("/").status, 200);
@@ -410,20 +395,17 @@ fn the_runtime_api_adds_drains_weighs_and_removes_backends() {
     let (_, status_json) = curl(&[&format!("{admin}/status")]);
     assert!(status_json.contains("\"draining\""), "{status_json}");
     assert_eq!(
-        curl(&[
-            "-X",
+        change(
             "POST",
-            &format!("{pools}/{}/enable", a.addr()),
-            "-H",
-            auth
-        ])
+            &[&format!("{pools}/{}/enable", a.addr()), "-H", auth]
+        )
         .0,
         200
     );
 
     // Remove b.
     assert_eq!(
-        curl(&["-X", "DELETE", &format!("{pools}/{}", b.addr()), "-H", auth]).0,
+        change("DELETE", &[&format!("{pools}/{}", b.addr()), "-H", auth]).0,
         200
     );
     let b_before = b.request_count();
@@ -436,7 +418,7 @@ fn the_runtime_api_adds_drains_weighs_and_removes_backends() {
         "a removed backend got requests"
     );
     assert_eq!(
-        curl(&["-X", "DELETE", &format!("{pools}/{}", b.addr()), "-H", auth]).0,
+        change("DELETE", &[&format!("{pools}/{}", b.addr()), "-H", auth]).0,
         404
     );
 }
@@ -465,7 +447,7 @@ fn a_drained_backend_finishes_its_in_flight_request() {
         "http://{admin}/pools/default/backends/{}/drain",
         slow.addr()
     );
-    assert_eq!(curl(&["-X", "POST", &drain]).0, 200);
+    assert_eq!(change("POST", &[&drain]).0, 200);
     for _ in 0..10 {
         assert_eq!(proxy.client().get("/").body_str(), "other");
     }

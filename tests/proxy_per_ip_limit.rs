@@ -70,7 +70,7 @@ fn try_connect(source: Ipv4Addr, proxy: SocketAddr) -> Option<Client> {
 
 /// `corelb_connections_refused_total{reason="per_ip"}` from /metrics.
 fn refused_in_metrics(admin: SocketAddr) -> u64 {
-    let body = Client::connect(admin).get("/metrics").body_str();
+    let body = common::admin::get(admin, "/metrics").body_str();
     body.lines()
         .find_map(|l| l.strip_prefix("corelb_connections_refused_total{reason=\"per_ip\"} "))
         .unwrap_or_else(|| panic!("no per-IP refusal counter in /metrics:\n{body}"))

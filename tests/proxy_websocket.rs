@@ -141,8 +141,7 @@ fn open_tunnels_are_counted_in_metrics_and_logged() {
     ]);
     let admin = proxy.admin_addr();
     let tunnels_open = || {
-        let mut c = Client::connect(admin);
-        let text = c.get("/metrics").body_str();
+        let text = common::admin::get(admin, "/metrics").body_str();
         text.lines()
             .filter(|l| l.starts_with("corelb_tunnels_open{"))
             .map(|l| l.rsplit(' ').next().unwrap().parse::<i64>().unwrap())

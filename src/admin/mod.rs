@@ -1,5 +1,6 @@
 //! The admin API: metrics, status, the dashboard and runtime changes, on a
-//! listener of its own served by control threads, never by a worker.
+//! listener of its own served by a thread of its own (`corelb-admin`),
+//! never by a worker.
 //!
 //! | call | does |
 //! |---|---|
@@ -13,45 +14,58 @@
 //! | `POST /pools/{pool}/backends/{addr}/enable` | undo a drain |
 //! | `PUT /pools/{pool}/backends/{addr}/weight` | `{"weight": N}` |
 //!
-//! Calls that change state need `Authorization: Bearer TOKEN` when a token
-//! is configured, and come from loopback otherwise. Errors are JSON
-//! (`{"error": "..."}`): 400 bad input, 401 no or wrong token, 403 not
-//! from loopback, 404 unknown path, pool or backend, 405 wrong method,
-//! 409 already there. A refused call changes nothing.
+//! Every request must name this API in `Host` (its address, a loopback
+//! address, `localhost` or an `--admin-host` name), and calls that change
+//! state must not come from a web page of another origin and must send
+//! `Content-Type: application/json` (`guard.rs` says why). They also need
+//! `Authorization: Bearer TOKEN` when a token is configured, and come
+//! from loopback otherwise. Errors are JSON (`{"error": "..."}`): 400 bad
+//! input, 401 no or wrong token, 403 refused (`Host`, origin, content
+//! type, not from loopback), 404 unknown path, pool or backend, 405 wrong
+//! method, 408 too slow, 409 already there. A refused call changes
+//! nothing.
+//!
+//! `server.rs` is the admin thread's event loop; this file says what each
+//! request gets.
 
 mod exposition;
+mod guard;
 mod http;
 pub mod metrics;
+mod server;
 pub mod status;
 
-use std::io::{self, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
+use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{info, warn};
 
 use crate::config::AdminListen;
 use crate::control::api::Change;
 use crate::control::Control;
 use crate::http::reason_phrase;
-use http::{read_request, AdminRequest};
+use crate::logging::Limiter;
+use http::AdminRequest;
 
 /// The dashboard page, served as it is.
 const DASHBOARD: &str = include_str!("dashboard.html");
 
-/// Admin connections served at once; more wait in the backlog.
-const MAX_CONNECTIONS: usize = 32;
-
-/// How long a caller may take to send its request or read the answer.
-const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections waiting to be accepted: room for a burst of them (the
+/// event loop takes them at once, up to [`server::MAX_CONNECTIONS`]).
+const BACKLOG: i32 = 1024;
 
 /// Bind the admin listener as `admin` says and serve it on a thread of its
-/// own. The default address being taken is a warning; an address the user
-/// asked for is an error.
-pub fn start(admin: AdminListen, control: &Arc<Control>) -> Result<(), String> {
+/// own, giving each client `header_timeout` to send its request. The
+/// default address being taken is a warning; an address the user asked
+/// for is an error.
+pub fn start(
+    admin: AdminListen,
+    header_timeout: Duration,
+    control: &Arc<Control>,
+) -> Result<(), String> {
     let (addr, explicit) = match admin {
         AdminListen::Off => {
             info!("admin API off (--admin off)");
@@ -60,7 +74,7 @@ pub fn start(admin: AdminListen, control: &Arc<Control>) -> Result<(), String> {
         AdminListen::Default(addr) => (addr, false),
         AdminListen::Explicit(addr) => (addr, true),
     };
-    let listener = match TcpListener::bind(addr) {
+    let listener = match bind(addr) {
         Ok(l) => l,
         Err(e) if explicit => return Err(format!("cannot listen on {addr} (--admin): {e}")),
         Err(e) => {
@@ -75,35 +89,21 @@ pub fn start(admin: AdminListen, control: &Arc<Control>) -> Result<(), String> {
     let control = Arc::clone(control);
     std::thread::Builder::new()
         .name("corelb-admin".into())
-        .spawn(move || accept_loop(listener, control))
+        .spawn(move || server::run(listener, header_timeout, control))
         .map_err(|e| format!("cannot start the admin thread: {e}"))?;
     Ok(())
 }
 
-fn accept_loop(listener: TcpListener, control: Arc<Control>) {
-    let busy = Arc::new(AtomicUsize::new(0));
-    for stream in listener.incoming() {
-        let Ok(stream) = stream else {
-            std::thread::sleep(Duration::from_millis(10));
-            continue;
-        };
-        while busy.load(Ordering::Acquire) >= MAX_CONNECTIONS {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        busy.fetch_add(1, Ordering::AcqRel);
-        let control = Arc::clone(&control);
-        let busy = Arc::clone(&busy);
-        let spawned = std::thread::Builder::new()
-            .name("corelb-admin-c".into())
-            .spawn(move || {
-                let _ = serve_connection(stream, &control);
-                busy.fetch_sub(1, Ordering::AcqRel);
-            });
-        if spawned.is_err() {
-            // The closure (and its count) is gone with the failed spawn.
-            warn!("admin API: cannot start a thread for a connection");
-        }
-    }
+/// A non-blocking listener on `addr`, as `TcpListener::bind` makes one
+/// (`SO_REUSEADDR`, no `SO_REUSEPORT`: a second corelb must not share
+/// it) but with a [`BACKLOG`] of its own.
+fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
 }
 
 /// An answer: status, content type, body.
@@ -127,40 +127,75 @@ impl Answer {
     fn error(status: u16, message: impl Into<String>) -> Self {
         Self::json(status, json!({ "error": message.into() }))
     }
+
+    /// The whole response, head and body.
+    fn into_bytes(self) -> Vec<u8> {
+        let mut out = format!(
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n",
+            self.status,
+            reason_phrase(self.status),
+            self.content_type,
+            self.body.len()
+        );
+        if self.status == 401 {
+            out.push_str("WWW-Authenticate: Bearer\r\n");
+        }
+        out.push_str("\r\n");
+        let mut bytes = out.into_bytes();
+        bytes.extend_from_slice(&self.body);
+        bytes
+    }
 }
 
-fn serve_connection(mut stream: TcpStream, control: &Control) -> io::Result<()> {
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    let peer = stream.peer_addr()?;
-    let answer = match read_request(&mut stream) {
-        Ok(req) => route(&req, peer, control),
-        Err(http::BadRequest(status, why)) => Answer::error(status, why),
-    };
-    let mut out = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n",
-        answer.status,
-        reason_phrase(answer.status),
-        answer.content_type,
-        answer.body.len()
-    );
-    if answer.status == 401 {
-        out.push_str("WWW-Authenticate: Bearer\r\n");
+thread_local! {
+    /// Refusals are logged (an operator should hear of a page trying its
+    /// admin API), but at most one line a second.
+    static REFUSALS: Limiter = const { Limiter::new(Duration::from_secs(1)) };
+}
+
+/// A 403 for `req`, logged.
+fn refuse(req: &AdminRequest, peer: SocketAddr, why: String) -> Answer {
+    REFUSALS.with(|limiter| {
+        if let Some(quiet) = limiter.allow(Instant::now()) {
+            let quiet = match quiet {
+                0 => String::new(),
+                n => format!(" ({n} more refusals not logged)"),
+            };
+            warn!(
+                "admin API: refused {} {} from {peer}: {why}{quiet}",
+                req.method, req.path
+            );
+        }
+    });
+    Answer::error(403, why)
+}
+
+/// The answer to `req`, which came from `peer` to the local address
+/// `local`.
+fn respond(req: &AdminRequest, peer: SocketAddr, local: SocketAddr, control: &Control) -> Answer {
+    let named = control.admin_auth().admin_hosts;
+    match guard::check_host(req.header("host"), local.ip(), &named) {
+        Ok(()) => route(req, peer, control),
+        Err(why) => refuse(req, peer, why),
     }
-    out.push_str("\r\n");
-    stream.write_all(out.as_bytes())?;
-    stream.write_all(&answer.body)?;
-    stream.flush()
 }
 
 /// May this caller change state?
 fn authorize(req: &AdminRequest, peer: SocketAddr, control: &Control) -> Result<(), Answer> {
-    match control.admin_token() {
+    // Host was checked before routing.
+    let host = req.header("host").unwrap_or_default();
+    let from_page = guard::check_state_change(
+        host,
+        req.header("origin"),
+        req.header("sec-fetch-site"),
+        req.header("content-type"),
+    );
+    if let Err(why) = from_page {
+        return Err(refuse(req, peer, why));
+    }
+    match control.admin_auth().admin_token {
         Some(token) => {
-            let given = req
-                .header("authorization")
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(str::trim);
+            let given = req.header("authorization").and_then(guard::bearer_token);
             if given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
                 Ok(())
             } else {

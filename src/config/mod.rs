@@ -50,8 +50,8 @@ mod values;
 
 pub use listeners::{CertificateFiles, ListenerConfig, ListenerTls};
 pub use operations::{
-    AccessLogConfig, AccessLogFormat, AccessLogTarget, AdminListen, LogFormat, LogLevel,
-    DEFAULT_ADMIN,
+    canonical_host, AccessLogConfig, AccessLogFormat, AccessLogTarget, AdminListen, LogFormat,
+    LogLevel, DEFAULT_ADMIN,
 };
 pub use settings::{
     specs, AdminAuth, HealthTiming, PoolDefaults, ProcessConfig, Resilience, SettingFlags,

@@ -3,7 +3,7 @@
 //! from the text a flag or a file key gives.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -39,6 +39,36 @@ pub fn parse_admin(text: &str) -> Result<AdminListen, String> {
         "off" | "none" => Ok(AdminListen::Off),
         addr => resolve(addr).map(AdminListen::Explicit),
     }
+}
+
+/// A host as the admin API compares a request's `Host` with it (the port
+/// left out): a name lower-cased and without a trailing dot, an IPv4
+/// address in dotted form, an IPv6 address in brackets. `None` if `text`
+/// is neither a name nor an address.
+pub fn canonical_host(text: &str) -> Option<String> {
+    if let Some(inner) = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+        return inner.parse::<Ipv6Addr>().ok().map(|ip| format!("[{ip}]"));
+    }
+    match text.parse::<IpAddr>() {
+        Ok(IpAddr::V4(ip)) => return Some(ip.to_string()),
+        Ok(IpAddr::V6(ip)) => return Some(format!("[{ip}]")),
+        Err(_) => {}
+    }
+    let name = text.strip_suffix('.').unwrap_or(text);
+    let is_label = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    (name.len() <= 253 && name.split('.').all(is_label)).then(|| name.to_ascii_lowercase())
+}
+
+/// Parse one `--admin-host`: a host name or an address, without a port.
+pub fn parse_admin_host(text: &str) -> Result<String, String> {
+    canonical_host(text).ok_or_else(|| {
+        "expected a host name or an IP address, without a port (e.g. corelb.internal)".into()
+    })
 }
 
 /// The least severe log level written.
@@ -188,6 +218,28 @@ mod tests {
             Ok(AdminListen::Explicit("127.0.0.1:9000".parse().unwrap()))
         );
         assert!(parse_admin("nowhere").is_err());
+    }
+
+    #[test]
+    fn admin_hosts_are_names_or_addresses_without_a_port() {
+        assert_eq!(
+            parse_admin_host("Corelb.Internal."),
+            Ok("corelb.internal".into())
+        );
+        assert_eq!(parse_admin_host("10.0.0.5"), Ok("10.0.0.5".into()));
+        assert_eq!(parse_admin_host("::1"), Ok("[::1]".into()));
+        assert_eq!(parse_admin_host("[0:0::1]"), Ok("[::1]".into()));
+        for bad in [
+            "",
+            "a b",
+            "host:80",
+            "[::1]:80",
+            "a..b",
+            "[nope]",
+            "é.example",
+        ] {
+            assert!(parse_admin_host(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

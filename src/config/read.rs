@@ -33,6 +33,13 @@ impl FileValue for i64 {
     }
 }
 
+impl FileValue for Vec<String> {
+    fn quoted(&self) -> String {
+        let items: Vec<String> = self.iter().map(|s| s.quoted()).collect();
+        format!("[{}]", items.join(", "))
+    }
+}
+
 impl FileValue for bool {
     fn quoted(&self) -> String {
         self.to_string()

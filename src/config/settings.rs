@@ -17,12 +17,12 @@ use toml::Spanned;
 use super::declare::declare_settings;
 use super::file::{FileListener, FilePool, FileRoute};
 use super::operations::{
-    default_admin, parse_admin, parse_token, token_from_env, AccessLogFormat, AccessLogTarget,
-    AdminListen, LogFormat, LogLevel,
+    default_admin, parse_admin, parse_admin_host, parse_token, token_from_env, AccessLogFormat,
+    AccessLogTarget, AdminListen, LogFormat, LogLevel,
 };
 use super::read::Reader;
 use super::resilience::{parse_health_host, parse_health_path, parse_percent, parse_status_range};
-use super::spec::{number, switch, text, SettingSpec, Spec};
+use super::spec::{list, number, switch, text, SettingSpec, Spec};
 use super::values::{parse_duration, parse_duration_or_off};
 use super::{ConfigError, IoDriver};
 
@@ -76,6 +76,12 @@ declare_settings! {
             .default_computed("127.0.0.1:9901; if that port is taken, corelb runs without \
                 admin and says so", default_admin)
             .help("Admin API (metrics, status, dashboard, runtime changes) address, or `off`"),
+        /// How long an admin client has, from connecting, to send its
+        /// whole request.
+        admin_header_timeout: Duration = admin_header_timeout: String =>
+            duration("admin-header-timeout", "5s")
+                .help("Time an admin API client has, from connecting, to send its whole \
+                    request; a slower one is closed"),
         /// Least severe level logged.
         log_level: LogLevel = log_level: String => text("log-level", "LEVEL", str_parse)
             .default("info")
@@ -321,6 +327,15 @@ declare_settings! {
                     from CORELB_ADMIN_TOKEN")
                 .optional("none: such calls are allowed from loopback only")
                 .or_computed(token_from_env),
+        /// Names the admin API answers to besides its own address,
+        /// loopback addresses and `localhost` (canonical, see
+        /// [`super::operations::canonical_host`]).
+        admin_hosts: Vec<String> = admin_host: Vec<String> =>
+            list("admin-host", "NAME", parse_admin_host)
+                .shown("none: only the admin address, loopback addresses and localhost")
+                .help("Host name (or address) the admin API also answers to, as the `Host` \
+                    of a request; repeat for more. Other names are refused, so that a web \
+                    page cannot reach the API through DNS rebinding"),
     }
 }
 
@@ -365,6 +380,7 @@ mod tests {
                 "io-driver",
                 "backlog",
                 "admin",
+                "admin-header-timeout",
                 "log-level",
                 "log-format",
                 "access-log",

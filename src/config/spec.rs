@@ -21,6 +21,9 @@ pub(super) enum Flag {
         value_name: &'static str,
         number: bool,
     },
+    /// `--FLAG VALUE`, repeatable; the values given reach the parser
+    /// joined by commas, as if written `--FLAG A,B`.
+    List { value_name: &'static str },
     /// `--FLAG` turns it on and `--OFF` off; either may not exist. The
     /// last one given wins.
     Switch {
@@ -132,6 +135,31 @@ pub(super) fn number<T: TryFrom<i64> + 'static>(
         }),
         check: Box::new(check),
         fallback: Fallback::Missing,
+    }
+}
+
+/// A list of values, each read by `parse`: on the command line the flag
+/// repeated or given a comma-separated list (`--FLAG A --FLAG B`, `--FLAG
+/// A,B`), in the file an array of strings. Empty unless given; the
+/// file's list is replaced, not extended, by the flags.
+pub(super) fn list<T: 'static>(
+    flag: &'static str,
+    value_name: &'static str,
+    parse: fn(&str) -> Result<T, String>,
+) -> Spec<Vec<T>, Vec<String>> {
+    fn empty<T>() -> Result<Vec<T>, ConfigError> {
+        Ok(Vec::new())
+    }
+    let each = move |item: &str| parse(item.trim()).map_err(|e| format!("`{item}`: {e}"));
+    Spec {
+        flag,
+        kind: Flag::List { value_name },
+        help: "",
+        shown: "",
+        range: None,
+        parse: Box::new(move |s| s.split(',').map(each).collect()),
+        check: Box::new(move |v: &Vec<String>| v.iter().map(|item| each(item)).collect()),
+        fallback: Fallback::Computed(empty::<T>),
     }
 }
 
@@ -249,6 +277,13 @@ impl<T: 'static, F: 'static> Spec<T, F> {
                     arg.value_parser(clap::value_parser!(String))
                 }]
             }
+            Flag::List { value_name } => vec![Arg::new(self.flag)
+                .long(self.flag)
+                .value_name(*value_name)
+                .global(true)
+                .action(ArgAction::Append)
+                .value_parser(clap::value_parser!(String))
+                .help(with_default(self.help, true))],
             Flag::Switch { on_help, off } => {
                 // The flag that changes the default is the one to quote it.
                 let on_by_default = matches!(self.fallback, Fallback::Text("true"));
@@ -294,6 +329,11 @@ impl<T: 'static, F: 'static> Spec<T, F> {
                 .ok()
                 .flatten()
                 .cloned(),
+            Flag::List { .. } => matches
+                .try_get_many::<String>(self.flag)
+                .ok()
+                .flatten()
+                .map(|values| values.cloned().collect::<Vec<_>>().join(",")),
             Flag::Switch { on_help, off } => {
                 if on_help.is_some() && set(self.flag) {
                     Some("true".into())

@@ -422,3 +422,33 @@ fn toml_errors_have_positions() {
     let e = load_err(&[], "threads = \"2\"\n");
     assert!(e.starts_with("t.toml:1:11: threads: invalid type"), "{e}");
 }
+
+#[test]
+fn admin_hosts_are_a_list_from_repeated_flags_or_the_file() {
+    let file = "admin_host = [\"Corelb.Internal\", \"10.0.0.5\"]\n\
+                admin_header_timeout = \"2s\"\n\
+                [[pools]]\nname = \"a\"\nbackends = [{ addr = \"127.0.0.1:1\" }]\n";
+    let c = load(&[], file).unwrap();
+    assert_eq!(c.auth.admin_hosts, ["corelb.internal", "10.0.0.5"]);
+    assert_eq!(c.process.admin_header_timeout, Duration::from_secs(2));
+    // Flags replace the file's list.
+    let c = load(
+        &["--admin-host", "a.example", "--admin-host", "b.example,::1"],
+        file,
+    )
+    .unwrap();
+    assert_eq!(c.auth.admin_hosts, ["a.example", "b.example", "[::1]"]);
+    let c = Config::load(&cli(&["--backend", "127.0.0.1:9000"])).unwrap();
+    assert!(c.auth.admin_hosts.is_empty());
+    assert_eq!(c.process.admin_header_timeout, Duration::from_secs(5));
+    assert_eq!(
+        load_err(&["--admin-host", "a.example:80"], file),
+        "invalid value `a.example:80` for --admin-host: `a.example:80`: expected a host \
+         name or an IP address, without a port (e.g. corelb.internal)"
+    );
+    assert_eq!(
+        load_err(&[], &file.replace("10.0.0.5", "a b")),
+        "t.toml:1:14: admin_host: invalid value [\"Corelb.Internal\", \"a b\"]: `a b`: \
+         expected a host name or an IP address, without a port (e.g. corelb.internal)"
+    );
+}

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use crate::config::cli::Cli;
-use crate::config::Config;
+use crate::config::{AdminAuth, Config};
 use crate::shared::Shared;
 use crate::snapshot::Snapshot;
 use crate::state::registry::Registry;
@@ -119,9 +119,10 @@ impl Control {
         })
     }
 
-    /// The admin token required now (reloadable).
-    pub fn admin_token(&self) -> Option<String> {
-        self.lock().desired.auth.admin_token.clone()
+    /// Who may use the admin API now: its token and the host names it
+    /// answers to (reloadable).
+    pub fn admin_auth(&self) -> AdminAuth {
+        self.lock().desired.auth.clone()
     }
 
     /// How long a graceful stop may take.

@@ -6,13 +6,50 @@ use std::net::SocketAddr;
 
 use serde_json::Value;
 
-use super::Client;
+use super::{Backend, Client, Proxy, Response};
+
+/// corelb in front of `backend`, with its admin API on loopback, and
+/// `extra` flags.
+pub fn proxy_with_admin(backend: &Backend, extra: &[&str]) -> Proxy {
+    let addr = backend.addr().to_string();
+    let mut args = vec!["--backend", &addr, "--admin", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    Proxy::start(&args)
+}
+
+/// What the admin API can change, as `/status` shows it: the config
+/// generation and every backend's `(addr, state)`, sorted.
+pub fn backend_states(admin: SocketAddr) -> (u64, Vec<(String, String)>) {
+    let doc = status(admin);
+    let mut backends: Vec<(String, String)> = doc["pools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p["backends"].as_array().into_iter().flatten())
+        .map(|b| {
+            (
+                b["addr"].as_str().unwrap_or_default().to_string(),
+                b["state"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    backends.sort();
+    (doc["generation"].as_u64().unwrap_or(0), backends)
+}
+
+/// `GET path` from the admin API, naming it in `Host` as curl or a
+/// browser would (other names are refused).
+pub fn get(admin: SocketAddr, path: &str) -> Response {
+    let mut c = Client::connect(admin);
+    c.send(format!(
+        "GET {path} HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n"
+    ));
+    c.read_response()
+}
 
 /// `GET /status` from the admin API, parsed.
 pub fn status(admin: SocketAddr) -> Value {
-    let mut c = Client::connect(admin);
-    c.send("GET /status HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
-    let r = c.read_response();
+    let r = get(admin, "/status");
     assert_eq!(r.status, 200, "/status: {}", r.body_str());
     serde_json::from_slice(&r.body).expect("/status is JSON")
 }
@@ -46,9 +83,7 @@ pub fn effective_weight(admin: SocketAddr, addr: SocketAddr) -> f64 {
 /// The value of the sample `name{labels}` (exactly as written) in
 /// `/metrics`.
 pub fn metric(admin: SocketAddr, sample: &str) -> f64 {
-    let mut c = Client::connect(admin);
-    c.send("GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
-    let text = c.read_response().body_str();
+    let text = get(admin, "/metrics").body_str();
     text.lines()
         .find_map(|l| {
             l.strip_prefix(sample)?

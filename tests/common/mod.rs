@@ -1247,6 +1247,8 @@ impl Drop for Nginx {
 
 // Reading the admin API: `/status` and `/metrics`.
 pub mod admin;
+// Headless Chromium.
+pub mod chromium;
 // Backends that never answer, or cannot be connected to.
 pub mod faults;
 // Steady load from keep-alive clients, counted by status.
