@@ -1,12 +1,15 @@
 //! The control thread's loop: signals, the once-a-second status sample,
 //! and the end of a graceful stop.
 //!
-//! - SIGHUP: reload the config file ([`Control::reload`]); a bad file
-//!   changes nothing and the reason is logged.
+//! - SIGHUP: reload the config file ([`Control::reload`]) on the
+//!   `corelb-reload` thread, never on this one: a slow or stuck read must
+//!   not delay a stop. SIGHUPs that arrive during a reload make one more
+//!   reload after it. A bad file changes nothing and the reason is logged.
 //! - SIGTERM, SIGINT: drain ([`super::lifecycle`]); a second one stops at
 //!   once.
 //! - SIGUSR1: reopen the access log (logrotate).
 
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -15,7 +18,6 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 use tracing::{error, info, warn};
 
-use super::history::Sample;
 use super::Control;
 use crate::state::lifecycle::Phase;
 
@@ -33,19 +35,66 @@ pub fn catch() -> std::io::Result<Signals> {
     Signals::new([SIGHUP, SIGINT, SIGTERM, SIGUSR1])
 }
 
-/// Take one status sample now.
-pub fn sample(control: &Control) {
+/// Take one status sample now; true if backends left the history.
+pub fn sample(control: &Control) -> bool {
     let snapshot = control.shared.snapshot();
-    let sample = Sample::take(
-        Instant::now(),
-        &snapshot,
-        control.shared.all_worker_metrics(),
-    );
-    control
+    let gone = control
         .history
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .push(sample);
+        .record(
+            Instant::now(),
+            &snapshot,
+            control.shared.all_worker_metrics(),
+        );
+    gone > 0
+}
+
+/// Backends left the configuration (their history and, by now, their
+/// registry entries are freed): hand the pages back to the system now
+/// rather than whenever mimalloc gets to it. mimalloc returns recently
+/// freed pages only on a later call, so the caller calls again a second
+/// later.
+fn give_memory_back() {
+    // SAFETY: a plain call; harmless if mimalloc is not the allocator.
+    unsafe { libmimalloc_sys::mi_collect(true) };
+}
+
+/// Start the thread that reloads on SIGHUP; send to the returned end to
+/// ask for a reload. `None` (and an error logged) if it cannot start.
+fn start_reloader(control: &Arc<Control>) -> Option<SyncSender<()>> {
+    // One slot: a reload asked for while one runs; more asks add nothing.
+    let (ask, asked) = sync_channel(1);
+    let control = Arc::clone(control);
+    let started = std::thread::Builder::new()
+        .name("corelb-reload".into())
+        .spawn(move || reload_loop(&control, &asked));
+    match started {
+        Ok(_) => Some(ask),
+        Err(e) => {
+            error!("SIGHUP will not reload: cannot start the reload thread: {e}");
+            None
+        }
+    }
+}
+
+fn reload_loop(control: &Control, asked: &Receiver<()>) {
+    while asked.recv().is_ok() {
+        match control.reload() {
+            Ok(message) => info!("SIGHUP: {message}"),
+            Err(message) => error!("SIGHUP: {message}"),
+        }
+    }
+}
+
+fn ask_reload(reloader: Option<&SyncSender<()>>) {
+    match reloader.map(|r| r.try_send(())) {
+        Some(Ok(())) => {}
+        Some(Err(TrySendError::Full(()))) => {
+            info!("SIGHUP: a reload is already waiting to run; this one is folded into it")
+        }
+        _ => error!("SIGHUP: not reloaded, the reload thread is not running"),
+    }
 }
 
 fn all_finished(workers: &[JoinHandle<()>]) -> bool {
@@ -63,20 +112,19 @@ fn wait_finished(workers: &[JoinHandle<()>], within: Duration) {
 pub fn run(control: &Arc<Control>, mut signals: Signals, workers: Vec<JoinHandle<()>>) -> u8 {
     let mut next_sample = Instant::now();
     let mut drain_deadline: Option<Instant> = None;
+    let reloader = start_reloader(control);
+    let mut collect_again = false;
     loop {
         for signal in signals.pending() {
             match signal {
-                SIGHUP => match control.reload() {
-                    Ok(message) => info!("SIGHUP: {message}"),
-                    Err(message) => error!("SIGHUP: {message}"),
-                },
+                SIGHUP => ask_reload(reloader.as_ref()),
                 SIGUSR1 => {
                     control.shared.reopen_logs();
                     info!("SIGUSR1: reopening the access log");
                 }
                 _ => {
                     if control.shared.lifecycle.advance(Phase::Draining) {
-                        let timeout = control.shutdown_timeout();
+                        let timeout = control.info.shutdown_timeout;
                         info!(
                             "graceful stop: draining {} open connection(s), for at most {}",
                             control.shared.limit.open(),
@@ -97,7 +145,11 @@ pub fn run(control: &Arc<Control>, mut signals: Signals, workers: Vec<JoinHandle
         }
         let now = Instant::now();
         if now >= next_sample {
-            sample(control);
+            let shrank = sample(control);
+            if shrank || collect_again {
+                give_memory_back();
+            }
+            collect_again = shrank;
             next_sample = now + SAMPLE_EVERY;
         }
         if let Some(deadline) = drain_deadline {
