@@ -122,6 +122,13 @@ impl Track {
         rate.unwrap_or(0.0)
     }
 
+    /// Add a reading known to equal the last one (nothing moved).
+    fn repeat(&mut self, at: Instant) {
+        if let Some(&(_, last)) = self.recent.back() {
+            self.record(at, last);
+        }
+    }
+
     fn view(&self) -> BackendView {
         let mut view = BackendView {
             requests_per_second: self.rates.back().map_or(0.0, |&r| f64::from(r)),
@@ -160,21 +167,37 @@ pub struct History {
     backends: HashMap<SocketAddr, Track>,
     /// Readings taken so far.
     readings: u64,
+    /// The snapshot generation and worker activity of the last reading
+    /// that read every backend.
+    read_at: Option<(u64, u64)>,
 }
 
 impl History {
     /// Read the counters of every backend of `snapshot` and every worker.
-    /// Returns how many backends left the history (no longer configured).
+    /// `activity` is [`crate::shared::Shared::activity`], read before the
+    /// call: when it and the generation are what they were at the last
+    /// reading, no backend counter moved and none is read (an idle process
+    /// with many backends stays cheap). Returns how many backends left the
+    /// history (no longer configured).
     pub fn record<'a>(
         &mut self,
         at: Instant,
         snapshot: &Snapshot,
+        activity: u64,
         workers: impl Iterator<Item = &'a WorkerMetrics>,
     ) -> usize {
         self.readings += 1;
         let stamp = self.readings;
+        let quiet = self.read_at == Some((snapshot.generation, activity));
+        self.read_at = Some((snapshot.generation, activity));
         let mut sum = 0.0;
-        for pool in &snapshot.pools {
+        if quiet {
+            for track in self.backends.values_mut() {
+                track.stamp = stamp;
+                track.repeat(at);
+            }
+        }
+        for pool in snapshot.pools.iter().filter(|_| !quiet) {
             for b in &pool.backends {
                 let track = self.backends.entry(b.addr).or_default();
                 // A backend in several pools is read once.

@@ -9,7 +9,7 @@
 //!   once.
 //! - SIGUSR1: reopen the access log (logrotate).
 
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -19,6 +19,7 @@ use signal_hook::iterator::Signals;
 use tracing::{error, info, warn};
 
 use super::Control;
+use crate::memory;
 use crate::state::lifecycle::Phase;
 
 /// How often the loop looks at signals and workers.
@@ -37,6 +38,9 @@ pub fn catch() -> std::io::Result<Signals> {
 
 /// Take one status sample now; true if backends left the history.
 pub fn sample(control: &Control) -> bool {
+    // Activity first: a counter that moves after it is read shows in the
+    // next reading's activity, so it is never skipped for good.
+    let activity = control.shared.activity();
     let snapshot = control.shared.snapshot();
     let gone = control
         .history
@@ -45,20 +49,16 @@ pub fn sample(control: &Control) -> bool {
         .record(
             Instant::now(),
             &snapshot,
+            activity,
             control.shared.all_worker_metrics(),
         );
     gone > 0
 }
 
-/// Backends left the configuration (their history and, by now, their
-/// registry entries are freed): hand the pages back to the system now
-/// rather than whenever mimalloc gets to it. mimalloc returns recently
-/// freed pages only on a later call, so the caller calls again a second
-/// later.
-fn give_memory_back() {
-    // SAFETY: a plain call; harmless if mimalloc is not the allocator.
-    unsafe { libmimalloc_sys::mi_collect(true) };
-}
+/// After backends leave, how many times (a second apart) a thread that
+/// freed them hands memory back: the last references to them (an idle
+/// worker's old snapshot) go within a second or two.
+const GIVE_BACK_TIMES: u32 = 5;
 
 /// Start the thread that reloads on SIGHUP; send to the returned end to
 /// ask for a reload. `None` (and an error logged) if it cannot start.
@@ -79,10 +79,24 @@ fn start_reloader(control: &Arc<Control>) -> Option<SyncSender<()>> {
 }
 
 fn reload_loop(control: &Control, asked: &Receiver<()>) {
-    while asked.recv().is_ok() {
-        match control.reload() {
-            Ok(message) => info!("SIGHUP: {message}"),
-            Err(message) => error!("SIGHUP: {message}"),
+    // This thread allocated the configuration a reload replaces, so it
+    // hands its memory back after each reload (see `crate::memory`).
+    let mut give_back = 0;
+    loop {
+        match asked.recv_timeout(SAMPLE_EVERY) {
+            Ok(()) => {
+                match control.reload() {
+                    Ok(message) => info!("SIGHUP: {message}"),
+                    Err(message) => error!("SIGHUP: {message}"),
+                }
+                give_back = GIVE_BACK_TIMES;
+            }
+            Err(RecvTimeoutError::Timeout) if give_back > 0 => {
+                give_back -= 1;
+                memory::give_back();
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
         }
     }
 }
@@ -113,7 +127,7 @@ pub fn run(control: &Arc<Control>, mut signals: Signals, workers: Vec<JoinHandle
     let mut next_sample = Instant::now();
     let mut drain_deadline: Option<Instant> = None;
     let reloader = start_reloader(control);
-    let mut collect_again = false;
+    let mut give_back = 0;
     loop {
         for signal in signals.pending() {
             match signal {
@@ -145,11 +159,15 @@ pub fn run(control: &Arc<Control>, mut signals: Signals, workers: Vec<JoinHandle
         }
         let now = Instant::now();
         if now >= next_sample {
-            let shrank = sample(control);
-            if shrank || collect_again {
-                give_memory_back();
+            // Backends left the history (and, by now, the registry): hand
+            // their memory back for the next few seconds.
+            if sample(control) {
+                give_back = GIVE_BACK_TIMES;
             }
-            collect_again = shrank;
+            if give_back > 0 {
+                give_back -= 1;
+                memory::give_back();
+            }
             next_sample = now + SAMPLE_EVERY;
         }
         if let Some(deadline) = drain_deadline {

@@ -8,7 +8,7 @@
 //! advances each backend's breaker and publishes its state
 //! (`backend_state`), and sets each pool's panic flag and effective
 //! weights (`pool_state`) through the backends' atomics. When nothing
-//! moves, that walk over every backend happens once a second (`pace`).
+//! moves, that walk over every backend happens every 5 s (`pace`).
 
 mod backend_state;
 pub mod breaker;

@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant};
 
 /// The longest time between two walks.
-pub const IDLE_WALK: Duration = Duration::from_secs(1);
+pub const IDLE_WALK: Duration = Duration::from_secs(5);
 
 /// What the last walk saw. See the module docs.
 #[derive(Debug, Default)]
@@ -65,9 +65,9 @@ mod tests {
         assert!(pace.due(1, 5, ms(200)), "traffic");
         assert!(!pace.due(1, 5, ms(300)));
         assert!(pace.due(2, 5, ms(400)), "a new generation");
-        assert!(!pace.due(2, 5, ms(1300)));
-        assert!(pace.due(2, 5, ms(1400)), "a second since the last walk");
+        assert!(!pace.due(2, 5, ms(5300)));
+        assert!(pace.due(2, 5, ms(5400)), "IDLE_WALK since the last walk");
         pace.walked(false);
-        assert!(pace.due(2, 5, ms(1500)), "a backend still moving");
+        assert!(pace.due(2, 5, ms(5500)), "a backend still moving");
     }
 }

@@ -68,7 +68,7 @@ async fn run(shared: Arc<Shared>) {
             return;
         }
         let now = Instant::now();
-        if pace.due(shared.generation(), activity(&shared), now) {
+        if pace.due(shared.generation(), shared.activity(), now) {
             let to_probe = tick(&mut state.borrow_mut(), now);
             for addr in to_probe {
                 monoio::spawn(probe_loop(Rc::clone(&state), addr));
@@ -77,14 +77,6 @@ async fn run(shared: Arc<Shared>) {
         }
         monoio::time::sleep(TICK).await;
     }
-}
-
-/// A sum of worker counters that moves whenever clients are served.
-fn activity(shared: &Shared) -> u64 {
-    shared
-        .all_worker_metrics()
-        .map(|w| w.accepted.get() + w.responses.iter().map(|r| r.get()).sum::<u64>())
-        .fold(0, u64::wrapping_add)
 }
 
 /// Is every backend at rest: up, not probed, not failing, not ramping up?
@@ -155,7 +147,17 @@ fn tick(state: &mut State, now: Instant) -> Vec<SocketAddr> {
             }
         }
     }
+    let before = state.backends.len();
     state.backends.retain(|_, t| t.seen || t.probing);
+    if state.backends.len() < before {
+        // Backends left (a reload, an admin removal): forget their weight
+        // shares too, and give the memory back (see `crate::memory`).
+        let tracked = &state.backends;
+        state.shares.retain(|(_, addr), _| tracked.contains_key(addr));
+        state.backends.shrink_to_fit();
+        state.shares.shrink_to_fit();
+        crate::memory::give_back();
+    }
 
     let mut to_probe = Vec::new();
     for (addr, tracked) in state.backends.iter_mut() {
