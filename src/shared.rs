@@ -88,7 +88,9 @@ impl Shared {
     pub fn activity(&self) -> u64 {
         self.all_worker_metrics()
             .map(|w| {
-                w.accepted.get() + w.retries.get() + w.responses.iter().map(|r| r.get()).sum::<u64>()
+                w.accepted.get()
+                    + w.retries.get()
+                    + w.responses.iter().map(|r| r.get()).sum::<u64>()
             })
             .fold(0, u64::wrapping_add)
     }

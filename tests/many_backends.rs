@@ -82,13 +82,19 @@ fn ten_thousand_idle_backends_cost_bounded_memory_and_a_small_status() {
     let doc = json(&body);
     assert_eq!(doc["pools"][0]["backends_total"], BACKENDS);
     assert_eq!(doc["pools"][0]["backends_up"], BACKENDS);
-    assert_eq!(doc["pools"][0]["backends"].as_array().map(Vec::len), Some(20));
+    assert_eq!(
+        doc["pools"][0]["backends"].as_array().map(Vec::len),
+        Some(20)
+    );
 
     // Paged detail: the last page is partial, and starts where asked.
     let (code, body) = admin_get(admin, "/status?pool=default&offset=9990&limit=20");
     assert_eq!(code, 200);
     let page = json(&body);
-    let rows = page["pools"][0]["backends"].as_array().cloned().unwrap_or_default();
+    let rows = page["pools"][0]["backends"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(rows.len(), 10, "{page}");
     assert_eq!(rows[0]["addr"], "127.0.40.241:9");
     assert_eq!(page["pools"][0]["offset"], 9990);

@@ -33,7 +33,10 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 fn mkfifo(path: &Path) {
-    let made = Command::new("mkfifo").arg(path).status().expect("mkfifo runs");
+    let made = Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo runs");
     assert!(made.success(), "mkfifo {path:?} failed");
 }
 
@@ -65,7 +68,9 @@ fn a_config_path_pointing_at_dev_zero_is_refused_and_memory_stays_flat() {
     relink(&config, Path::new("/dev/zero"));
     proxy.signal("HUP");
     wait_until("the refused reload is logged", || {
-        proxy.log().contains("not a regular file (it is a character device)")
+        proxy
+            .log()
+            .contains("not a regular file (it is a character device)")
     });
     let line = proxy
         .log()

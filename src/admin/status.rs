@@ -18,8 +18,8 @@ use serde_json::{json, Value};
 
 use std::sync::atomic::Ordering;
 
-use crate::control::history::History;
 use crate::config::Resilience;
+use crate::control::history::History;
 use crate::control::Control;
 use crate::resilience::weights;
 use crate::snapshot::Pool;

@@ -113,7 +113,10 @@ mod tests {
         let err = read_source_file(&dir, 100).unwrap_err();
         assert!(err.contains("a directory"), "{err}");
         let err = read_source_file(Path::new("/dev/zero"), 100).unwrap_err();
-        assert!(err.contains("/dev/zero") && err.contains("character device"), "{err}");
+        assert!(
+            err.contains("/dev/zero") && err.contains("character device"),
+            "{err}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(human(MAX_SOURCE_FILE), "16 MiB");
     }

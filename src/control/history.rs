@@ -112,9 +112,10 @@ struct Track {
 impl Track {
     /// Add a reading; returns the tries per second since the previous one.
     fn record(&mut self, at: Instant, totals: BackendTotals) -> f64 {
-        let rate = self.recent.back().map(|(then, old)| {
-            per_second(totals.tries, old.tries, (at - *then).as_secs_f64())
-        });
+        let rate = self
+            .recent
+            .back()
+            .map(|(then, old)| per_second(totals.tries, old.tries, (at - *then).as_secs_f64()));
         push_capped(&mut self.recent, WINDOW + 1, (at, totals));
         if let Some(rate) = rate {
             push_capped(&mut self.rates, SPARKLINE, rate as f32);

@@ -13,8 +13,8 @@
 mod backend_state;
 pub mod breaker;
 pub mod health;
-pub mod pool_state;
 mod pace;
+pub mod pool_state;
 mod probe;
 pub mod thread;
 mod tracked;

@@ -22,8 +22,8 @@ use tracing::warn;
 use super::backend_state::{advance_backend, totals};
 use super::breaker::Breaker;
 use super::health::{Health, HealthPolicy};
-use super::pool_state::{update_panic, update_weights};
 use super::pace::Pace;
+use super::pool_state::{update_panic, update_weights};
 use super::probe::probe_loop;
 use super::tracked::{State, Tracked};
 use super::weights::LatencyFloor;
@@ -89,8 +89,7 @@ fn settled(state: &State, now: Instant) -> bool {
             && !t.probing
             && t.failure_rate == 0.0
             && t.half_open_refill.is_none()
-            && t
-                .up_since
+            && t.up_since
                 .is_none_or(|since| now.saturating_duration_since(since) >= slow_start)
     })
 }
@@ -153,7 +152,9 @@ fn tick(state: &mut State, now: Instant) -> Vec<SocketAddr> {
         // Backends left (a reload, an admin removal): forget their weight
         // shares too, and give the memory back (see `crate::memory`).
         let tracked = &state.backends;
-        state.shares.retain(|(_, addr), _| tracked.contains_key(addr));
+        state
+            .shares
+            .retain(|(_, addr), _| tracked.contains_key(addr));
         state.backends.shrink_to_fit();
         state.shares.shrink_to_fit();
         crate::memory::give_back();
