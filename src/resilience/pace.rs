@@ -55,7 +55,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn walks_on_change_and_at_least_once_a_second() {
+    fn walks_on_change_and_at_least_every_idle_walk() {
         let t0 = Instant::now();
         let ms = |n| t0 + Duration::from_millis(n);
         let mut pace = Pace::default();
