@@ -39,6 +39,7 @@ pub mod error;
 pub mod http;
 pub mod io;
 pub mod logging;
+pub mod memory;
 pub mod plan;
 pub mod pool;
 pub mod proxy;

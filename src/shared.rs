@@ -81,6 +81,20 @@ impl Shared {
         self.workers.iter().map(|w| &**w)
     }
 
+    /// A sum of worker counters that moves whenever a client is served or
+    /// a try is retried: while it stands still (and the generation too),
+    /// no backend's counters move either, so readers that walk every
+    /// backend may skip the walk.
+    pub fn activity(&self) -> u64 {
+        self.all_worker_metrics()
+            .map(|w| {
+                w.accepted.get()
+                    + w.retries.get()
+                    + w.responses.iter().map(|r| r.get()).sum::<u64>()
+            })
+            .fold(0, u64::wrapping_add)
+    }
+
     /// The access log epoch: workers reopen their file when it moves.
     pub fn log_epoch(&self) -> u64 {
         self.log_epoch.load(Ordering::Relaxed)

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `GET /` | the live dashboard (one self-contained page) |
 //! | `GET /metrics` | Prometheus text exposition |
-//! | `GET /status` | JSON: process, pools, backends with rates and latency |
+//! | `GET /status` | JSON: process, totals, pools, a page of backends (`?pool=&offset=&limit=`) |
 //! | `POST /reload` | reload the config file, as SIGHUP |
 //! | `POST /pools/{pool}/backends` | add a backend: `{"addr": "HOST:PORT", "weight": N}` |
 //! | `DELETE /pools/{pool}/backends/{addr}` | remove it (its in-flight requests finish) |
@@ -242,7 +242,13 @@ fn route(req: &AdminRequest, peer: SocketAddr, control: &Control) -> Answer {
             content_type: "text/plain; version=0.0.4; charset=utf-8",
             body: metrics::render(control).into_bytes(),
         }),
-        ["status"] => allow(&["GET"]).unwrap_or_else(|| Answer::json(200, status::render(control))),
+        ["status"] => allow(&["GET"]).unwrap_or_else(|| {
+            let query = req.path.split_once('?').map_or("", |(_, q)| q);
+            match status::render(control, query) {
+                Ok(document) => Answer::json(200, document),
+                Err((code, why)) => Answer::error(code, why),
+            }
+        }),
         ["reload"] => allow(&["POST"]).unwrap_or_else(|| {
             changing(req, peer, control, || match control.reload() {
                 Ok(message) => {

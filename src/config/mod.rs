@@ -45,6 +45,7 @@ mod pools;
 mod read;
 pub mod resilience;
 mod settings;
+pub mod source_file;
 mod spec;
 mod values;
 
@@ -69,6 +70,7 @@ use file::Source;
 use pools::pools_and_routes;
 use read::{flag_error, Reader};
 use settings::FileConfig;
+use source_file::{read_source_file, MAX_SOURCE_FILE};
 
 /// Name of the pool `--backend` flags form, and of the pool that serves
 /// requests no route matches when the file has one by that name.
@@ -167,13 +169,13 @@ fn quoted(s: &str) -> String {
 }
 
 impl Config {
-    /// Build the configuration from the flags and, with `--config`, the file.
+    /// Build the configuration from the flags and, with `--config`, the file
+    /// (a regular file of at most [`MAX_SOURCE_FILE`] bytes).
     pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
         match &cli.config {
             Some(path) => {
                 let name = path.display().to_string();
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| ConfigError(format!("{name}: cannot read: {e}")))?;
+                let text = read_source_file(path, MAX_SOURCE_FILE).map_err(ConfigError)?;
                 Config::from_toml(cli, &name, &text)
             }
             None => Config::build(cli, None),

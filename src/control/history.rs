@@ -1,9 +1,23 @@
 //! Per-second samples of the counters, for the rates, error rates and
 //! latency quantiles `/status` and the dashboard show.
 //!
-//! The control thread takes one [`Sample`] a second and keeps the last
-//! [`KEPT`]; a rate is the difference of two samples over the time between
-//! them, so nothing on the request path measures time for it.
+//! The control thread records the counters once a second; a rate is the
+//! difference of two readings over the time between them, so nothing on
+//! the request path measures time for it.
+//!
+//! What is kept is what the dashboard draws, and no more, so memory grows
+//! by a fixed amount per backend (about 2.5 KiB), not with time:
+//!
+//! - per backend, the last [`WINDOW`] + 1 readings of its counters (the
+//!   one-second rate, and the ten-second error rate and latency quantiles),
+//!   and its tries per second over the last [`SPARKLINE`] seconds as `f32`
+//!   (its sparkline);
+//! - for the whole process, the last [`WINDOW`] + 1 readings of the client
+//!   counters and [`SPARKLINE`] seconds of tries per second summed over
+//!   every backend (the totals chart).
+//!
+//! A backend that leaves the configuration leaves the history at the next
+//! reading, and the map gives its memory back.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -14,11 +28,12 @@ use crate::state::backend::BackendStats;
 use crate::state::metrics::HistogramCounts;
 use crate::state::outcome::WorkerMetrics;
 
-/// Samples kept: five minutes at one a second (the dashboard's sparklines).
-pub const KEPT: usize = 301;
+/// Seconds of per-second rates kept: the dashboard's sparklines span five
+/// minutes.
+pub const SPARKLINE: usize = 300;
 
-/// The window p50, p99 and error rates are taken over, in samples.
-const QUANTILE_WINDOW: usize = 10;
+/// The window p50, p99 and error rates are taken over, in readings.
+const WINDOW: usize = 10;
 
 /// One backend's counters at one moment, summed over workers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -46,49 +61,7 @@ impl BackendTotals {
     }
 }
 
-/// Every counter `/status` needs, at one moment.
-#[derive(Debug, Clone)]
-pub struct Sample {
-    /// When it was taken.
-    pub at: Instant,
-    /// Per backend address.
-    pub backends: HashMap<SocketAddr, BackendTotals>,
-    /// Responses to clients (all workers).
-    pub requests: u64,
-    /// 5xx responses to clients.
-    pub errors: u64,
-}
-
-impl Sample {
-    /// Read the counters of every backend of `snapshot` and every worker.
-    pub fn take<'a>(
-        at: Instant,
-        snapshot: &Snapshot,
-        workers: impl Iterator<Item = &'a WorkerMetrics>,
-    ) -> Self {
-        let mut backends = HashMap::new();
-        for pool in &snapshot.pools {
-            for b in &pool.backends {
-                backends
-                    .entry(b.addr)
-                    .or_insert_with(|| BackendTotals::read(b.stats()));
-            }
-        }
-        let (mut requests, mut errors) = (0, 0);
-        for w in workers {
-            requests += w.responses.iter().map(|r| r.get()).sum::<u64>();
-            errors += w.responses[4].get();
-        }
-        Self {
-            at,
-            backends,
-            requests,
-            errors,
-        }
-    }
-}
-
-/// What `/status` says of a backend over recent samples.
+/// What `/status` says of a backend over recent readings.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BackendView {
     /// Tries per second over the last second.
@@ -103,10 +76,18 @@ pub struct BackendView {
     pub history: Vec<f64>,
 }
 
-/// The last [`KEPT`] samples.
-#[derive(Debug, Default)]
-pub struct History {
-    samples: VecDeque<Sample>,
+/// A queue that keeps its newest `cap` values.
+fn push_capped<T>(queue: &mut VecDeque<T>, cap: usize, value: T) {
+    if queue.len() == cap {
+        queue.pop_front();
+    }
+    queue.push_back(value);
+}
+
+/// The newest value and the one `back` before it (or the oldest kept).
+fn newest_and_back<T>(queue: &VecDeque<T>, back: usize) -> Option<(&T, &T)> {
+    let n = queue.len();
+    (n >= 2).then(|| (&queue[n - 1], &queue[n - 1 - back.min(n - 1)]))
 }
 
 fn per_second(newer: u64, older: u64, seconds: f64) -> f64 {
@@ -117,31 +98,146 @@ fn per_second(newer: u64, older: u64, seconds: f64) -> f64 {
     }
 }
 
-impl History {
-    /// Keep `sample`, dropping the oldest beyond [`KEPT`].
-    pub fn push(&mut self, sample: Sample) {
-        if self.samples.len() == KEPT {
-            self.samples.pop_front();
+/// One backend's readings.
+#[derive(Debug, Default)]
+struct Track {
+    /// The last `WINDOW + 1` readings, with when they were taken.
+    recent: VecDeque<(Instant, BackendTotals)>,
+    /// Tries per second, oldest first, at most [`SPARKLINE`].
+    rates: VecDeque<f32>,
+    /// The reading this track was last updated by.
+    stamp: u64,
+}
+
+impl Track {
+    /// Add a reading; returns the tries per second since the previous one.
+    fn record(&mut self, at: Instant, totals: BackendTotals) -> f64 {
+        let rate = self
+            .recent
+            .back()
+            .map(|(then, old)| per_second(totals.tries, old.tries, (at - *then).as_secs_f64()));
+        push_capped(&mut self.recent, WINDOW + 1, (at, totals));
+        if let Some(rate) = rate {
+            push_capped(&mut self.rates, SPARKLINE, rate as f32);
         }
-        self.samples.push_back(sample);
+        rate.unwrap_or(0.0)
     }
 
-    /// The newest sample and the one `back` samples before it.
-    fn pair(&self, back: usize) -> Option<(&Sample, &Sample)> {
-        let n = self.samples.len();
-        if n < 2 {
-            return None;
+    /// Add a reading known to equal the last one (nothing moved).
+    fn repeat(&mut self, at: Instant) {
+        if let Some(&(_, last)) = self.recent.back() {
+            self.record(at, last);
         }
-        Some((&self.samples[n - 1], &self.samples[n - 1 - back.min(n - 1)]))
+    }
+
+    fn view(&self) -> BackendView {
+        let mut view = BackendView {
+            requests_per_second: self.rates.back().map_or(0.0, |&r| f64::from(r)),
+            history: self.rates.iter().map(|&r| f64::from(r)).collect(),
+            ..BackendView::default()
+        };
+        if let Some(((_, new), (_, old))) = newest_and_back(&self.recent, WINDOW) {
+            let tries = new.tries.saturating_sub(old.tries);
+            if tries > 0 {
+                view.error_rate = new.errors.saturating_sub(old.errors) as f64 / tries as f64;
+            }
+            let window = new.latency.since(&old.latency);
+            view.p50_ms = window.quantile_ms(0.5);
+            view.p99_ms = window.quantile_ms(0.99);
+        }
+        view
+    }
+}
+
+/// The client side's counters at one moment.
+#[derive(Debug, Clone, Copy)]
+struct ClientTotals {
+    at: Instant,
+    /// Responses to clients (all workers).
+    requests: u64,
+    /// 5xx responses to clients.
+    errors: u64,
+}
+
+/// Recent readings of every backend and of the clients. See the module docs.
+#[derive(Debug, Default)]
+pub struct History {
+    clients: VecDeque<ClientTotals>,
+    /// Tries per second summed over every backend, oldest first.
+    total_rates: VecDeque<f32>,
+    backends: HashMap<SocketAddr, Track>,
+    /// Readings taken so far.
+    readings: u64,
+    /// The snapshot generation and worker activity of the last reading
+    /// that read every backend.
+    read_at: Option<(u64, u64)>,
+}
+
+impl History {
+    /// Read the counters of every backend of `snapshot` and every worker.
+    /// `activity` is [`crate::shared::Shared::activity`], read before the
+    /// call: when it and the generation are what they were at the last
+    /// reading, no backend counter moved and none is read (an idle process
+    /// with many backends stays cheap). Returns how many backends left the
+    /// history (no longer configured).
+    pub fn record<'a>(
+        &mut self,
+        at: Instant,
+        snapshot: &Snapshot,
+        activity: u64,
+        workers: impl Iterator<Item = &'a WorkerMetrics>,
+    ) -> usize {
+        self.readings += 1;
+        let stamp = self.readings;
+        let quiet = self.read_at == Some((snapshot.generation, activity));
+        self.read_at = Some((snapshot.generation, activity));
+        let mut sum = 0.0;
+        if quiet {
+            for track in self.backends.values_mut() {
+                track.stamp = stamp;
+                track.repeat(at);
+            }
+        }
+        for pool in snapshot.pools.iter().filter(|_| !quiet) {
+            for b in &pool.backends {
+                let track = self.backends.entry(b.addr).or_default();
+                // A backend in several pools is read once.
+                if track.stamp != stamp {
+                    track.stamp = stamp;
+                    sum += track.record(at, BackendTotals::read(b.stats()));
+                }
+            }
+        }
+        if !self.clients.is_empty() {
+            push_capped(&mut self.total_rates, SPARKLINE, sum as f32);
+        }
+        let before = self.backends.len();
+        self.backends.retain(|_, t| t.stamp == stamp);
+        let gone = before - self.backends.len();
+        if gone > 0 {
+            self.backends.shrink_to_fit();
+        }
+        let (mut requests, mut errors) = (0, 0);
+        for w in workers {
+            requests += w.responses.iter().map(|r| r.get()).sum::<u64>();
+            errors += w.responses[4].get();
+        }
+        let clients = ClientTotals {
+            at,
+            requests,
+            errors,
+        };
+        push_capped(&mut self.clients, WINDOW + 1, clients);
+        gone
     }
 
     /// Client requests per second and the 5xx share, over the last second
     /// and ten seconds.
     pub fn totals(&self) -> (f64, f64) {
-        let rate = self.pair(1).map_or(0.0, |(new, old)| {
+        let rate = newest_and_back(&self.clients, 1).map_or(0.0, |(new, old)| {
             per_second(new.requests, old.requests, (new.at - old.at).as_secs_f64())
         });
-        let error_rate = self.pair(QUANTILE_WINDOW).map_or(0.0, |(new, old)| {
+        let error_rate = newest_and_back(&self.clients, WINDOW).map_or(0.0, |(new, old)| {
             let requests = new.requests.saturating_sub(old.requests);
             if requests == 0 {
                 0.0
@@ -152,37 +248,25 @@ impl History {
         (rate, error_rate)
     }
 
-    /// What to show for the backend at `addr`.
+    /// Tries per second over every backend, one value a second, oldest
+    /// first (the dashboard's totals chart).
+    pub fn total_history(&self) -> Vec<f64> {
+        self.total_rates.iter().map(|&r| f64::from(r)).collect()
+    }
+
+    /// The backend at `addr`'s tries per second over the last second.
+    pub fn backend_rate(&self, addr: SocketAddr) -> f64 {
+        self.backends
+            .get(&addr)
+            .and_then(|t| t.rates.back())
+            .map_or(0.0, |&r| f64::from(r))
+    }
+
+    /// What to show for the backend at `addr` (idle if unknown).
     pub fn backend(&self, addr: SocketAddr) -> BackendView {
-        let get = |s: &Sample| s.backends.get(&addr).copied().unwrap_or_default();
-        let mut view = BackendView::default();
-        if let Some((new, old)) = self.pair(1) {
-            let seconds = (new.at - old.at).as_secs_f64();
-            view.requests_per_second = per_second(get(new).tries, get(old).tries, seconds);
-        }
-        if let Some((new, old)) = self.pair(QUANTILE_WINDOW) {
-            let (new_t, old_t) = (get(new), get(old));
-            let tries = new_t.tries.saturating_sub(old_t.tries);
-            if tries > 0 {
-                view.error_rate = new_t.errors.saturating_sub(old_t.errors) as f64 / tries as f64;
-            }
-            let window = new_t.latency.since(&old_t.latency);
-            view.p50_ms = window.quantile_ms(0.5);
-            view.p99_ms = window.quantile_ms(0.99);
-        }
-        view.history = self
-            .samples
-            .iter()
-            .zip(self.samples.iter().skip(1))
-            .map(|(old, new)| {
-                per_second(
-                    get(new).tries,
-                    get(old).tries,
-                    (new.at - old.at).as_secs_f64(),
-                )
-            })
-            .collect();
-        view
+        self.backends
+            .get(&addr)
+            .map_or_else(BackendView::default, Track::view)
     }
 }
 
@@ -191,39 +275,27 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn sample(at: Instant, tries: u64, errors: u64) -> Sample {
-        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let mut backends = HashMap::new();
-        backends.insert(
-            addr,
-            BackendTotals {
-                tries,
-                errors,
-                latency: HistogramCounts::default(),
-            },
-        );
-        Sample {
-            at,
-            backends,
-            requests: tries,
+    fn totals(tries: u64, errors: u64) -> BackendTotals {
+        BackendTotals {
+            tries,
             errors,
+            latency: HistogramCounts::default(),
         }
     }
 
     #[test]
-    fn rates_come_from_sample_differences() {
+    fn rates_come_from_reading_differences() {
         let start = Instant::now();
-        let mut h = History::default();
-        assert_eq!(h.totals(), (0.0, 0.0));
-        h.push(sample(start, 0, 0));
-        h.push(sample(start + Duration::from_secs(1), 100, 0));
-        h.push(sample(start + Duration::from_secs(2), 300, 10));
-        let view = h.backend("127.0.0.1:1".parse().unwrap());
+        let mut t = Track::default();
+        t.record(start, totals(0, 0));
+        t.record(start + Duration::from_secs(1), totals(100, 0));
+        t.record(start + Duration::from_secs(2), totals(300, 10));
+        let view = t.view();
         assert_eq!(view.requests_per_second, 200.0);
         assert_eq!(view.history, vec![100.0, 200.0]);
         assert!((view.error_rate - 10.0 / 300.0).abs() < 1e-9);
-        assert_eq!(h.totals().0, 200.0);
         // An unknown backend reads as idle.
+        let h = History::default();
         assert_eq!(
             h.backend("127.0.0.1:2".parse().unwrap())
                 .requests_per_second,
@@ -232,15 +304,13 @@ mod tests {
     }
 
     #[test]
-    fn only_the_last_five_minutes_are_kept() {
+    fn only_the_sparkline_and_the_window_are_kept() {
         let start = Instant::now();
-        let mut h = History::default();
+        let mut t = Track::default();
         for i in 0..400 {
-            h.push(sample(start + Duration::from_secs(i), i, 0));
+            t.record(start + Duration::from_secs(i), totals(i, 0));
         }
-        assert_eq!(
-            h.backend("127.0.0.1:1".parse().unwrap()).history.len(),
-            KEPT - 1
-        );
+        assert_eq!(t.view().history.len(), SPARKLINE);
+        assert_eq!(t.recent.len(), WINDOW + 1);
     }
 }

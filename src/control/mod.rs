@@ -45,12 +45,13 @@ pub struct ProcessInfo {
     pub listen: SocketAddr,
     /// Every listener: its address and scheme (`http`, `https`).
     pub listeners: Vec<(SocketAddr, &'static str)>,
+    /// How long a graceful stop may take (restart-only, so fixed here and
+    /// read without waiting for a change in progress).
+    pub shutdown_timeout: std::time::Duration,
 }
 
 /// What only the control plane touches, under [`Control`]'s lock.
 struct ControlState {
-    /// The flags, to load the file again on reload.
-    cli: Cli,
     /// What the next snapshot is built from.
     desired: Config,
     /// Backend state and counters by address.
@@ -78,6 +79,12 @@ pub struct Control {
     pub reloads_failed: AtomicU64,
     /// Per-second samples for `/status` and the dashboard.
     pub history: Mutex<History>,
+    /// The flags, to load the file again on reload (fixed at start).
+    cli: Cli,
+    /// Held for a whole reload, so two reloads (SIGHUP and `POST /reload`)
+    /// apply in the order they read the file. The file is read and checked
+    /// under this lock only, never under `state`'s.
+    reloading: Mutex<()>,
     state: Mutex<ControlState>,
 }
 
@@ -102,6 +109,7 @@ impl Control {
                 driver,
                 listen: listeners[0].0,
                 listeners,
+                shutdown_timeout: config.process.shutdown_timeout,
             },
             tls,
             acceptors,
@@ -109,8 +117,9 @@ impl Control {
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             history: Mutex::new(History::default()),
+            cli,
+            reloading: Mutex::new(()),
             state: Mutex::new(ControlState {
-                cli,
                 desired: config,
                 registry,
                 generation: 1,
@@ -123,11 +132,6 @@ impl Control {
     /// answers to (reloadable).
     pub fn admin_auth(&self) -> AdminAuth {
         self.lock().desired.auth.clone()
-    }
-
-    /// How long a graceful stop may take.
-    pub fn shutdown_timeout(&self) -> std::time::Duration {
-        self.lock().desired.process.shutdown_timeout
     }
 
     fn lock(&self) -> MutexGuard<'_, ControlState> {
@@ -153,9 +157,12 @@ impl Control {
 
     /// Load the config file (and flags) again and publish it. A bad file
     /// changes nothing. `Ok` says what happened, for the log and the API.
+    ///
+    /// The file is read and checked before taking the state lock, so
+    /// admin calls and the status sample never wait on the file.
     pub fn reload(&self) -> Result<String, String> {
-        let mut state = self.lock();
-        if state.cli.config.is_none() {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
+        if self.cli.config.is_none() {
             // Flags are all there is: re-applying them would only undo
             // admin changes, which an operator did not ask for by habit.
             return Ok(
@@ -163,13 +170,14 @@ impl Control {
                     .into(),
             );
         }
-        let new = match Config::load(&state.cli) {
+        let new = match Config::load(&self.cli) {
             Ok(new) => new,
             Err(e) => {
                 self.reloads_failed.fetch_add(1, Ordering::Relaxed);
                 return Err(format!("reload failed, configuration kept: {e}"));
             }
         };
+        let mut state = self.lock();
         let mut notes = Vec::new();
         let restart_only = state.desired.restart_only_changes(&new);
         if !restart_only.is_empty() {

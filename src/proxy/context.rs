@@ -108,14 +108,29 @@ impl WorkerContext {
     /// the new settings. For a request's first pick.
     pub fn fresh_routing(&self) -> std::cell::RefMut<'_, Routing> {
         let mut routing = self.routing.borrow_mut();
-        let current = self.shared.snapshot();
-        if routing.snapshot().generation != current.generation {
-            *routing = Routing::new(Arc::clone(&current), self.id);
-            let settings = current.settings;
-            self.pool.set_max_idle(settings.upstream_keepalive);
-            *self.settings.borrow_mut() = Rc::new(settings);
-        }
+        self.bring_up_to_date(&mut routing);
         routing
+    }
+
+    /// Take up a new generation even without requests, so an idle worker
+    /// does not keep the old snapshot (and every backend it names) alive.
+    /// True if there was one. Skipped if the routing is in use.
+    pub fn refresh_routing(&self) -> bool {
+        self.routing
+            .try_borrow_mut()
+            .is_ok_and(|mut routing| self.bring_up_to_date(&mut routing))
+    }
+
+    fn bring_up_to_date(&self, routing: &mut Routing) -> bool {
+        let current = self.shared.snapshot();
+        if routing.snapshot().generation == current.generation {
+            return false;
+        }
+        *routing = Routing::new(Arc::clone(&current), self.id);
+        let settings = current.settings;
+        self.pool.set_max_idle(settings.upstream_keepalive);
+        *self.settings.borrow_mut() = Rc::new(settings);
+        true
     }
 
     /// This worker's balancers as they are (for a request under way,

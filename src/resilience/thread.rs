@@ -22,6 +22,7 @@ use tracing::warn;
 use super::backend_state::{advance_backend, totals};
 use super::breaker::Breaker;
 use super::health::{Health, HealthPolicy};
+use super::pace::Pace;
 use super::pool_state::{update_panic, update_weights};
 use super::probe::probe_loop;
 use super::tracked::{State, Tracked};
@@ -30,6 +31,7 @@ use crate::config::Resilience;
 use crate::plan::ejection::{ejected_in, ejection_allowed, is_ejected};
 use crate::shared::Shared;
 use crate::snapshot::Pool;
+use crate::state::backend::BackendState;
 use crate::state::lifecycle::Phase as Lifecycle;
 
 /// How often states, weights and panic flags are brought up to date.
@@ -60,16 +62,36 @@ async fn run(shared: Arc<Shared>) {
         started: false,
         last_tick: Instant::now(),
     }));
+    let mut pace = Pace::default();
     loop {
         if shared.lifecycle.phase() == Lifecycle::Stopping {
             return;
         }
-        let to_probe = tick(&mut state.borrow_mut(), Instant::now());
-        for addr in to_probe {
-            monoio::spawn(probe_loop(Rc::clone(&state), addr));
+        let now = Instant::now();
+        if pace.due(shared.generation(), shared.activity(), now) {
+            let to_probe = tick(&mut state.borrow_mut(), now);
+            for addr in to_probe {
+                monoio::spawn(probe_loop(Rc::clone(&state), addr));
+            }
+            pace.walked(settled(&state.borrow(), now));
         }
         monoio::time::sleep(TICK).await;
     }
+}
+
+/// Is every backend at rest: up, not probed, not failing, not ramping up?
+fn settled(state: &State, now: Instant) -> bool {
+    let slow_start = state.shared.snapshot().settings.resilience.slow_start;
+    state.backends.values().all(|t| {
+        t.published == BackendState::Up
+            && t.stats.state() == BackendState::Up
+            && t.probe_policy.is_none()
+            && !t.probing
+            && t.failure_rate == 0.0
+            && t.half_open_refill.is_none()
+            && t.up_since
+                .is_none_or(|since| now.saturating_duration_since(since) >= slow_start)
+    })
 }
 
 /// One tick; returns the addresses whose probe loop should start.
@@ -124,7 +146,19 @@ fn tick(state: &mut State, now: Instant) -> Vec<SocketAddr> {
             }
         }
     }
+    let before = state.backends.len();
     state.backends.retain(|_, t| t.seen || t.probing);
+    if state.backends.len() < before {
+        // Backends left (a reload, an admin removal): forget their weight
+        // shares too, and give the memory back (see `crate::memory`).
+        let tracked = &state.backends;
+        state
+            .shares
+            .retain(|(_, addr), _| tracked.contains_key(addr));
+        state.backends.shrink_to_fit();
+        state.shares.shrink_to_fit();
+        crate::memory::give_back();
+    }
 
     let mut to_probe = Vec::new();
     for (addr, tracked) in state.backends.iter_mut() {

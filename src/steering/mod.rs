@@ -31,11 +31,20 @@ use std::time::{Duration, Instant};
 
 use policy::{Policy, SchedSample};
 
-/// How often the workers' counters are read and the weights revised.
+/// How often the workers' counters are read and the weights revised
+/// while the weights move.
 pub const WINDOW: Duration = Duration::from_millis(100);
-/// How often (in windows) the group is checked for other processes'
-/// listeners: a second, for an overlap that lasts seconds.
-const GROUP_CHECK_EVERY: u64 = 10;
+/// The longest window, reached by doubling while the weights stay put (an
+/// idle process): an idle thread then wakes about once a second.
+const LONGEST_WINDOW: Duration = Duration::from_millis(800);
+/// How often the group is checked for other processes' listeners (a read
+/// of `/proc/net/tcp`, which costs in proportion to the machine's
+/// sockets): every second while another process shares it or just did,
+/// doubling up to [`LONGEST_GROUP_CHECK`] while the group stays ours alone.
+const GROUP_CHECK: Duration = Duration::from_secs(1);
+/// See [`GROUP_CHECK`]: an overlap that starts while we are idle is
+/// noticed within this time.
+const LONGEST_GROUP_CHECK: Duration = Duration::from_secs(4);
 
 /// The kernel thread ids of the workers, filled in as each starts.
 #[derive(Debug)]
@@ -195,26 +204,44 @@ pub fn start(
     Ok(())
 }
 
-/// Revise the weights every window, and check the group every
-/// [`GROUP_CHECK_EVERY`] windows.
+/// Revise the weights every window and check the group now and then,
+/// both less often while nothing changes (see [`LONGEST_WINDOW`],
+/// [`LONGEST_GROUP_CHECK`]).
 fn steer(mut groups: Vec<Group>, threads: &WorkerThreads, mut policy: Policy) {
     let mut last = Instant::now();
-    let mut window: u64 = 0;
+    let (mut window, mut check_every) = (WINDOW, GROUP_CHECK);
+    let mut next_check = last + check_every;
     loop {
-        std::thread::sleep(WINDOW);
-        window += 1;
+        std::thread::sleep(window);
         let samples: Vec<_> = (0..threads.tids.len()).map(|i| threads.sample(i)).collect();
         let now = Instant::now();
         let window_ns = u64::try_from((now - last).as_nanos()).unwrap_or(u64::MAX);
         last = now;
+        let before = policy.weights();
         policy.observe(&samples, window_ns);
-        for group in &mut groups {
-            if window % GROUP_CHECK_EVERY == 0 {
+        let weights = policy.weights();
+        window = if weights == before {
+            (window * 2).min(LONGEST_WINDOW)
+        } else {
+            WINDOW
+        };
+        if now >= next_check {
+            let was_shared = groups.iter().any(|g| g.shared);
+            for group in &mut groups {
                 group.check();
             }
+            let shared = groups.iter().any(|g| g.shared);
+            check_every = if shared || was_shared {
+                GROUP_CHECK
+            } else {
+                (check_every * 2).min(LONGEST_GROUP_CHECK)
+            };
+            next_check = now + check_every;
+        }
+        for group in &mut groups {
             // Failing now (it worked at start) leaves the last split in
             // place; the next change tries again.
-            let _ = group.apply(policy.weights());
+            let _ = group.apply(weights.clone());
         }
     }
 }

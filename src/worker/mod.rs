@@ -120,20 +120,20 @@ fn start_drain(worker: &Rc<WorkerContext>, listeners: &[(RawFd, Arc<Endpoint>)])
 }
 
 /// Let go of the buffers and exchange blocks no exchange needed for a
-/// whole interval, every [`TRIM_INTERVAL`], for ever.
+/// whole interval, and of a snapshot a reload replaced, every
+/// [`TRIM_INTERVAL`], for ever.
 async fn run_trimmer(worker: &WorkerContext) {
     let mut collect_again = false;
     loop {
         monoio::time::sleep(TRIM_INTERVAL).await;
-        let dropped =
+        let trimmed =
             worker.buffers.trim() + worker.head_slots.trim() + worker.exchange_slots.trim() > 0;
+        let dropped = worker.refresh_routing() || trimmed;
         if dropped || collect_again {
             // mimalloc keeps freed pages for reuse until asked, and
             // hands back recently freed ones only on a later call:
             // without this, a burst's peak would stay resident.
-            // SAFETY: a plain call; harmless if mimalloc is not the
-            // allocator (its heap is then empty).
-            unsafe { libmimalloc_sys::mi_collect(true) };
+            crate::memory::give_back();
         }
         collect_again = dropped;
     }
