@@ -12,6 +12,8 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use x509_parser::extensions::GeneralName;
+
+use crate::config::source_file::read_source_file;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 /// The largest certificate or key file read: far above any real chain.
@@ -127,21 +129,10 @@ fn leaf_facts(leaf: &CertificateDer<'_>) -> Result<(Vec<String>, i64), String> {
     Ok((names, cert.validity().not_after.timestamp()))
 }
 
-/// Read a certificate or key file: a regular file, not too large.
+/// Read a certificate or key file: a regular file, not too large (the
+/// same rules as the config file).
 fn read_small_file(path: &Path) -> Result<Vec<u8>, String> {
-    let meta =
-        std::fs::metadata(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    if !meta.is_file() {
-        return Err(format!("{}: not a regular file", path.display()));
-    }
-    if meta.len() > MAX_PEM_FILE {
-        return Err(format!(
-            "{}: larger than {} KiB, not a certificate or key",
-            path.display(),
-            MAX_PEM_FILE / 1024
-        ));
-    }
-    std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))
+    read_source_file(path, MAX_PEM_FILE).map(String::into_bytes)
 }
 
 #[cfg(test)]
