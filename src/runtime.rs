@@ -14,6 +14,7 @@ use crate::access_log::AccessLog;
 use crate::config::cli::Cli;
 use crate::config::{Config, IoDriver};
 use crate::control::Control;
+use crate::state::limits;
 use crate::steering::{self, WorkerThreads};
 use crate::worker::listen::{bind_listeners, refuse_busy};
 
@@ -220,6 +221,7 @@ pub fn start(config: Config, cli: Cli) -> Result<Running, String> {
             _ => info!("--takeover: no other process listens on {local_addr}"),
         }
     }
+    warn_if_short_of_descriptors(config.settings.max_connections, listeners.len());
     let access_log = config.process.access_log();
     let cores = if config.process.pin {
         core_affinity::get_core_ids().unwrap_or_default()
@@ -273,6 +275,22 @@ pub fn start(config: Config, cli: Cli) -> Result<Running, String> {
         control,
         workers,
     })
+}
+
+/// Say at start if `--max-connections` cannot be met: past the `nofile`
+/// limit, connects upstream fail with EMFILE (answered 503
+/// `local_resources`, never blamed on a backend) and accepts stall.
+fn warn_if_short_of_descriptors(max_connections: usize, listeners: usize) {
+    let needed = limits::descriptors_needed(max_connections, listeners);
+    match limits::nofile_soft_limit() {
+        Some(have) if have < needed => warn!(
+            "--max-connections {max_connections} may need {needed} file descriptors \
+             (a client and an upstream connection each, plus listeners), but the nofile \
+             limit is {have}: raise it (systemd LimitNOFILE=, ulimit -n) or lower \
+             --max-connections"
+        ),
+        _ => {}
+    }
 }
 
 /// Every driver this machine can run: each io_uring setup the kernel

@@ -165,3 +165,76 @@ both_drivers!(least_connections_avoids_the_busy_backend, |driver| {
     release.store(true, Ordering::SeqCst);
     assert_eq!(holder.read_response().body_str(), "busy");
 });
+
+both_drivers!(routes_match_the_normalised_path_and_host, |driver| {
+    let admin = Backend::echo_name("admin");
+    let internal = Backend::echo_name("internal");
+    let public = Backend::echo_name("public");
+    let dir = TempDir::new("normalised-routes");
+    let conf = dir.path().join("routes.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"
+[[pools]]
+name = "default"
+backends = [{{ addr = "{}" }}]
+
+[[pools]]
+name = "admin"
+backends = [{{ addr = "{}" }}]
+
+[[pools]]
+name = "internal"
+backends = [{{ addr = "{}" }}]
+
+[[routes]]
+path_prefix = "/admin/"
+pool = "admin"
+
+[[routes]]
+host = "internal.example"
+pool = "internal"
+"#,
+            public.addr(),
+            admin.addr(),
+            internal.addr()
+        ),
+    )
+    .unwrap();
+    let proxy = Proxy::start(&[
+        "--io-driver",
+        driver.as_str(),
+        "--config",
+        conf.to_str().unwrap(),
+    ]);
+    let mut client = proxy.client();
+    let mut fetch = |path: &str, host: &str| {
+        client.send(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n"));
+        let r = client.read_response();
+        assert_eq!(r.status, 200, "{path} {host}: {r:?}");
+        r.body_str()
+    };
+    for path in [
+        "/admin/",
+        "/x/../admin/",
+        "/%61dmin/",
+        "//admin/",
+        "/./admin/x",
+    ] {
+        assert_eq!(fetch(path, "x"), "admin", "{path}");
+    }
+    assert_eq!(fetch("/administrator", "x"), "public");
+    assert_eq!(fetch("/admin%2F", "x"), "public");
+    assert_eq!(fetch("/", "internal.example."), "internal");
+    assert_eq!(fetch("/", "internal.example.:8080"), "internal");
+    assert_eq!(fetch("/", "internal.example"), "internal");
+    // The target goes to the backend as it came.
+    let raw = admin
+        .requests()
+        .iter()
+        .map(|r| r.path.clone())
+        .collect::<Vec<_>>();
+    assert!(raw.contains(&"/x/../admin/".to_string()), "{raw:?}");
+    assert!(raw.contains(&"/%61dmin/".to_string()), "{raw:?}");
+});

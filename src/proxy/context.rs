@@ -62,6 +62,8 @@ pub struct WorkerContext {
     pub retry_budget: RetryBudget,
     /// So are connections refused by `--max-connections-per-ip`.
     pub refusal_log: Limiter,
+    /// And corelb's own shortages (descriptors, ports) connecting upstream.
+    pub shortage_log: Limiter,
 }
 
 impl WorkerContext {
@@ -84,6 +86,7 @@ impl WorkerContext {
             failure_log: Limiter::new(Duration::from_secs(1)),
             retry_budget: RetryBudget::new(Instant::now()),
             refusal_log: Limiter::new(Duration::from_secs(1)),
+            shortage_log: Limiter::new(Duration::from_secs(1)),
             shared,
         }
     }

@@ -12,9 +12,9 @@ use super::context::WorkerContext;
 use super::has_head_end;
 use crate::access_log::Entry;
 use crate::error::{write_error_response, ProxyError};
-use crate::http::rewrite::write_request_head_upgrading;
+use crate::http::rewrite::{is_looping, write_request_head_upgrading};
 use crate::http::upgrade::Protocol;
-use crate::http::{head, parse_request, BodyKind, MAX_HEADERS};
+use crate::http::{head, parse_request, path, BodyKind, MAX_HEADERS};
 use crate::io::{make_room, ReadError};
 use crate::plan::Plan;
 use crate::state::outcome::{RequestOutcome, TimeoutKind};
@@ -180,27 +180,24 @@ impl<'a, T: Transport> Exchange<'a, T> {
         // (which would be quadratic work for the sender's linear effort).
         let mut searched = 0;
         loop {
+            // Bytes no request line can start with (a TLS ClientHello on
+            // the plain port), or more empty lines than a client sends:
+            // answer 400 now, not at the header timeout.
+            head::check_request_start(&self.conn.bufs.client_in)?;
             if has_head_end(&self.conn.bufs.client_in, searched) {
                 if let Some(req) = self.prepare()? {
                     return Ok(NextRequest::Ready(req));
                 }
             }
-            // Bytes no request line can start with (a TLS ClientHello on
-            // the plain port): answer 400 now, not at the header timeout.
-            head::check_request_start(&self.conn.bufs.client_in)?;
             searched = self.conn.bufs.client_in.len();
             if searched >= cfg.buffer_size {
                 return Err(head::oversized_request(&self.conn.bufs.client_in).into());
             }
-            // Empty lines before a request line are ignored (RFC 9112
-            // 2.2; old clients send one after a POST body): still idle.
-            let idle = header_deadline.is_none()
-                && self
-                    .conn
-                    .bufs
-                    .client_in
-                    .iter()
-                    .all(|&b| b == b'\r' || b == b'\n');
+            // Idle only while nothing at all has come: empty lines before
+            // a request line are ignored (RFC 9112 §2.2) but are its first
+            // bytes, so they start the header timeout; else a client
+            // sending one now and then would hold the connection for ever.
+            let idle = header_deadline.is_none() && self.conn.bufs.client_in.is_empty();
             let timeout = match header_deadline {
                 None if idle => cfg.timeouts.client_idle,
                 None => {
@@ -257,13 +254,23 @@ impl<'a, T: Transport> Exchange<'a, T> {
         if self.worker.access_log.is_some() {
             self.conn.logged.capture(&req);
         }
-        let plan = Plan::start(
-            &mut self.worker.fresh_routing(),
-            &self.worker.retry_budget,
-            self.conn.peer_ip,
-            &req,
-        )
-        .ok_or(ProxyError::NoBackend)?;
+        if is_looping(&req) {
+            return Err(ProxyError::LoopDetected);
+        }
+        let plan = path::with_normalized(req.path(), |path| {
+            let path = path.ok_or(ProxyError::Downstream {
+                status: 414,
+                reason: "request path too long to route",
+            })?;
+            Plan::start(
+                &mut self.worker.fresh_routing(),
+                &self.worker.retry_budget,
+                self.conn.peer_ip,
+                &req,
+                path,
+            )
+            .ok_or(ProxyError::NoBackend)
+        })?;
         self.conn.logged.backend = Some(plan.backend().addr);
         let body_limit = BodyLimit::new(plan.max_body_size, req.body)?;
         let upgrade = req.upgrade.filter(|_| plan.upgrade).and_then(Protocol::new);
