@@ -58,7 +58,8 @@ both_drivers!(one_corelb_in_front_of_another_is_not_a_loop, |driver| {
 fn a_backend_that_is_the_listener_is_refused_at_load() {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let (code, err) = Proxy::start_failing(&["--listen", &listen, "--backend", &listen]);
+    // `--check` loads the configuration as a start does, then exits.
+    let (code, err) = Proxy::start_failing(&["--check", "--listen", &listen, "--backend", &listen]);
     assert_ne!(code, 0, "{err}");
     assert!(
         err.contains("\"default\"") && err.contains(&listen) && err.contains("loop"),
