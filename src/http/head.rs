@@ -889,7 +889,7 @@ mod tests {
         assert!(check_request_start(&few).is_ok());
         let flood = b"\r\n".repeat(MAX_EMPTY_LINES + 1);
         assert_eq!(check_request_start(&flood).map_err(|e| e.status), Err(400));
-        assert!(check_request_start(&vec![b'\n'; REQUEST_START_WINDOW]).is_err());
+        assert!(check_request_start(&[b'\n'; REQUEST_START_WINDOW]).is_err());
         // Past the window nothing is judged (the parser will be).
         let mut long_method = vec![b'A'; REQUEST_START_WINDOW];
         long_method.push(0x16);

@@ -50,27 +50,6 @@ impl ConnectionLimit {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_cap_is_never_passed() {
-        let limit = ConnectionLimit::new(2);
-        let a = limit.try_acquire();
-        let b = limit.try_acquire();
-        assert!(a.is_some() && b.is_some());
-        assert!(limit.try_acquire().is_none());
-        drop(a);
-        assert!(limit.try_acquire().is_some());
-    }
-
-    #[test]
-    fn each_client_may_need_an_upstream_connection_too() {
-        assert_eq!(descriptors_needed(100, 2), 200 + 2 + OTHER_DESCRIPTORS);
-    }
-}
-
 /// Descriptors besides the connections themselves: listeners, the admin
 /// API, io_uring rings, logs, the health checker's probes.
 const OTHER_DESCRIPTORS: u64 = 64;
@@ -99,5 +78,26 @@ pub struct ConnectionPermit(Arc<ConnectionLimit>);
 impl Drop for ConnectionPermit {
     fn drop(&mut self) {
         self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_is_never_passed() {
+        let limit = ConnectionLimit::new(2);
+        let a = limit.try_acquire();
+        let b = limit.try_acquire();
+        assert!(a.is_some() && b.is_some());
+        assert!(limit.try_acquire().is_none());
+        drop(a);
+        assert!(limit.try_acquire().is_some());
+    }
+
+    #[test]
+    fn each_client_may_need_an_upstream_connection_too() {
+        assert_eq!(descriptors_needed(100, 2), 200 + 2 + OTHER_DESCRIPTORS);
     }
 }
