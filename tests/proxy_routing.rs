@@ -10,16 +10,22 @@ use std::sync::Arc;
 
 use common::*;
 
+/// `GET path` with `Host: host` on `client`: the body of its `200`.
+fn body_of(client: &mut Client, path: &str, host: &str) -> String {
+    client.send(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n"));
+    let r = client.read_response();
+    assert_eq!(r.status, 200, "{path} {host}: {r:?}");
+    r.body_str()
+}
+
 both_drivers!(routes_by_path_prefix_and_host, |driver| {
     let api1 = Backend::echo_name("api1");
     let api2 = Backend::echo_name("api2");
     let stat = Backend::echo_name("static");
     let other = Backend::echo_name("other");
-    let dir = TempDir::new("routes");
-    let conf = dir.path().join("routes.toml");
-    std::fs::write(
-        &conf,
-        format!(
+    let (proxy, _dir) = Proxy::with_config(
+        driver,
+        &format!(
             r#"
 [[pools]]
 name = "api"
@@ -49,21 +55,10 @@ pool = "other"
             stat.addr(),
             other.addr()
         ),
-    )
-    .unwrap();
-    let proxy = Proxy::start(&[
-        "--io-driver",
-        driver.as_str(),
-        "--config",
-        conf.to_str().unwrap(),
-    ]);
+        &[],
+    );
     let mut client = proxy.client();
-    let mut fetch = |path: &str, host: &str| {
-        client.send(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n"));
-        let r = client.read_response();
-        assert_eq!(r.status, 200, "{path} {host}: {r:?}");
-        r.body_str()
-    };
+    let mut fetch = |path: &str, host: &str| body_of(&mut client, path, host);
     let api: HashSet<String> = (0..4).map(|i| fetch(&format!("/api/v{i}"), "x")).collect();
     assert_eq!(api, HashSet::from(["api1".to_string(), "api2".to_string()]));
     assert_eq!(fetch("/index.html", "static.example.com"), "static");
@@ -170,11 +165,9 @@ both_drivers!(routes_match_the_normalised_path_and_host, |driver| {
     let admin = Backend::echo_name("admin");
     let internal = Backend::echo_name("internal");
     let public = Backend::echo_name("public");
-    let dir = TempDir::new("normalised-routes");
-    let conf = dir.path().join("routes.toml");
-    std::fs::write(
-        &conf,
-        format!(
+    let (proxy, _dir) = Proxy::with_config(
+        driver,
+        &format!(
             r#"
 [[pools]]
 name = "default"
@@ -200,21 +193,10 @@ pool = "internal"
             admin.addr(),
             internal.addr()
         ),
-    )
-    .unwrap();
-    let proxy = Proxy::start(&[
-        "--io-driver",
-        driver.as_str(),
-        "--config",
-        conf.to_str().unwrap(),
-    ]);
+        &[],
+    );
     let mut client = proxy.client();
-    let mut fetch = |path: &str, host: &str| {
-        client.send(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n"));
-        let r = client.read_response();
-        assert_eq!(r.status, 200, "{path} {host}: {r:?}");
-        r.body_str()
-    };
+    let mut fetch = |path: &str, host: &str| body_of(&mut client, path, host);
     for path in [
         "/admin/",
         "/x/../admin/",

@@ -178,6 +178,22 @@ impl Proxy {
         Proxy::start(&refs)
     }
 
+    /// Start corelb with `driver` and the config file `toml` (kept in the
+    /// returned directory, which must outlive the proxy), plus `extra`.
+    pub fn with_config(driver: Driver, toml: &str, extra: &[&str]) -> (Proxy, TempDir) {
+        let dir = TempDir::new("config");
+        let path = dir.path().join("corelb.toml");
+        std::fs::write(&path, toml).unwrap();
+        let mut args = vec![
+            "--io-driver",
+            driver.as_str(),
+            "--config",
+            path.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        (Proxy::start(&args), dir)
+    }
+
     /// Where the proxy accepts clients.
     pub fn addr(&self) -> SocketAddr {
         self.addr
