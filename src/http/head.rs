@@ -401,6 +401,16 @@ pub fn oversized_request(buf: &[u8]) -> HeadError {
     }
 }
 
+/// The length of one empty line (CRLF, or a bare LF) at the start of
+/// `buf`; 0 if there is none.
+pub fn stray_empty_line(buf: &[u8]) -> usize {
+    match buf {
+        [b'\r', b'\n', ..] => 2,
+        [b'\n', ..] => 1,
+        _ => 0,
+    }
+}
+
 /// How far into a connection's next bytes [`check_request_start`] looks:
 /// enough for a few empty lines and any method in use, and a bound on the
 /// work per read, which runs again after every read of an unfinished head.

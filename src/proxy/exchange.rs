@@ -179,6 +179,12 @@ impl<'a, T: Transport> Exchange<'a, T> {
         // byte by byte is parsed once at its end, not after every read
         // (which would be quadratic work for the sender's linear effort).
         let mut searched = 0;
+        // An empty line left over right after the last request's body (old
+        // clients send CRLF after a POST body, RFC 9112 §2.2) is dropped
+        // here, once: the connection stays idle rather than on the head
+        // clock. Empty lines that arrive while waiting start that clock.
+        let stray = head::stray_empty_line(&self.conn.bufs.client_in);
+        self.conn.bufs.client_in.advance(stray);
         loop {
             // Bytes no request line can start with (a TLS ClientHello on
             // the plain port), or more empty lines than a client sends:

@@ -31,8 +31,8 @@ use crate::transport::{ReadWait, Transport};
 /// Interim (1xx) responses accepted before the final one, per try. Time
 /// is bounded by `--response-timeout`, which runs to the final head; this
 /// bounds the work a backend flooding tiny 1xx heads can cause meanwhile
-/// (each is parsed and perhaps relayed). Real servers send one or two.
-const MAX_INTERIM_RESPONSES: u32 = 100;
+/// (each is parsed and perhaps relayed).
+const MAX_INTERIM_RESPONSES: u32 = 1000;
 
 /// What the final response head said.
 pub(super) struct Response {
