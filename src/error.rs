@@ -31,8 +31,62 @@ pub enum ProxyError {
     ConnectTimeout,
     /// No backend is eligible.
     NoBackend,
+    /// corelb could not make the upstream connection for want of its own
+    /// resources (descriptors, local ports, memory): not the backend's
+    /// fault, so never counted against it nor retried elsewhere.
+    LocalResources(Shortage),
+    /// The request came back to corelb: a backend that is corelb itself,
+    /// or a loop through another proxy (RFC 9110 §7.6.3 `Via`).
+    LoopDetected,
     /// The client went away or broke the connection; nobody to answer.
     ClientGone,
+}
+
+/// Which of corelb's own resources ran out when making an upstream
+/// connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shortage {
+    /// `EMFILE`, `ENFILE`: the process's or the system's descriptor limit.
+    Descriptors,
+    /// `EADDRNOTAVAIL`: no free local port for the backend's address.
+    Ports,
+    /// `ENOBUFS`, `ENOMEM`: the kernel has no memory for another socket.
+    Memory,
+}
+
+impl Shortage {
+    /// The shortage behind a failed connect, if it was one (and so corelb's
+    /// fault, not the backend's).
+    pub fn of(e: &std::io::Error) -> Option<Shortage> {
+        match e.raw_os_error()? {
+            libc::EMFILE | libc::ENFILE => Some(Shortage::Descriptors),
+            libc::EADDRNOTAVAIL => Some(Shortage::Ports),
+            libc::ENOBUFS | libc::ENOMEM => Some(Shortage::Memory),
+            _ => None,
+        }
+    }
+
+    /// What the client is told.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Shortage::Descriptors => "corelb ran out of file descriptors",
+            Shortage::Ports => "corelb ran out of local ports",
+            Shortage::Memory => "corelb ran out of socket memory",
+        }
+    }
+
+    /// What the operator is told to look at.
+    pub fn hint(self) -> &'static str {
+        match self {
+            Shortage::Descriptors => {
+                "raise the nofile limit (systemd LimitNOFILE=, ulimit -n) or lower --max-connections"
+            }
+            Shortage::Ports => {
+                "widen net.ipv4.ip_local_port_range, or keep more upstream connections alive"
+            }
+            Shortage::Memory => "the kernel is short of memory for sockets (net.ipv4.tcp_mem)",
+        }
+    }
 }
 
 impl From<HeadError> for ProxyError {
@@ -58,7 +112,11 @@ impl ProxyError {
             ProxyError::UpstreamTimeout => Some(Failure::Timeout),
             ProxyError::UpstreamClosed(_) => Some(Failure::Reset),
             ProxyError::Upstream(_) => Some(Failure::Protocol),
-            ProxyError::Downstream { .. } | ProxyError::NoBackend | ProxyError::ClientGone => None,
+            ProxyError::Downstream { .. }
+            | ProxyError::NoBackend
+            | ProxyError::LocalResources(_)
+            | ProxyError::LoopDetected
+            | ProxyError::ClientGone => None,
         }
     }
 
@@ -72,6 +130,8 @@ impl ProxyError {
             ProxyError::Connect => Generated::ConnectFailed,
             ProxyError::ConnectTimeout => Generated::ConnectTimeout,
             ProxyError::NoBackend => Generated::NoBackend,
+            ProxyError::LocalResources(_) => Generated::LocalResources,
+            ProxyError::LoopDetected => Generated::LoopDetected,
             ProxyError::ClientGone => return None,
         })
     }
@@ -84,7 +144,8 @@ impl ProxyError {
             Self::Downstream { status, .. } => Some(*status),
             Self::Upstream(_) | Self::UpstreamClosed(_) | Self::Connect => Some(502),
             Self::UpstreamTimeout | Self::ConnectTimeout => Some(504),
-            Self::NoBackend => Some(503),
+            Self::NoBackend | Self::LocalResources(_) => Some(503),
+            Self::LoopDetected => Some(508),
             Self::ClientGone => None,
         }
     }
@@ -111,10 +172,12 @@ impl ProxyError {
             Self::Downstream { reason, .. }
             | Self::Upstream(reason)
             | Self::UpstreamClosed(reason) => reason,
+            Self::LocalResources(shortage) => shortage.as_str(),
             Self::UpstreamTimeout => "the backend did not answer in time",
             Self::Connect => "cannot connect to the backend",
             Self::ConnectTimeout => "timed out connecting to the backend",
             Self::NoBackend => "no backend is available",
+            Self::LoopDetected => "the request came back to corelb (a forwarding loop)",
             Self::ClientGone => "client gone",
         }
     }
@@ -172,6 +235,14 @@ mod tests {
             Some(Failure::Reset)
         );
         assert_eq!(ProxyError::NoBackend.failure(), None);
+        let local = ProxyError::LocalResources(Shortage::Descriptors);
+        assert_eq!(local.failure(), None);
+        assert!(!local.is_upstream() && !local.is_connect_failure());
+        assert_eq!(local.status(), Some(503));
+        let emfile = std::io::Error::from_raw_os_error(libc::EMFILE);
+        assert_eq!(Shortage::of(&emfile), Some(Shortage::Descriptors));
+        let refused = std::io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        assert_eq!(Shortage::of(&refused), None);
         assert_eq!(ProxyError::ClientGone.generated(), None);
         assert_eq!(
             ProxyError::NoBackend.generated(),

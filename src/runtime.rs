@@ -15,6 +15,7 @@ use crate::config::cli::Cli;
 use crate::config::{Config, IoDriver};
 use crate::control::Control;
 use crate::proxy::ListenerInfo;
+use crate::state::limits;
 use crate::steering::{self, WorkerThreads};
 use crate::transport::tls::load as tls_load;
 use crate::transport::tls::{TlsAcceptor, TlsCommon};
@@ -290,6 +291,10 @@ pub fn start(config: Config, cli: Cli) -> Result<Running, String> {
     let groups = bind_all(&config)?;
     let local: Vec<SocketAddr> = groups.iter().map(|(_, addr)| *addr).collect();
     let endpoints = endpoints(&config, &local, &acceptors);
+    warn_if_short_of_descriptors(
+        config.settings.max_connections,
+        config.process.threads * local.len(),
+    );
     let access_log = config.process.access_log();
     let cores = if config.process.pin {
         core_affinity::get_core_ids().unwrap_or_default()
@@ -359,6 +364,22 @@ pub fn start(config: Config, cli: Cli) -> Result<Running, String> {
         control,
         workers,
     })
+}
+
+/// Say at start if `--max-connections` cannot be met: past the `nofile`
+/// limit, connects upstream fail with EMFILE (answered 503
+/// `local_resources`, never blamed on a backend) and accepts stall.
+fn warn_if_short_of_descriptors(max_connections: usize, listeners: usize) {
+    let needed = limits::descriptors_needed(max_connections, listeners);
+    match limits::nofile_soft_limit() {
+        Some(have) if have < needed => warn!(
+            "--max-connections {max_connections} may need {needed} file descriptors \
+             (a client and an upstream connection each, plus listeners), but the nofile \
+             limit is {have}: raise it (systemd LimitNOFILE=, ulimit -n) or lower \
+             --max-connections"
+        ),
+        _ => {}
+    }
 }
 
 /// Every driver this machine can run: each io_uring setup the kernel

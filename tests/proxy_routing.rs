@@ -10,16 +10,22 @@ use std::sync::Arc;
 
 use common::*;
 
+/// `GET path` with `Host: host` on `client`: the body of its `200`.
+fn body_of(client: &mut Client, path: &str, host: &str) -> String {
+    client.send(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n"));
+    let r = client.read_response();
+    assert_eq!(r.status, 200, "{path} {host}: {r:?}");
+    r.body_str()
+}
+
 both_drivers!(routes_by_path_prefix_and_host, |driver| {
     let api1 = Backend::echo_name("api1");
     let api2 = Backend::echo_name("api2");
     let stat = Backend::echo_name("static");
     let other = Backend::echo_name("other");
-    let dir = TempDir::new("routes");
-    let conf = dir.path().join("routes.toml");
-    std::fs::write(
-        &conf,
-        format!(
+    let (proxy, _dir) = Proxy::with_config(
+        driver,
+        &format!(
             r#"
 [[pools]]
 name = "api"
@@ -49,21 +55,10 @@ pool = "other"
             stat.addr(),
             other.addr()
         ),
-    )
-    .unwrap();
-    let proxy = Proxy::start(&[
-        "--io-driver",
-        driver.as_str(),
-        "--config",
-        conf.to_str().unwrap(),
-    ]);
+        &[],
+    );
     let mut client = proxy.client();
-    let mut fetch = |path: &str, host: &str| {
-        client.send(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n"));
-        let r = client.read_response();
-        assert_eq!(r.status, 200, "{path} {host}: {r:?}");
-        r.body_str()
-    };
+    let mut fetch = |path: &str, host: &str| body_of(&mut client, path, host);
     let api: HashSet<String> = (0..4).map(|i| fetch(&format!("/api/v{i}"), "x")).collect();
     assert_eq!(api, HashSet::from(["api1".to_string(), "api2".to_string()]));
     assert_eq!(fetch("/index.html", "static.example.com"), "static");
@@ -164,4 +159,64 @@ both_drivers!(least_connections_avoids_the_busy_backend, |driver| {
     }
     release.store(true, Ordering::SeqCst);
     assert_eq!(holder.read_response().body_str(), "busy");
+});
+
+both_drivers!(routes_match_the_normalised_path_and_host, |driver| {
+    let admin = Backend::echo_name("admin");
+    let internal = Backend::echo_name("internal");
+    let public = Backend::echo_name("public");
+    let (proxy, _dir) = Proxy::with_config(
+        driver,
+        &format!(
+            r#"
+[[pools]]
+name = "default"
+backends = [{{ addr = "{}" }}]
+
+[[pools]]
+name = "admin"
+backends = [{{ addr = "{}" }}]
+
+[[pools]]
+name = "internal"
+backends = [{{ addr = "{}" }}]
+
+[[routes]]
+path_prefix = "/admin/"
+pool = "admin"
+
+[[routes]]
+host = "internal.example"
+pool = "internal"
+"#,
+            public.addr(),
+            admin.addr(),
+            internal.addr()
+        ),
+        &[],
+    );
+    let mut client = proxy.client();
+    let mut fetch = |path: &str, host: &str| body_of(&mut client, path, host);
+    for path in [
+        "/admin/",
+        "/x/../admin/",
+        "/%61dmin/",
+        "//admin/",
+        "/./admin/x",
+    ] {
+        assert_eq!(fetch(path, "x"), "admin", "{path}");
+    }
+    assert_eq!(fetch("/administrator", "x"), "public");
+    assert_eq!(fetch("/admin%2F", "x"), "public");
+    assert_eq!(fetch("/", "internal.example."), "internal");
+    assert_eq!(fetch("/", "internal.example.:8080"), "internal");
+    assert_eq!(fetch("/", "internal.example"), "internal");
+    // The target goes to the backend as it came.
+    let raw = admin
+        .requests()
+        .iter()
+        .map(|r| r.path.clone())
+        .collect::<Vec<_>>();
+    assert!(raw.contains(&"/x/../admin/".to_string()), "{raw:?}");
+    assert!(raw.contains(&"/%61dmin/".to_string()), "{raw:?}");
 });

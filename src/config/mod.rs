@@ -237,6 +237,9 @@ impl Config {
         let settings = Settings::load(flags, &file, &mut r)?;
         let defaults = PoolDefaults::load(flags, &file, &mut r)?;
         let (mut pools, routes) = pools_and_routes(cli, src, &file.pools, &file.routes)?;
+        for listener in &listeners {
+            pools::refuse_own_listener(listener.addr, &pools)?;
+        }
         for pool in &mut pools {
             // 0, the default, is no limit.
             pool.max_body_size = pool

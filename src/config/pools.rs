@@ -12,6 +12,34 @@ use super::{
 use crate::balance::Algorithm;
 use crate::config::cli::Cli;
 
+/// Refuse a backend that is corelb's own listener: every request to it
+/// would come back in, and go out again, until descriptors run out (a
+/// loop through another proxy is caught at run time, by `Via`). A
+/// wildcard listener is reached by any loopback address on its port.
+pub(super) fn refuse_own_listener(
+    listen: std::net::SocketAddr,
+    pools: &[PoolConfig],
+) -> Result<(), ConfigError> {
+    let is_listener = |addr: std::net::SocketAddr| {
+        addr == listen
+            || (listen.port() != 0
+                && addr.port() == listen.port()
+                && listen.ip().is_unspecified()
+                && (addr.ip().is_loopback() || addr.ip().is_unspecified()))
+    };
+    for pool in pools {
+        if let Some(b) = pool.backends.iter().find(|b| is_listener(b.addr)) {
+            return Err(ConfigError(format!(
+                "pool {}: backend {} is corelb's own listen address ({listen}, --listen): \
+                 requests would loop back into corelb",
+                quoted(&pool.name),
+                b.addr
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Check the file's pools and routes, apply the pool flags (see the module
 /// docs), put the default pool first and point the routes at pool indices.
 pub(super) fn pools_and_routes(

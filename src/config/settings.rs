@@ -400,7 +400,7 @@ mod tests {
         let old = load(&[]);
         let new = load(&[
             "--listen",
-            "127.0.0.1:1",
+            "127.0.0.1:2",
             "--no-pin",
             "--connect-timeout",
             "1s",

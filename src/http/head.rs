@@ -122,6 +122,16 @@ fn split_absolute_form(target: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((authority, &rest[end..]))
 }
 
+/// Does an absolute-form target carry `user@` before its host?
+fn has_userinfo(target: &[u8]) -> bool {
+    let rest = strip_scheme(target).unwrap_or(b"");
+    let end = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .unwrap_or(rest.len());
+    rest[..end].contains(&b'@')
+}
+
 fn strip_scheme(target: &[u8]) -> Option<&[u8]> {
     for scheme in [&b"http://"[..], b"https://"] {
         if target.len() >= scheme.len() && target[..scheme.len()].eq_ignore_ascii_case(scheme) {
@@ -296,9 +306,29 @@ fn has_bare_lf(head: &[u8]) -> bool {
     memchr::memchr_iter(b'\n', head).any(|i| i == 0 || head[i - 1] != b'\r')
 }
 
-/// Host field values: a reg-name, IPv4 or bracketed IPv6, optional port.
-/// Refuse bytes that could change how the next hop reads the authority.
+/// Host field values: a reg-name, IPv4 or bracketed IPv6, optional port
+/// (RFC 3986 §3.2.2). Refuse bytes, and shapes (`[::1`, `a:b:c`), that
+/// could change how the next hop reads the authority.
 fn is_valid_host(value: &[u8]) -> bool {
+    let port = match value.first() {
+        Some(b'[') => match value.iter().position(|&b| b == b']') {
+            Some(end) => &value[end + 1..],
+            None => return false,
+        },
+        _ => match value.iter().position(|&b| b == b':') {
+            Some(colon) => &value[colon..],
+            None => b"",
+        },
+    };
+    let port_ok = match port {
+        [] => true,
+        [b':', digits @ ..] => digits.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    port_ok && has_host_bytes_only(value)
+}
+
+fn has_host_bytes_only(value: &[u8]) -> bool {
     value.iter().all(|&b| {
         b.is_ascii_alphanumeric()
             || matches!(
@@ -371,10 +401,26 @@ pub fn oversized_request(buf: &[u8]) -> HeadError {
     }
 }
 
+/// The length of one empty line (CRLF, or a bare LF) at the start of
+/// `buf`; 0 if there is none.
+pub fn stray_empty_line(buf: &[u8]) -> usize {
+    match buf {
+        [b'\r', b'\n', ..] => 2,
+        [b'\n', ..] => 1,
+        _ => 0,
+    }
+}
+
 /// How far into a connection's next bytes [`check_request_start`] looks:
 /// enough for a few empty lines and any method in use, and a bound on the
 /// work per read, which runs again after every read of an unfinished head.
 const REQUEST_START_WINDOW: usize = 64;
+
+/// Empty lines tolerated before a request line. RFC 9112 §2.2 asks a
+/// server to ignore "at least one" (old clients send a CRLF after a POST
+/// body); nginx and HAProxy take a few. More is not a client, and each
+/// one would otherwise cost a read.
+pub const MAX_EMPTY_LINES: usize = 4;
 
 /// Can `buf`, the bytes received so far for the next request, still begin
 /// a request? Called after each read of an unfinished head, so that
@@ -387,9 +433,17 @@ const REQUEST_START_WINDOW: usize = 64;
 /// `Ok` only means "not refused yet": [`parse_request`] judges the head.
 pub fn check_request_start(buf: &[u8]) -> Result<(), HeadError> {
     let window = &buf[..buf.len().min(REQUEST_START_WINDOW)];
-    let Some(line_start) = window.iter().position(|&b| b != b'\r' && b != b'\n') else {
+    let line_start = window
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(window.len());
+    let empty_lines = memchr::memchr_iter(b'\n', &window[..line_start]).count();
+    if empty_lines > MAX_EMPTY_LINES {
+        return Err(bad_request("too many empty lines before the request line"));
+    }
+    if line_start == window.len() {
         return Ok(());
-    };
+    }
     let line = &window[line_start..];
     let method_len = line
         .iter()
@@ -460,6 +514,12 @@ pub fn parse_request<'h, 'b>(
     }
 
     if let Some((authority, _)) = split_absolute_form(t) {
+        // RFC 9110 §4.2.4: userinfo in an http(s) URI is deprecated, and a
+        // recipient should treat it as an error (nginx answers 400): it is
+        // a phishing shape, and next hops disagree on it.
+        if has_userinfo(t) {
+            return Err(bad_request("userinfo in request target"));
+        }
         if !names_a_host(authority) || !is_valid_host(authority) {
             return Err(bad_request("invalid authority in request target"));
         }
@@ -763,6 +823,28 @@ mod tests {
     }
 
     #[test]
+    fn malformed_authorities_and_userinfo_are_refused() {
+        for raw in [
+            "GET / HTTP/1.1\r\nHost: [::1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a:b:c\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a:80x\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n",
+            "GET http://user@a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET http://u:p@a:80/x HTTP/1.1\r\nHost: a\r\n\r\n",
+        ] {
+            assert_eq!(status_of(raw), 400, "{raw:?}");
+        }
+        for raw in [
+            "GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: [::1]\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a.example:80\r\n\r\n",
+            "GET http://a/x?u@v HTTP/1.1\r\nHost: a\r\n\r\n",
+        ] {
+            assert!(req(raw).is_ok(), "{raw:?}");
+        }
+    }
+
+    #[test]
     fn empty_host_is_refused() {
         for raw in [
             "GET / HTTP/1.1\r\nHost:\r\n\r\n",
@@ -812,10 +894,13 @@ mod tests {
         ] {
             assert!(check_request_start(start).is_ok(), "{start:?}");
         }
+        // A few empty lines are ignored; more are refused.
+        let few = b"\r\n".repeat(MAX_EMPTY_LINES);
+        assert!(check_request_start(&few).is_ok());
+        let flood = b"\r\n".repeat(MAX_EMPTY_LINES + 1);
+        assert_eq!(check_request_start(&flood).map_err(|e| e.status), Err(400));
+        assert!(check_request_start(&[b'\n'; REQUEST_START_WINDOW]).is_err());
         // Past the window nothing is judged (the parser will be).
-        let mut long = vec![b'\n'; REQUEST_START_WINDOW];
-        long.push(0x16);
-        assert!(check_request_start(&long).is_ok());
         let mut long_method = vec![b'A'; REQUEST_START_WINDOW];
         long_method.push(0x16);
         assert!(check_request_start(&long_method).is_ok());

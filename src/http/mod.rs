@@ -4,6 +4,7 @@
 pub mod body;
 pub mod field;
 pub mod head;
+pub mod path;
 pub mod rewrite;
 pub mod status;
 pub mod syntax;

@@ -21,6 +21,22 @@ use super::syntax::list_items;
 /// The `Via` entry corelb adds (RFC 9110 §7.6.3).
 const VIA: &[u8] = b"1.1 corelb";
 
+/// How many of corelb's own `Via` entries a request may already carry: one
+/// per corelb it passed. Tiers of corelb in front of each other are fine;
+/// a request that passed this many is going round in a loop (a backend
+/// that is corelb's own listener, or a proxy pointing back at it), which
+/// would otherwise go on until every descriptor is used.
+pub const MAX_CORELB_HOPS: usize = 4;
+
+/// Has `req` already passed [`MAX_CORELB_HOPS`] corelbs (by their `Via`
+/// entries)? Then it is looping: answer 508 rather than forward it again.
+pub fn is_looping(req: &RequestHead<'_, '_>) -> bool {
+    values_of(req.headers, Field::Via)
+        .filter(|item| item.eq_ignore_ascii_case(VIA))
+        .nth(MAX_CORELB_HOPS - 1)
+        .is_some()
+}
+
 /// The header fields the rewriters treat specially.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Field {
@@ -580,6 +596,21 @@ mod tests {
         assert!(!out.contains("public"), "{out}");
         let out = forward("GET http://a?q HTTP/1.1\r\nHost: a\r\n\r\n");
         assert!(out.starts_with("GET /?q HTTP/1.1\r\nHost: a\r\n"), "{out}");
+    }
+
+    #[test]
+    fn a_request_through_too_many_corelbs_is_looping() {
+        let with_via = |via: &str| {
+            let raw = format!("GET / HTTP/1.1\r\nHost: a\r\nVia: {via}\r\n\r\n");
+            let mut headers = [httparse::EMPTY_HEADER; 8];
+            let req = parse_request(raw.as_bytes(), &mut headers)
+                .unwrap()
+                .unwrap();
+            is_looping(&req)
+        };
+        assert!(!with_via("1.1 corelb"));
+        assert!(!with_via("1.0 edge, 1.1 corelb, 1.1 corelb"));
+        assert!(with_via(&["1.1 corelb"; MAX_CORELB_HOPS].join(", ")));
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
         505 => "HTTP Version Not Supported",
+        508 => "Loop Detected",
         _ => "Error",
     }
 }
@@ -37,6 +38,7 @@ mod tests {
         // The data plane's error statuses and the admin API's.
         for status in [
             200, 400, 401, 403, 404, 405, 409, 413, 414, 417, 431, 500, 501, 502, 503, 504, 505,
+            508,
         ] {
             assert_ne!(reason_phrase(status), "Error", "{status}");
         }

@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use crate::config::Resilience;
 use crate::error::ProxyError;
-use crate::http::RequestHead;
+use crate::http::{path, RequestHead};
 use crate::state::backend::{Backend, BackendState, InflightGuard};
 use retry_budget::RetryBudget;
 use routing::Routing;
@@ -67,15 +67,18 @@ pub enum Next {
 }
 
 impl Plan {
-    /// Route the request and pick its first backend. `None`: no backend
-    /// is eligible (answer 503).
+    /// Route the request by its host and `path` (normalised, see
+    /// [`crate::http::path`]) and pick its first backend. `None`: no
+    /// backend is eligible (answer 503).
     pub fn start(
         routing: &mut Routing,
         budget: &RetryBudget,
         client_ip: IpAddr,
         req: &RequestHead<'_, '_>,
+        path: &[u8],
     ) -> Option<Plan> {
-        let first = routing.pick(req.host_name(), req.path(), client_ip, req)?;
+        let host = path::route_host(req.host_name());
+        let first = routing.pick(host, path, client_ip, req)?;
         budget.on_request();
         let mut plan = Plan {
             backend: first.backend,

@@ -64,6 +64,8 @@ pub struct WorkerContext {
     pub refusal_log: Limiter,
     /// TLS handshakes in progress on this worker (`crate::worker`'s cap).
     pub handshakes: Cell<usize>,
+    /// And corelb's own shortages (descriptors, ports) connecting upstream.
+    pub shortage_log: Limiter,
 }
 
 impl WorkerContext {
@@ -87,6 +89,7 @@ impl WorkerContext {
             retry_budget: RetryBudget::new(Instant::now()),
             refusal_log: Limiter::new(Duration::from_secs(1)),
             handshakes: Cell::new(0),
+            shortage_log: Limiter::new(Duration::from_secs(1)),
             shared,
         }
     }

@@ -12,9 +12,9 @@ use super::context::WorkerContext;
 use super::has_head_end;
 use crate::access_log::Entry;
 use crate::error::{write_error_response, ProxyError};
-use crate::http::rewrite::{write_https_redirect, write_request_head_upgrading};
+use crate::http::rewrite::{is_looping, write_https_redirect, write_request_head_upgrading};
 use crate::http::upgrade::Protocol;
-use crate::http::{head, parse_request, BodyKind, RequestHead, MAX_HEADERS};
+use crate::http::{head, parse_request, path, BodyKind, RequestHead, MAX_HEADERS};
 use crate::io::{make_room, ReadError};
 use crate::plan::Plan;
 use crate::state::outcome::{RequestOutcome, TimeoutKind};
@@ -182,28 +182,31 @@ impl<'a, T: Transport> Exchange<'a, T> {
         // byte by byte is parsed once at its end, not after every read
         // (which would be quadratic work for the sender's linear effort).
         let mut searched = 0;
+        // An empty line left over right after the last request's body (old
+        // clients send CRLF after a POST body, RFC 9112 §2.2) is dropped
+        // here, once: the connection stays idle rather than on the head
+        // clock. Empty lines that arrive while waiting start that clock.
+        let stray = head::stray_empty_line(&self.conn.bufs.client_in);
+        self.conn.bufs.client_in.advance(stray);
         loop {
+            // Bytes no request line can start with (a TLS ClientHello on
+            // the plain port), or more empty lines than a client sends:
+            // answer 400 now, not at the header timeout.
+            head::check_request_start(&self.conn.bufs.client_in)?;
             if has_head_end(&self.conn.bufs.client_in, searched) {
                 if let Some(next) = self.prepare()? {
                     return Ok(next);
                 }
             }
-            // Bytes no request line can start with (a TLS ClientHello on
-            // the plain port): answer 400 now, not at the header timeout.
-            head::check_request_start(&self.conn.bufs.client_in)?;
             searched = self.conn.bufs.client_in.len();
             if searched >= cfg.buffer_size {
                 return Err(head::oversized_request(&self.conn.bufs.client_in).into());
             }
-            // Empty lines before a request line are ignored (RFC 9112
-            // 2.2; old clients send one after a POST body): still idle.
-            let idle = header_deadline.is_none()
-                && self
-                    .conn
-                    .bufs
-                    .client_in
-                    .iter()
-                    .all(|&b| b == b'\r' || b == b'\n');
+            // Idle only while nothing at all has come: empty lines before
+            // a request line are ignored (RFC 9112 §2.2) but are its first
+            // bytes, so they start the header timeout; else a client
+            // sending one now and then would hold the connection for ever.
+            let idle = header_deadline.is_none() && self.conn.bufs.client_in.is_empty();
             let timeout = match header_deadline {
                 None if idle => cfg.timeouts.client_idle,
                 None => {
@@ -272,13 +275,23 @@ impl<'a, T: Transport> Exchange<'a, T> {
             self.conn.bufs.client_in.advance(len);
             return Ok(Some(NextRequest::Redirect { keep_alive }));
         }
-        let plan = Plan::start(
-            &mut self.worker.fresh_routing(),
-            &self.worker.retry_budget,
-            self.conn.peer_ip,
-            &req,
-        )
-        .ok_or(ProxyError::NoBackend)?;
+        if is_looping(&req) {
+            return Err(ProxyError::LoopDetected);
+        }
+        let plan = path::with_normalized(req.path(), |path| {
+            let path = path.ok_or(ProxyError::Downstream {
+                status: 414,
+                reason: "request path too long to route",
+            })?;
+            Plan::start(
+                &mut self.worker.fresh_routing(),
+                &self.worker.retry_budget,
+                self.conn.peer_ip,
+                &req,
+                path,
+            )
+            .ok_or(ProxyError::NoBackend)
+        })?;
         self.conn.logged.backend = Some(plan.backend().addr);
         let body_limit = BodyLimit::new(plan.max_body_size, req.body)?;
         let upgrade = req.upgrade.filter(|_| plan.upgrade).and_then(Protocol::new);

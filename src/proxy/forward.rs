@@ -10,7 +10,7 @@ use monoio::net::TcpStream;
 
 use super::exchange::{AttemptState, Exchange, Request};
 use super::upstream::{HeadFailure, SendError};
-use crate::error::ProxyError;
+use crate::error::{ProxyError, Shortage};
 use crate::http::BodyProgress;
 use crate::plan::ejection::counts_as_failure;
 use crate::plan::{FailedTry, Next};
@@ -98,6 +98,12 @@ impl<T: Transport> Exchange<'_, T> {
         result: &Result<bool, ProxyError>,
     ) {
         let now = Instant::now();
+        if let Err(ProxyError::LocalResources(shortage)) = result {
+            // Not the backend's doing: nothing is recorded against (or
+            // for) it, and the breaker's streak is left as it was.
+            self.log_local_shortage(*shortage, now);
+            return;
+        }
         let failure = result.as_ref().err().and_then(ProxyError::failure);
         let state = self.attempt;
         match result {
@@ -162,6 +168,18 @@ impl<T: Transport> Exchange<'_, T> {
             &self.worker.settings().resilience,
         );
         guard.finish(self.worker.id, &outcome, ewma::ns_at(now));
+    }
+
+    /// Say (rate-limited) that corelb itself ran short, and what to do.
+    fn log_local_shortage(&self, shortage: Shortage, now: Instant) {
+        if let Some(quiet) = self.worker.shortage_log.allow(now) {
+            tracing::error!(
+                "{} connecting upstream ({} more on this worker since the last line): {}",
+                shortage.as_str(),
+                quiet,
+                shortage.hint()
+            );
+        }
     }
 
     async fn forward_to(
@@ -248,7 +266,10 @@ impl<T: Transport> Exchange<'_, T> {
                 let _ = stream.set_nodelay(true);
                 Ok(stream)
             }
-            Ok(Err(_)) => Err(ProxyError::Connect),
+            // Out of descriptors, ports or memory here: corelb's fault.
+            Ok(Err(e)) => {
+                Err(Shortage::of(&e).map_or(ProxyError::Connect, ProxyError::LocalResources))
+            }
             Err(_) => Err(ProxyError::ConnectTimeout),
         }
     }

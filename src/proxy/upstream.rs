@@ -28,8 +28,10 @@ use crate::io::{make_room, read_some_timeout, write_all_timeout, write_shared_ti
 use crate::state::outcome::TimeoutKind;
 use crate::transport::{ReadWait, Transport};
 
-/// Interim (1xx) responses accepted before the final one; a backend
-/// sending endless 1xx would otherwise hold the exchange forever.
+/// Interim (1xx) responses accepted before the final one, per try. Time
+/// is bounded by `--response-timeout`, which runs to the final head; this
+/// bounds the work a backend flooding tiny 1xx heads can cause meanwhile
+/// (each is parsed and perhaps relayed).
 const MAX_INTERIM_RESPONSES: u32 = 1000;
 
 /// What the final response head said.
@@ -236,6 +238,10 @@ impl<T: Transport> Exchange<'_, T> {
         // only a connection that stayed silent may be retried.
         let mut received = false;
         let mut interim_responses = 0;
+        // Per try, to the *final* head: interim responses do not restart
+        // it, or a backend sending `102 Processing` now and then would
+        // hold the client for ever. The worker's coarse clock is enough.
+        let deadline = self.worker.deadlines.now() + cfg.timeouts.response;
         // Bytes already searched for the end of the head: a head trickled in
         // byte by byte is parsed once at its end, not after every read.
         let mut searched = 0;
@@ -352,8 +358,9 @@ impl<T: Transport> Exchange<'_, T> {
                 upstream,
                 buf,
                 room,
-                // Per try: what a retry waits for before it moves on.
-                cfg.timeouts.response,
+                // What is left of it: what a retry waits for before it
+                // moves on.
+                deadline.saturating_duration_since(self.worker.deadlines.now()),
             )
             .await
             {

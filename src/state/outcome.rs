@@ -201,11 +201,16 @@ pub enum Generated {
     ConnectTimeout,
     /// No backend was eligible.
     NoBackend,
+    /// corelb ran out of its own resources (descriptors, ports, memory)
+    /// making the upstream connection: not the backend's fault.
+    LocalResources,
+    /// The request came back to corelb (our own `Via` token in it).
+    LoopDetected,
 }
 
 impl Generated {
     /// Every reason, in the order of their counters.
-    pub const ALL: [Generated; 7] = [
+    pub const ALL: [Generated; 9] = [
         Generated::ClientError,
         Generated::UpstreamProtocol,
         Generated::UpstreamReset,
@@ -213,6 +218,8 @@ impl Generated {
         Generated::ConnectFailed,
         Generated::ConnectTimeout,
         Generated::NoBackend,
+        Generated::LocalResources,
+        Generated::LoopDetected,
     ];
 
     /// The label used in metrics.
@@ -225,13 +232,16 @@ impl Generated {
             Self::ConnectFailed => "connect_failed",
             Self::ConnectTimeout => "connect_timeout",
             Self::NoBackend => "no_backend",
+            Self::LocalResources => "local_resources",
+            Self::LoopDetected => "loop_detected",
         }
     }
 }
 
 /// The statuses corelb generates, each with a counter; anything else is
 /// counted as `other`.
-pub const GENERATED_STATUSES: [u16; 11] = [400, 408, 413, 414, 417, 431, 501, 502, 503, 504, 505];
+pub const GENERATED_STATUSES: [u16; 12] =
+    [400, 408, 413, 414, 417, 431, 501, 502, 503, 504, 505, 508];
 
 /// The counter index of a generated `status`.
 pub fn generated_index(status: u16) -> usize {

@@ -52,8 +52,11 @@ fn spawn_connection(
         refuse_over_per_ip_limit(worker, stream, peer);
         return;
     };
+    let Some(permit) = worker.shared.limit.try_acquire() else {
+        refuse_over_limit(worker, stream, peer);
+        return;
+    };
     let _ = stream.set_nodelay(true);
-    let permit = worker.shared.limit.acquire();
     worker.connection_opened();
     match &endpoint.tls {
         None => monoio::spawn(ConnectionTask {
@@ -131,6 +134,23 @@ fn refuse_over_per_ip_limit(
             worker.id,
             peer.ip(),
             worker.shared.per_ip.max()
+        );
+    }
+}
+
+/// Close a connection accepted while the last place under
+/// `--max-connections` went to another worker: the accept loop waits only
+/// while there is room, but its accept may complete after the room is
+/// gone. Rare (one per worker at the moment the cap is reached); closed
+/// at once, as over the per-IP limit, so the cap is exact.
+fn refuse_over_limit(worker: &WorkerContext, stream: monoio::net::TcpStream, peer: SocketAddr) {
+    drop(stream);
+    if let Some(unreported) = worker.refusal_log.allow(Instant::now()) {
+        warn!(
+            "worker {}: closed a connection from {}: --max-connections reached \
+             ({unreported} more refusals since the last report)",
+            worker.id,
+            peer.ip(),
         );
     }
 }

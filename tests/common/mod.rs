@@ -90,7 +90,24 @@ impl Proxy {
     /// Start corelb with `args`. `--listen 127.0.0.1:0`, `--threads 1` and
     /// `--no-pin` are added unless `args` sets them.
     pub fn start(args: &[&str]) -> Proxy {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_corelb"));
+        Proxy::start_command(Command::new(env!("CARGO_BIN_EXE_corelb")), args)
+    }
+
+    /// As [`Proxy::start`], with the `nofile` limit (`ulimit -n`) set to
+    /// `nofile` for the process.
+    pub fn start_with_nofile(nofile: u32, args: &[&str]) -> Proxy {
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            &format!("ulimit -n {nofile} && exec \"$0\" \"$@\""),
+            env!("CARGO_BIN_EXE_corelb"),
+        ]);
+        Proxy::start_command(cmd, args)
+    }
+
+    /// Start `cmd` (corelb, perhaps behind a shell) with `args` and the
+    /// defaults [`Proxy::start`] adds.
+    fn start_command(mut cmd: Command, args: &[&str]) -> Proxy {
         if !args.contains(&"--listen") {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
@@ -159,6 +176,22 @@ impl Proxy {
         args.extend(extra.iter().map(|s| s.to_string()));
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         Proxy::start(&refs)
+    }
+
+    /// Start corelb with `driver` and the config file `toml` (kept in the
+    /// returned directory, which must outlive the proxy), plus `extra`.
+    pub fn with_config(driver: Driver, toml: &str, extra: &[&str]) -> (Proxy, TempDir) {
+        let dir = TempDir::new("config");
+        let path = dir.path().join("corelb.toml");
+        std::fs::write(&path, toml).unwrap();
+        let mut args = vec![
+            "--io-driver",
+            driver.as_str(),
+            "--config",
+            path.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        (Proxy::start(&args), dir)
     }
 
     /// Where the proxy accepts clients.
