@@ -61,9 +61,12 @@ fn a_host_that_is_not_the_admin_api_is_refused_for_every_call() {
         format!("10.9.9.9:{port}"),
         format!("[::1:{port}"),
     ] {
+        // A Host that is not even well-formed is refused by the HTTP
+        // parser itself (400), before the admin's own check (403).
+        let refused = if host.starts_with('[') { 400 } else { 403 };
         for path in ["/status", "/metrics", "/"] {
             let res = call(admin, &host, "GET", path, &[], "");
-            assert_eq!(res.status, 403, "GET {path} with Host {host}: {res:?}");
+            assert_eq!(res.status, refused, "GET {path} with Host {host}: {res:?}");
             assert!(error_of(&res).contains("Host"), "{res:?}");
         }
         let add = r#"{"addr": "127.0.0.1:1", "weight": 10000}"#;
@@ -75,7 +78,7 @@ fn a_host_that_is_not_the_admin_api_is_refused_for_every_call() {
             &[JSON],
             add,
         );
-        assert_eq!(res.status, 403, "POST with Host {host}: {res:?}");
+        assert_eq!(res.status, refused, "POST with Host {host}: {res:?}");
     }
     assert_eq!(
         backend_states(admin),

@@ -19,7 +19,9 @@ use common::*;
 /// every one of `labels` (e.g. `reason="local_resources"`).
 fn metric_sum(admin: SocketAddr, family: &str, labels: &[&str]) -> f64 {
     let mut c = Client::connect(admin);
-    c.send("GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
+    c.send(format!(
+        "GET /metrics HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n"
+    ));
     let text = c.read_response().body_str();
     text.lines()
         .filter(|l| l.starts_with(&format!("{family}{{")))
