@@ -92,4 +92,61 @@ mod tests {
         assert!(RetryOn::default().insert(-503).is_err());
         assert!(RetryOn::default().insert(i64::MAX).is_err());
     }
+
+    /// The file's `retry_on` per pool, `--retry-on` for the default pool,
+    /// and bad values named by file, line and key (or flag).
+    #[test]
+    fn per_pool_in_the_file_and_by_flag_for_the_default_pool() {
+        use crate::config::cli::Cli;
+        use crate::config::Config;
+        use clap::Parser;
+        let cli = |args: &[&str]| Cli::parse_from(["corelb"].iter().chain(args));
+        let text = "[[pools]]\nname = \"default\"\nbackends = [{ addr = \"127.0.0.1:1\" }]\n\
+                    [[pools]]\nname = \"api\"\nretry_on = [503, 502]\n\
+                    backends = [{ addr = \"127.0.0.1:2\" }]\n";
+        let c = Config::from_toml(&cli(&[]), "t.toml", text).unwrap();
+        assert!(c.pools[0].retry_on.is_empty(), "off by default");
+        assert_eq!(c.pools[1].retry_on.to_string(), "502,503");
+        let c = Config::from_toml(&cli(&["--retry-on", "504"]), "t.toml", text).unwrap();
+        assert_eq!(c.pools[0].retry_on.to_string(), "504");
+        assert_eq!(
+            c.pools[1].retry_on.to_string(),
+            "502,503",
+            "a pool keeps its own"
+        );
+        let bad = text.replace("[503, 502]", "[503, 404]");
+        let e = Config::from_toml(&cli(&[]), "t.toml", &bad).unwrap_err().0;
+        assert!(
+            e.starts_with("t.toml:6:18: pools[1].retry_on[1]: invalid value 404: expected a 5xx"),
+            "{e}"
+        );
+        let e = Config::from_toml(&cli(&["--retry-on", "503,abc"]), "t.toml", text)
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("--retry-on") && e.contains("`abc` is not a status"),
+            "{e}"
+        );
+    }
+
+    /// A backend that is down is probed as often as an up one unless told
+    /// otherwise (`--health-down-interval` used to default to 5s).
+    #[test]
+    fn the_down_interval_defaults_to_the_health_interval() {
+        use crate::config::cli::Cli;
+        use crate::config::Config;
+        use clap::Parser;
+        let load = |args: &[&str]| {
+            let argv = ["corelb", "--backend", "127.0.0.1:1"].iter().chain(args);
+            Config::load(&Cli::parse_from(argv))
+                .unwrap()
+                .settings
+                .resilience
+                .health
+        };
+        let h = load(&["--health-interval", "300ms"]);
+        assert_eq!(h.down_interval, std::time::Duration::from_millis(300));
+        let h = load(&["--health-interval", "300ms", "--health-down-interval", "2s"]);
+        assert_eq!(h.down_interval, std::time::Duration::from_secs(2));
+    }
 }
