@@ -326,3 +326,32 @@ fn a_restarted_backend_gets_traffic_within_rise_intervals_of_its_return() {
     }
     assert_eq!(counts.not_ok(), 0, "{counts:?}: {failures:?}");
 }
+
+#[test]
+fn a_503_answer_ends_its_upstream_connection() {
+    // A backend shutting down answers 503 without `Connection: close`:
+    // the next request must not go down that same connection.
+    let answered = AtomicU64::new(0);
+    let backend = Backend::start(move |_| {
+        if answered.fetch_add(1, SeqCst) == 0 {
+            Reply::Raw(response(503, "Service Unavailable", &[], b"busy\n"))
+        } else {
+            Reply::ok("ok")
+        }
+    });
+    let addr = backend.addr().to_string();
+    let proxy = Proxy::start(&["--backend", &addr]);
+    let mut client = proxy.client();
+    assert_eq!(
+        client.get("/").status,
+        503,
+        "relayed as it is without retry_on"
+    );
+    assert_eq!(client.get("/").status, 200);
+    let conns: Vec<usize> = backend.requests().iter().map(|r| r.conn).collect();
+    assert_eq!(conns.len(), 2, "{conns:?}");
+    assert_ne!(
+        conns[0], conns[1],
+        "the request after a 503 reused its connection"
+    );
+}
