@@ -355,3 +355,75 @@ fn a_503_answer_ends_its_upstream_connection() {
         "the request after a 503 reused its connection"
     );
 }
+
+/// A backend answering every request `status` with `name` as the body.
+fn answering(status: u16, name: &'static str) -> Backend {
+    Backend::start(move |_| Reply::Raw(response(status, "Whatever", &[], name.as_bytes())))
+}
+
+#[test]
+fn retry_on_moves_only_replayable_requests_and_the_last_answer_is_the_clients() {
+    let broken = answering(503, "broken");
+    let fine = answering(200, "fine");
+    let (broken_addr, fine_addr) = (broken.addr().to_string(), fine.addr().to_string());
+    // No ejection: every request meets the broken backend in turn; and
+    // a retry budget that lets each of these few retries through.
+    let proxy = Proxy::start(&[
+        "--backend",
+        &broken_addr,
+        "--backend",
+        &fine_addr,
+        "--retry-on",
+        "502,503,504",
+        "--max-fails",
+        "0",
+        "--retry-budget",
+        "100%",
+    ]);
+    let mut client = proxy.client();
+    for _ in 0..6 {
+        let r = client.get("/");
+        assert_eq!((r.status, r.body_str()), (200, "fine".to_string()));
+        client.send("HEAD / HTTP/1.1\r\nHost: test\r\n\r\n");
+        assert_eq!(client.read_head_response().status, 200);
+    }
+    // A POST may not be sent twice: its 503 is the client's.
+    let statuses: Vec<u16> = (0..4)
+        .map(|_| {
+            client.send("POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 2\r\n\r\nhi");
+            client.read_response().status
+        })
+        .collect();
+    assert!(statuses.contains(&503), "{statuses:?}");
+    assert!(
+        broken.request_count() >= 6 + 2,
+        "the broken backend was not tried"
+    );
+
+    // Every backend answers 503: the last try's answer goes to the client
+    // (a backend's, not one corelb made up), after one retry (--retries 1).
+    let other = answering(503, "other");
+    let other_addr = other.addr().to_string();
+    let proxy = Proxy::start(&[
+        "--backend",
+        &broken_addr,
+        "--backend",
+        &other_addr,
+        "--retry-on",
+        "503",
+        "--retries",
+        "1",
+        "--max-fails",
+        "0",
+    ]);
+    let before = (broken.request_count(), other.request_count());
+    let r = proxy.client().get("/");
+    assert_eq!(r.status, 503);
+    assert!(
+        ["broken", "other"].contains(&r.body_str().as_str()),
+        "{}",
+        r.body_str()
+    );
+    let tries = broken.request_count() + other.request_count() - before.0 - before.1;
+    assert_eq!(tries, 2, "one try and one retry");
+}
