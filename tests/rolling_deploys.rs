@@ -39,13 +39,10 @@ fn return_bound() -> Duration {
     INTERVAL * RISE + Duration::from_secs(1)
 }
 
-/// Poll `cond` every 10 ms for at most `within`; how long it took.
-fn wait_for(what: &str, within: Duration, mut cond: impl FnMut() -> bool) -> Duration {
+/// [`wait_until`] `cond` holds; how long it took.
+fn timed(what: &str, cond: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < within, "not within {within:?}: {what}");
-        thread::sleep(Duration::from_millis(10));
-    }
+    wait_until(what, cond);
     start.elapsed()
 }
 
@@ -173,7 +170,7 @@ fn rolling_deploy(retry_on: &str) -> Deploy {
             &back,
             &draining[i],
         ));
-        wait_for("the restarted backend gets traffic", SAFETY, || {
+        timed("the restarted backend gets traffic", || {
             back.load(SeqCst) > 0
         });
         returns.push(returned.elapsed());
@@ -275,12 +272,12 @@ fn a_restarted_backend_gets_traffic_within_rise_intervals_of_its_return() {
     // it at once, the checks never take it down. Before, it then waited
     // out the ejection time (5 s) however its checks went.
     drop(c.take());
-    let ejected_after = wait_for("c is ejected by the failures", SAFETY, || {
+    let ejected_after = timed("c is ejected by the failures", || {
         state(admin, c_addr) == "open"
     });
     let back = Arc::new(AtomicU64::new(0));
     c = Some(member_at(Some(c_addr), "c", &back, &never_draining));
-    let short_return = wait_for("c gets traffic after a short absence", SAFETY, || {
+    let short_return = timed("c gets traffic after a short absence", || {
         back.load(SeqCst) > 0
     });
     let log = proxy.log();
@@ -292,15 +289,13 @@ fn a_restarted_backend_gets_traffic_within_rise_intervals_of_its_return() {
     // the failures ejected it). Before, a backend down was probed every
     // 5 s whatever the interval.
     drop(c.take());
-    let down_after = wait_for("c is marked down by its checks", SAFETY, || {
+    let down_after = timed("c is marked down by its checks", || {
         state(admin, c_addr) == "down"
     });
     let back = Arc::new(AtomicU64::new(0));
     let _c = member_at(Some(c_addr), "c", &back, &never_draining);
-    let long_return = wait_for("c gets traffic after being down", SAFETY, || {
-        back.load(SeqCst) > 0
-    });
-    let up_after = wait_for("c is up", SAFETY, || state(admin, c_addr) == "up");
+    let long_return = timed("c gets traffic after being down", || back.load(SeqCst) > 0);
+    let up_after = timed("c is up", || state(admin, c_addr) == "up");
 
     load.wait_more(1_000);
     let (counts, failures) = load.finish_with_failures();

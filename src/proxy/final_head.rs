@@ -3,11 +3,29 @@
 //! plan decides whether to retry it elsewhere (`retry_on`).
 
 use super::exchange::{Exchange, Request};
-use super::upstream::Response;
 use crate::error::ProxyError;
 use crate::http::rewrite::{write_response_head, ClientSide};
 use crate::http::{parse_response, BodyKind, ResponseHead, MAX_HEADERS};
 use crate::transport::Transport;
+
+/// What the final response head said.
+pub(super) struct Response {
+    /// How the body is framed.
+    pub(super) body: BodyKind,
+    /// The upstream connection may go back to the pool afterwards.
+    pub(super) upstream_keep_alive: bool,
+    /// How the response goes to this client (version, keep-alive).
+    pub(super) client: ClientSide,
+    /// Length of the backend's head, still at the front of `upstream_in`
+    /// (the relay may overwrite it with the rewritten head).
+    pub(super) head_len: usize,
+    /// A `101` to the protocol the request asked for: from now on the
+    /// connection is a tunnel (`out` holds the `101` for the client).
+    pub(super) tunnel: bool,
+    /// A status the pool retries on: the head is not yet in `out` (which
+    /// still holds the request); see [`Exchange::release_held`].
+    pub(super) held: bool,
+}
 
 impl<T: Transport> Exchange<'_, T> {
     /// The plan keeps a [`Response::held`] answer after all (no other

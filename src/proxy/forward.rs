@@ -9,7 +9,8 @@ use bytes::Buf;
 use monoio::net::TcpStream;
 
 use super::exchange::{AttemptState, Exchange, Request};
-use super::upstream::{HeadFailure, Response, SendError};
+use super::final_head::Response;
+use super::upstream::{HeadFailure, SendError};
 use crate::error::{ProxyError, Shortage};
 use crate::http::BodyProgress;
 use crate::plan::ejection::counts_as_failure;

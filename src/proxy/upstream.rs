@@ -16,7 +16,7 @@ use bytes::Buf;
 use monoio::net::TcpStream;
 
 use super::exchange::{Exchange, Request};
-use super::final_head::final_response;
+use super::final_head::{final_response, Response};
 use super::has_head_end;
 use crate::deadline::Direction;
 use crate::error::ProxyError;
@@ -34,25 +34,6 @@ use crate::transport::{ReadWait, Transport};
 /// bounds the work a backend flooding tiny 1xx heads can cause meanwhile
 /// (each is parsed and perhaps relayed).
 const MAX_INTERIM_RESPONSES: u32 = 1000;
-
-/// What the final response head said.
-pub(super) struct Response {
-    /// How the body is framed.
-    pub(super) body: BodyKind,
-    /// The upstream connection may go back to the pool afterwards.
-    pub(super) upstream_keep_alive: bool,
-    /// How the response goes to this client (version, keep-alive).
-    pub(super) client: ClientSide,
-    /// Length of the backend's head, still at the front of `upstream_in`
-    /// (the relay may overwrite it with the rewritten head).
-    pub(super) head_len: usize,
-    /// A `101` to the protocol the request asked for: from now on the
-    /// connection is a tunnel (`out` holds the `101` for the client).
-    pub(super) tunnel: bool,
-    /// A status the pool retries on: the head is not yet in `out` (which
-    /// still holds the request); see [`Exchange::release_held`].
-    pub(super) held: bool,
-}
 
 /// Why sending the request failed.
 pub(super) enum SendError {
