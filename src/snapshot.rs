@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use crate::balance::Algorithm;
+use crate::config::retry_on::RetryOn;
 use crate::config::{Config, HashKey, RouteConfig, Settings};
 use crate::state::backend::Backend;
 use crate::state::registry::Registry;
@@ -34,6 +35,8 @@ pub struct Pool {
     pub max_body_size: Option<u64>,
     /// Upgrade protocols forwarded besides `websocket`, lower case.
     pub allow_upgrades: Vec<String>,
+    /// Answers with these statuses are retried on another backend.
+    pub retry_on: RetryOn,
 }
 
 /// Immutable routing state.
@@ -81,6 +84,7 @@ impl Snapshot {
                     .collect(),
                 max_body_size: pc.max_body_size,
                 allow_upgrades: pc.allow_upgrades.clone(),
+                retry_on: pc.retry_on,
             })
             .collect();
         Snapshot {
@@ -130,6 +134,7 @@ mod tests {
             }],
             max_body_size: None,
             allow_upgrades: Vec::new(),
+            retry_on: Default::default(),
         };
         let base = Config::load(&Cli::parse_from(["corelb", "--backend", "127.0.0.1:1"])).unwrap();
         Config {

@@ -5,7 +5,7 @@
 //! as the text given; each is optional so that a config file (`--config`)
 //! can supply the value and a flag can still override it. The flags here
 //! have no config-file key: the file itself, `--check`, the pool flags
-//! (`--backend`, `--algorithm`, `--hash-key`) and `--takeover`.
+//! (`--backend`, `--algorithm`, `--hash-key`, `--retry-on`) and `--takeover`.
 
 use std::path::PathBuf;
 
@@ -48,6 +48,13 @@ pub struct Cli {
     /// header:NAME or cookie:NAME [default: client-ip].
     #[arg(long, value_name = "KEY", global = true)]
     pub hash_key: Option<String>,
+
+    /// Statuses (5xx) on which the default pool sends an idempotent
+    /// request, whose answer has not started, to another backend, e.g.
+    /// `502,503,504` (within --retries and the retry budget) [default:
+    /// none: answers are relayed as they are].
+    #[arg(long, value_name = "STATUSES", global = true)]
+    pub retry_on: Option<String>,
 
     /// Where clients connect, as ADDR[,tls][,redirect-https]; repeat for
     /// more listeners (e.g. `--listen 0.0.0.0:80,redirect-https --listen

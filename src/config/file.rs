@@ -33,6 +33,9 @@ pub(super) struct FilePool {
     /// Upgrade protocols forwarded besides `websocket` (e.g. `h2c`).
     #[serde(default)]
     pub allow_upgrades: Vec<Spanned<String>>,
+    /// Statuses whose answers are retried on another backend.
+    #[serde(default)]
+    pub retry_on: Vec<Spanned<i64>>,
 }
 
 /// One entry of a pool's `backends`.

@@ -44,6 +44,7 @@ mod operations;
 mod pools;
 mod read;
 pub mod resilience;
+pub mod retry_on;
 mod settings;
 pub mod source_file;
 mod spec;
@@ -119,6 +120,8 @@ pub struct PoolConfig {
     pub max_body_size: Option<u64>,
     /// Upgrade protocols forwarded besides `websocket`, lower case.
     pub allow_upgrades: Vec<String>,
+    /// Answers with these statuses are retried on another backend.
+    pub retry_on: retry_on::RetryOn,
 }
 
 /// Sends matching requests to a pool. All given keys must match.

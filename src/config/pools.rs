@@ -4,6 +4,7 @@
 
 use super::file::{FilePool, FileRoute, Source};
 use super::resilience::{parse_health_host, parse_health_path};
+use super::retry_on::RetryOn;
 use super::values::{check_weight, parse_path_prefix, parse_route_host, resolve_backend};
 use super::{
     flag_error, parse_backend, quoted, BackendConfig, ConfigError, HashKey, PoolConfig,
@@ -74,6 +75,7 @@ pub(super) fn pools_and_routes(
                 backends: flag_backends,
                 max_body_size: None,
                 allow_upgrades: Vec::new(),
+                retry_on: RetryOn::default(),
             }),
         }
     }
@@ -96,6 +98,10 @@ pub(super) fn pools_and_routes(
     }
     if let Some(text) = &cli.hash_key {
         pools[0].hash_key = text.parse().map_err(|e| flag_error("hash-key", text, e))?;
+    }
+    if let Some(text) = &cli.retry_on {
+        pools[0].retry_on =
+            RetryOn::parse_list(text).map_err(|e| flag_error("retry-on", text, e))?;
     }
     let routes = match src {
         Some(src) => file_routes
@@ -238,6 +244,17 @@ fn file_pool(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let mut retry_on = RetryOn::default();
+    for (j, v) in pool.retry_on.iter().enumerate() {
+        retry_on.insert(*v.get_ref()).map_err(|e| {
+            src.invalid(
+                v.span(),
+                &format!("pools[{i}].retry_on[{j}]"),
+                v.get_ref(),
+                e,
+            )
+        })?;
+    }
     Ok(PoolConfig {
         name: name.clone(),
         algorithm,
@@ -247,6 +264,7 @@ fn file_pool(
         backends,
         max_body_size,
         allow_upgrades,
+        retry_on,
     })
 }
 

@@ -218,10 +218,14 @@ declare_settings! {
         /// While a backend may be changing state.
         fast_interval: Duration = health_fast_interval: String =>
             duration("health-fast-interval", "500ms")
-                .help("Time between probes while a backend may be changing state"),
+                .help("Time between probes while a backend may be changing state \
+                    (never more than --health-interval)"),
         /// Between probes of a backend that is down.
+        /// Until set, the health interval (HAProxy's `downinter`
+        /// defaults to `inter`): a backend back is seen as soon as any.
         down_interval: Duration = health_down_interval: String =>
-            duration("health-down-interval", "5s")
+            text("health-down-interval", "DURATION", parse_duration)
+                .default_same_as("--health-interval", "health_interval")
                 .help("Time between probes of a backend that is down"),
         /// A probe with no status line by then failed.
         timeout: Duration = health_timeout: String => duration("health-timeout", "1s")

@@ -1,9 +1,10 @@
 //! One request's tries: which backend, and what if it fails.
 //!
 //! The proxy asks a [`Plan`] for the next target ([`Plan::reserve`]),
-//! tells it how each try ended ([`Plan::record`]) and, when a try failed,
-//! asks whether to go on ([`Plan::after_failure`]); it answers *retry
-//! there* or *stop*. Everything that decides it is here and nowhere else:
+//! tells it how each try ended ([`Plan::record`]) and, when a try failed
+//! or was answered with a status the pool retries on (`retry_on`), asks
+//! whether to go on ([`Plan::after_failure`], [`Plan::after_answer`]); it
+//! answers *retry there* or *stop*. Everything that decides it is here and nowhere else:
 //! the balancers' first pick ([`routing`]), half-open admission, the
 //! `--max-requests` slot, failover "not the one that just failed",
 //! idempotency, `--retries`, the retry budget ([`retry_budget`]) and
@@ -18,6 +19,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::config::retry_on::RetryOn;
 use crate::config::Resilience;
 use crate::error::ProxyError;
 use crate::http::{path, RequestHead};
@@ -39,6 +41,8 @@ pub struct Plan {
     failed_try: Option<ProxyError>,
     /// The pool's limit on request bodies.
     pub max_body_size: Option<u64>,
+    /// The statuses the pool retries answers on.
+    retry_on: RetryOn,
     /// The request's ask to upgrade goes to the backend.
     pub upgrade: bool,
 }
@@ -87,6 +91,7 @@ impl Plan {
             retries: 0,
             failed_try: None,
             max_body_size: first.max_body_size,
+            retry_on: first.retry_on,
             upgrade: first.upgrade,
         };
         if !plan.backend.stats().admit() {
@@ -176,10 +181,53 @@ impl Plan {
         if !may_retry(&failed, self.retries, settings.retries) {
             return Next::Stop(err);
         }
+        let free = matches!(err, ProxyError::Connect);
+        self.retry_elsewhere(routing, budget, settings, free, err)
+    }
+
+    /// Could an answer with `status`, not yet relayed, be sent elsewhere
+    /// instead: the pool retries on it (`retry_on`), the request is
+    /// `replayable` (see [`FailedTry::replayable`]) and `--retries` is not
+    /// used up? Asked as the head arrives, before anything of it is
+    /// written for the client; [`Plan::after_answer`] then decides.
+    pub fn may_retry_answer(&self, status: u16, replayable: bool, settings: &Resilience) -> bool {
+        answer_may_retry(
+            self.retry_on,
+            status,
+            replayable,
+            self.retries,
+            settings.retries,
+        )
+    }
+
+    /// After an answer [`Plan::may_retry_answer`] allowed: send the
+    /// request to another backend of the pool (spending the retry budget:
+    /// the backend did take the request), or stop, and the answer is
+    /// relayed as it is (`Stop`'s and `OverBudget`'s error are unused). A
+    /// retry that then finds no free slot answers 503 (no backend).
+    pub fn after_answer(
+        &mut self,
+        routing: &Routing,
+        budget: &RetryBudget,
+        settings: &Resilience,
+    ) -> Next {
+        self.retry_elsewhere(routing, budget, settings, false, ProxyError::NoBackend)
+    }
+
+    /// Move to another backend of the pool than this try's, within the
+    /// retry budget unless the retry is `free`; `err` is what the client
+    /// gets if none is left.
+    fn retry_elsewhere(
+        &mut self,
+        routing: &Routing,
+        budget: &RetryBudget,
+        settings: &Resilience,
+        free: bool,
+        err: ProxyError,
+    ) -> Next {
         let Some(other) = routing.pick_other(self.pool, self.generation, &self.backend) else {
             return Next::Stop(err);
         };
-        let free = matches!(err, ProxyError::Connect);
         if !free && !budget.try_retry(settings.retry_ratio(), Instant::now()) {
             return Next::OverBudget(err);
         }
@@ -205,6 +253,19 @@ fn may_retry(failed: &FailedTry, retries: u32, max_retries: u32) -> bool {
         ProxyError::UpstreamClosed(_) | ProxyError::UpstreamTimeout
     );
     lost_in_transit && !failed.answered && failed.replayable
+}
+
+/// May an answer with `status` go unrelayed, and the request to another
+/// backend, after `retries` retries of at most `max_retries`? Only for a
+/// status of `retry_on` and a replayable request.
+fn answer_may_retry(
+    retry_on: RetryOn,
+    status: u16,
+    replayable: bool,
+    retries: u32,
+    max_retries: u32,
+) -> bool {
+    replayable && retry_on.contains(status) && retries < max_retries
 }
 
 #[cfg(test)]
@@ -256,5 +317,21 @@ mod tests {
             ..failed(ProxyError::Connect)
         };
         assert!(!may_retry(&started, 0, 1));
+    }
+
+    #[test]
+    fn an_answer_is_retried_only_on_its_pools_statuses_within_the_limit() {
+        let on = RetryOn::parse_list("502,503,504").unwrap();
+        assert!(answer_may_retry(on, 503, true, 0, 1));
+        assert!(answer_may_retry(on, 502, true, 1, 2));
+        // Off by default, and never for other statuses.
+        assert!(!answer_may_retry(RetryOn::default(), 503, true, 0, 1));
+        assert!(!answer_may_retry(on, 500, true, 0, 1));
+        assert!(!answer_may_retry(on, 200, true, 0, 1));
+        // Not a request that could do harm twice, or whose body is gone.
+        assert!(!answer_may_retry(on, 503, false, 0, 1));
+        // Not past `--retries`: the last try's answer is the client's.
+        assert!(!answer_may_retry(on, 503, true, 1, 1));
+        assert!(!answer_may_retry(on, 503, true, 0, 0));
     }
 }

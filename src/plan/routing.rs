@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::balance::{self, Balancer, WeightedSampler};
+use crate::config::retry_on::RetryOn;
 use crate::http::{upgrade, RequestHead};
 use crate::snapshot::Snapshot;
 use crate::state::backend::Backend;
@@ -33,6 +34,8 @@ pub struct FirstPick {
     pub generation: u64,
     /// The pool's limit on request bodies.
     pub max_body_size: Option<u64>,
+    /// The statuses the pool retries answers on.
+    pub retry_on: RetryOn,
     /// The request's ask to upgrade goes to the backend (the pool allows
     /// the protocol).
     pub upgrade: bool,
@@ -84,6 +87,7 @@ impl Routing {
             pool: pool_index,
             generation: self.snapshot.generation,
             max_body_size: pool.max_body_size,
+            retry_on: pool.retry_on,
             upgrade: req
                 .upgrade
                 .is_some_and(|p| upgrade::may_forward(req.method, p, &pool.allow_upgrades)),

@@ -9,15 +9,25 @@ use bytes::Buf;
 use monoio::net::TcpStream;
 
 use super::exchange::{AttemptState, Exchange, Request};
+use super::final_head::Response;
 use super::upstream::{HeadFailure, SendError};
 use crate::error::{ProxyError, Shortage};
 use crate::http::BodyProgress;
 use crate::plan::ejection::counts_as_failure;
 use crate::plan::{FailedTry, Next};
-use crate::state::backend::InflightGuard;
+use crate::state::backend::{Backend, InflightGuard};
 use crate::state::ewma;
 use crate::state::outcome::{AttemptOutcome, TimeoutKind};
 use crate::transport::Transport;
+
+/// How a try ended, when it did not fail.
+enum Tried {
+    /// Its answer went to the client.
+    Relayed { keep_alive: bool },
+    /// Its answer was one the pool retries on, and the plan moved the
+    /// request to another backend.
+    Elsewhere,
+}
 
 impl<T: Transport> Exchange<'_, T> {
     /// Forward one request and its response. `Ok(keep_alive)`.
@@ -55,11 +65,14 @@ impl<T: Transport> Exchange<'_, T> {
             let started = Instant::now();
             self.attempt = AttemptState::default();
             let result = self
-                .forward_to(&req, &guard, started, req_body.clone())
+                .forward_to(&mut req, &guard, started, req_body.clone())
                 .await;
-            self.finish_attempt(&req, guard, started, &result);
-            let Err(error) = result else {
-                return result;
+            self.finish_attempt(&req, guard, started, result.as_ref().err());
+            let error = match result {
+                Ok(Tried::Relayed { keep_alive }) => return Ok(keep_alive),
+                // The plan already moved on to another backend.
+                Ok(Tried::Elsewhere) => continue,
+                Err(error) => error,
             };
             let failed = FailedTry {
                 error,
@@ -74,18 +87,56 @@ impl<T: Transport> Exchange<'_, T> {
                 &settings.resilience,
                 failed,
             );
-            match next {
-                Next::Retry { left } => {
-                    self.worker.metrics().retries.inc();
-                    left.stats().counters(self.worker.id).failovers.inc();
-                }
-                Next::OverBudget(err) => {
-                    self.worker.metrics().retries_over_budget.inc();
-                    return Err(err);
-                }
-                Next::Stop(err) => return Err(err),
+            if let Some(err) = self.count_next(next) {
+                return Err(err);
             }
         }
+    }
+
+    /// Count the plan's answer in the retry metrics; `Some`: the request
+    /// stops here with this error.
+    fn count_next(&self, next: Next) -> Option<ProxyError> {
+        match next {
+            Next::Retry { left } => {
+                self.worker.metrics().retries.inc();
+                left.stats().counters(self.worker.id).failovers.inc();
+                None
+            }
+            Next::OverBudget(err) => {
+                self.worker.metrics().retries_over_budget.inc();
+                Some(err)
+            }
+            Next::Stop(err) => Some(err),
+        }
+    }
+
+    /// A try answered with a status its pool retries on ([`Response::held`]):
+    /// if the plan sends the request elsewhere, the answer is dropped with
+    /// its connection (never reused: the backend is likely going away, and
+    /// its body need not be read); otherwise it is relayed as any other.
+    async fn relay_or_retry(
+        &mut self,
+        req: &mut Request,
+        upstream: TcpStream,
+        backend: &Backend,
+        mut res: Response,
+    ) -> Result<Tried, ProxyError> {
+        if res.held {
+            let settings = self.worker.settings();
+            let next = req.plan.after_answer(
+                &self.worker.routing(),
+                &self.worker.retry_budget,
+                &settings.resilience,
+            );
+            if matches!(next, Next::Retry { .. }) {
+                self.count_next(next);
+                return Ok(Tried::Elsewhere);
+            }
+            self.count_next(next);
+            self.release_held(req, &mut res)?;
+        }
+        let keep_alive = self.relay_response(upstream, backend, res).await?;
+        Ok(Tried::Relayed { keep_alive })
     }
 
     /// The one place a try at a backend is recorded (its counters, its
@@ -95,25 +146,25 @@ impl<T: Transport> Exchange<'_, T> {
         req: &Request,
         guard: InflightGuard,
         started: Instant,
-        result: &Result<bool, ProxyError>,
+        error: Option<&ProxyError>,
     ) {
         let now = Instant::now();
-        if let Err(ProxyError::LocalResources(shortage)) = result {
+        if let Some(ProxyError::LocalResources(shortage)) = error {
             // Not the backend's doing: nothing is recorded against (or
             // for) it, and the breaker's streak is left as it was.
             self.log_local_shortage(*shortage, now);
             return;
         }
-        let failure = result.as_ref().err().and_then(ProxyError::failure);
+        let failure = error.and_then(ProxyError::failure);
         let state = self.attempt;
-        match result {
-            Err(ProxyError::ConnectTimeout) => {
+        match error {
+            Some(ProxyError::ConnectTimeout) => {
                 self.worker.metrics().timed_out(TimeoutKind::Connect)
             }
-            Err(ProxyError::UpstreamTimeout) if state.status.is_none() => {
+            Some(ProxyError::UpstreamTimeout) if state.status.is_none() => {
                 self.worker.metrics().timed_out(TimeoutKind::Response)
             }
-            Err(ProxyError::UpstreamTimeout) => {
+            Some(ProxyError::UpstreamTimeout) => {
                 self.worker.metrics().timed_out(TimeoutKind::UpstreamIdle)
             }
             _ => {}
@@ -142,7 +193,7 @@ impl<T: Transport> Exchange<'_, T> {
             replayed: state.replayed,
             pooled: state.pooled,
         };
-        if let (Some(failure), Err(err)) = (failure, result) {
+        if let (Some(failure), Some(err)) = (failure, error) {
             if let Some(quiet) = self.worker.failure_log.allow(now) {
                 let more = if quiet > 0 {
                     format!(" ({quiet} more backend failures on this worker since the last line)")
@@ -184,11 +235,11 @@ impl<T: Transport> Exchange<'_, T> {
 
     async fn forward_to(
         &mut self,
-        req: &Request,
+        req: &mut Request,
         guard: &InflightGuard,
         started: Instant,
         mut req_body: BodyProgress,
-    ) -> Result<bool, ProxyError> {
+    ) -> Result<Tried, ProxyError> {
         let backend = guard.backend();
         // Everything needed to send the request again is in `out`, and
         // sending it twice could not do harm.
@@ -222,10 +273,14 @@ impl<T: Transport> Exchange<'_, T> {
                     // The backend may have answered before taking the whole
                     // request (413, 401, ...) and then stopped reading or
                     // closed: relay that answer rather than an error.
-                    return match self.read_response_head(&mut upstream, req, false).await {
+                    return match self
+                        .read_response_head(&mut upstream, req, false, false)
+                        .await
+                    {
                         Ok(res) => {
                             self.attempt.ttfb = Some(started.elapsed());
-                            self.relay_response(upstream, backend, res).await
+                            let keep_alive = self.relay_response(upstream, backend, res).await?;
+                            Ok(Tried::Relayed { keep_alive })
                         }
                         Err(HeadFailure::Error(e)) => Err(e),
                         Err(HeadFailure::ClosedEarly) => Err(match failure {
@@ -236,10 +291,13 @@ impl<T: Transport> Exchange<'_, T> {
                 }
                 Err(SendError::Client(e)) => return Err(e),
             }
-            match self.read_response_head(&mut upstream, req, true).await {
+            match self
+                .read_response_head(&mut upstream, req, true, replayable)
+                .await
+            {
                 Ok(res) => {
                     self.attempt.ttfb = Some(started.elapsed());
-                    return self.relay_response(upstream, backend, res).await;
+                    return self.relay_or_retry(req, upstream, backend, res).await;
                 }
                 // A pooled connection the backend closed while idle looks
                 // exactly like this: nothing came back. The request never

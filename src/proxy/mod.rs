@@ -10,6 +10,7 @@
 //! | `exchange.rs` | one request: head, plan, error answer, outcome recorded once |
 //! | `forward.rs` | the upstream half: plan → pooled connection → request → response → outcome |
 //! | `upstream.rs` | send the request, read the response head (interim responses relayed) |
+//! | `final_head.rs` | what the final head means for both connections; an answer held for a retry |
 //! | `relay.rs`, `tunnel.rs` | stream the response back; an upgraded connection's two-way copy |
 //! | `body_limit.rs`, `logged_head.rs` | a pool's body limit; the head fields the access log keeps |
 //!
@@ -21,6 +22,7 @@ mod client;
 mod connection;
 pub mod context;
 mod exchange;
+mod final_head;
 mod forward;
 mod logged_head;
 mod relay;

@@ -8,8 +8,8 @@ use bytes::{Buf, BytesMut};
 use monoio::net::TcpStream;
 
 use super::exchange::Exchange;
+use super::final_head::Response;
 use super::forward_range;
-use super::upstream::Response;
 use crate::deadline::Deadlines;
 use crate::error::ProxyError;
 use crate::http::BodyProgress;

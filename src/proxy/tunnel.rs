@@ -21,7 +21,7 @@ use monoio::net::TcpStream;
 
 use super::context::WorkerContext;
 use super::exchange::Exchange;
-use super::upstream::Response;
+use super::final_head::Response;
 use crate::deadline::{Armed, Direction};
 use crate::error::ProxyError;
 use crate::io::make_room;

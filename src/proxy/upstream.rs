@@ -16,6 +16,7 @@ use bytes::Buf;
 use monoio::net::TcpStream;
 
 use super::exchange::{Exchange, Request};
+use super::final_head::{final_response, Response};
 use super::has_head_end;
 use crate::deadline::Direction;
 use crate::error::ProxyError;
@@ -33,22 +34,6 @@ use crate::transport::{ReadWait, Transport};
 /// bounds the work a backend flooding tiny 1xx heads can cause meanwhile
 /// (each is parsed and perhaps relayed).
 const MAX_INTERIM_RESPONSES: u32 = 1000;
-
-/// What the final response head said.
-pub(super) struct Response {
-    /// How the body is framed.
-    pub(super) body: BodyKind,
-    /// The upstream connection may go back to the pool afterwards.
-    pub(super) upstream_keep_alive: bool,
-    /// How the response goes to this client (version, keep-alive).
-    pub(super) client: ClientSide,
-    /// Length of the backend's head, still at the front of `upstream_in`
-    /// (the relay may overwrite it with the rewritten head).
-    pub(super) head_len: usize,
-    /// A `101` to the protocol the request asked for: from now on the
-    /// connection is a tunnel (`out` holds the `101` for the client).
-    pub(super) tunnel: bool,
-}
 
 /// Why sending the request failed.
 pub(super) enum SendError {
@@ -225,11 +210,14 @@ impl<T: Transport> Exchange<'_, T> {
     ///
     /// `request_sent`: the whole request reached the backend. If not (an
     /// early answer), neither connection can be kept afterwards.
+    /// `replayable`: the request could be sent to another backend, should
+    /// its answer be one the pool retries on.
     pub(super) async fn read_response_head(
         &mut self,
         upstream: &mut TcpStream,
         req: &Request,
         request_sent: bool,
+        replayable: bool,
     ) -> Result<Response, HeadFailure> {
         let cfg = self.worker.settings();
         let size = cfg.buffer_size;
@@ -280,6 +268,7 @@ impl<T: Transport> Exchange<'_, T> {
                             },
                             head_len: res.len,
                             tunnel: true,
+                            held: false,
                         });
                     }
                     Ok(Some(res)) if res.is_informational() => {
@@ -311,31 +300,23 @@ impl<T: Transport> Exchange<'_, T> {
                     }
                     Ok(Some(res)) => {
                         self.attempt.status = Some(res.code);
-                        let client = ClientSide {
-                            http11: req.http11,
-                            // A close-delimited body, or a chunked one de-chunked
-                            // for an HTTP/1.0 client, ends only when we close.
-                            // A draining worker closes after this response.
-                            keep_alive: req.keep_alive
-                                && !self.worker.draining()
-                                && request_sent
-                                && res.body != BodyKind::CloseDelimited
-                                && (req.http11 || res.body != BodyKind::Chunked),
-                        };
-                        self.conn.bufs.out.clear();
-                        write_response_head(&mut self.conn.bufs.out, &res, client);
-                        return Ok(Response {
-                            body: res.body,
-                            // A backend asked to upgrade that answered
-                            // otherwise may still have switched on its
-                            // side: its connection is never reused.
-                            upstream_keep_alive: res.keep_alive
-                                && request_sent
-                                && req.upgrade.is_none(),
-                            client,
-                            head_len: res.len,
-                            tunnel: false,
-                        });
+                        // An answer the pool retries on is held back: its
+                        // head is not written for the client (`out` still
+                        // holds the request, for the next backend) until
+                        // the plan says it is the client's after all.
+                        // Not after an interim response: that cleared `out`.
+                        let held = request_sent
+                            && interim_responses == 0
+                            && req
+                                .plan
+                                .may_retry_answer(res.code, replayable, &cfg.resilience);
+                        let response =
+                            final_response(&res, req, request_sent, self.worker.draining(), held);
+                        if !held {
+                            self.conn.bufs.out.clear();
+                            write_response_head(&mut self.conn.bufs.out, &res, response.client);
+                        }
+                        return Ok(response);
                     }
                 }
             }

@@ -72,6 +72,10 @@ pub(super) fn advance_backend(
         }
     };
     if matches!(phase, Phase::Open { .. }) && !matches!(before, Phase::Open { .. }) {
+        // Only probes after the ejection may end it early (`probe.rs`).
+        if let Some(health) = tracked.health.as_mut() {
+            health.forget_passes();
+        }
         tracked
             .stats
             .resilience

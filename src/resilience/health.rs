@@ -5,7 +5,10 @@
 //! follows at once). `fall` failed probes in a row take it down, `rise`
 //! good ones in a row bring it back. While a result disagrees with the
 //! current state (the backend may be changing) probes come at the fast
-//! interval; while it is down, at the slow one.
+//! interval; while it is down, at the down interval (by default the
+//! same as the interval: HAProxy's `downinter` defaults to `inter`).
+//! [`Health::passes`] counts good probes in a row whatever the state, so
+//! that `rise` of them also end a passive ejection.
 
 use std::ops::RangeInclusive;
 use std::time::Duration;
@@ -39,6 +42,8 @@ pub struct Health {
     up: bool,
     /// Probes in a row that disagreed with `up`.
     streak: u32,
+    /// Good probes in a row, whatever the state (see [`Health::passes`]).
+    passes: u32,
 }
 
 impl Default for Health {
@@ -53,7 +58,21 @@ impl Health {
         Self {
             up: true,
             streak: 0,
+            passes: 0,
         }
+    }
+
+    /// Good probes in a row since the last failed one, or since
+    /// [`Health::forget_passes`]: `rise` of them after a passive ejection
+    /// (an open breaker) end it, as they would end a down state.
+    pub fn passes(&self) -> u32 {
+        self.passes
+    }
+
+    /// Count good probes afresh: the backend was just ejected, and only
+    /// probes from now on say it recovered.
+    pub fn forget_passes(&mut self) {
+        self.passes = 0;
     }
 
     /// Is the backend up?
@@ -63,6 +82,11 @@ impl Health {
 
     /// Take one probe's result; `Some(up)` when the state changed.
     pub fn record(&mut self, policy: &HealthPolicy, healthy: bool) -> Option<bool> {
+        self.passes = if healthy {
+            self.passes.saturating_add(1)
+        } else {
+            0
+        };
         if healthy == self.up {
             self.streak = 0;
             return None;
@@ -161,6 +185,22 @@ mod tests {
         assert_eq!(h.next_interval(&p), Duration::from_secs(5));
         h.record(&p, true);
         assert_eq!(h.next_interval(&p), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn passes_count_good_probes_in_a_row_whatever_the_state() {
+        let p = policy();
+        let mut h = Health::new();
+        h.record(&p, true);
+        h.record(&p, true);
+        assert_eq!(h.passes(), 2);
+        h.forget_passes();
+        assert_eq!(h.passes(), 0);
+        h.record(&p, true);
+        h.record(&p, false);
+        assert_eq!(h.passes(), 0);
+        h.record(&p, true);
+        assert_eq!(h.passes(), 1);
     }
 
     #[test]

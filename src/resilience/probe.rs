@@ -16,6 +16,7 @@ use bytes::BytesMut;
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 
+use super::breaker::Phase;
 use super::health::{self, Health, HealthPolicy};
 use super::tracked::State;
 use crate::http::{parse_response, MAX_HEADERS};
@@ -140,6 +141,23 @@ pub(super) async fn probe_loop(state: Rc<RefCell<State>>, addr: SocketAddr) {
                     );
                     // Healthy again by direct evidence: an open breaker
                     // need not wait out its time.
+                    tracked.breaker.close(Instant::now());
+                }
+                // Ejected passively (the breaker opened on the data
+                // plane's failures) while the checks never took it down,
+                // or before they did: `rise` good probes since the
+                // ejection bring it back just the same (as Envoy un-ejects
+                // a host on a passing active check), instead of it waiting
+                // out the ejection time.
+                None if health.is_up()
+                    && health.passes() >= policy.rise.max(1)
+                    && tracked.breaker.phase() != Phase::Closed =>
+                {
+                    info!(
+                        "backend {addr}: health check passed {} times in a row since its ejection: \
+                         back in rotation",
+                        policy.rise
+                    );
                     tracked.breaker.close(Instant::now());
                 }
                 Some(false) => {

@@ -215,7 +215,9 @@ fn probe_policy(pool: &Pool, settings: &Resilience) -> Option<HealthPolicy> {
         path: path.clone(),
         host: pool.health_host.clone(),
         interval: h.interval,
-        fast_interval: h.fast_interval,
+        // "Fast" is never slower than the interval: with a short interval
+        // (300ms) a backend coming back is up within rise × interval.
+        fast_interval: h.fast_interval.min(h.interval),
         down_interval: h.down_interval,
         timeout: h.timeout,
         statuses: h.statuses.0..=h.statuses.1,

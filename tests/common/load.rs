@@ -87,12 +87,27 @@ impl Load {
     /// `clients` keep-alive clients sending `request` (one whole request,
     /// not to a HEAD) to `addr`.
     pub fn start_sending(addr: SocketAddr, clients: usize, request: &'static [u8]) -> Load {
+        Load::start_clients(addr, clients, request, false)
+    }
+
+    /// `clients` keep-alive clients sending `HEAD /` to `addr` (answers
+    /// are read to their head: a HEAD's answer has no body).
+    pub fn start_head(addr: SocketAddr, clients: usize) -> Load {
+        Load::start_clients(
+            addr,
+            clients,
+            b"HEAD / HTTP/1.1\r\nHost: test\r\n\r\n",
+            true,
+        )
+    }
+
+    fn start_clients(addr: SocketAddr, clients: usize, request: &'static [u8], head: bool) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let tally = Arc::new(Tally::default());
         let threads = (0..clients)
             .map(|_| {
                 let (stop, tally) = (Arc::clone(&stop), Arc::clone(&tally));
-                thread::spawn(move || client_loop(addr, request, &stop, &tally))
+                thread::spawn(move || client_loop(addr, request, head, &stop, &tally))
             })
             .collect();
         Load {
@@ -165,7 +180,7 @@ impl Drop for Load {
     }
 }
 
-fn client_loop(addr: SocketAddr, request: &[u8], stop: &AtomicBool, tally: &Tally) {
+fn client_loop(addr: SocketAddr, request: &[u8], head: bool, stop: &AtomicBool, tally: &Tally) {
     let fail = |what: String| {
         tally.failures.fetch_add(1, Ordering::SeqCst);
         let mut kept = tally.first_failures.lock().unwrap();
@@ -196,7 +211,7 @@ fn client_loop(addr: SocketAddr, request: &[u8], stop: &AtomicBool, tally: &Tall
             .conn
             .stream
             .write_all(request)
-            .and_then(|_| c.try_read_response(false))
+            .and_then(|_| c.try_read_response(head))
         {
             Ok(r) => {
                 *tally.by_status.lock().unwrap().entry(r.status).or_default() += 1;
