@@ -14,7 +14,7 @@ use bytes::BytesMut;
 
 use super::client::{Connection, ListenerInfo, RETAINED_BUFFERS};
 use super::context::WorkerContext;
-use super::exchange::{After, Exchange, NextRequest};
+use super::exchange::{After, Exchange};
 use crate::deadline::Deadlines;
 use crate::io::{make_room, release_if_oversized};
 use crate::transport::{ReadWait, Transport};
@@ -31,42 +31,23 @@ pub fn serve_client<T: Transport>(
     peer: SocketAddr,
     listener: ListenerInfo,
 ) -> impl Future<Output = ()> {
-    let peer_ip = peer.ip();
+    // Made before the block, which then captures it alone: built inside,
+    // the block would keep the stream and the address it was made from
+    // besides, for the connection's whole life.
+    let mut conn = Connection::new(client, peer.ip(), listener);
     async move {
-        let mut conn = Connection::new(client, peer_ip, listener);
         let after = loop {
             if !conn.wait_for_request(&worker).await {
                 break After::Gone;
             }
             // Each request gets a fresh exchange: nothing of the last
-            // one's state is carried over or reset by hand.
+            // one's state is carried over or reset by hand. Reading its head
+            // and the rest of it run in blocks of the worker's, and both the
+            // exchange and the head's outcome move into the second: an idle
+            // connection's task keeps neither (`crate::slots`).
             let mut exchange = Exchange::new(&worker, &mut conn);
-            // Reading the head and the exchange run in blocks of the worker's:
-            // an idle connection's task need not be as large as their state
-            // (`crate::slots`).
-            let result = match worker.head_slots.run(exchange.next_request()).await {
-                Ok(NextRequest::Ready(req)) => {
-                    worker.exchange_slots.run(exchange.forward(req)).await
-                }
-                Ok(NextRequest::Redirect { keep_alive }) => {
-                    exchange.send_out().await.map(|()| keep_alive)
-                }
-                Ok(NextRequest::Closed) => break After::Gone,
-                Err(e) => Err(e),
-            };
-            let after = match result {
-                Ok(true) => After::KeepAlive,
-                Ok(false) => After::Close,
-                // Even when the client is the one that failed: a client that
-                // stopped reading (write timeout) is still there, and with a
-                // close-delimited body a FIN would tell it the body is complete.
-                // The reset also discards the FIN our timed-out write queued.
-                Err(_) if exchange.response_started => After::Abort,
-                // Boxed, as rare paths (an error answer, the close): their
-                // state need not sit in every idle connection's task either.
-                Err(err) => Box::pin(exchange.answer_error(&err)).await,
-            };
-            exchange.finish_request();
+            let next = worker.head_slots.run(exchange.next_request()).await;
+            let after = worker.exchange_slots.run(exchange.complete(next)).await;
             let keep = RETAINED_BUFFERS * worker.settings().buffer_size;
             match after {
                 // Idle until the next request: hold no buffer meanwhile.

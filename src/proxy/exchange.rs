@@ -107,6 +107,33 @@ impl<'a, T: Transport> Exchange<'a, T> {
         }
     }
 
+    /// Everything of the request after its head was read: forward it (or
+    /// send the redirect, or answer the error), then record its outcome.
+    /// How the connection goes on afterwards.
+    pub(super) async fn complete(mut self, next: Result<NextRequest, ProxyError>) -> After {
+        let result = match next {
+            Ok(NextRequest::Ready(req)) => self.forward(req).await,
+            Ok(NextRequest::Redirect { keep_alive }) => self.send_out().await.map(|()| keep_alive),
+            // Nothing parsed and nothing to answer: not a request to count.
+            Ok(NextRequest::Closed) => return After::Gone,
+            Err(e) => Err(e),
+        };
+        let after = match result {
+            Ok(true) => After::KeepAlive,
+            Ok(false) => After::Close,
+            // Even when the client is the one that failed: a client that
+            // stopped reading (write timeout) is still there, and with a
+            // close-delimited body a FIN would tell it the body is complete.
+            // The reset also discards the FIN our timed-out write queued.
+            Err(_) if self.response_started => After::Abort,
+            // Boxed: an error answer is rare, and its state need not make
+            // every exchange's block larger.
+            Err(err) => Box::pin(self.answer_error(&err)).await,
+        };
+        self.finish_request();
+        after
+    }
+
     /// Send `out` (a head, perhaps with body bytes) to the client.
     pub(super) async fn send_out(&mut self) -> Result<(), ProxyError> {
         let len = self.conn.bufs.out.len() as u64;
