@@ -3,6 +3,8 @@
 //! listener to a plain HTTP backend.
 
 mod common;
+#[path = "common/websocket.rs"]
+mod websocket;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -14,7 +16,7 @@ use std::time::Instant;
 
 use common::admin::metric;
 use common::tls::{connect, get, read_response, s_client_subject, KeyKind, TestCa};
-use common::{require_tool, wait_until, Backend, Proxy, TempDir, SAFETY};
+use common::{require_tool, wait_until, Backend, Client, Proxy, Response, TempDir, SAFETY};
 
 /// A CA and one certificate for `localhost`, in a temp dir.
 struct Certs {
@@ -611,3 +613,52 @@ fn a_reload_swaps_the_certificate_under_load_and_a_bad_one_changes_nothing() {
     );
     assert_eq!(served_cn(&client_config), "two");
 }
+
+both_drivers!(
+    websocket_over_wss_is_tunnelled_like_plain_websocket,
+    |driver| {
+        let certs = localhost_certs();
+        let echo = websocket::EchoServer::start();
+        let proxy = Proxy::start(&[
+            "--io-driver",
+            driver.as_str(),
+            "--listen",
+            "127.0.0.1:0,tls",
+            "--tls-cert",
+            &certs.cert,
+            "--tls-key",
+            &certs.key,
+            "--backend",
+            &echo.addr(),
+        ]);
+        let ca = certs.ca.cert().display().to_string();
+        let port = proxy.addr().port();
+        // A real WebSocket client (Python's `websockets`) over TLS: many small
+        // messages and one large one, each echoed back through the tunnel.
+        let script = format!(
+        "import asyncio, ssl, websockets\n\
+         async def main():\n\
+         \x20   ctx = ssl.create_default_context(cafile={ca:?})\n\
+         \x20   async with websockets.connect('wss://localhost:{port}/ws', ssl=ctx, open_timeout=10) as ws:\n\
+         \x20       for i in range(200):\n\
+         \x20           await ws.send('m%d' % i)\n\
+         \x20           assert await asyncio.wait_for(ws.recv(), 10) == 'm%d' % i\n\
+         \x20       big = 'x' * 300000\n\
+         \x20       await ws.send(big)\n\
+         \x20       assert await asyncio.wait_for(ws.recv(), 10) == big\n\
+         \x20   print('ok')\n\
+         asyncio.run(main())\n"
+    );
+        websocket::require_websockets();
+        let out = Command::new("timeout")
+            .args([&SAFETY.as_secs().to_string(), "python3", "-c", &script])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "ok",
+            "python: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+);
