@@ -38,8 +38,9 @@ fn localhost_certs() -> Certs {
     }
 }
 
-/// corelb with one TLS listener (and `extra` flags) in front of `backend`.
-fn tls_proxy(driver: common::Driver, certs: &Certs, backend: &Backend, extra: &[&str]) -> Proxy {
+/// corelb with one TLS listener (and `extra` flags) in front of the
+/// backend at `backend` (`HOST:PORT`).
+fn tls_proxy(driver: common::Driver, certs: &Certs, backend: &str, extra: &[&str]) -> Proxy {
     let mut args = vec![
         "--io-driver",
         driver.as_str(),
@@ -50,8 +51,7 @@ fn tls_proxy(driver: common::Driver, certs: &Certs, backend: &Backend, extra: &[
         "--tls-key",
         &certs.key,
     ];
-    let backend_addr = backend.addr().to_string();
-    args.extend(["--backend", &backend_addr]);
+    args.extend(["--backend", backend]);
     args.extend_from_slice(extra);
     Proxy::start(&args)
 }
@@ -72,7 +72,7 @@ fn curl(args: &[&str]) -> (String, String) {
 both_drivers!(https_requests_reach_the_backend_marked_as_https, |driver| {
     let certs = localhost_certs();
     let backend = Backend::echo();
-    let proxy = tls_proxy(driver, &certs, &backend, &[]);
+    let proxy = tls_proxy(driver, &certs, &backend.addr().to_string(), &[]);
     let port = proxy.addr().port();
     let url = format!("https://localhost:{port}/hello");
     let resolve = format!("localhost:{port}:127.0.0.1");
@@ -241,7 +241,7 @@ fn sessions_resume_on_any_worker() {
     let proxy = tls_proxy(
         common::Driver::Uring,
         &certs,
-        &backend,
+        &backend.addr().to_string(),
         &[
             "--threads",
             "2",
@@ -297,7 +297,12 @@ fn sessions_resume_on_any_worker() {
 fn tls_versions_below_1_2_and_foreign_alpn_are_refused() {
     let certs = localhost_certs();
     let backend = Backend::echo();
-    let proxy = tls_proxy(common::Driver::Uring, &certs, &backend, &[]);
+    let proxy = tls_proxy(
+        common::Driver::Uring,
+        &certs,
+        &backend.addr().to_string(),
+        &[],
+    );
     let addr = proxy.addr();
     assert!(s_client_subject(addr, Some("localhost"), &["-tls1_2"]).is_ok());
     assert!(s_client_subject(addr, Some("localhost"), &["-tls1_3"]).is_ok());
@@ -322,7 +327,7 @@ fn hostile_clients_get_a_clean_close_and_cost_no_worker() {
     let proxy = tls_proxy(
         common::Driver::Uring,
         &certs,
-        &backend,
+        &backend.addr().to_string(),
         &["--tls-handshake-timeout", "1s", "--admin", "127.0.0.1:0"],
     );
     let addr = proxy.addr();
