@@ -624,18 +624,7 @@ both_drivers!(
     |driver| {
         let certs = localhost_certs();
         let echo = websocket::EchoServer::start();
-        let proxy = Proxy::start(&[
-            "--io-driver",
-            driver.as_str(),
-            "--listen",
-            "127.0.0.1:0,tls",
-            "--tls-cert",
-            &certs.cert,
-            "--tls-key",
-            &certs.key,
-            "--backend",
-            &echo.addr(),
-        ]);
+        let proxy = tls_proxy(driver, &certs, &echo.addr(), &[]);
         let ca = certs.ca.cert().display().to_string();
         let port = proxy.addr().port();
         // A real WebSocket client (Python's `websockets`) over TLS: many small

@@ -120,11 +120,6 @@ impl TlsStream {
         self.tcp.as_raw_fd()
     }
 
-    /// The server name the client asked for (SNI), if any.
-    pub fn server_name(&self) -> Option<String> {
-        self.conn.borrow().server_name().map(str::to_owned)
-    }
-
     /// Move at least one read's worth of ciphertext from the socket into
     /// rustls and process it, waiting under `wait` while the socket is
     /// empty.
