@@ -43,7 +43,8 @@ fn run(cli: &Cli) -> Result<u8, String> {
         // Certificates and keys too: every file read and checked.
         let tls = corelb::transport::tls::TlsCommon::new()?;
         let (_, warnings) = corelb::transport::tls::load::acceptors(&config.listeners, &tls)?;
-        for warning in warnings {
+        let (_, backend_warnings) = corelb::transport::tls::connector::connectors(&config.pools)?;
+        for warning in warnings.into_iter().chain(backend_warnings) {
             eprintln!("corelb: warning: {warning}");
         }
         println!("corelb: configuration OK ({})", config.summary());

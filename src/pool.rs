@@ -17,13 +17,12 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use monoio::net::TcpStream;
 use rustc_hash::FxHashMap;
 
 /// Does the backend still keep this idle connection open? A closed one
 /// reads as end-of-file; a healthy idle one has nothing to read. Bytes
 /// waiting on an idle connection mean the backend broke framing: drop it.
-fn is_still_open(stream: &TcpStream) -> bool {
+fn is_still_open(stream: &impl AsRawFd) -> bool {
     let mut byte = [0u8; 1];
     let n = crate::syscall::recv(
         stream.as_raw_fd(),
@@ -36,21 +35,22 @@ fn is_still_open(stream: &TcpStream) -> bool {
 /// How often a worker drops its aged and backend-closed idle connections.
 pub const PRUNE_INTERVAL: Duration = Duration::from_secs(1);
 
-struct IdleConnection {
-    stream: TcpStream,
+struct IdleConnection<S> {
+    stream: S,
     since: Instant,
 }
 
-/// Idle upstream connections of one worker, by backend address.
-pub struct UpstreamPool {
+/// Idle upstream connections `S` (plain TCP, or TLS with its session:
+/// the proxy's `BackendStream`) of one worker, by backend address.
+pub struct UpstreamPool<S> {
     /// Fx hashing: two lookups per request, keys are not attacker-chosen.
-    idle: RefCell<FxHashMap<SocketAddr, Vec<IdleConnection>>>,
+    idle: RefCell<FxHashMap<SocketAddr, Vec<IdleConnection<S>>>>,
     /// A reload may change it (`--upstream-keepalive`).
     max_idle_per_backend: std::cell::Cell<usize>,
     max_idle_time: Duration,
 }
 
-impl UpstreamPool {
+impl<S: AsRawFd> UpstreamPool<S> {
     /// A pool keeping at most `max_idle_per_backend` connections per backend,
     /// each for at most `max_idle_time`.
     pub fn new(max_idle_per_backend: usize, max_idle_time: Duration) -> Self {
@@ -71,7 +71,7 @@ impl UpstreamPool {
     ///
     /// `now` may be coarse (the worker's tick clock): idle times are
     /// seconds, and a clock read per take and put would cost more.
-    pub fn take(&self, addr: SocketAddr, now: Instant) -> Option<TcpStream> {
+    pub fn take(&self, addr: SocketAddr, now: Instant) -> Option<S> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&addr)?;
         // Checked on every reuse, however short the idle time: a backend
@@ -93,7 +93,7 @@ impl UpstreamPool {
 
     /// Young enough at `now` (an old one the backend has probably closed),
     /// and still open with nothing to read.
-    fn is_usable(&self, conn: &IdleConnection, now: Instant) -> bool {
+    fn is_usable(&self, conn: &IdleConnection<S>, now: Instant) -> bool {
         now.saturating_duration_since(conn.since) < self.max_idle_time
             && is_still_open(&conn.stream)
     }
@@ -124,7 +124,7 @@ impl UpstreamPool {
     }
 
     /// Return a connection that finished a response cleanly, at `now`.
-    pub fn put(&self, addr: SocketAddr, stream: TcpStream, now: Instant) {
+    pub fn put(&self, addr: SocketAddr, stream: S, now: Instant) {
         if self.max_idle_per_backend.get() == 0 {
             return;
         }
@@ -149,6 +149,7 @@ mod tests {
     use std::io::Write;
 
     use monoio::io::AsyncReadRent;
+    use monoio::net::TcpStream;
 
     use super::*;
     use crate::runtime::{block_on_driver, every_available_driver};
@@ -174,7 +175,7 @@ mod tests {
 
     /// A pool keeping connections 30 s, and a listener standing in for its
     /// backend.
-    fn pool_and_backend() -> (UpstreamPool, std::net::TcpListener, SocketAddr) {
+    fn pool_and_backend() -> (UpstreamPool<TcpStream>, std::net::TcpListener, SocketAddr) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         (
@@ -192,7 +193,7 @@ mod tests {
     /// One request's worth of use of a taken connection: the backend
     /// answers, corelb reads the answer; then back into the pool.
     async fn exchange(
-        pool: &UpstreamPool,
+        pool: &UpstreamPool<TcpStream>,
         addr: SocketAddr,
         mut ours: TcpStream,
         theirs: &mut std::net::TcpStream,

@@ -17,6 +17,7 @@ use crate::control::Control;
 use crate::proxy::ListenerInfo;
 use crate::state::limits;
 use crate::steering::{self, WorkerThreads};
+use crate::transport::tls::connector as backend_tls;
 use crate::transport::tls::load as tls_load;
 use crate::transport::tls::{TlsAcceptor, TlsCommon};
 use crate::worker::listen::{bind_listeners, refuse_busy};
@@ -288,6 +289,10 @@ pub fn start(config: Config, cli: Cli) -> Result<Running, String> {
     }
     let acceptors: Vec<Option<Arc<TlsAcceptor>>> =
         acceptors.into_iter().map(|a| a.map(Arc::new)).collect();
+    let (connectors, warnings) = backend_tls::connectors(&config.pools)?;
+    for warning in warnings {
+        warn!("{warning}");
+    }
     let groups = bind_all(&config)?;
     let local: Vec<SocketAddr> = groups.iter().map(|(_, addr)| *addr).collect();
     let endpoints = endpoints(&config, &local, &acceptors);
@@ -312,7 +317,15 @@ pub fn start(config: Config, cli: Cli) -> Result<Running, String> {
         .zip(&local)
         .map(|(l, addr)| (*addr, l.scheme()))
         .collect();
-    let control = Control::new(config, cli, driver.name(), listener_facts, tls, acceptors);
+    let control = Control::new(
+        config,
+        cli,
+        driver.name(),
+        listener_facts,
+        tls,
+        acceptors,
+        connectors,
+    );
     // Opened here, so a path that cannot be written is an error at start,
     // not a silent gap in the log.
     let mut logs = Vec::with_capacity(worker_count);

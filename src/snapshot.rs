@@ -15,6 +15,7 @@ use crate::config::retry_on::RetryOn;
 use crate::config::{Config, HashKey, RouteConfig, Settings};
 use crate::state::backend::Backend;
 use crate::state::registry::Registry;
+use crate::transport::tls::connector::TlsConnector;
 
 /// A pool as workers see it.
 #[derive(Debug)]
@@ -37,6 +38,8 @@ pub struct Pool {
     pub allow_upgrades: Vec<String>,
     /// Answers with these statuses are retried on another backend.
     pub retry_on: RetryOn,
+    /// TLS to the backends (`tls = true`); `None`: plaintext.
+    pub tls: Option<Arc<TlsConnector>>,
 }
 
 /// Immutable routing state.
@@ -54,12 +57,19 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Build generation `generation` from a validated config, with backend
-    /// state and counters from `registry`.
-    pub fn build(config: &Config, registry: &mut Registry, generation: u64) -> Snapshot {
+    /// state and counters from `registry` and each pool's TLS connector
+    /// from `connectors` (in pool order; built from the same config).
+    pub fn build(
+        config: &Config,
+        registry: &mut Registry,
+        generation: u64,
+        connectors: &[Option<Arc<TlsConnector>>],
+    ) -> Snapshot {
         let pools = config
             .pools
             .iter()
-            .map(|pc| Pool {
+            .enumerate()
+            .map(|(i, pc)| Pool {
                 name: pc.name.clone(),
                 algorithm: pc.algorithm,
                 hash_key: pc.hash_key.clone(),
@@ -85,6 +95,7 @@ impl Snapshot {
                 max_body_size: pc.max_body_size,
                 allow_upgrades: pc.allow_upgrades.clone(),
                 retry_on: pc.retry_on,
+                tls: connectors.get(i).cloned().flatten(),
             })
             .collect();
         Snapshot {
@@ -135,6 +146,7 @@ mod tests {
             max_body_size: None,
             allow_upgrades: Vec::new(),
             retry_on: Default::default(),
+            tls: None,
         };
         let base = Config::load(&Cli::parse_from(["corelb", "--backend", "127.0.0.1:1"])).unwrap();
         Config {
@@ -157,7 +169,7 @@ mod tests {
 
     #[test]
     fn routes_match_in_order() {
-        let s = Snapshot::build(&config(), &mut Registry::new(1), 1);
+        let s = Snapshot::build(&config(), &mut Registry::new(1), 1, &[]);
         assert_eq!(s.route(b"x.com", b"/api/users"), 1);
         assert_eq!(s.route(b"STATIC.example.com", b"/img"), 0);
         assert_eq!(s.route(b"other", b"/"), 0);
@@ -166,9 +178,9 @@ mod tests {
     #[test]
     fn rebuild_keeps_counters() {
         let mut registry = Registry::new(1);
-        let first = Snapshot::build(&config(), &mut registry, 1);
+        let first = Snapshot::build(&config(), &mut registry, 1, &[]);
         let _guard = first.pools[1].backends[0].start_request();
-        let second = Snapshot::build(&config(), &mut registry, 2);
+        let second = Snapshot::build(&config(), &mut registry, 2, &[]);
         assert_eq!(second.generation, 2);
         assert_eq!(second.pools[1].backends[0].inflight(), 1);
         assert_eq!(second.pools[0].backends[0].inflight(), 0);
@@ -183,7 +195,7 @@ mod tests {
         let mut c = config();
         c.pools[1].backends[0].addr = c.pools[0].backends[0].addr;
         c.pools[1].backends[0].weight = 5;
-        let s = Snapshot::build(&c, &mut Registry::new(1), 1);
+        let s = Snapshot::build(&c, &mut Registry::new(1), 1, &[]);
         let (a, b) = (&s.pools[0].backends[0], &s.pools[1].backends[0]);
         let _guard = a.start_request();
         assert_eq!(b.inflight(), 1, "one in-flight count for the one server");

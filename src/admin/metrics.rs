@@ -18,8 +18,8 @@ use crate::snapshot::{Pool, Snapshot};
 use crate::state::backend::{Backend, BackendState, ResilienceCounters};
 use crate::state::metrics::{HistogramCounts, STATUS_CLASSES};
 use crate::state::outcome::{
-    BackendCounters, Failure, Generated, HandshakeFailure, TimeoutKind, WorkerMetrics,
-    GENERATED_STATUSES,
+    BackendCounters, Failure, Generated, HandshakeFailure, TimeoutKind, UpstreamTlsFailure,
+    WorkerMetrics, GENERATED_STATUSES,
 };
 
 /// What one scrape reads: the configuration in use and every counter.
@@ -214,6 +214,17 @@ const FAMILIES: &[Spec] = &[
         kind: Kind::Counter,
         help: "TLS connections closed at once because their worker had its maximum of handshakes in progress.",
         samples: Read(|s, f| f.sample(&[], s.total(|w| w.tls_refused.get()))),
+    },
+    Spec {
+        name: "corelb_upstream_tls_failures_total",
+        kind: Kind::Counter,
+        help: "TLS handshakes with backends (pools with tls = true) that failed, each a connect failure, by reason: certificate (did not verify), handshake, timeout (--connect-timeout), closed.",
+        samples: Read(|s, f| {
+            for why in UpstreamTlsFailure::ALL {
+                let count = s.total(|w| w.upstream_tls_failures[why as usize].get());
+                f.sample(&[("reason", &why.as_str())], count);
+            }
+        }),
     },
     Spec {
         name: "corelb_tls_certificate_expiry_seconds",

@@ -5,7 +5,8 @@
 //! as the text given; each is optional so that a config file (`--config`)
 //! can supply the value and a flag can still override it. The flags here
 //! have no config-file key: the file itself, `--check`, the pool flags
-//! (`--backend`, `--algorithm`, `--hash-key`, `--retry-on`) and `--takeover`.
+//! (`--backend`, `--algorithm`, `--hash-key`, `--retry-on`,
+//! `--backend-tls*`) and `--takeover`.
 
 use std::path::PathBuf;
 
@@ -55,6 +56,26 @@ pub struct Cli {
     /// none: answers are relayed as they are].
     #[arg(long, value_name = "STATUSES", global = true)]
     pub retry_on: Option<String>,
+
+    /// Speak TLS to the default pool's backends (implied by the other
+    /// --backend-tls-* flags).
+    #[arg(long, global = true)]
+    pub backend_tls: bool,
+
+    /// PEM file of the CAs that sign the default pool's backend
+    /// certificates [default: the system's roots].
+    #[arg(long, value_name = "FILE", global = true)]
+    pub backend_tls_ca: Option<String>,
+
+    /// Server name sent to and verified on the default pool's backends
+    /// [default: each backend's host as given; none for an IP address].
+    #[arg(long, value_name = "NAME", global = true)]
+    pub backend_tls_sni: Option<String>,
+
+    /// Accept any certificate from the default pool's backends (labs
+    /// only: anyone on the path can read and change the traffic).
+    #[arg(long, global = true)]
+    pub backend_tls_insecure_skip_verify: bool,
 
     /// Where clients connect, as ADDR[,tls][,redirect-https]; repeat for
     /// more listeners (e.g. `--listen 0.0.0.0:80,redirect-https --listen

@@ -36,6 +36,11 @@ pub(super) struct FilePool {
     /// Statuses whose answers are retried on another backend.
     #[serde(default)]
     pub retry_on: Vec<Spanned<i64>>,
+    /// TLS to the backends (`backend_tls.rs`).
+    pub tls: Option<Spanned<bool>>,
+    pub tls_ca: Option<Spanned<String>>,
+    pub tls_sni: Option<Spanned<String>>,
+    pub tls_insecure_skip_verify: Option<Spanned<bool>>,
 }
 
 /// One entry of a pool's `backends`.

@@ -36,6 +36,7 @@
 //! - `--algorithm` and `--hash-key` set the default pool's algorithm and
 //!   hash key and leave every other pool alone.
 
+mod backend_tls;
 pub mod cli;
 mod declare;
 mod file;
@@ -50,6 +51,7 @@ pub mod source_file;
 mod spec;
 mod values;
 
+pub use backend_tls::BackendTlsConfig;
 pub use listeners::{CertificateFiles, ListenerConfig, ListenerTls};
 pub use operations::{
     canonical_host, AccessLogConfig, AccessLogFormat, AccessLogTarget, AdminListen, LogFormat,
@@ -122,6 +124,8 @@ pub struct PoolConfig {
     pub allow_upgrades: Vec<String>,
     /// Answers with these statuses are retried on another backend.
     pub retry_on: retry_on::RetryOn,
+    /// TLS to the backends; `None`: plaintext.
+    pub tls: Option<BackendTlsConfig>,
 }
 
 /// Sends matching requests to a pool. All given keys must match.

@@ -2,6 +2,7 @@
 //! the pool flags (`--backend`, `--algorithm`, `--hash-key`) by the rule in
 //! the [module docs](super), and turn route pool names into indices.
 
+use super::backend_tls::{file_pool_tls, flag_tls};
 use super::file::{FilePool, FileRoute, Source};
 use super::resilience::{parse_health_host, parse_health_path};
 use super::retry_on::RetryOn;
@@ -76,6 +77,7 @@ pub(super) fn pools_and_routes(
                 max_body_size: None,
                 allow_upgrades: Vec::new(),
                 retry_on: RetryOn::default(),
+                tls: None,
             }),
         }
     }
@@ -99,6 +101,7 @@ pub(super) fn pools_and_routes(
     if let Some(text) = &cli.hash_key {
         pools[0].hash_key = text.parse().map_err(|e| flag_error("hash-key", text, e))?;
     }
+    pools[0].tls = flag_tls(cli, pools[0].tls.take())?;
     if let Some(text) = &cli.retry_on {
         pools[0].retry_on =
             RetryOn::parse_list(text).map_err(|e| flag_error("retry-on", text, e))?;
@@ -255,6 +258,7 @@ fn file_pool(
             )
         })?;
     }
+    let tls = file_pool_tls(src, i, pool)?;
     Ok(PoolConfig {
         name: name.clone(),
         algorithm,
@@ -265,6 +269,7 @@ fn file_pool(
         max_body_size,
         allow_upgrades,
         retry_on,
+        tls,
     })
 }
 

@@ -26,6 +26,7 @@ use crate::config::{AdminAuth, Config};
 use crate::shared::Shared;
 use crate::snapshot::Snapshot;
 use crate::state::registry::Registry;
+use crate::transport::tls::connector::{self as backend_tls, Connectors};
 use crate::transport::tls::load as tls_load;
 use crate::transport::tls::{TlsAcceptor, TlsCommon};
 use history::History;
@@ -60,6 +61,10 @@ struct ControlState {
     generation: u64,
     /// Admin API changes since the last load of the file.
     runtime_changes: u64,
+    /// Each pool's TLS client side (`None`: plaintext), in the order of
+    /// `desired.pools`; built with it on start and reload (admin changes
+    /// never add or remove pools).
+    connectors: Connectors,
 }
 
 /// The writer of shared state. See the module docs.
@@ -97,10 +102,11 @@ impl Control {
         listeners: Vec<(SocketAddr, &'static str)>,
         tls: TlsCommon,
         acceptors: Vec<Option<Arc<TlsAcceptor>>>,
+        connectors: Connectors,
     ) -> Arc<Self> {
         let threads = config.process.threads;
         let mut registry = Registry::new(threads);
-        let first = Snapshot::build(&config, &mut registry, 1);
+        let first = Snapshot::build(&config, &mut registry, 1, &connectors);
         Arc::new(Self {
             info: ProcessInfo {
                 version: env!("CARGO_PKG_VERSION"),
@@ -124,6 +130,7 @@ impl Control {
                 registry,
                 generation: 1,
                 runtime_changes: 0,
+                connectors,
             }),
         })
     }
@@ -143,7 +150,12 @@ impl Control {
     /// Build a snapshot from the desired config and publish it.
     fn publish(&self, state: &mut ControlState) -> u64 {
         state.generation += 1;
-        let snapshot = Snapshot::build(&state.desired, &mut state.registry, state.generation);
+        let snapshot = Snapshot::build(
+            &state.desired,
+            &mut state.registry,
+            state.generation,
+            &state.connectors,
+        );
         let entries: Vec<(&str, SocketAddr)> = state
             .desired
             .pools
@@ -177,8 +189,18 @@ impl Control {
                 return Err(format!("reload failed, configuration kept: {e}"));
             }
         };
+        // Backend CA files are read again too, before anything changes.
+        let (connectors, mut notes) = match backend_tls::connectors(&new.pools) {
+            Ok(built) => built,
+            Err(e) => {
+                self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                return Err(format!("reload failed, configuration kept: {e}"));
+            }
+        };
+        for warning in &notes {
+            tracing::warn!("{warning}");
+        }
         let mut state = self.lock();
-        let mut notes = Vec::new();
         let restart_only = state.desired.restart_only_changes(&new);
         if !restart_only.is_empty() {
             notes.push(format!(
@@ -215,6 +237,7 @@ impl Control {
             ..new
         };
         state.desired = merged;
+        state.connectors = connectors;
         state.runtime_changes = 0;
         let generation = self.publish(&mut state);
         self.reloads_ok.fetch_add(1, Ordering::Relaxed);

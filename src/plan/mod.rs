@@ -24,6 +24,7 @@ use crate::config::Resilience;
 use crate::error::ProxyError;
 use crate::http::{path, RequestHead};
 use crate::state::backend::{Backend, BackendState, InflightGuard};
+use crate::transport::tls::connector::TlsConnector;
 use retry_budget::RetryBudget;
 use routing::Routing;
 
@@ -45,6 +46,8 @@ pub struct Plan {
     retry_on: RetryOn,
     /// The request's ask to upgrade goes to the backend.
     pub upgrade: bool,
+    /// The pool's TLS to its backends; `None`: plaintext.
+    pub tls: Option<Arc<TlsConnector>>,
 }
 
 /// What a failed try left behind, as far as retrying is concerned.
@@ -93,6 +96,7 @@ impl Plan {
             max_body_size: first.max_body_size,
             retry_on: first.retry_on,
             upgrade: first.upgrade,
+            tls: first.tls,
         };
         if !plan.backend.stats().admit() {
             // Half-open, and another core took the last trial permit.

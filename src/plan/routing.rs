@@ -13,6 +13,7 @@ use crate::config::retry_on::RetryOn;
 use crate::http::{upgrade, RequestHead};
 use crate::snapshot::Snapshot;
 use crate::state::backend::Backend;
+use crate::transport::tls::connector::TlsConnector;
 
 /// Weighted draws for a failover target before walking the pool instead.
 const FAILOVER_DRAWS: usize = 4;
@@ -39,6 +40,8 @@ pub struct FirstPick {
     /// The request's ask to upgrade goes to the backend (the pool allows
     /// the protocol).
     pub upgrade: bool,
+    /// The pool's TLS to its backends; `None`: plaintext.
+    pub tls: Option<Arc<TlsConnector>>,
 }
 
 impl Routing {
@@ -91,6 +94,7 @@ impl Routing {
             upgrade: req
                 .upgrade
                 .is_some_and(|p| upgrade::may_forward(req.method, p, &pool.allow_upgrades)),
+            tls: pool.tls.clone(),
         })
     }
 

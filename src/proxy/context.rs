@@ -24,6 +24,7 @@ use crate::pool::UpstreamPool;
 use crate::shared::Shared;
 use crate::slots::FutureSlots;
 use crate::state::outcome::WorkerMetrics;
+use crate::transport::backend::BackendStream;
 
 /// How long an idle pooled upstream connection is kept. Backends commonly
 /// close idle connections after 60 s (nginx: 75 s); reusing one they are
@@ -37,7 +38,7 @@ pub struct WorkerContext {
     /// What every thread shares.
     pub shared: Arc<Shared>,
     /// Idle upstream connections.
-    pub pool: UpstreamPool,
+    pub pool: UpstreamPool<BackendStream>,
     /// Buffers of the exchanges in flight, taken and given back.
     pub buffers: BufferPool,
     /// Memory of the head-reading and exchange futures in flight, likewise

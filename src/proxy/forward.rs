@@ -2,7 +2,6 @@
 //! a pooled (or new) upstream connection carries the request, the
 //! response comes back, and every try's outcome is recorded in one place.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Buf;
@@ -17,7 +16,9 @@ use crate::plan::ejection::counts_as_failure;
 use crate::plan::{FailedTry, Next};
 use crate::state::backend::{Backend, InflightGuard};
 use crate::state::ewma;
-use crate::state::outcome::{AttemptOutcome, TimeoutKind};
+use crate::state::outcome::{AttemptOutcome, TimeoutKind, UpstreamTlsFailure};
+use crate::transport::backend::BackendStream;
+use crate::transport::tls::connector::TlsConnector;
 use crate::transport::Transport;
 
 /// How a try ended, when it did not fail.
@@ -117,7 +118,7 @@ impl<T: Transport> Exchange<'_, T> {
     async fn relay_or_retry(
         &mut self,
         req: &mut Request,
-        upstream: TcpStream,
+        upstream: BackendStream,
         backend: &Backend,
         mut res: Response,
     ) -> Result<Tried, ProxyError> {
@@ -245,13 +246,17 @@ impl<T: Transport> Exchange<'_, T> {
         // sending it twice could not do harm.
         let replayable = req_body.is_done() && req.idempotent;
 
+        let tls = req.plan.tls.as_deref();
         let (mut upstream, mut reused) = match self
             .worker
             .pool
             .take(backend.addr, self.worker.deadlines.now())
+            // A server in a plaintext pool and a TLS one: never the other
+            // pool's kind of connection (it is dropped, closed).
+            .filter(|conn| conn.is_tls() == tls.is_some())
         {
             Some(conn) => (conn, true),
-            None => (self.connect(backend.addr).await?, false),
+            None => (self.connect(backend, tls).await?, false),
         };
         self.attempt.pooled = reused;
         loop {
@@ -259,7 +264,7 @@ impl<T: Transport> Exchange<'_, T> {
                 Ok(()) => {}
                 Err(SendError::Upstream) if reused && replayable => {
                     self.attempt.replayed = true;
-                    upstream = self.connect(backend.addr).await?;
+                    upstream = self.connect(backend, tls).await?;
                     reused = false;
                     continue;
                 }
@@ -304,7 +309,7 @@ impl<T: Transport> Exchange<'_, T> {
                 // reached the application, so sending it again is safe.
                 Err(HeadFailure::ClosedEarly) if reused && replayable => {
                     self.attempt.replayed = true;
-                    upstream = self.connect(backend.addr).await?;
+                    upstream = self.connect(backend, tls).await?;
                     reused = false;
                 }
                 Err(HeadFailure::ClosedEarly) => {
@@ -317,18 +322,42 @@ impl<T: Transport> Exchange<'_, T> {
         }
     }
 
-    async fn connect(&self, addr: SocketAddr) -> Result<TcpStream, ProxyError> {
+    /// A new connection to `backend`, with its TLS handshake for a pool
+    /// with `tls`, all within `--connect-timeout`. A handshake that fails
+    /// (a certificate that does not verify, say) is a connect failure,
+    /// counted by reason.
+    async fn connect(
+        &self,
+        backend: &Backend,
+        tls: Option<&TlsConnector>,
+    ) -> Result<BackendStream, ProxyError> {
         let timeout = self.worker.settings().timeouts.connect;
-        match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
+        let started = self.worker.deadlines.now();
+        let tcp = match monoio::time::timeout(timeout, TcpStream::connect_addr(backend.addr)).await
+        {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
-                Ok(stream)
+                stream
             }
             // Out of descriptors, ports or memory here: corelb's fault.
             Ok(Err(e)) => {
-                Err(Shortage::of(&e).map_or(ProxyError::Connect, ProxyError::LocalResources))
+                return Err(Shortage::of(&e).map_or(ProxyError::Connect, ProxyError::LocalResources))
             }
-            Err(_) => Err(ProxyError::ConnectTimeout),
-        }
+            Err(_) => return Err(ProxyError::ConnectTimeout),
+        };
+        let Some(tls) = tls else {
+            return Ok(BackendStream::Plain(tcp));
+        };
+        let left = timeout.saturating_sub(self.worker.deadlines.now() - started);
+        let deadlines = &self.worker.deadlines;
+        BackendStream::handshake(tcp, tls, &backend.name, backend.addr, deadlines, left)
+            .await
+            .map_err(|why| {
+                self.worker.metrics().upstream_tls_failures[why as usize].inc();
+                match why {
+                    UpstreamTlsFailure::Timeout => ProxyError::ConnectTimeout,
+                    _ => ProxyError::Connect,
+                }
+            })
     }
 }

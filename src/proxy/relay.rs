@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use monoio::net::TcpStream;
 
 use super::exchange::Exchange;
 use super::final_head::Response;
@@ -13,9 +12,10 @@ use super::forward_range;
 use crate::deadline::Deadlines;
 use crate::error::ProxyError;
 use crate::http::BodyProgress;
-use crate::io::{make_room, read_some_timeout, ReadError};
+use crate::io::{make_room, ReadError};
 use crate::state::backend::Backend;
-use crate::transport::Transport;
+use crate::transport::backend::BackendStream;
+use crate::transport::{ReadWait, Transport};
 
 /// Response bodies up to this size (Content-Length) are read whole before
 /// the head is sent, so that head and body go out in a single write.
@@ -37,7 +37,7 @@ impl<T: Transport> Exchange<'_, T> {
     /// Send the response head (already in `out`) and stream the body.
     pub(super) async fn relay_response(
         &mut self,
-        mut upstream: TcpStream,
+        mut upstream: BackendStream,
         backend: &Backend,
         res: Response,
     ) -> Result<bool, ProxyError> {
@@ -122,15 +122,15 @@ impl<T: Transport> Exchange<'_, T> {
             let buf = &mut self.conn.bufs.upstream_in;
             make_room(buf, size);
             let limit = body.read_limit(buf.capacity() - buf.len());
-            let n = read_some_timeout(
-                &self.worker.deadlines,
-                &mut upstream,
-                buf,
-                limit,
-                cfg.timeouts.upstream,
-            )
-            .await
-            .map_err(body_read_failure)?;
+            let n = upstream
+                .read_timeout(
+                    &self.worker.deadlines,
+                    buf,
+                    limit,
+                    ReadWait::Busy(cfg.timeouts.upstream),
+                )
+                .await
+                .map_err(body_read_failure)?;
             if n == 0 {
                 if body.end_of_stream() {
                     break;
@@ -166,7 +166,10 @@ impl<T: Transport> Exchange<'_, T> {
 
         // Bytes after the end of the response mean the backend is confused
         // about framing: never reuse that connection.
-        if res.upstream_keep_alive && self.conn.bufs.upstream_in.is_empty() {
+        if res.upstream_keep_alive
+            && self.conn.bufs.upstream_in.is_empty()
+            && upstream.nothing_pending()
+        {
             self.worker
                 .pool
                 .put(backend.addr, upstream, self.worker.deadlines.now());
@@ -182,7 +185,7 @@ impl<T: Transport> Exchange<'_, T> {
 /// byte added is body.
 async fn gather_small_body(
     deadlines: &Deadlines,
-    upstream: &mut TcpStream,
+    upstream: &mut BackendStream,
     buf: &mut BytesMut,
     body: &mut BodyProgress,
     timeout: Duration,
@@ -197,7 +200,10 @@ async fn gather_small_body(
         }
         buf.reserve(rest);
         let start = buf.len();
-        match read_some_timeout(deadlines, upstream, buf, rest, timeout).await {
+        match upstream
+            .read_timeout(deadlines, buf, rest, ReadWait::Busy(timeout))
+            .await
+        {
             Ok(0) => return Err(CLOSED_MID_BODY),
             Ok(n) => added += n,
             Err(e) => return Err(body_read_failure(e)),

@@ -17,7 +17,6 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use monoio::net::TcpStream;
 
 use super::context::WorkerContext;
 use super::exchange::Exchange;
@@ -25,6 +24,7 @@ use super::final_head::Response;
 use crate::deadline::{Armed, Direction};
 use crate::error::ProxyError;
 use crate::io::make_room;
+use crate::transport::backend::BackendStream;
 use crate::transport::Transport;
 
 /// Once one side closed, how long the other may stay silent before the
@@ -62,7 +62,7 @@ impl<T: Transport> Exchange<'_, T> {
     /// closed afterwards, and the upstream one is dropped, never pooled.
     pub(super) async fn tunnel(
         &mut self,
-        upstream: TcpStream,
+        upstream: BackendStream,
         res: Response,
     ) -> Result<bool, ProxyError> {
         self.conn.bufs.upstream_in.advance(res.head_len);

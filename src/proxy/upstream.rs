@@ -13,7 +13,6 @@ use std::pin::pin;
 use std::task::Poll;
 
 use bytes::Buf;
-use monoio::net::TcpStream;
 
 use super::exchange::{Exchange, Request};
 use super::final_head::{final_response, Response};
@@ -25,8 +24,9 @@ use crate::http::rewrite::{
 };
 use crate::http::upgrade::{self, Protocol};
 use crate::http::{parse_response, BodyKind, BodyProgress, MAX_HEADERS};
-use crate::io::{make_room, read_some_timeout, write_all_timeout, write_shared_timeout, ReadError};
+use crate::io::{make_room, ReadError};
 use crate::state::outcome::TimeoutKind;
+use crate::transport::backend::BackendStream;
 use crate::transport::{ReadWait, Transport};
 
 /// Interim (1xx) responses accepted before the final one, per try. Time
@@ -72,19 +72,19 @@ impl<T: Transport> Exchange<'_, T> {
     /// the rest of the request body.
     pub(super) async fn send_request(
         &mut self,
-        upstream: &mut TcpStream,
+        upstream: &mut BackendStream,
         req: &Request,
         req_body: &mut BodyProgress,
     ) -> Result<(), SendError> {
         let upstream_timeout = self.worker.settings().timeouts.upstream;
-        write_all_timeout(
-            &self.worker.deadlines,
-            upstream,
-            &mut self.conn.bufs.out,
-            upstream_timeout,
-        )
-        .await
-        .map_err(upstream_write_failure)?;
+        upstream
+            .write_all_timeout(
+                &self.worker.deadlines,
+                &mut self.conn.bufs.out,
+                upstream_timeout,
+            )
+            .await
+            .map_err(upstream_write_failure)?;
         if req_body.is_done() {
             return Ok(());
         }
@@ -104,9 +104,9 @@ impl<T: Transport> Exchange<'_, T> {
         // The body streams up while the backend is watched for an answer;
         // both hold the upstream socket by shared reference (see
         // `io::read_shared`), so neither needs it to itself.
-        let upstream: &TcpStream = upstream;
+        let upstream: &BackendStream = upstream;
         let worker = self.worker;
-        let mut answered = pin!(upstream.readable(false));
+        let mut answered = pin!(upstream.answered());
         let body_first = {
             let mut body = pin!(self.stream_body(upstream, req, req_body));
             std::future::poll_fn(|cx| {
@@ -144,7 +144,7 @@ impl<T: Transport> Exchange<'_, T> {
     /// Stream the rest of the request body from the client to `upstream`.
     async fn stream_body(
         &mut self,
-        upstream: &TcpStream,
+        upstream: &BackendStream,
         req: &Request,
         req_body: &mut BodyProgress,
     ) -> Result<(), SendError> {
@@ -185,14 +185,14 @@ impl<T: Transport> Exchange<'_, T> {
             // is dropped with the body unfinished.
             body_limit.check().map_err(SendError::Client)?;
             self.outcome.bytes_in += progress.consumed as u64;
-            write_shared_timeout(
-                &self.worker.deadlines,
-                upstream,
-                &self.conn.bufs.client_in[..progress.consumed],
-                cfg.timeouts.upstream,
-            )
-            .await
-            .map_err(upstream_write_failure)?;
+            upstream
+                .write_shared_timeout(
+                    &self.worker.deadlines,
+                    &self.conn.bufs.client_in[..progress.consumed],
+                    cfg.timeouts.upstream,
+                )
+                .await
+                .map_err(upstream_write_failure)?;
             // As `forward_range`: cleared, not advanced, when all was body,
             // so the next read has the whole buffer again.
             let buf = &mut self.conn.bufs.client_in;
@@ -214,7 +214,7 @@ impl<T: Transport> Exchange<'_, T> {
     /// its answer be one the pool retries on.
     pub(super) async fn read_response_head(
         &mut self,
-        upstream: &mut TcpStream,
+        upstream: &mut BackendStream,
         req: &Request,
         request_sent: bool,
         replayable: bool,
@@ -334,16 +334,11 @@ impl<T: Transport> Exchange<'_, T> {
             // a second trip round the event loop). The head limit is still
             // `size`, checked on the parsed head.
             let room = buf.capacity() - buf.len();
-            match read_some_timeout(
-                &self.worker.deadlines,
-                upstream,
-                buf,
-                room,
-                // What is left of it: what a retry waits for before it
-                // moves on.
-                deadline.saturating_duration_since(self.worker.deadlines.now()),
-            )
-            .await
+            // What is left of it: what a retry waits for before it moves on.
+            let left = deadline.saturating_duration_since(self.worker.deadlines.now());
+            match upstream
+                .read_timeout(&self.worker.deadlines, buf, room, ReadWait::Busy(left))
+                .await
             {
                 Ok(0) | Err(ReadError::Io(_)) if !received => return Err(HeadFailure::ClosedEarly),
                 Ok(0) | Err(ReadError::Io(_)) => {

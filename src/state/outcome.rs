@@ -88,6 +88,40 @@ impl HandshakeFailure {
     }
 }
 
+/// Why a TLS handshake with a backend failed (a connect failure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamTlsFailure {
+    /// Its certificate did not verify (CA, name, dates) or was missing.
+    Certificate,
+    /// Anything else refused in the handshake (no protocol in common, an
+    /// alert, not TLS at all).
+    Handshake,
+    /// Not finished within `--connect-timeout`.
+    Timeout,
+    /// The backend closed or reset the connection mid-handshake.
+    Closed,
+}
+
+impl UpstreamTlsFailure {
+    /// Every kind, in the order of their counters.
+    pub const ALL: [UpstreamTlsFailure; 4] = [
+        UpstreamTlsFailure::Certificate,
+        UpstreamTlsFailure::Handshake,
+        UpstreamTlsFailure::Timeout,
+        UpstreamTlsFailure::Closed,
+    ];
+
+    /// The label used in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Certificate => "certificate",
+            Self::Handshake => "handshake",
+            Self::Timeout => "timeout",
+            Self::Closed => "closed",
+        }
+    }
+}
+
 /// Which wait ran out, as counted in metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimeoutKind {
@@ -307,6 +341,8 @@ pub struct WorkerMetrics {
     /// TLS connections closed at once: the worker had its maximum of
     /// handshakes in progress.
     pub tls_refused: Counter,
+    /// TLS handshakes with backends failed, by [`UpstreamTlsFailure`].
+    pub upstream_tls_failures: [Counter; 4],
 }
 
 impl WorkerMetrics {

@@ -9,6 +9,7 @@
 //! documented, so another transport decides for itself (a TLS stream, for
 //! one, must not reset or write around its record layer).
 
+pub mod backend;
 mod tcp;
 pub mod tls;
 

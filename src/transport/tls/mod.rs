@@ -1,4 +1,4 @@
-//! TLS from clients (rustls, aws-lc-rs provider): the stream a TLS
+//! TLS from clients and to backends ([`connector`]) (rustls, aws-lc-rs provider): the stream a TLS
 //! connection becomes ([`stream`]), its certificates ([`certs`]) and the
 //! choice among them by SNI ([`resolver`]), and each listener's acceptor
 //! ([`acceptor`]). Never crypto or record parsing of our own: rustls does
@@ -6,6 +6,7 @@
 
 pub mod acceptor;
 pub mod certs;
+pub mod connector;
 pub mod load;
 pub mod resolver;
 pub mod stream;

@@ -1,6 +1,8 @@
-//! A TLS connection from a client, as a [`Transport`]: rustls does the
-//! record layer and the cryptography; this file only moves ciphertext
-//! between rustls and the socket.
+//! A TLS connection, as a [`Transport`]: from a client (server side,
+//! [`TlsStream::accept`]) or to a backend (client side,
+//! [`TlsStream::connect`]); rustls does the record layer and the
+//! cryptography; this file only moves ciphertext between rustls and the
+//! socket.
 //!
 //! rustls reads ciphertext straight from the socket into its own buffer
 //! and writes straight from its own buffer to the socket, through
@@ -23,7 +25,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use monoio::net::TcpStream;
-use rustls::ServerConnection;
+use rustls::{ClientConnection, Connection, ServerConnection};
 
 use crate::deadline::{Armed, Deadlines, Direction};
 use crate::io::{self as owned, ReadError};
@@ -34,10 +36,17 @@ use crate::transport::{ReadWait, Transport};
 /// buffer anyway, at most one record.
 const MAX_PLAINTEXT_READ: usize = 16 * 1024;
 
-/// A client's TLS connection after its handshake.
+/// A TLS connection after its handshake.
 pub struct TlsStream {
     tcp: TcpStream,
-    conn: RefCell<ServerConnection>,
+    conn: RefCell<Connection>,
+}
+
+/// Why a handshake failed, and rustls's word on it when it refused
+/// what the peer sent (a backend's certificate, say).
+pub struct HandshakeError {
+    pub failure: HandshakeFailure,
+    pub tls: Option<rustls::Error>,
 }
 
 /// Non-blocking socket I/O as `std::io::Read`/`Write`, for rustls's
@@ -87,6 +96,29 @@ impl TlsStream {
         deadlines: &Deadlines,
         timeout: Duration,
     ) -> Result<TlsStream, HandshakeFailure> {
+        Self::handshake(tcp, conn.into(), deadlines, timeout)
+            .await
+            .map_err(|e| e.failure)
+    }
+
+    /// Run the client side of the handshake (to a backend) on `tcp`
+    /// within `timeout`.
+    pub async fn connect(
+        tcp: TcpStream,
+        conn: ClientConnection,
+        deadlines: &Deadlines,
+        timeout: Duration,
+    ) -> Result<TlsStream, HandshakeError> {
+        Self::handshake(tcp, conn.into(), deadlines, timeout).await
+    }
+
+    async fn handshake(
+        tcp: TcpStream,
+        conn: Connection,
+        deadlines: &Deadlines,
+        timeout: Duration,
+    ) -> Result<TlsStream, HandshakeError> {
+        let fail = |failure| HandshakeError { failure, tls: None };
         let stream = TlsStream {
             tcp,
             conn: RefCell::new(conn),
@@ -96,22 +128,50 @@ impl TlsStream {
             stream
                 .flush(Some((deadlines, timeout)))
                 .await
-                .map_err(|_| HandshakeFailure::Io)?;
+                .map_err(|_| fail(HandshakeFailure::Io))?;
             if !stream.conn.borrow().is_handshaking() {
                 return Ok(stream);
             }
             match stream.fill(Some(&read_wait)).await {
                 Ok(Filled::Records) => {}
-                Ok(Filled::Eof) => return Err(HandshakeFailure::Closed),
-                Err(ReadError::Timeout) => return Err(HandshakeFailure::Timeout),
+                Ok(Filled::Eof) => return Err(fail(HandshakeFailure::Closed)),
+                Err(ReadError::Timeout) => return Err(fail(HandshakeFailure::Timeout)),
                 Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::InvalidData => {
                     // rustls queued an alert saying why: send it, best effort.
                     let _ = stream
                         .flush(Some((deadlines, Duration::from_millis(100))))
                         .await;
-                    return Err(HandshakeFailure::Protocol);
+                    let tls = e
+                        .get_ref()
+                        .and_then(|e| e.downcast_ref::<rustls::Error>())
+                        .cloned();
+                    return Err(HandshakeError {
+                        failure: HandshakeFailure::Protocol,
+                        tls,
+                    });
                 }
-                Err(ReadError::Io(_)) => return Err(HandshakeFailure::Io),
+                Err(ReadError::Io(_)) => return Err(fail(HandshakeFailure::Io)),
+            }
+        }
+    }
+
+    /// Plaintext already decrypted and not yet read (or a close seen):
+    /// a read would not wait.
+    pub fn has_plaintext(&self) -> bool {
+        let mut conn = self.conn.borrow_mut();
+        let mut reader = conn.reader();
+        !matches!(reader.fill_buf(), Err(ref e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    /// Wait until the peer sent application data (or closed, or broke
+    /// the connection): records that carry none (TLS 1.3 session tickets,
+    /// say) are taken in and waited past. For watching a backend while a
+    /// request body streams up; no deadline of its own (the caller's
+    /// socket wait ends it by shutting the socket down).
+    pub async fn sent_data(&self) {
+        while !self.has_plaintext() {
+            if !matches!(self.fill(None).await, Ok(Filled::Records)) {
+                return;
             }
         }
     }
@@ -268,12 +328,7 @@ impl Transport for TlsStream {
         timeout: Duration,
     ) -> Result<(), ReadError> {
         // Plaintext already decrypted (pipelined requests) is there now.
-        let has_plaintext = {
-            let mut conn = self.conn.borrow_mut();
-            let mut reader = conn.reader();
-            !matches!(reader.fill_buf(), Err(ref e) if e.kind() == io::ErrorKind::WouldBlock)
-        };
-        if has_plaintext {
+        if self.has_plaintext() {
             return Ok(());
         }
         owned::readable_idle_timeout(deadlines, &self.tcp, timeout).await
