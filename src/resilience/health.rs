@@ -11,7 +11,10 @@
 //! that `rise` of them also end a passive ejection.
 
 use std::ops::RangeInclusive;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::transport::tls::connector::TlsConnector;
 
 /// How a pool's backends are probed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +37,25 @@ pub struct HealthPolicy {
     pub rise: u32,
     /// Failed probes in a row that take an up backend down.
     pub fall: u32,
+    /// Probe over TLS (a pool with `tls = true`); `None`: plaintext.
+    pub tls: Option<ProbeTls>,
 }
+
+/// TLS for one backend's probes: its pool's connector, and the backend
+/// as written in the config (its host is the name verified).
+#[derive(Debug, Clone)]
+pub struct ProbeTls {
+    pub connector: Arc<TlsConnector>,
+    pub name: String,
+}
+
+impl PartialEq for ProbeTls {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.connector, &other.connector) && self.name == other.name
+    }
+}
+
+impl Eq for ProbeTls {}
 
 /// One backend's health as probes see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,6 +166,7 @@ mod tests {
             statuses: 200..=399,
             rise: 2,
             fall: 3,
+            tls: None,
         }
     }
 

@@ -1,4 +1,5 @@
-//! Active health probes: one probe (connect, `GET` the health path, read
+//! Active health probes: one probe (connect, TLS for a pool with
+//! `tls = true`, `GET` the health path, read
 //! the answer's head with the data plane's parser), and the loop that probes one backend and records
 //! what it finds. Its own connection every time: a probe never borrows a
 //! data connection (whose state it could disturb) and never leaves one
@@ -13,15 +14,18 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use bytes::BytesMut;
-use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 
 use super::breaker::Phase;
 use super::health::{self, Health, HealthPolicy};
 use super::tracked::State;
+use crate::deadline::Deadlines;
 use crate::http::{parse_response, MAX_HEADERS};
-use crate::io::read_until;
+use crate::io::make_room;
 use crate::state::ewma;
+use crate::state::outcome::UpstreamTlsFailure;
+use crate::transport::backend::BackendStream;
+use crate::transport::{ReadWait, Transport};
 
 /// The longest answer head read: the code is all a probe wants, but only a
 /// whole head shows the answer is HTTP the data plane could relay.
@@ -39,6 +43,8 @@ pub enum ProbeError {
     /// What came back was not an HTTP/1.x response head (as the data
     /// plane's parser reads one).
     NotHttp,
+    /// The TLS handshake failed (a pool with `tls = true`).
+    Tls(UpstreamTlsFailure),
 }
 
 impl ProbeError {
@@ -49,6 +55,8 @@ impl ProbeError {
             Self::Timeout => "no answer in time",
             Self::Closed => "connection closed before a status line",
             Self::NotHttp => "not an HTTP status line",
+            Self::Tls(UpstreamTlsFailure::Certificate) => "TLS: certificate did not verify",
+            Self::Tls(_) => "TLS handshake failed",
         }
     }
 }
@@ -61,25 +69,50 @@ pub async fn probe(addr: SocketAddr, policy: &HealthPolicy) -> Result<u16, Probe
 }
 
 async fn exchange(addr: SocketAddr, policy: &HealthPolicy) -> Result<u16, ProbeError> {
-    let mut stream = TcpStream::connect_addr(addr)
+    let tcp = TcpStream::connect_addr(addr)
         .await
         .map_err(|_| ProbeError::Connect)?;
-    let _ = stream.set_nodelay(true);
+    let _ = tcp.set_nodelay(true);
+    // Never swept: the probe's own timeout (in `probe`) bounds every wait.
+    let deadlines = Deadlines::new();
+    let mut stream = match &policy.tls {
+        None => BackendStream::Plain(tcp),
+        Some(tls) => BackendStream::handshake(
+            tcp,
+            &tls.connector,
+            &tls.name,
+            addr,
+            &deadlines,
+            policy.timeout,
+        )
+        .await
+        .map_err(ProbeError::Tls)?,
+    };
     let host = policy.host.clone().unwrap_or_else(|| addr.to_string());
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: corelb-health-check\r\n\
-         Connection: close\r\n\r\n",
-        policy.path
+    let mut buf = BytesMut::from(
+        format!(
+            "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: corelb-health-check\r\n\
+             Connection: close\r\n\r\n",
+            policy.path
+        )
+        .as_bytes(),
     );
-    let (result, _) = stream.write_all(request.into_bytes()).await;
-    result.map_err(|_| ProbeError::Closed)?;
-    let mut buf = BytesMut::with_capacity(1024);
+    stream
+        .write_all_timeout(&deadlines, &mut buf, policy.timeout)
+        .await
+        .map_err(|_| ProbeError::Closed)?;
+    buf.clear();
     // Stopping short (closed, or the head too long) leaves `buf` with what
     // came: judged below like a head that ended there.
-    let _ = read_until(&mut stream, &mut buf, MAX_HEAD, |b| {
-        answer_code(b).is_some()
-    })
-    .await;
+    while answer_code(&buf).is_none() && buf.len() < MAX_HEAD {
+        make_room(&mut buf, MAX_HEAD);
+        let room = MAX_HEAD - buf.len();
+        let wait = ReadWait::Busy(policy.timeout);
+        match stream.read_timeout(&deadlines, &mut buf, room, wait).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
     match answer_code(&buf) {
         Some(code) => code,
         None if buf.is_empty() => Err(ProbeError::Closed),

@@ -21,7 +21,7 @@ use tracing::warn;
 
 use super::backend_state::{advance_backend, totals};
 use super::breaker::Breaker;
-use super::health::{Health, HealthPolicy};
+use super::health::{Health, HealthPolicy, ProbeTls};
 use super::pace::Pace;
 use super::pool_state::{update_panic, update_weights};
 use super::probe::probe_loop;
@@ -142,7 +142,13 @@ fn tick(state: &mut State, now: Instant) -> Vec<SocketAddr> {
                 tracked.pools.push(pool_index);
             }
             if tracked.probe_policy.is_none() {
-                tracked.probe_policy = policy.clone();
+                tracked.probe_policy = policy.clone().map(|mut p| {
+                    p.tls = pool.tls.as_ref().map(|connector| ProbeTls {
+                        connector: Arc::clone(connector),
+                        name: backend.name.clone(),
+                    });
+                    p
+                });
             }
         }
     }
@@ -223,5 +229,6 @@ fn probe_policy(pool: &Pool, settings: &Resilience) -> Option<HealthPolicy> {
         statuses: h.statuses.0..=h.statuses.1,
         rise: h.rise,
         fall: h.fall,
+        tls: None,
     })
 }
