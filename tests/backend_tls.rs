@@ -51,7 +51,7 @@ fn tls_nginx(ca: &Ca, upstream: Option<&str>) -> Nginx {
         Some(addr) => format!(
             "location / {{ proxy_pass http://{addr}; proxy_http_version 1.1; \
              proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection $http_connection; \
-             add_header X-Conn $connection always; }}"
+             add_header X-Conn $connection always; add_header X-Reused $ssl_session_reused always; }}"
         ),
         None => String::new(),
     };
@@ -129,18 +129,32 @@ both_drivers!(requests_go_over_verified_tls_and_stay_pooled, |driver| {
 
 both_drivers!(new_connections_resume_the_tls_session, |driver| {
     let ca = Ca::new();
-    let nginx = tls_nginx(&ca, None);
+    let echo = Backend::echo();
+    let nginx = tls_nginx(&ca, Some(&echo.addr().to_string()));
     // No idle connections kept: every request makes a new one.
     let (proxy, _dir) = Proxy::with_config(
         driver,
         &verified(&ca, &[&nginx]),
         &["--upstream-keepalive", "0"],
     );
+    // Each the first request of its connection, its body sent in two
+    // parts with a pause, so that it is still streaming up when the
+    // backend's session tickets arrive: those are no early answer.
+    let body: Vec<u8> = (0..256 * 1024).map(|i| (i % 253) as u8).collect();
     let mut conns = Vec::new();
     let mut reused = Vec::new();
     for _ in 0..5 {
-        let res = proxy.client().get("/info");
+        let mut client = proxy.client();
+        client.send(format!(
+            "POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        ));
+        client.send(&body[..1000]);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        client.send(&body[1000..]);
+        let res = client.read_response();
         assert_eq!(res.status, 200, "{res:?}\n{}", proxy.log());
+        assert!(res.body == body, "the body came back whole");
         conns.push(header(&res, "x-conn"));
         reused.push(header(&res, "x-reused"));
     }
