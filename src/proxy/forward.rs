@@ -2,6 +2,7 @@
 //! a pooled (or new) upstream connection carries the request, the
 //! response comes back, and every try's outcome is recorded in one place.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Buf;
@@ -246,14 +247,15 @@ impl<T: Transport> Exchange<'_, T> {
         // sending it twice could not do harm.
         let replayable = req_body.is_done() && req.idempotent;
 
-        let tls = req.plan.tls.as_deref();
+        let tls = req.plan.tls.as_ref();
         let (mut upstream, mut reused) = match self
             .worker
             .pool
             .take(backend.addr, self.worker.deadlines.now())
-            // A server in a plaintext pool and a TLS one: never the other
-            // pool's kind of connection (it is dropped, closed).
-            .filter(|conn| conn.is_tls() == tls.is_some())
+            // A server in two pools: never the other pool's kind of
+            // connection, nor one verified for another CA or name (it is
+            // dropped, closed; so are TLS ones made before a reload).
+            .filter(|conn| conn.made_for(tls))
         {
             Some(conn) => (conn, true),
             None => (self.connect(backend, tls).await?, false),
@@ -329,7 +331,7 @@ impl<T: Transport> Exchange<'_, T> {
     async fn connect(
         &self,
         backend: &Backend,
-        tls: Option<&TlsConnector>,
+        tls: Option<&Arc<TlsConnector>>,
     ) -> Result<BackendStream, ProxyError> {
         let timeout = self.worker.settings().timeouts.connect;
         let started = self.worker.deadlines.now();

@@ -12,6 +12,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -28,8 +29,9 @@ use crate::state::outcome::{HandshakeFailure, UpstreamTlsFailure};
 pub enum BackendStream {
     /// Plaintext.
     Plain(TcpStream),
-    /// TLS, after its handshake.
-    Tls(Box<TlsStream>),
+    /// TLS, after its handshake, with the pool connector that made it
+    /// (reused only for that same connector's pool: its CA and name).
+    Tls(Box<TlsStream>, Arc<TlsConnector>),
 }
 
 impl BackendStream {
@@ -37,7 +39,7 @@ impl BackendStream {
     /// written `name` at `addr`, within `timeout`.
     pub async fn handshake(
         tcp: TcpStream,
-        connector: &TlsConnector,
+        connector: &Arc<TlsConnector>,
         name: &str,
         addr: SocketAddr,
         deadlines: &Deadlines,
@@ -47,14 +49,22 @@ impl BackendStream {
             .connection(name, addr)
             .map_err(|_| UpstreamTlsFailure::Handshake)?;
         match TlsStream::connect(tcp, conn, deadlines, timeout).await {
-            Ok(stream) => Ok(BackendStream::Tls(Box::new(stream))),
+            Ok(stream) => Ok(BackendStream::Tls(
+                Box::new(stream),
+                Arc::clone(connector),
+            )),
             Err(e) => Err(failure_reason(&e)),
         }
     }
 
-    /// Is this a TLS connection?
-    pub fn is_tls(&self) -> bool {
-        matches!(self, BackendStream::Tls(_))
+    /// Was this connection made for a pool with `tls` (`None`: a
+    /// plaintext pool)? Only then may that pool reuse it.
+    pub fn made_for(&self, tls: Option<&Arc<TlsConnector>>) -> bool {
+        match (self, tls) {
+            (BackendStream::Plain(_), None) => true,
+            (BackendStream::Tls(_, made_by), Some(tls)) => Arc::ptr_eq(made_by, tls),
+            _ => false,
+        }
     }
 
     /// Wait until the backend sent something (data, its close, an
@@ -62,7 +72,7 @@ impl BackendStream {
     pub async fn answered(&self) -> io::Result<()> {
         match self {
             BackendStream::Plain(tcp) => tcp.readable(false).await,
-            BackendStream::Tls(tls) => {
+            BackendStream::Tls(tls, _) => {
                 tls.sent_data().await;
                 Ok(())
             }
@@ -75,7 +85,7 @@ impl BackendStream {
     pub fn nothing_pending(&self) -> bool {
         match self {
             BackendStream::Plain(_) => true,
-            BackendStream::Tls(tls) => !tls.has_plaintext(),
+            BackendStream::Tls(tls, _) => !tls.has_plaintext(),
         }
     }
 }
@@ -98,7 +108,7 @@ impl AsRawFd for BackendStream {
     fn as_raw_fd(&self) -> RawFd {
         match self {
             BackendStream::Plain(tcp) => tcp.as_raw_fd(),
-            BackendStream::Tls(tls) => tls.as_raw_fd(),
+            BackendStream::Tls(tls, _) => tls.as_raw_fd(),
         }
     }
 }
@@ -108,7 +118,7 @@ macro_rules! dispatch {
     ($self:expr, $s:ident => $call:expr) => {
         match $self {
             BackendStream::Plain($s) => $call,
-            BackendStream::Tls($s) => $call,
+            BackendStream::Tls($s, _) => $call,
         }
     };
 }
