@@ -220,11 +220,10 @@ fn insecure_skip_verify_accepts_any_certificate_and_says_so() {
     assert_eq!(res.status, 200, "{res:?}");
     // An IP address as the backend: no SNI sent.
     assert_eq!(header(&res, "x-sni"), "");
-    assert!(
-        proxy.log().contains("tls_insecure_skip_verify"),
-        "a warning at start:\n{}",
-        proxy.log()
-    );
+    let warnings = || proxy.log().matches("tls_insecure_skip_verify").count();
+    assert_eq!(warnings(), 1, "a warning at start:\n{}", proxy.log());
+    proxy.signal("HUP");
+    wait_until("the warning again on reload", || warnings() >= 2);
     drop(ca);
 }
 
@@ -268,6 +267,16 @@ fn a_bad_ca_file_is_an_error_naming_the_key_and_file() {
     assert!(err.contains("pools[0].tls_ca"), "names the key: {err}");
     assert!(err.contains("corelb.toml:5"), "names the line: {err}");
     assert!(err.contains("ca.pem"), "names the file: {err}");
+
+    // The other keys need `tls = true`.
+    let conf_text = std::fs::read_to_string(&conf).unwrap();
+    std::fs::write(&conf, conf_text.replace("tls = true\n", "")).unwrap();
+    let (code, err) = Proxy::start_failing(&["--config", &conf, "--check"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("pools[0].tls_ca") && err.contains("tls = true"),
+        "{err}"
+    );
 
     let bad = bad.display().to_string();
     let (code, err) = Proxy::start_failing(&[

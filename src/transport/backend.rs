@@ -49,10 +49,7 @@ impl BackendStream {
             .connection(name, addr)
             .map_err(|_| UpstreamTlsFailure::Handshake)?;
         match TlsStream::connect(tcp, conn, deadlines, timeout).await {
-            Ok(stream) => Ok(BackendStream::Tls(
-                Box::new(stream),
-                Arc::clone(connector),
-            )),
+            Ok(stream) => Ok(BackendStream::Tls(Box::new(stream), Arc::clone(connector))),
             Err(e) => Err(failure_reason(&e)),
         }
     }
