@@ -350,7 +350,12 @@ impl<T: Transport> Exchange<'_, T> {
         let Some(tls) = tls else {
             return Ok(BackendStream::Plain(tcp));
         };
-        let left = timeout.saturating_sub(self.worker.deadlines.now() - started);
+        let spent = self
+            .worker
+            .deadlines
+            .now()
+            .saturating_duration_since(started);
+        let left = timeout.saturating_sub(spent);
         let deadlines = &self.worker.deadlines;
         BackendStream::handshake(tcp, tls, &backend.name, backend.addr, deadlines, left)
             .await

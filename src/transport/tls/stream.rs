@@ -45,7 +45,9 @@ pub struct TlsStream {
 /// Why a handshake failed, and rustls's word on it when it refused
 /// what the peer sent (a backend's certificate, say).
 pub struct HandshakeError {
+    /// As the client-side counters count it.
     pub failure: HandshakeFailure,
+    /// rustls's error, when it refused the peer's handshake.
     pub tls: Option<rustls::Error>,
 }
 
