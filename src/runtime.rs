@@ -281,7 +281,7 @@ fn endpoints(
 /// Bind the listeners and start the workers. `cli` is kept for reloads.
 pub fn start(config: Config, cli: Cli) -> Result<Running, String> {
     let driver = resolve_driver(config.process.io_driver)?;
-    let tls = TlsCommon::new()?;
+    let tls = TlsCommon::new(config.tls.ticket_keys.as_deref())?;
     let (acceptors, warnings) = tls_load::acceptors(&config.listeners, &tls)?;
     for warning in warnings {
         warn!("{warning}");

@@ -57,7 +57,7 @@ pub use operations::{
 };
 pub use settings::{
     specs, AdminAuth, HealthTiming, PoolDefaults, ProcessConfig, Resilience, SettingFlags,
-    Settings, Timeouts,
+    Settings, Timeouts, TlsSessions,
 };
 pub use spec::SettingSpec;
 pub use values::{parse_backend, parse_duration, resolve};
@@ -71,7 +71,8 @@ use file::Source;
 use pools::pools_and_routes;
 use read::{flag_error, Reader};
 use settings::FileConfig;
-use source_file::{read_source_file, MAX_SOURCE_FILE};
+pub use source_file::read_source_file;
+use source_file::MAX_SOURCE_FILE;
 
 /// Name of the pool `--backend` flags form, and of the pool that serves
 /// requests no route matches when the file has one by that name.
@@ -152,6 +153,8 @@ pub struct Config {
     pub settings: Settings,
     /// The admin API's token.
     pub auth: AdminAuth,
+    /// What the TLS listeners share: the ticket-key file.
+    pub tls: TlsSessions,
     /// Backend pools; at least one. Pool 0 is the default pool (see the
     /// module docs); the rest are in file order.
     pub pools: Vec<PoolConfig>,
@@ -257,11 +260,13 @@ impl Config {
             }
         }
         let auth = AdminAuth::load(flags, &file, &mut r)?;
+        let tls = TlsSessions::load(flags, &file, &mut r)?;
         Ok(Config {
             process,
             listeners,
             settings,
             auth,
+            tls,
             pools,
             routes,
             takeover: cli.takeover,

@@ -155,6 +155,20 @@ impl Control {
         state.generation
     }
 
+    /// Read `new`'s TLS files and use them: the ticket keys and, if the
+    /// listeners are the same ones, their certificates; all of them or, on
+    /// any bad file, none. The warnings to log.
+    fn reload_tls(&self, new: &Config, same_listeners: bool) -> Result<Vec<String>, String> {
+        let keys = TlsCommon::read_ticket_keys(new.tls.ticket_keys.as_deref())?;
+        let warnings = if same_listeners {
+            tls_load::reload(&new.listeners, &self.acceptors, &self.tls)?
+        } else {
+            Vec::new()
+        };
+        self.tls.use_ticket_keys(keys);
+        Ok(warnings)
+    }
+
     /// Load the config file (and flags) again and publish it. A bad file
     /// changes nothing. `Ok` says what happened, for the log and the API.
     ///
@@ -194,16 +208,16 @@ impl Control {
         }
         // Keep what cannot change live, take the rest from the file.
         let kept = &state.desired;
-        // The listeners' sockets stay; a TLS listener's certificates are
-        // read again (all of them or, on any bad file, none).
-        let listeners = if kept.same_listeners(&new) {
-            match tls_load::reload(&new.listeners, &self.acceptors, &self.tls) {
-                Ok(warnings) => notes.extend(warnings),
-                Err(e) => {
-                    self.reloads_failed.fetch_add(1, Ordering::Relaxed);
-                    return Err(format!("reload failed, configuration kept: {e}"));
-                }
+        // The listeners' sockets stay; the TLS files are read again.
+        let same_listeners = kept.same_listeners(&new);
+        match self.reload_tls(&new, same_listeners) {
+            Ok(warnings) => notes.extend(warnings),
+            Err(e) => {
+                self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                return Err(format!("reload failed, configuration kept: {e}"));
             }
+        }
+        let listeners = if same_listeners {
             new.listeners.clone()
         } else {
             kept.listeners.clone()

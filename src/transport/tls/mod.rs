@@ -9,6 +9,7 @@ pub mod certs;
 pub mod load;
 pub mod resolver;
 pub mod stream;
+pub mod ticket_keys;
 
 pub use acceptor::{TlsAcceptor, TlsCommon};
 pub use stream::TlsStream;
