@@ -81,7 +81,7 @@ impl TicketKeys {
                 .map_err(|e| bad(format!("not a base64 key ({e})")))?;
             if bytes.len() != 48 && bytes.len() != 80 {
                 return Err(bad(format!(
-                    "a key of {} bytes; keys are 48 or 80 bytes (e.g. `openssl rand -base64 80`)",
+                    "a key of {} bytes; keys are 48 or 80 bytes (one line each: `openssl rand 80 | base64 -w0`)",
                     bytes.len()
                 )));
             }
