@@ -240,6 +240,7 @@ impl Config {
         let (flags, mut r) = (&cli.settings, Reader::new(src));
         let process = ProcessConfig::load(flags, &file, &mut r)?;
         let listeners = listeners::listeners(cli, src, file.listen.as_ref(), &file.listeners)?;
+        listeners::check_count(&listeners)?;
         let settings = Settings::load(flags, &file, &mut r)?;
         let defaults = PoolDefaults::load(flags, &file, &mut r)?;
         let (mut pools, routes) = pools_and_routes(cli, src, &file.pools, &file.routes)?;

@@ -99,6 +99,7 @@ impl Control {
         acceptors: Vec<Option<Arc<TlsAcceptor>>>,
     ) -> Arc<Self> {
         let threads = config.process.threads;
+        let listener_count = listeners.len();
         let mut registry = Registry::new(threads);
         let first = Snapshot::build(&config, &mut registry, 1);
         Arc::new(Self {
@@ -113,7 +114,7 @@ impl Control {
             },
             tls,
             acceptors,
-            shared: Shared::new(first, threads),
+            shared: Shared::new(first, threads, listener_count),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             history: Mutex::new(History::default()),
