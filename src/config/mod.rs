@@ -39,6 +39,7 @@
 pub mod cli;
 mod declare;
 mod file;
+mod listener_routes;
 mod listeners;
 mod operations;
 mod pools;
@@ -68,11 +69,11 @@ use crate::balance::Algorithm;
 pub use crate::balance::HashKey;
 use cli::Cli;
 use file::Source;
+use listener_routes::with_listener_routes;
 use pools::pools_and_routes;
 use read::{flag_error, Reader};
 use settings::FileConfig;
-pub use source_file::read_source_file;
-use source_file::MAX_SOURCE_FILE;
+use source_file::{read_source_file, MAX_SOURCE_FILE};
 
 /// Name of the pool `--backend` flags form, and of the pool that serves
 /// requests no route matches when the file has one by that name.
@@ -134,6 +135,9 @@ pub struct RouteConfig {
     pub path_prefix: Option<String>,
     /// Index into [`Config::pools`].
     pub pool: usize,
+    /// The listener (its place in [`Config::listeners`]) whose requests
+    /// it routes; `None`: every listener's.
+    pub listener: Option<u8>,
 }
 
 /// Everything corelb needs to run.
@@ -244,6 +248,13 @@ impl Config {
         let settings = Settings::load(flags, &file, &mut r)?;
         let defaults = PoolDefaults::load(flags, &file, &mut r)?;
         let (mut pools, routes) = pools_and_routes(cli, src, &file.pools, &file.routes)?;
+        // `--listen` flags replace the file's listeners, and their routing.
+        let file_listeners = if cli.listen.is_empty() {
+            &file.listeners[..]
+        } else {
+            &[]
+        };
+        let routes = with_listener_routes(src, file_listeners, routes, &pools)?;
         for listener in &listeners {
             pools::refuse_own_listener(listener.addr, &pools)?;
         }

@@ -323,6 +323,7 @@ impl<'a, T: Transport> Exchange<'a, T> {
             Plan::start(
                 &mut self.worker.fresh_routing(),
                 &self.worker.retry_budget,
+                self.conn.listener,
                 self.conn.peer_ip,
                 &req,
                 path,
