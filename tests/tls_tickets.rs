@@ -8,10 +8,10 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::tls::{KeyKind, TestCa};
-use common::{require_tool, wait_until, Backend, Proxy, TempDir, SAFETY};
+use common::tls::{s_client_get, KeyKind, TestCa};
+use common::{require_tool, wait_until, Backend, Proxy, TempDir};
 
 /// A CA, a certificate for `localhost` and two key files, `one` and `two`.
 struct Setup {
@@ -75,44 +75,18 @@ impl Setup {
     /// session in `sess_in` if given, saving it to `sess_out` if given:
     /// `New, TLSv1.3` or `Reused, TLSv1.3`, as s_client says.
     fn handshake(&self, addr: SocketAddr, sess_in: Option<&str>, sess_out: Option<&str>) -> String {
-        let connect = addr.to_string();
-        let ca = self.ca.display().to_string();
-        let mut args = vec![
-            "s_client",
-            "-connect",
-            &connect,
-            "-servername",
-            "localhost",
-            "-CAfile",
-            &ca,
-            "-ign_eof",
-        ];
         let (sess_in, sess_out) = (
             sess_in.map(|s| self.path(s)),
             sess_out.map(|s| self.path(s)),
         );
+        let mut args = Vec::new();
         if let Some(path) = &sess_in {
-            args.extend(["-sess_in", path]);
+            args.extend(["-sess_in", path.as_str()]);
         }
         if let Some(path) = &sess_out {
-            args.extend(["-sess_out", path]);
+            args.extend(["-sess_out", path.as_str()]);
         }
-        // The response read to the end, so the tickets sent after the
-        // handshake have arrived when s_client saves the session.
-        let mut child = Command::new("timeout")
-            .arg(SAFETY.as_secs().to_string())
-            .arg("openssl")
-            .args(&args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        let request = b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
-        child.stdin.take().unwrap().write_all(request).unwrap();
-        let out = child.wait_with_output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
+        let text = s_client_get(addr, &self.ca, &args);
         assert!(
             text.contains("HTTP/1.1 200"),
             "s_client got no 200:\n{text}"
