@@ -145,19 +145,19 @@ fn file_values_load() {
             RouteConfig {
                 host: None,
                 path_prefix: Some("/api/".into()),
-                pool: 0
+                pool: 0,
                 listener: None,
             },
             RouteConfig {
                 host: Some("static.example.com".into()),
                 path_prefix: None,
-                pool: 1
+                pool: 1,
                 listener: None,
             },
             RouteConfig {
                 host: None,
                 path_prefix: None,
-                pool: 1
+                pool: 1,
                 listener: None,
             },
         ]
