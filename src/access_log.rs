@@ -174,6 +174,26 @@ fn or_dash(bytes: &[u8]) -> &[u8] {
     }
 }
 
+/// `addr`, or `-` without one.
+fn push_or_dash(out: &mut Vec<u8>, addr: Option<SocketAddr>) {
+    match addr {
+        Some(addr) => {
+            let _ = write!(out, "{addr}");
+        }
+        None => out.push(b'-'),
+    }
+}
+
+/// `addr` as a JSON string, or `null` without one.
+fn push_json_addr(out: &mut Vec<u8>, addr: Option<SocketAddr>) {
+    match addr {
+        Some(addr) => {
+            let _ = write!(out, "\"{addr}\"");
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
 /// nginx `combined`, then `backend=`, `upstream_time=` and `request_time=`
 /// (seconds, as nginx writes `$upstream_response_time`), `listener=`, and
 /// `tls=` and `sni=` (`-` for plaintext, or no SNI).
@@ -193,12 +213,7 @@ pub fn write_combined(out: &mut Vec<u8>, e: &Entry<'_>, date: &[u8]) {
     out.extend_from_slice(b"\" \"");
     push_escaped(out, or_dash(e.user_agent));
     out.extend_from_slice(b"\" backend=");
-    match e.backend {
-        Some(addr) => {
-            let _ = write!(out, "{addr}");
-        }
-        None => out.push(b'-'),
-    }
+    push_or_dash(out, e.backend);
     out.extend_from_slice(b" upstream_time=");
     match e.upstream_time {
         Some(t) => {
@@ -246,12 +261,7 @@ pub fn write_json(out: &mut Vec<u8>, e: &Entry<'_>, now: SystemTime) {
     out.extend_from_slice(b",\"user_agent\":");
     push_json_string(out, e.user_agent);
     out.extend_from_slice(b",\"backend\":");
-    match e.backend {
-        Some(addr) => {
-            let _ = write!(out, "\"{addr}\"");
-        }
-        None => out.extend_from_slice(b"null"),
-    }
+    push_json_addr(out, e.backend);
     out.extend_from_slice(b",\"upstream_time\":");
     match e.upstream_time {
         Some(t) => {
@@ -261,12 +271,7 @@ pub fn write_json(out: &mut Vec<u8>, e: &Entry<'_>, now: SystemTime) {
     }
     let _ = write!(out, ",\"request_time\":{:.6}", e.total_time.as_secs_f64());
     out.extend_from_slice(b",\"listener\":");
-    match e.listener {
-        Some(addr) => {
-            let _ = write!(out, "\"{addr}\"");
-        }
-        None => out.extend_from_slice(b"null"),
-    }
+    push_json_addr(out, e.listener);
     out.extend_from_slice(b",\"tls\":");
     match e.tls {
         Some(t) => {
