@@ -37,7 +37,12 @@ Options:
   --conns LIST          client connections, comma-separated [50,256; quick: 50]
   --many-conns N        also a 13 B row with N connections; 0 for none
                         [2000; quick: 0]
-  --idle-conns N        idle connections of the memory measurement; 0 to skip
+  --handshakes S        seconds of each TLS handshake run (a new connection per
+                        request, full handshakes and resumed ones); 0 to skip
+                        [10; quick: 3]
+  --handshake-clients N client threads of examples/tls_handshakes.rs [8]
+  --idle-conns N        idle connections of the memory measurement (plain HTTP,
+                        then HTTPS); 0 to skip
                         it [10000; quick: 2000]
   --sizes LIST          rows: hello (13 B) and/or 16k over plain HTTP, tls-hello and/or
                         tls-16k over HTTPS (every proxy terminates TLS with the same
@@ -91,6 +96,8 @@ SIZES="hello,16k,tls-hello,tls-16k"
 LAYOUTS="isolated,shared"
 MANY_CONNS=""
 IDLE_CONNS=""
+HANDSHAKE_SECS=""
+HANDSHAKE_CLIENTS=8
 THREADS=1
 SCALE_THREADS=""
 SCALE_CPUS=""
@@ -117,6 +124,8 @@ while [[ $# -gt 0 ]]; do
         --layouts) need_arg "$@"; LAYOUTS=$2; shift ;;
         --many-conns) need_arg "$@"; MANY_CONNS=$2; shift ;;
         --idle-conns) need_arg "$@"; IDLE_CONNS=$2; shift ;;
+        --handshakes) need_arg "$@"; HANDSHAKE_SECS=$2; shift ;;
+        --handshake-clients) need_arg "$@"; HANDSHAKE_CLIENTS=$2; shift ;;
         --threads) need_arg "$@"; THREADS=$2; shift ;;
         --scale-threads) need_arg "$@"; SCALE_THREADS=$2; shift ;;
         --scale-cpus) need_arg "$@"; SCALE_CPUS=$2; shift ;;
@@ -136,14 +145,14 @@ while [[ $# -gt 0 ]]; do
 done
 
 if [[ $QUICK == 1 ]]; then
-    : "${ROUNDS:=1}" "${DURATION:=3}" "${WARMUP:=1}" "${CONNS:=50}" "${MANY_CONNS:=0}" "${IDLE_CONNS:=2000}"
+    : "${ROUNDS:=1}" "${DURATION:=3}" "${WARMUP:=1}" "${CONNS:=50}" "${MANY_CONNS:=0}" "${IDLE_CONNS:=2000}" "${HANDSHAKE_SECS:=3}"
 else
-    : "${ROUNDS:=3}" "${DURATION:=5}" "${WARMUP:=1}" "${CONNS:=50,256}" "${MANY_CONNS:=2000}" "${IDLE_CONNS:=10000}"
+    : "${ROUNDS:=3}" "${DURATION:=5}" "${WARMUP:=1}" "${CONNS:=50,256}" "${MANY_CONNS:=2000}" "${IDLE_CONNS:=10000}" "${HANDSHAKE_SECS:=10}"
 fi
 : "${SCALE_THREADS:=$((2 * THREADS))}"
 
 is_pos_int() { [[ $1 =~ ^[0-9]+$ && $1 -gt 0 ]]; }
-for v in ROUNDS DURATION WARMUP THREADS SCALE_THREADS UPSTREAM_KEEPALIVE PORT_BASE; do
+for v in ROUNDS DURATION WARMUP THREADS SCALE_THREADS UPSTREAM_KEEPALIVE PORT_BASE HANDSHAKE_CLIENTS; do
     is_pos_int "${!v}" || die "--$(tr '[:upper:]_' '[:lower:]-' <<<"$v") must be a positive integer, not '${!v}'"
 done
 [[ $PORT_BASE -ge 1024 && $PORT_BASE -le 65515 ]] || die "--port-base must be in 1024..65515"
@@ -158,7 +167,7 @@ done
 IFS=', ' read -ra LAYOUT_LIST <<<"$LAYOUTS"
 for l in "${LAYOUT_LIST[@]}"; do [[ $l == isolated || $l == shared ]] || die "bad --layouts entry '$l' (isolated or shared)"; done
 [[ ${#LAYOUT_LIST[@]} -gt 0 ]] || die "--layouts must not be empty"
-for v in MANY_CONNS IDLE_CONNS; do
+for v in MANY_CONNS IDLE_CONNS HANDSHAKE_SECS; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "--$(tr '[:upper:]_' '[:lower:]-' <<<"$v") must be a number, not '${!v}'"
 done
 
@@ -211,10 +220,13 @@ install_missing() {
 install_missing
 
 CORELB_SRC=${CARGO_TARGET_DIR:-$REPO/target}/release/corelb
-if [[ $BUILD == 1 || ! -x $CORELB_SRC ]]; then
+# The handshake rows' client (examples/tls_handshakes.rs).
+HANDSHAKER_SRC=${CARGO_TARGET_DIR:-$REPO/target}/release/examples/tls_handshakes
+if [[ $BUILD == 1 || ! -x $CORELB_SRC || ! -x $HANDSHAKER_SRC ]]; then
     command -v cargo >/dev/null 2>&1 || die "cargo not found: cannot build corelb"
-    note "building corelb (cargo build --release)"
-    (cd "$REPO" && cargo build --release) || die "cargo build --release failed"
+    note "building corelb (cargo build --release, and the handshake client)"
+    (cd "$REPO" && cargo build --release && cargo build --release --example tls_handshakes) ||
+        die "cargo build --release failed"
 fi
 [[ -x $CORELB_SRC ]] || die "$CORELB_SRC missing after the build"
 
@@ -281,6 +293,7 @@ chmod 644 "$WORK/www/16k.bin"
 # A private copy: others may rebuild target/ while we measure.
 cp "$CORELB_SRC" "$WORK/corelb"
 CORELB=$WORK/corelb
+cp "$HANDSHAKER_SRC" "$WORK/tls_handshakes"
 # One ECDSA P-256 certificate every proxy serves over TLS (HAProxy wants
 # the key in the same file).
 mkdir -p "$WORK/tls"
@@ -520,8 +533,9 @@ for s in "${SIZES_LIST[@]}"; do
     done
 done
 IDLE_EST=0
-[[ $IDLE_CONNS == 0 ]] || IDLE_EST=$((3 * (5 + IDLE_CONNS / 1000)))
-EST=$((TOTAL_RUNS * (DURATION + WARMUP + 1) + ${#SIZES_LIST[@]} * 5 + IDLE_EST))
+# Plain HTTP, then HTTPS (handshakes take longer).
+[[ $IDLE_CONNS == 0 ]] || IDLE_EST=$((3 * (5 + IDLE_CONNS / 1000) + 3 * (5 + IDLE_CONNS / 300)))
+EST=$((TOTAL_RUNS * (DURATION + WARMUP + 1) + ${#SIZES_LIST[@]} * 5 + IDLE_EST + ROUNDS * 6 * (HANDSHAKE_SECS + 1)))
 
 {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -701,31 +715,76 @@ done
 # then silent, cost each proxy in resident memory: fresh proxies (so no
 # earlier load has left memory to reuse), one at a time, shared layout.
 IDLE_TSV=$OUT/idle.tsv
-start_idle_proxy() { # TARGET: a fresh one, in front of the 13 B backend
-    local bport=$P_BACK_HELLO port=${PROXY_PORT[hello.$1]}
-    case $1 in
-        corelb) start_corelb "idle-corelb" "$ALL_CPUS" "$THREADS" "$port" "$bport" no-pin ;;
-        nginx) start_nginx "idle-nginx" "$CONF_DIR/proxy.nginx.conf" "$ALL_CPUS" \
-            THREADS="$THREADS" PORT="$port" BACKEND_PORT="$bport" ;;
-        haproxy) start_haproxy "idle-haproxy" "$ALL_CPUS" "$CONF_DIR/haproxy.cfg" THREADS="$THREADS" PORT="$port" BACKEND_PORT="$bport" ;;
+start_proxy_of() { # NAME SIZE TARGET CPUS: a fresh one, in front of SIZE's backend
+    local name=$1 size=$2 t=$3 cpus=$4 tls="" suffix=""
+    local bport=${BACKEND_PORT_OF[$size]} port=${PROXY_PORT[$size.$3]}
+    if is_tls "$size"; then tls=tls suffix=-tls; fi
+    case $t in
+        corelb) start_corelb "$name" "$cpus" "$THREADS" "$port" "$bport" no-pin "$CORELB" "$tls" ;;
+        nginx) start_nginx "$name" "$CONF_DIR/proxy$suffix.nginx.conf" "$cpus" \
+            THREADS="$THREADS" PORT="$port" BACKEND_PORT="$bport" TLS_DIR="$WORK/tls" ;;
+        haproxy) start_haproxy "$name" "$cpus" "$CONF_DIR/haproxy$suffix.cfg" \
+            THREADS="$THREADS" PORT="$port" BACKEND_PORT="$bport" TLS_DIR="$WORK/tls" ;;
     esac
-    wait_http "idle-$1" "$LAST_PID" "http://127.0.0.1:$port/" 13
+    wait_http "$name" "$LAST_PID" "$(scheme_of "$size")://127.0.0.1:$port/" "${BYTES_OF[$size]}"
 }
-printf 'target\trss_before_kib\trss_after_kib\tconnections\tkib_per_connection\n' >"$IDLE_TSV"
+printf 'target\tprotocol\trss_before_kib\trss_after_kib\tconnections\tkib_per_connection\n' >"$IDLE_TSV"
 if [[ $IDLE_CONNS -gt 0 ]]; then
     apply_layout shared
-    for t in corelb nginx haproxy; do
-        start_idle_proxy "$t"
-        pid=$LAST_PID
-        # shellcheck disable=SC2046 # the PIDs are words
-        line=$(python3 "$SCRIPT_DIR/idle_clients.py" "${PROXY_PORT[hello.$t]}" "$IDLE_CONNS" "$pid" $(pgrep -P "$pid" || true)) ||
-            die "idle-connection measurement against $t failed"
-        read -r before after n <<<"$line"
-        per=$(awk -v a="$after" -v b="$before" -v n="$n" 'BEGIN { printf "%.2f", (a - b) / n }')
-        printf '%s\t%s\t%s\t%s\t%s\n' "$t" "$before" "$after" "$n" "$per" >>"$IDLE_TSV"
-        note "idle: $t: $n idle connections, RSS $before -> $after KiB, $per KiB each"
-        stop_started "$pid"
+    for size in hello tls-hello; do
+        tls_flag=() protocol=http
+        if is_tls "$size"; then tls_flag=(--tls) protocol=https; fi
+        for t in corelb nginx haproxy; do
+            start_proxy_of "idle-$size-$t" "$size" "$t" "$ALL_CPUS"
+            pid=$LAST_PID
+            # shellcheck disable=SC2046 # the PIDs are words
+            line=$(python3 "$SCRIPT_DIR/idle_clients.py" "${tls_flag[@]}" "${PROXY_PORT[$size.$t]}" "$IDLE_CONNS" "$pid" $(pgrep -P "$pid" || true)) ||
+                die "idle-connection measurement against $t ($protocol) failed"
+            read -r before after n <<<"$line"
+            per=$(awk -v a="$after" -v b="$before" -v n="$n" 'BEGIN { printf "%.2f", (a - b) / n }')
+            printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$protocol" "$before" "$after" "$n" "$per" >>"$IDLE_TSV"
+            note "idle: $t ($protocol): $n idle connections, RSS $before -> $after KiB, $per KiB each"
+            stop_started "$pid"
+        done
     done
+fi
+
+# -------------------------------------------------------------- handshakes
+# TLS handshakes per second and per CPU-second: examples/tls_handshakes.rs
+# (HANDSHAKE_CLIENTS threads on the wrk CPUs) opens a new connection per
+# request against each proxy alone on the proxy CPUs (isolated layout),
+# full handshakes, then resumed ones; rounds interleave the targets. CPU
+# per handshake is the proxy's own (user + system, all its processes).
+HANDSHAKE_TSV=$OUT/handshakes.tsv
+printf 'round\tmode\ttarget\tconnections\tresumed\terrors\tseconds\tper_s\tcpu_us_per_handshake\n' >"$HANDSHAKE_TSV"
+if [[ $HANDSHAKE_SECS -gt 0 ]]; then
+    declare -A HS_PID=()
+    for t in corelb nginx haproxy; do
+        start_proxy_of "handshakes-$t" tls-hello "$t" "$PROXY_CPUS"
+        HS_PID[$t]=$LAST_PID
+    done
+    hs_targets=(corelb nginx haproxy)
+    for ((round = 1; round <= ROUNDS; round++)); do
+        for mode in full resume; do
+            for ((i = 0; i < 3; i++)); do
+                t=${hs_targets[(i + round - 1) % 3]}
+                resume_arg=()
+                [[ $mode == full ]] || resume_arg=(resume)
+                read -r c0 _ <<<"$(tree_ticks "${HS_PID[$t]}")"
+                line=$(taskset -c "$WRK_CPUS" "$WORK/tls_handshakes" "127.0.0.1:${PROXY_PORT[tls-hello.$t]}" \
+                    "$HANDSHAKE_CLIENTS" "$HANDSHAKE_SECS" "${resume_arg[@]}") ||
+                    die "the handshake client failed against $t"
+                read -r c1 _ <<<"$(tree_ticks "${HS_PID[$t]}")"
+                read -r n resumed errors secs <<<"$line"
+                awk -v r="$round" -v m="$mode" -v t="$t" -v n="$n" -v res="$resumed" -v e="$errors" -v s="$secs" \
+                    -v ticks=$((c1 - c0)) -v hz="$CLK_TCK" 'BEGIN {
+                        cpu = n > 0 ? ticks / hz * 1e6 / n : "nan"
+                        printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%s\n", r, m, t, n, res, e, s, n / s, cpu }' >>"$HANDSHAKE_TSV"
+                note "handshakes: round $round, $mode, $t: $line (CPU ticks $((c1 - c0)))"
+            done
+        done
+    done
+    for t in corelb nginx haproxy; do stop_started "${HS_PID[$t]}"; done
 fi
 
 # ------------------------------------------------------------------ table
@@ -845,11 +904,35 @@ cpu_cell() { echo "$(fmt2 "${T[$1]}") ($(fmt2 "${U[$1]}") + $(fmt2 "${S[$1]}"))"
         echo
         echo "$IDLE_CONNS kept-alive client connections, each past one request (13 B) and then silent, against a fresh proxy ($THREADS worker):"
         echo
-        echo "| proxy | RSS before | RSS with the idle connections | per idle connection |"
-        echo "|---|---:|---:|---:|"
+        echo "| proxy | protocol | RSS before | RSS with the idle connections | per idle connection |"
+        echo "|---|---|---:|---:|---:|"
         awk -F'\t' 'NR > 1 {
             name = $1 == "corelb" ? "**corelb**" : $1 == "haproxy" ? "HAProxy" : $1
-            printf "| %s | %.1f MiB | %.1f MiB | %.2f KiB |\n", name, $2 / 1024, $3 / 1024, $5 }' "$IDLE_TSV"
+            printf "| %s | %s | %.1f MiB | %.1f MiB | %.2f KiB |\n", name, $2, $3 / 1024, $4 / 1024, $6 }' "$IDLE_TSV"
+    fi
+    if [[ $HANDSHAKE_SECS -gt 0 ]]; then
+        echo
+        echo "### TLS handshakes ($RUN_DATE)"
+        echo
+        echo "A new HTTPS connection per request (13 B), $HANDSHAKE_CLIENTS client threads on CPU(s) $WRK_CPUS, each proxy ($THREADS worker) on CPU(s) $PROXY_CPUS; medians of $ROUNDS round(s) of ${HANDSHAKE_SECS} s. Handshakes per CPU-second = 10⁶ ÷ the proxy's CPU µs per handshake: what one core would do saturated."
+        echo
+        echo "| handshake | proxy | handshakes/s | resumed | proxy CPU µs per handshake | handshakes per CPU-second | CPU ÷ better peer |"
+        echo "|---|---|---:|---:|---:|---:|---:|"
+        for mode in full resume; do
+            declare -A HR=() HC=() HN=()
+            for t in corelb nginx haproxy; do
+                hs_med() { awk -F'\t' -v m="$mode" -v t="$t" -v k="$1" 'NR > 1 && $2 == m && $3 == t && $k != "nan" { print $k }' "$HANDSHAKE_TSV" | median; }
+                HR[$t]=$(hs_med 8) HC[$t]=$(hs_med 9) HN[$t]=$(hs_med 5)
+            done
+            best=$(better min "${HC[nginx]}" "${HC[haproxy]}")
+            for t in corelb nginx haproxy; do
+                printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$mode" "$(target_label "$t")" \
+                    "$(awk -v v="${HR[$t]}" 'BEGIN { printf "%.0f\n", v }')" "$(awk -v v="${HN[$t]}" 'BEGIN { printf "%.0f\n", v }')" \
+                    "$(fmt2 "${HC[$t]}")" "$(awk -v v="${HC[$t]}" 'BEGIN { if (v == "nan" || v == 0) print "—"; else printf "%.0f\n", 1e6 / v }')" \
+                    "$(ratio "${HC[$t]}" "$best")"
+            done
+            unset HR HC HN
+        done
     fi
     echo
     echo "corelb ÷ better peer: corelb's req/s ÷ the higher of nginx's and HAProxy's (above 1: corelb is faster);" \
@@ -865,4 +948,4 @@ cpu_cell() { echo "$(fmt2 "${T[$1]}") ($(fmt2 "${U[$1]}") + $(fmt2 "${S[$1]}"))"
 echo
 cat "$TABLE"
 echo
-note "raw wrk outputs, runs.tsv, idle.tsv, configs and logs in $OUT"
+note "raw wrk outputs, runs.tsv, idle.tsv, handshakes.tsv, configs and logs in $OUT"

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """perf/idle_clients.py: what an idle kept-alive client connection costs a proxy.
 
-    idle_clients.py PORT COUNT PID...
+    idle_clients.py [--tls] PORT COUNT PID...
 
-Opens COUNT connections to 127.0.0.1:PORT, sends one `GET /` on each and
+Opens COUNT connections to 127.0.0.1:PORT (with --tls: HTTPS, a full TLS
+handshake each, the certificate not checked), sends one `GET /` on each and
 reads its whole response (so every connection is past its first request and
 kept alive), then leaves them all idle and reads the resident memory (VmRSS)
 of the proxy's processes PID... (nginx: master and workers). Prints one line:
@@ -19,6 +20,7 @@ up (exit 1) if the connections are not all served within TIMEOUT seconds.
 
 import selectors
 import socket
+import ssl
 import sys
 import time
 
@@ -51,15 +53,29 @@ def response_complete(data):
     return len(data) >= end + 4 + length
 
 
-def serve_batch(port, count, deadline, keep):
-    """Open `count` connections, one request each; add them to `keep`."""
+def tls_context():
+    """A client context for --tls: TLS 1.2 and 1.3, no certificate check
+    (the measurement is of the server's memory, not of trust)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def serve_batch(port, count, deadline, keep, tls):
+    """Open `count` connections, one request each; add them to `keep`.
+    `tls`: an SSLContext to speak HTTPS with, or None."""
     sel = selectors.DefaultSelector()
+    # Per connection: [bytes left to send, bytes received, handshake done].
     pending = {}
     for _ in range(count):
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
+        if tls:
+            sock = tls.wrap_socket(sock, server_hostname="localhost",
+                                   do_handshake_on_connect=False)
         sock.connect_ex(("127.0.0.1", port))
-        pending[sock] = [REQUEST, b""]
+        pending[sock] = [REQUEST, b"", tls is None]
         sel.register(sock, selectors.EVENT_WRITE)
     while pending:
         left = deadline - time.monotonic()
@@ -67,15 +83,26 @@ def serve_batch(port, count, deadline, keep):
             sys.exit(f"idle_clients: {len(pending)} connections not served within {TIMEOUT:.0f} s")
         for key, events in sel.select(timeout=min(left, 1.0)):
             sock = key.fileobj
-            out, got = pending[sock]
+            out, got, ready = pending[sock]
             try:
-                if events & selectors.EVENT_WRITE and out:
+                if not ready:
+                    sock.do_handshake()
+                    pending[sock][2] = True
+                    sel.modify(sock, selectors.EVENT_WRITE)
+                    continue
+                if out:
                     sent = sock.send(out)
                     pending[sock][0] = out = out[sent:]
                     if not out:
                         sel.modify(sock, selectors.EVENT_READ)
                     continue
                 chunk = sock.recv(65536)
+            except ssl.SSLWantReadError:
+                sel.modify(sock, selectors.EVENT_READ)
+                continue
+            except ssl.SSLWantWriteError:
+                sel.modify(sock, selectors.EVENT_WRITE)
+                continue
             except (BlockingIOError, InterruptedError):
                 continue
             except OSError as e:
@@ -92,17 +119,21 @@ def serve_batch(port, count, deadline, keep):
 
 
 def main():
-    if len(sys.argv) < 4:
+    args = sys.argv[1:]
+    tls = None
+    if args[:1] == ["--tls"]:
+        tls, args = tls_context(), args[1:]
+    if len(args) < 3:
         sys.exit(__doc__)
-    port, count = int(sys.argv[1]), int(sys.argv[2])
-    pids = [int(p) for p in sys.argv[3:]]
+    port, count = int(args[0]), int(args[1])
+    pids = [int(p) for p in args[2:]]
     deadline = time.monotonic() + TIMEOUT
     keep = []
-    serve_batch(port, 1, deadline, keep)
+    serve_batch(port, 1, deadline, keep, tls)
     time.sleep(0.5)
     before = rss_kib(pids)
     while len(keep) < count:
-        serve_batch(port, min(BATCH, count - len(keep)), deadline, keep)
+        serve_batch(port, min(BATCH, count - len(keep)), deadline, keep, tls)
     # Let the proxy settle before reading: lazy frees, deferred work, and
     # buffers a proxy keeps for a while after a burst (corelb lets go of
     # those unused for a second, checked every second).

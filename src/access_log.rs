@@ -1,5 +1,5 @@
 //! The access log: one line per answered request, nginx `combined` (plus
-//! backend and times) or JSON, buffered per worker.
+//! backend, times, listener and TLS session) or JSON, buffered per worker.
 //!
 //! A worker formats each line into its own buffer (reused, so no
 //! allocation per request) and writes the buffer out once a second, when
@@ -15,6 +15,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::{AccessLogConfig, AccessLogFormat, AccessLogTarget};
+use crate::transport::TlsSession;
 
 /// The buffer is written out once it holds this much.
 const FLUSH_AT: usize = 48 * 1024;
@@ -34,6 +35,10 @@ pub struct Entry<'a> {
     pub backend: Option<SocketAddr>,
     pub upstream_time: Option<Duration>,
     pub total_time: Duration,
+    /// The address of the listener the request came in on.
+    pub listener: Option<SocketAddr>,
+    /// `None`: plaintext.
+    pub tls: Option<TlsSession<'a>>,
 }
 
 /// One worker's access log.
@@ -44,6 +49,8 @@ pub struct AccessLog {
     /// The control plane's reopen epoch this file was opened at.
     epoch: Cell<u64>,
     clock: RefCell<DateCache>,
+    /// Every listener's address, in listener order.
+    listeners: Box<[SocketAddr]>,
 }
 
 fn open_file(target: &AccessLogTarget) -> io::Result<Option<File>> {
@@ -58,15 +65,26 @@ fn open_file(target: &AccessLogTarget) -> io::Result<Option<File>> {
 }
 
 impl AccessLog {
-    /// Open the log as `config` says; `epoch` is the reopen epoch now.
-    pub fn open(config: &AccessLogConfig, epoch: u64) -> io::Result<Self> {
+    /// Open the log as `config` says; `epoch` is the reopen epoch now,
+    /// `listeners` the listeners' addresses, in order.
+    pub fn open(
+        config: &AccessLogConfig,
+        epoch: u64,
+        listeners: &[SocketAddr],
+    ) -> io::Result<Self> {
         Ok(Self {
             file: RefCell::new(open_file(&config.target)?),
             config: config.clone(),
             buf: RefCell::new(Vec::with_capacity(FLUSH_AT * 2)),
             epoch: Cell::new(epoch),
             clock: RefCell::new(DateCache::default()),
+            listeners: listeners.into(),
         })
+    }
+
+    /// The address of listener `index`.
+    pub fn listener(&self, index: u8) -> Option<SocketAddr> {
+        self.listeners.get(usize::from(index)).copied()
     }
 
     /// Add a line for `entry`.
@@ -156,8 +174,29 @@ fn or_dash(bytes: &[u8]) -> &[u8] {
     }
 }
 
+/// `addr`, or `-` without one.
+fn push_or_dash(out: &mut Vec<u8>, addr: Option<SocketAddr>) {
+    match addr {
+        Some(addr) => {
+            let _ = write!(out, "{addr}");
+        }
+        None => out.push(b'-'),
+    }
+}
+
+/// `addr` as a JSON string, or `null` without one.
+fn push_json_addr(out: &mut Vec<u8>, addr: Option<SocketAddr>) {
+    match addr {
+        Some(addr) => {
+            let _ = write!(out, "\"{addr}\"");
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
 /// nginx `combined`, then `backend=`, `upstream_time=` and `request_time=`
-/// (seconds, as nginx writes `$upstream_response_time`).
+/// (seconds, as nginx writes `$upstream_response_time`), `listener=`, and
+/// `tls=` and `sni=` (`-` for plaintext, or no SNI).
 pub fn write_combined(out: &mut Vec<u8>, e: &Entry<'_>, date: &[u8]) {
     let _ = write!(out, "{} - - [", e.client);
     out.extend_from_slice(date);
@@ -174,12 +213,7 @@ pub fn write_combined(out: &mut Vec<u8>, e: &Entry<'_>, date: &[u8]) {
     out.extend_from_slice(b"\" \"");
     push_escaped(out, or_dash(e.user_agent));
     out.extend_from_slice(b"\" backend=");
-    match e.backend {
-        Some(addr) => {
-            let _ = write!(out, "{addr}");
-        }
-        None => out.push(b'-'),
-    }
+    push_or_dash(out, e.backend);
     out.extend_from_slice(b" upstream_time=");
     match e.upstream_time {
         Some(t) => {
@@ -187,7 +221,22 @@ pub fn write_combined(out: &mut Vec<u8>, e: &Entry<'_>, date: &[u8]) {
         }
         None => out.push(b'-'),
     }
-    let _ = writeln!(out, " request_time={:.3}", e.total_time.as_secs_f64());
+    let _ = write!(
+        out,
+        " request_time={:.3} listener=",
+        e.total_time.as_secs_f64()
+    );
+    match e.listener {
+        Some(addr) => {
+            let _ = write!(out, "{addr}");
+        }
+        None => out.push(b'-'),
+    }
+    let (version, sni) = e.tls.map_or(("-", None), |t| (t.version, t.sni));
+    let _ = write!(out, " tls={version} sni=");
+    // Escaped as the quoted fields are: a name a client sent.
+    push_escaped(out, or_dash(sni.unwrap_or_default().as_bytes()));
+    out.push(b'\n');
 }
 
 /// One JSON object per line.
@@ -212,12 +261,7 @@ pub fn write_json(out: &mut Vec<u8>, e: &Entry<'_>, now: SystemTime) {
     out.extend_from_slice(b",\"user_agent\":");
     push_json_string(out, e.user_agent);
     out.extend_from_slice(b",\"backend\":");
-    match e.backend {
-        Some(addr) => {
-            let _ = write!(out, "\"{addr}\"");
-        }
-        None => out.extend_from_slice(b"null"),
-    }
+    push_json_addr(out, e.backend);
     out.extend_from_slice(b",\"upstream_time\":");
     match e.upstream_time {
         Some(t) => {
@@ -225,7 +269,21 @@ pub fn write_json(out: &mut Vec<u8>, e: &Entry<'_>, now: SystemTime) {
         }
         None => out.extend_from_slice(b"null"),
     }
-    let _ = writeln!(out, ",\"request_time\":{:.6}}}", e.total_time.as_secs_f64());
+    let _ = write!(out, ",\"request_time\":{:.6}", e.total_time.as_secs_f64());
+    out.extend_from_slice(b",\"listener\":");
+    push_json_addr(out, e.listener);
+    out.extend_from_slice(b",\"tls\":");
+    match e.tls {
+        Some(t) => {
+            let _ = write!(out, "\"{}\",\"sni\":", t.version);
+            match t.sni {
+                Some(name) => push_json_string(out, name.as_bytes()),
+                None => out.extend_from_slice(b"null"),
+            }
+        }
+        None => out.extend_from_slice(b"null,\"sni\":null"),
+    }
+    out.extend_from_slice(b"}\n");
 }
 
 /// nginx's `$time_local` in UTC (`01/Dec/2026:15:56:11 +0000`), formatted
@@ -300,6 +358,11 @@ mod tests {
             backend: Some("127.0.0.1:9001".parse().unwrap()),
             upstream_time: Some(Duration::from_millis(3)),
             total_time: Duration::from_millis(4),
+            listener: Some("0.0.0.0:443".parse().unwrap()),
+            tls: Some(TlsSession {
+                version: "TLSv1.3",
+                sni: Some("a.example"),
+            }),
         }
     }
 
@@ -324,8 +387,16 @@ mod tests {
         write_combined(&mut out, &entry(), b"01/Dec/2026:15:56:11 +0000");
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "10.0.0.7 - - [01/Dec/2026:15:56:11 +0000] \"GET /a \\x22b\\x22 HTTP/1.1\" 200 512 \"-\" \"curl/8.0\" backend=127.0.0.1:9001 upstream_time=0.003 request_time=0.004\n"
+            "10.0.0.7 - - [01/Dec/2026:15:56:11 +0000] \"GET /a \\x22b\\x22 HTTP/1.1\" 200 512 \"-\" \"curl/8.0\" backend=127.0.0.1:9001 upstream_time=0.003 request_time=0.004 listener=0.0.0.0:443 tls=TLSv1.3 sni=a.example\n"
         );
+        let mut out = Vec::new();
+        let plain = Entry {
+            tls: None,
+            listener: None,
+            ..entry()
+        };
+        write_combined(&mut out, &plain, b"01/Dec/2026:15:56:11 +0000");
+        assert!(out.ends_with(b" listener=- tls=- sni=-\n"));
     }
 
     #[test]
@@ -343,5 +414,14 @@ mod tests {
         assert_eq!(v["time"], 1.5);
         assert_eq!(v["user_agent"], "bad\u{ff}byte");
         assert!(out.ends_with(b"}\n"));
+        assert_eq!(v["listener"], "0.0.0.0:443");
+        assert_eq!(v["tls"], "TLSv1.3");
+        assert_eq!(v["sni"], "a.example");
+        out.clear();
+        e.tls = None;
+        write_json(&mut out, &e, UNIX_EPOCH);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["tls"], serde_json::Value::Null);
+        assert_eq!(v["sni"], serde_json::Value::Null);
     }
 }

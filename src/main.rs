@@ -41,7 +41,7 @@ fn run(cli: &Cli) -> Result<u8, String> {
     let config = Config::load(cli).map_err(|e| e.to_string())?;
     if cli.check {
         // Certificates and keys too: every file read and checked.
-        let tls = corelb::transport::tls::TlsCommon::new()?;
+        let tls = corelb::transport::tls::TlsCommon::new(config.tls.ticket_keys.as_deref())?;
         let (_, warnings) = corelb::transport::tls::load::acceptors(&config.listeners, &tls)?;
         let (_, backend_warnings) = corelb::transport::tls::connector::connectors(&config.pools)?;
         for warning in warnings.into_iter().chain(backend_warnings) {

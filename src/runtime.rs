@@ -259,10 +259,13 @@ fn endpoints(
         .iter()
         .zip(local)
         .zip(acceptors)
-        .map(|((listener, addr), acceptor)| {
+        .enumerate()
+        .map(|(index, ((listener, addr), acceptor))| {
             Arc::new(Endpoint {
                 tls: acceptor.clone(),
                 info: ListenerInfo {
+                    // `config::listeners::MAX_LISTENERS` keeps it in a `u8`.
+                    index: index as u8,
                     tls_port: if listener.tls.is_some() {
                         addr.port()
                     } else {
@@ -282,7 +285,7 @@ fn endpoints(
 /// Bind the listeners and start the workers. `cli` is kept for reloads.
 pub fn start(config: Config, cli: Cli) -> Result<Running, String> {
     let driver = resolve_driver(config.process.io_driver)?;
-    let tls = TlsCommon::new()?;
+    let tls = TlsCommon::new(config.tls.ticket_keys.as_deref())?;
     let (acceptors, warnings) = tls_load::acceptors(&config.listeners, &tls)?;
     for warning in warnings {
         warn!("{warning}");
@@ -332,7 +335,7 @@ pub fn start(config: Config, cli: Cli) -> Result<Running, String> {
     for _ in 0..worker_count {
         logs.push(match &access_log {
             Some(cfg) => Some(
-                AccessLog::open(cfg, control.shared.log_epoch()).map_err(|e| {
+                AccessLog::open(cfg, control.shared.log_epoch(), &local).map_err(|e| {
                     format!("cannot open access log {} (--access-log): {e}", cfg.target)
                 })?,
             ),

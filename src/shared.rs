@@ -34,12 +34,13 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Shared state for `threads` workers, starting with `first`.
-    pub fn new(first: Snapshot, threads: usize) -> Arc<Self> {
+    /// Shared state for `threads` workers serving `listeners` listeners,
+    /// starting with `first`.
+    pub fn new(first: Snapshot, threads: usize, listeners: usize) -> Arc<Self> {
         let settings = first.settings;
         Arc::new(Self {
             workers: (0..threads.max(1))
-                .map(|_| CachePadded::new(WorkerMetrics::default()))
+                .map(|_| CachePadded::new(WorkerMetrics::new(listeners)))
                 .collect(),
             limit: ConnectionLimit::new(settings.max_connections),
             per_ip: PerIpLimit::new(settings.max_connections_per_ip),

@@ -106,15 +106,18 @@ impl Snapshot {
         }
     }
 
-    /// The pool for a request with this `Host` (port already stripped,
-    /// any case) and path. No matching route means pool 0.
-    pub fn route(&self, host: &[u8], path: &[u8]) -> usize {
+    /// The pool for a request that came in on `listener` with this `Host`
+    /// (port already stripped, any case) and path. No matching route means
+    /// pool 0. (A listener's own routes, and its default pool as a last
+    /// catch-all, are routes of that listener only: `config/pools.rs`.)
+    pub fn route(&self, listener: u8, host: &[u8], path: &[u8]) -> usize {
         self.routes
             .iter()
             .find(|r| {
-                r.host
-                    .as_ref()
-                    .is_none_or(|h| h.as_bytes().eq_ignore_ascii_case(host))
+                r.listener.is_none_or(|l| l == listener)
+                    && r.host
+                        .as_ref()
+                        .is_none_or(|h| h.as_bytes().eq_ignore_ascii_case(host))
                     && r.path_prefix
                         .as_ref()
                         .is_none_or(|p| path.starts_with(p.as_bytes()))
@@ -156,11 +159,13 @@ mod tests {
                     host: None,
                     path_prefix: Some("/api/".into()),
                     pool: 1,
+                    listener: None,
                 },
                 RouteConfig {
                     host: Some("static.example.com".into()),
                     path_prefix: None,
                     pool: 0,
+                    listener: None,
                 },
             ],
             ..base
@@ -170,9 +175,9 @@ mod tests {
     #[test]
     fn routes_match_in_order() {
         let s = Snapshot::build(&config(), &mut Registry::new(1), 1, &[]);
-        assert_eq!(s.route(b"x.com", b"/api/users"), 1);
-        assert_eq!(s.route(b"STATIC.example.com", b"/img"), 0);
-        assert_eq!(s.route(b"other", b"/"), 0);
+        assert_eq!(s.route(0, b"x.com", b"/api/users"), 1);
+        assert_eq!(s.route(0, b"STATIC.example.com", b"/img"), 0);
+        assert_eq!(s.route(0, b"other", b"/"), 0);
     }
 
     #[test]

@@ -18,7 +18,8 @@ use crate::snapshot::{Pool, Snapshot};
 use crate::state::backend::{Backend, BackendState, ResilienceCounters};
 use crate::state::metrics::{HistogramCounts, STATUS_CLASSES};
 use crate::state::outcome::{
-    BackendCounters, Failure, Generated, HandshakeFailure, TimeoutKind, UpstreamTlsFailure,
+    BackendCounters, Failure, Generated, HandshakeFailure, ListenerCounts, TimeoutKind,
+    UpstreamTlsFailure,
     WorkerMetrics, GENERATED_STATUSES,
 };
 
@@ -36,6 +37,20 @@ impl Scrape<'_> {
     /// A worker counter summed over workers.
     fn total(&self, get: impl Fn(&WorkerMetrics) -> u64) -> u64 {
         self.workers.iter().map(|w| get(w)).sum()
+    }
+
+    /// One sample per listener, labelled with its address and protocol
+    /// (`http` or `https`): one of its counts summed over workers.
+    fn per_listener(&self, f: &mut Family<'_>, get: fn(&ListenerCounts) -> u64) {
+        for (i, (addr, protocol)) in self.control.info.listeners.iter().enumerate() {
+            let n: u64 = self
+                .workers
+                .iter()
+                .filter_map(|w| w.by_listener.get(i))
+                .map(get)
+                .sum();
+            f.sample(&[("listener", addr), ("protocol", protocol)], n);
+        }
     }
 
     /// One sample per worker, labelled with its number.
@@ -175,6 +190,18 @@ const FAMILIES: &[Spec] = &[
         kind: Kind::Counter,
         help: "Client connections accepted, per worker.",
         samples: Read(|s, f| s.per_worker(f, |w| w.accepted.get())),
+    },
+    Spec {
+        name: "corelb_listener_connections_total",
+        kind: Kind::Counter,
+        help: "Client connections accepted, by listener address and protocol (https: TLS).",
+        samples: Read(|s, f| s.per_listener(f, |l| l.accepted.get())),
+    },
+    Spec {
+        name: "corelb_listener_requests_total",
+        kind: Kind::Counter,
+        help: "Requests answered, by the listener address and protocol (https: TLS) they came in on.",
+        samples: Read(|s, f| s.per_listener(f, |l| l.requests.get())),
     },
     Spec {
         name: "corelb_connections_open",

@@ -70,6 +70,12 @@ pub(super) struct FileListener {
     pub certificates: Vec<FileCertificate>,
     pub require_sni: Option<Spanned<bool>>,
     pub redirect_https: Option<Spanned<bool>>,
+    /// Where its requests go when no route matches (instead of the
+    /// default pool).
+    pub pool: Option<Spanned<String>>,
+    /// Tried before the `[[routes]]` every listener shares.
+    #[serde(default)]
+    pub routes: Vec<FileRoute>,
 }
 
 /// One entry of a listener's `certificates`.

@@ -66,6 +66,21 @@ impl ListenerConfig {
     }
 }
 
+/// The most listeners one process serves: each is a socket per worker, and
+/// metrics and the access log number them in a byte.
+pub const MAX_LISTENERS: usize = 64;
+
+/// No more than [`MAX_LISTENERS`].
+pub(super) fn check_count(listeners: &[ListenerConfig]) -> Result<(), ConfigError> {
+    if listeners.len() > MAX_LISTENERS {
+        return Err(ConfigError(format!(
+            "{} listeners given; at most {MAX_LISTENERS} are served",
+            listeners.len()
+        )));
+    }
+    Ok(())
+}
+
 /// The listeners from the flags, else from the file, else the default.
 pub(super) fn listeners(
     cli: &Cli,

@@ -40,6 +40,7 @@ mod backend_tls;
 pub mod cli;
 mod declare;
 mod file;
+mod listener_routes;
 mod listeners;
 mod operations;
 mod pools;
@@ -59,7 +60,7 @@ pub use operations::{
 };
 pub use settings::{
     specs, AdminAuth, HealthTiming, PoolDefaults, ProcessConfig, Resilience, SettingFlags,
-    Settings, Timeouts,
+    Settings, Timeouts, TlsSessions,
 };
 pub use spec::SettingSpec;
 pub use values::{parse_backend, parse_duration, resolve};
@@ -70,6 +71,7 @@ use crate::balance::Algorithm;
 pub use crate::balance::HashKey;
 use cli::Cli;
 use file::Source;
+use listener_routes::with_listener_routes;
 use pools::pools_and_routes;
 use read::{flag_error, Reader};
 use settings::FileConfig;
@@ -137,6 +139,9 @@ pub struct RouteConfig {
     pub path_prefix: Option<String>,
     /// Index into [`Config::pools`].
     pub pool: usize,
+    /// The listener (its place in [`Config::listeners`]) whose requests
+    /// it routes; `None`: every listener's.
+    pub listener: Option<u8>,
 }
 
 /// Everything corelb needs to run.
@@ -156,6 +161,8 @@ pub struct Config {
     pub settings: Settings,
     /// The admin API's token.
     pub auth: AdminAuth,
+    /// What the TLS listeners share: the ticket-key file.
+    pub tls: TlsSessions,
     /// Backend pools; at least one. Pool 0 is the default pool (see the
     /// module docs); the rest are in file order.
     pub pools: Vec<PoolConfig>,
@@ -241,9 +248,17 @@ impl Config {
         let (flags, mut r) = (&cli.settings, Reader::new(src));
         let process = ProcessConfig::load(flags, &file, &mut r)?;
         let listeners = listeners::listeners(cli, src, file.listen.as_ref(), &file.listeners)?;
+        listeners::check_count(&listeners)?;
         let settings = Settings::load(flags, &file, &mut r)?;
         let defaults = PoolDefaults::load(flags, &file, &mut r)?;
         let (mut pools, routes) = pools_and_routes(cli, src, &file.pools, &file.routes)?;
+        // `--listen` flags replace the file's listeners, and their routing.
+        let file_listeners = if cli.listen.is_empty() {
+            &file.listeners[..]
+        } else {
+            &[]
+        };
+        let routes = with_listener_routes(src, file_listeners, routes, &pools)?;
         for listener in &listeners {
             pools::refuse_own_listener(listener.addr, &pools)?;
         }
@@ -261,11 +276,13 @@ impl Config {
             }
         }
         let auth = AdminAuth::load(flags, &file, &mut r)?;
+        let tls = TlsSessions::load(flags, &file, &mut r)?;
         Ok(Config {
             process,
             listeners,
             settings,
             auth,
+            tls,
             pools,
             routes,
             takeover: cli.takeover,

@@ -107,32 +107,62 @@ pub(super) fn pools_and_routes(
             RetryOn::parse_list(text).map_err(|e| flag_error("retry-on", text, e))?;
     }
     let routes = match src {
-        Some(src) => file_routes
-            .iter()
-            .enumerate()
-            .map(|(i, r)| file_route(src, i, r, &pools))
-            .collect::<Result<Vec<_>, _>>()?,
+        Some(src) => routes(src, "routes", file_routes, &pools, None)?,
         None => Vec::new(),
     };
-    if let Some(src) = src {
-        // A route with no keys matches everything: any route after it is
-        // dead, which is surely a mistake (say, a catch-all written first).
-        if let Some(i) = routes[..routes.len().saturating_sub(1)]
-            .iter()
-            .position(|r| r.host.is_none() && r.path_prefix.is_none())
-        {
-            let dead = &file_routes[i + 1];
-            return Err(src.problem(
-                dead.pool.span(),
-                &format!("routes[{}]", i + 1),
-                format!(
-                    "unreachable: routes[{i}] has neither host nor path_prefix, \
-                     so it matches every request; put catch-all routes last"
-                ),
-            ));
-        }
-    }
     Ok((pools, routes))
+}
+
+/// The routes `file_routes` (the file's `[[routes]]`, or a listener's,
+/// under `key`) of `listener` (`None`: every listener), pointed at pools.
+pub(super) fn routes(
+    src: &Source<'_>,
+    key: &str,
+    file_routes: &[FileRoute],
+    pools: &[PoolConfig],
+    listener: Option<u8>,
+) -> Result<Vec<RouteConfig>, ConfigError> {
+    let routes = file_routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| file_route(src, &format!("{key}[{i}]"), r, pools, listener))
+        .collect::<Result<Vec<_>, _>>()?;
+    // A route with no keys matches everything: any route after it is
+    // dead, which is surely a mistake (say, a catch-all written first).
+    if let Some(i) = routes[..routes.len().saturating_sub(1)]
+        .iter()
+        .position(|r| r.host.is_none() && r.path_prefix.is_none())
+    {
+        let dead = &file_routes[i + 1];
+        return Err(src.problem(
+            dead.pool.span(),
+            &format!("{key}[{}]", i + 1),
+            format!(
+                "unreachable: {key}[{i}] has neither host nor path_prefix, \
+                 so it matches every request; put catch-all routes last"
+            ),
+        ));
+    }
+    Ok(routes)
+}
+
+/// The index of the pool called by `name` (given under `key`).
+pub(super) fn pool_named(
+    src: &Source<'_>,
+    key: &str,
+    name: &toml::Spanned<String>,
+    pools: &[PoolConfig],
+) -> Result<usize, ConfigError> {
+    let wanted = name.get_ref();
+    pools.iter().position(|p| &p.name == wanted).ok_or_else(|| {
+        let known: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
+        src.invalid(
+            name.span(),
+            key,
+            quoted(wanted),
+            format!("no pool by that name (pools: {})", known.join(", ")),
+        )
+    })
 }
 
 /// Check `[[pools]]` number `i`; `earlier` are the pools before it.
@@ -295,11 +325,12 @@ fn parse_upgrade_protocol(text: &str) -> Result<String, String> {
 /// Check `[[routes]]` number `i` against the final pool list.
 fn file_route(
     src: &Source<'_>,
-    i: usize,
+    at: &str,
     route: &FileRoute,
     pools: &[PoolConfig],
+    listener: Option<u8>,
 ) -> Result<RouteConfig, ConfigError> {
-    let key = |k: &str| format!("routes[{i}].{k}");
+    let key = |k: &str| format!("{at}.{k}");
     let host = route
         .host
         .as_ref()
@@ -316,19 +347,11 @@ fn file_route(
                 .map_err(|e| src.invalid(v.span(), &key("path_prefix"), quoted(v.get_ref()), e))
         })
         .transpose()?;
-    let name = route.pool.get_ref();
-    let pool = pools.iter().position(|p| &p.name == name).ok_or_else(|| {
-        let known: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
-        src.invalid(
-            route.pool.span(),
-            &key("pool"),
-            quoted(name),
-            format!("no pool by that name (pools: {})", known.join(", ")),
-        )
-    })?;
+    let pool = pool_named(src, &key("pool"), &route.pool, pools)?;
     Ok(RouteConfig {
         host,
         path_prefix,
         pool,
+        listener,
     })
 }

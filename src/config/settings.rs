@@ -10,6 +10,7 @@
 //! a reload (workers read [`Settings`] from the published snapshot).
 //! Pools, backends and routes are structured, not scalar: `pools.rs`.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use toml::Spanned;
@@ -38,6 +39,13 @@ fn percent(flag: &'static str, default: &'static str) -> Spec<u32, String> {
 
 fn str_parse<T: std::str::FromStr<Err = String>>(text: &str) -> Result<T, String> {
     text.parse()
+}
+
+fn parse_path(text: &str) -> Result<PathBuf, String> {
+    if text.is_empty() {
+        return Err("an empty path".into());
+    }
+    Ok(PathBuf::from(text))
 }
 
 fn available_cores() -> Result<usize, ConfigError> {
@@ -340,6 +348,19 @@ declare_settings! {
                 .help("Host name (or address) the admin API also answers to, as the `Host` \
                     of a request; repeat for more. Other names are refused, so that a web \
                     page cannot reach the API through DNS rebinding"),
+    }
+
+    /// What every TLS listener shares; the file named is read again on reload.
+    reload struct TlsSessions {
+        /// Session-ticket keys shared with other processes (`None`: keys
+        /// made at start and rotated, this process only).
+        ticket_keys: Option<PathBuf> = tls_ticket_keys: String =>
+            text("tls-ticket-keys", "FILE", parse_path)
+                .help("File of TLS session-ticket keys, base64, one a line (48 or 80 bytes, \
+                    as HAProxy's `tls-ticket-keys`): the first encrypts new tickets, every \
+                    one decrypts; processes sharing the file resume each other's sessions. \
+                    Read again on reload")
+                .optional("none: keys made at start, rotated every 6 hours, this process only"),
     }
 }
 

@@ -145,17 +145,20 @@ fn file_values_load() {
             RouteConfig {
                 host: None,
                 path_prefix: Some("/api/".into()),
-                pool: 0
+                pool: 0,
+                listener: None,
             },
             RouteConfig {
                 host: Some("static.example.com".into()),
                 path_prefix: None,
-                pool: 1
+                pool: 1,
+                listener: None,
             },
             RouteConfig {
                 host: None,
                 path_prefix: None,
-                pool: 1
+                pool: 1,
+                listener: None,
             },
         ]
     );
@@ -165,12 +168,11 @@ fn file_values_load() {
 #[test]
 fn routes_pick_pools_through_the_snapshot() {
     let c = load(&[], ROUTES).unwrap();
-    let s =
-        crate::snapshot::Snapshot::build(&c, &mut crate::state::registry::Registry::new(1), 1, &[]);
-    assert_eq!(s.route(b"x", b"/api/v1"), 0);
-    assert_eq!(s.route(b"STATIC.example.com", b"/api/v1"), 0);
-    assert_eq!(s.route(b"static.example.com", b"/img"), 1);
-    assert_eq!(s.route(b"other", b"/"), 1);
+    let s = crate::snapshot::Snapshot::build(&c, &mut crate::state::registry::Registry::new(1), 1, &[]);
+    assert_eq!(s.route(0, b"x", b"/api/v1"), 0);
+    assert_eq!(s.route(0, b"STATIC.example.com", b"/api/v1"), 0);
+    assert_eq!(s.route(0, b"static.example.com", b"/img"), 1);
+    assert_eq!(s.route(0, b"other", b"/"), 1);
 }
 
 #[test]

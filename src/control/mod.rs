@@ -105,6 +105,7 @@ impl Control {
         connectors: Connectors,
     ) -> Arc<Self> {
         let threads = config.process.threads;
+        let listener_count = listeners.len();
         let mut registry = Registry::new(threads);
         let first = Snapshot::build(&config, &mut registry, 1, &connectors);
         Arc::new(Self {
@@ -119,7 +120,7 @@ impl Control {
             },
             tls,
             acceptors,
-            shared: Shared::new(first, threads),
+            shared: Shared::new(first, threads, listener_count),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             history: Mutex::new(History::default()),
@@ -165,6 +166,20 @@ impl Control {
         state.registry.retain(&entries);
         self.shared.publish(snapshot);
         state.generation
+    }
+
+    /// Read `new`'s TLS files and use them: the ticket keys and, if the
+    /// listeners are the same ones, their certificates; all of them or, on
+    /// any bad file, none. The warnings to log.
+    fn reload_tls(&self, new: &Config, same_listeners: bool) -> Result<Vec<String>, String> {
+        let keys = TlsCommon::read_ticket_keys(new.tls.ticket_keys.as_deref())?;
+        let warnings = if same_listeners {
+            tls_load::reload(&new.listeners, &self.acceptors, &self.tls)?
+        } else {
+            Vec::new()
+        };
+        self.tls.use_ticket_keys(keys);
+        Ok(warnings)
     }
 
     /// Load the config file (and flags) again and publish it. A bad file
@@ -216,16 +231,16 @@ impl Control {
         }
         // Keep what cannot change live, take the rest from the file.
         let kept = &state.desired;
-        // The listeners' sockets stay; a TLS listener's certificates are
-        // read again (all of them or, on any bad file, none).
-        let listeners = if kept.same_listeners(&new) {
-            match tls_load::reload(&new.listeners, &self.acceptors, &self.tls) {
-                Ok(warnings) => notes.extend(warnings),
-                Err(e) => {
-                    self.reloads_failed.fetch_add(1, Ordering::Relaxed);
-                    return Err(format!("reload failed, configuration kept: {e}"));
-                }
+        // The listeners' sockets stay; the TLS files are read again.
+        let same_listeners = kept.same_listeners(&new);
+        match self.reload_tls(&new, same_listeners) {
+            Ok(warnings) => notes.extend(warnings),
+            Err(e) => {
+                self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                return Err(format!("reload failed, configuration kept: {e}"));
             }
+        }
+        let listeners = if same_listeners {
             new.listeners.clone()
         } else {
             kept.listeners.clone()

@@ -74,18 +74,19 @@ pub enum Next {
 }
 
 impl Plan {
-    /// Route the request by its host and `path` (normalised, see
-    /// [`crate::http::path`]) and pick its first backend. `None`: no
+    /// Route the request by its listener, host and `path` (normalised,
+    /// see [`crate::http::path`]) and pick its first backend. `None`: no
     /// backend is eligible (answer 503).
     pub fn start(
         routing: &mut Routing,
         budget: &RetryBudget,
+        listener: u8,
         client_ip: IpAddr,
         req: &RequestHead<'_, '_>,
         path: &[u8],
     ) -> Option<Plan> {
         let host = path::route_host(req.host_name());
-        let first = routing.pick(host, path, client_ip, req)?;
+        let first = routing.pick(listener, host, path, client_ip, req)?;
         budget.on_request();
         let mut plan = Plan {
             backend: first.backend,

@@ -76,12 +76,13 @@ impl Routing {
     /// pool's balancer. `None`: no backend is eligible.
     pub fn pick(
         &mut self,
+        listener: u8,
         host: &[u8],
         path: &[u8],
         client_ip: IpAddr,
         req: &RequestHead<'_, '_>,
     ) -> Option<FirstPick> {
-        let pool_index = self.snapshot.route(host, path);
+        let pool_index = self.snapshot.route(listener, host, path);
         let pool = &self.snapshot.pools[pool_index];
         let hash = balance::request_hash(&pool.hash_key, pool.algorithm, client_ip, req);
         let chosen = self.balancers[pool_index].pick(&pool.backends, hash)?;

@@ -61,6 +61,8 @@ impl Buffers {
 /// What the listener a connection came in on says about it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ListenerInfo {
+    /// Its place in the listener list, for metrics and the access log.
+    pub index: u8,
     /// The port the client connected to, when it speaks TLS there (0:
     /// plaintext), for `X-Forwarded-Proto` and `X-Forwarded-Port`.
     pub tls_port: u16,
@@ -77,6 +79,8 @@ pub(super) struct Connection<T> {
     pub(super) client_addr: ClientAddr,
     /// Where to redirect every request (0: nowhere, serve them).
     pub(super) redirect_to: u16,
+    /// The listener it came in on (its place in the list).
+    pub(super) listener: u8,
     /// Held only while an exchange is in flight.
     pub(super) bufs: Buffers,
     /// The head fields of the request in flight, for the access log (its
@@ -97,6 +101,7 @@ impl<T: Transport> Connection<T> {
             peer_ip,
             client_addr,
             redirect_to: listener.redirect_to,
+            listener: listener.index,
             bufs: Buffers::none(),
             logged: LoggedHead::default(),
         }

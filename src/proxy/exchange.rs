@@ -180,21 +180,31 @@ impl<'a, T: Transport> Exchange<'a, T> {
         };
         self.outcome.total_time = started.elapsed();
         self.worker.metrics().record_request(&self.outcome);
+        if self.outcome.status != 0 {
+            if let Some(counts) = self.worker.metrics().listener(self.conn.listener) {
+                counts.requests.inc();
+            }
+        }
         if let Some(log) = &self.worker.access_log {
             if self.outcome.status != 0 {
                 let l = &self.conn.logged;
-                log.record(&Entry {
-                    client: self.conn.peer_ip,
-                    method: or_dash(l.text(l.method)),
-                    target: or_dash(l.text(l.target)),
-                    minor_version: l.minor_version,
-                    status: self.outcome.status,
-                    bytes_out: self.outcome.bytes_out,
-                    referer: l.text(l.referer),
-                    user_agent: l.text(l.user_agent),
-                    backend: l.backend,
-                    upstream_time: self.outcome.upstream_time,
-                    total_time: self.outcome.total_time,
+                let listener = log.listener(self.conn.listener);
+                self.conn.client.with_tls_session(|tls| {
+                    log.record(&Entry {
+                        client: self.conn.peer_ip,
+                        method: or_dash(l.text(l.method)),
+                        target: or_dash(l.text(l.target)),
+                        minor_version: l.minor_version,
+                        status: self.outcome.status,
+                        bytes_out: self.outcome.bytes_out,
+                        referer: l.text(l.referer),
+                        user_agent: l.text(l.user_agent),
+                        backend: l.backend,
+                        upstream_time: self.outcome.upstream_time,
+                        total_time: self.outcome.total_time,
+                        listener,
+                        tls,
+                    })
                 });
             }
         }
@@ -313,6 +323,7 @@ impl<'a, T: Transport> Exchange<'a, T> {
             Plan::start(
                 &mut self.worker.fresh_routing(),
                 &self.worker.retry_budget,
+                self.conn.listener,
                 self.conn.peer_ip,
                 &req,
                 path,

@@ -343,9 +343,34 @@ pub struct WorkerMetrics {
     pub tls_refused: Counter,
     /// TLS handshakes with backends failed, by [`UpstreamTlsFailure`].
     pub upstream_tls_failures: [Counter; 4],
+    /// Per listener, in listener order (sized at start).
+    pub by_listener: Box<[ListenerCounts]>,
+}
+
+/// One listener's counts on one worker.
+#[derive(Debug, Default)]
+pub struct ListenerCounts {
+    /// Client connections accepted (before any TLS handshake).
+    pub accepted: Counter,
+    /// Requests answered.
+    pub requests: Counter,
 }
 
 impl WorkerMetrics {
+    /// Counters for a worker serving `listeners` listeners.
+    pub fn new(listeners: usize) -> Self {
+        Self {
+            by_listener: (0..listeners).map(|_| ListenerCounts::default()).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// The counts of listener `index` (none past the listeners counted).
+    #[inline]
+    pub fn listener(&self, index: u8) -> Option<&ListenerCounts> {
+        self.by_listener.get(usize::from(index))
+    }
+
     /// Count an expired wait.
     #[inline]
     pub fn timed_out(&self, kind: TimeoutKind) {

@@ -33,6 +33,15 @@ pub enum ReadWait {
     Idle(Duration),
 }
 
+/// What the access log shows of a client's TLS session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TlsSession<'a> {
+    /// `TLSv1.3` or `TLSv1.2`.
+    pub version: &'static str,
+    /// The name the client asked for (SNI), if it sent one.
+    pub sni: Option<&'a str>,
+}
+
 /// A client connection's byte stream. See the module docs.
 ///
 /// `async fn` in a trait: corelb's runtimes are single-threaded, so no
@@ -112,4 +121,11 @@ pub trait Transport: AsRawFd {
     /// Shut down `how` (`libc::SHUT_WR`, `libc::SHUT_RDWR`) now; errors
     /// change nothing for the caller.
     fn shutdown_now(&self, how: libc::c_int);
+
+    /// Call `f` with the TLS session, if the client speaks TLS (TCP:
+    /// `None`). Borrowed, not copied: rustls keeps the SNI once per
+    /// connection, and the access log reads it there for each request.
+    fn with_tls_session<R>(&self, f: impl FnOnce(Option<TlsSession<'_>>) -> R) -> R {
+        f(None)
+    }
 }

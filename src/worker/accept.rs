@@ -44,6 +44,9 @@ fn spawn_connection(
     stream: monoio::net::TcpStream,
     peer: SocketAddr,
 ) {
+    if let Some(counts) = worker.metrics().listener(endpoint.info.index) {
+        counts.accepted.inc();
+    }
     if endpoint.tls.is_some() && !handshake_allowed(worker) {
         worker.metrics().tls_refused.inc();
         return;

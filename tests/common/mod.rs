@@ -105,10 +105,24 @@ impl Proxy {
         Proxy::start_command(cmd, args)
     }
 
+    /// Start corelb with the config file at `config` listening where its
+    /// `[[listeners]]` say (no `--listen` added), plus `args`.
+    pub fn start_with_file_listeners(config: &str, args: &[&str]) -> Proxy {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_corelb"));
+        cmd.args(["--config", config]);
+        Proxy::start_command_listening(cmd, args, false)
+    }
+
     /// Start `cmd` (corelb, perhaps behind a shell) with `args` and the
     /// defaults [`Proxy::start`] adds.
-    fn start_command(mut cmd: Command, args: &[&str]) -> Proxy {
-        if !args.contains(&"--listen") {
+    fn start_command(cmd: Command, args: &[&str]) -> Proxy {
+        Proxy::start_command_listening(cmd, args, true)
+    }
+
+    /// As [`Proxy::start_command`]; `add_listen`: add `--listen
+    /// 127.0.0.1:0` unless `args` has a `--listen`.
+    fn start_command_listening(mut cmd: Command, args: &[&str], add_listen: bool) -> Proxy {
+        if add_listen && !args.contains(&"--listen") {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
         if !args.contains(&"--threads") {

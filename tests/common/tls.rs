@@ -256,3 +256,29 @@ pub fn s_client_subject(
         _ => Err(format!("{text}{}", String::from_utf8_lossy(&out.stderr))),
     }
 }
+
+/// One `GET /` with `Connection: close` through `openssl s_client` to
+/// `addr` (SNI `localhost`, trusting `ca`), plus `extra` (`-sess_in`,
+/// `-sess_out`, ...): its output. The response is read to the end, so the
+/// session tickets sent after the handshake have arrived when s_client
+/// saves the session.
+pub fn s_client_get(addr: SocketAddr, ca: &Path, extra: &[&str]) -> String {
+    require_tool("openssl");
+    let mut child = Command::new("timeout")
+        .arg(SAFETY.as_secs().to_string())
+        .args(["openssl", "s_client", "-connect", &addr.to_string()])
+        .args(["-servername", "localhost", "-ign_eof", "-CAfile"])
+        .arg(ca)
+        .args(extra)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("cannot run openssl s_client");
+    let request = b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(request);
+    }
+    let out = child.wait_with_output().expect("s_client runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

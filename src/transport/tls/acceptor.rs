@@ -8,13 +8,15 @@
 //! CBC, no RSA key exchange, no compression, no renegotiation), no 0-RTT,
 //! ALPN `http/1.1`.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
-use rustls::server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSessions};
+use rustls::server::{ServerSessionMemoryCache, StoresServerSessions};
 use rustls::{ServerConfig, ServerConnection};
 
 use super::resolver::{CertResolver, CertificateSet};
+use super::ticket_keys::{TicketKeys, Tickets};
 
 /// Sessions remembered for resumption by session ID (TLS 1.2 clients
 /// without tickets), across all workers.
@@ -23,21 +25,33 @@ const SESSION_CACHE_ENTRIES: usize = 20_000;
 /// What every TLS listener of the process shares.
 pub struct TlsCommon {
     provider: Arc<CryptoProvider>,
-    /// Rotated by rustls every 6 hours, the last key still accepted.
-    ticketer: Arc<dyn ProducesTickets>,
+    /// The keys of the `tls_ticket_keys` file, else keys rotated by
+    /// rustls every 6 hours, the last one still accepted.
+    ticketer: Arc<Tickets>,
     cache: Arc<dyn StoresServerSessions>,
 }
 
 impl TlsCommon {
-    /// Fresh ticket keys and an empty session cache.
-    pub fn new() -> Result<Self, String> {
-        let ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
-            .map_err(|e| format!("cannot make TLS ticket keys: {e}"))?;
+    /// Ticket keys from `ticket_keys` (else fresh rotating ones) and an
+    /// empty session cache.
+    pub fn new(ticket_keys: Option<&Path>) -> Result<Self, String> {
         Ok(Self {
             provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
-            ticketer,
+            ticketer: Arc::new(Tickets::new(Self::read_ticket_keys(ticket_keys)?)?),
             cache: ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES),
         })
+    }
+
+    /// The keys of the `tls_ticket_keys` file at `path`, if one is set:
+    /// read and checked, not yet used (see [`Self::use_ticket_keys`]).
+    pub fn read_ticket_keys(path: Option<&Path>) -> Result<Option<TicketKeys>, String> {
+        path.map(TicketKeys::read).transpose()
+    }
+
+    /// New tickets are made with `keys` from now on (`None`: the rotating
+    /// keys); open connections and every `ServerConfig` stay.
+    pub fn use_ticket_keys(&self, keys: Option<TicketKeys>) {
+        self.ticketer.replace(keys);
     }
 
     /// The crypto provider, to load keys with.
@@ -62,7 +76,7 @@ impl TlsAcceptor {
             .with_no_client_auth()
             .with_cert_resolver(Arc::clone(&resolver) as _);
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        config.ticketer = Arc::clone(&common.ticketer);
+        config.ticketer = Arc::clone(&common.ticketer) as _;
         config.session_storage = Arc::clone(&common.cache);
         config.max_early_data_size = 0;
         Ok(Self {

@@ -10,6 +10,7 @@ pub mod connector;
 pub mod load;
 pub mod resolver;
 pub mod stream;
+pub mod ticket_keys;
 
 pub use acceptor::{TlsAcceptor, TlsCommon};
 pub use stream::TlsStream;

@@ -30,7 +30,7 @@ use rustls::{ClientConnection, Connection, ServerConnection};
 use crate::deadline::{Armed, Deadlines, Direction};
 use crate::io::{self as owned, ReadError};
 use crate::state::outcome::HandshakeFailure;
-use crate::transport::{ReadWait, Transport};
+use crate::transport::{ReadWait, TlsSession, Transport};
 
 /// The most plaintext taken from rustls per read: what fits the caller's
 /// buffer anyway, at most one record.
@@ -395,5 +395,25 @@ impl Transport for TlsStream {
             let _ = conn.write_tls(&mut SocketIo(self.fd()));
         }
         owned::shutdown_now(self.fd(), how);
+    }
+
+    fn with_tls_session<R>(&self, f: impl FnOnce(Option<TlsSession<'_>>) -> R) -> R {
+        // Never borrowed across an await, so free whenever the log asks.
+        let Ok(conn) = self.conn.try_borrow() else {
+            return f(None);
+        };
+        let version = match conn.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+            _ => "TLS",
+        };
+        f(Some(TlsSession {
+            version,
+            // A client-side stream (to a backend) has no client's SNI to log.
+            sni: match &*conn {
+                Connection::Server(server) => server.server_name(),
+                Connection::Client(_) => None,
+            },
+        }))
     }
 }
