@@ -38,6 +38,7 @@
 
 pub mod cli;
 mod declare;
+pub mod discovery;
 mod file;
 mod listeners;
 mod operations;
@@ -56,11 +57,11 @@ pub use operations::{
     LogLevel, DEFAULT_ADMIN,
 };
 pub use settings::{
-    specs, AdminAuth, HealthTiming, PoolDefaults, ProcessConfig, Resilience, SettingFlags,
-    Settings, Timeouts,
+    specs, AdminAuth, DiscoveryTiming, HealthTiming, PoolDefaults, ProcessConfig, Resilience,
+    SettingFlags, Settings, Timeouts,
 };
 pub use spec::SettingSpec;
-pub use values::{parse_backend, parse_duration, resolve};
+pub use values::{check_weight, parse_backend, parse_duration, resolve};
 
 use std::net::SocketAddr;
 
@@ -99,6 +100,8 @@ pub struct BackendConfig {
     pub weight: u32,
     /// Taken out of rotation by the admin API (never set by the file).
     pub drained: bool,
+    /// Configured, or found by discovery.
+    pub origin: crate::state::origin::Origin,
 }
 
 /// A named group of backends with its own algorithm.
@@ -114,8 +117,10 @@ pub struct PoolConfig {
     pub health_path: Option<String>,
     /// `Host` of the probes (the backend's address when `None`).
     pub health_host: Option<String>,
-    /// At least one.
+    /// Configured backends; at least one unless `discovery` finds them.
     pub backends: Vec<BackendConfig>,
+    /// Where more backends are found at run time (DNS, SRV, a file).
+    pub discovery: Vec<discovery::DiscoverySource>,
     /// Largest request body forwarded (413 above it); `None`: no limit.
     pub max_body_size: Option<u64>,
     /// Upgrade protocols forwarded besides `websocket`, lower case.
@@ -152,6 +157,8 @@ pub struct Config {
     pub settings: Settings,
     /// The admin API's token.
     pub auth: AdminAuth,
+    /// Resolvers and re-resolution timing of discovered backends.
+    pub discovery: DiscoveryTiming,
     /// Backend pools; at least one. Pool 0 is the default pool (see the
     /// module docs); the rest are in file order.
     pub pools: Vec<PoolConfig>,
@@ -257,11 +264,19 @@ impl Config {
             }
         }
         let auth = AdminAuth::load(flags, &file, &mut r)?;
+        let discovery = DiscoveryTiming::load(flags, &file, &mut r)?;
+        if discovery.dns_min_ttl > discovery.dns_max_ttl {
+            return Err(ConfigError(format!(
+                "--dns-min-ttl ({:?}) is more than --dns-max-ttl ({:?})",
+                discovery.dns_min_ttl, discovery.dns_max_ttl
+            )));
+        }
         Ok(Config {
             process,
             listeners,
             settings,
             auth,
+            discovery,
             pools,
             routes,
             takeover: cli.takeover,

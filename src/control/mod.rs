@@ -13,6 +13,7 @@
 //! snapshot is built from it.
 
 pub mod api;
+pub mod discovered;
 pub mod history;
 pub mod signals;
 
@@ -22,13 +23,18 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use crate::config::cli::Cli;
-use crate::config::{AdminAuth, Config};
+use crate::config::discovery::DiscoverySource;
+use crate::config::{AdminAuth, Config, DiscoveryTiming};
 use crate::shared::Shared;
 use crate::snapshot::Snapshot;
+use crate::state::backend::BackendState;
+use crate::state::origin::Origin;
 use crate::state::registry::Registry;
 use crate::transport::tls::load as tls_load;
 use crate::transport::tls::{TlsAcceptor, TlsCommon};
+use discovered::{Discovered, Resolution, SourceReport};
 use history::History;
+use tracing::{info, warn};
 
 /// Facts about the running process, fixed at start.
 #[derive(Debug, Clone)]
@@ -60,6 +66,9 @@ struct ControlState {
     generation: u64,
     /// Admin API changes since the last load of the file.
     runtime_changes: u64,
+    /// Backends found by discovery, added to the desired pools when a
+    /// snapshot is built.
+    discovered: Discovered,
 }
 
 /// The writer of shared state. See the module docs.
@@ -124,6 +133,7 @@ impl Control {
                 registry,
                 generation: 1,
                 runtime_changes: 0,
+                discovered: Discovered::default(),
             }),
         })
     }
@@ -140,12 +150,27 @@ impl Control {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Build a snapshot from the desired config and publish it.
+    /// Build a snapshot from the desired config, with the backends
+    /// discovery found, and publish it. A discovered backend new to the
+    /// registry, in a pool with health checks, starts down: it gets traffic
+    /// once `rise` probes pass (then with slow start, if configured).
     fn publish(&self, state: &mut ControlState) -> u64 {
         state.generation += 1;
-        let snapshot = Snapshot::build(&state.desired, &mut state.registry, state.generation);
-        let entries: Vec<(&str, SocketAddr)> = state
-            .desired
+        let effective = state.discovered.apply_to(&state.desired);
+        let unchecked: Vec<SocketAddr> = effective
+            .pools
+            .iter()
+            .filter(|p| p.health_path.is_some())
+            .flat_map(|p| p.backends.iter())
+            .filter(|b| b.origin != Origin::Static && !state.registry.knows(b.addr))
+            .map(|b| b.addr)
+            .collect();
+        let snapshot = Snapshot::build(&effective, &mut state.registry, state.generation);
+        for addr in unchecked {
+            let stats = state.registry.backend(addr);
+            stats.change_state(BackendState::Up, BackendState::Down, 0);
+        }
+        let entries: Vec<(&str, SocketAddr)> = effective
             .pools
             .iter()
             .flat_map(|p| p.backends.iter().map(|b| (p.name.as_str(), b.addr)))
@@ -153,6 +178,57 @@ impl Control {
         state.registry.retain(&entries);
         self.shared.publish(snapshot);
         state.generation
+    }
+
+    /// The discovery sources of the desired config, by pool, and how they
+    /// are resolved (for the `corelb-discovery` thread).
+    pub fn discovery_sources(&self) -> (DiscoveryTiming, Vec<(String, DiscoverySource)>) {
+        let state = self.lock();
+        let sources = state
+            .desired
+            .pools
+            .iter()
+            .flat_map(|p| p.discovery.iter().map(|s| (p.name.clone(), s.clone())))
+            .collect();
+        (state.desired.discovery.clone(), sources)
+    }
+
+    /// Take one resolution of `source` (of pool `pool`) from the discovery
+    /// thread; a changed set of backends is published at once, as a
+    /// difference (see [`Self::publish`]).
+    pub fn discovered(&self, pool: &str, source: &DiscoverySource, resolution: Resolution) {
+        let mut state = self.lock();
+        let configured = state
+            .desired
+            .pools
+            .iter()
+            .any(|p| p.name == pool && p.discovery.contains(source));
+        if !configured {
+            return; // a reload removed it while it was being resolved
+        }
+        let label = source.label();
+        let before = state
+            .discovered
+            .reports()
+            .into_iter()
+            .find(|r| r.pool == pool && r.source == label)
+            .map(|r| r.result);
+        let (result, detail) = (resolution.result, resolution.detail.clone());
+        if let Some(change) = state.discovered.record(pool, source, resolution) {
+            let generation = self.publish(&mut state);
+            info!(
+                "pool {pool}: {label}: {} added, {} removed (generation {generation})",
+                change.added, change.removed
+            );
+        }
+        if result != "ok" && before != Some(result) {
+            warn!("pool {pool}: {label}: {result}: {detail}");
+        }
+    }
+
+    /// Every discovery source's last resolution.
+    pub fn discovery_reports(&self) -> Vec<SourceReport> {
+        self.lock().discovered.reports()
     }
 
     /// Load the config file (and flags) again and publish it. A bad file
