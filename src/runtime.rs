@@ -313,6 +313,9 @@ pub fn start(config: Config, cli: Cli) -> Result<Running, String> {
         .map(|(l, addr)| (*addr, l.scheme()))
         .collect();
     let control = Control::new(config, cli, driver.name(), listener_facts, tls, acceptors);
+    // Before the workers: their first snapshot has the discovered backends.
+    crate::discovery::start(Arc::clone(&control))
+        .map_err(|e| format!("cannot start the discovery thread: {e}"))?;
     // Opened here, so a path that cannot be written is an error at start,
     // not a silent gap in the log.
     let mut logs = Vec::with_capacity(worker_count);

@@ -66,8 +66,6 @@ pub fn serve(config: Config, cli: Cli, started: impl FnOnce(&Arc<Control>)) -> R
     crate::admin::start(admin, summary_config.process.admin_header_timeout, &control)?;
     crate::resilience::thread::start(Arc::clone(&control.shared))
         .map_err(|e| format!("cannot start the health-check thread: {e}"))?;
-    crate::discovery::start(Arc::clone(&control))
-        .map_err(|e| format!("cannot start the discovery thread: {e}"))?;
     if let Some(log) = &summary_config.process.access_log() {
         info!("access log: {} ({:?})", log.target, log.format);
     }

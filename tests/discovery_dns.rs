@@ -119,7 +119,9 @@ fn nxdomain_empties_the_pool_after_the_hold_and_the_503_says_why() {
     let dns = Dnsmasq::start(&hosts(NAME, &backends, &[0]), &[]);
     let proxy = proxy(&dns, port, &["--dns-hold", "2s"]);
     let admin = proxy.admin_addr();
-    wait_until("the name is resolved", || proxy.client().get("/").status == 200);
+    wait_until("the name is resolved", || {
+        proxy.client().get("/").status == 200
+    });
 
     let start = Instant::now();
     dns.set_hosts("");
@@ -135,8 +137,15 @@ fn nxdomain_empties_the_pool_after_the_hold_and_the_503_says_why() {
     };
     let emptied = start.elapsed();
     assert_eq!(answer.status, 503, "{}", answer.body_str());
-    assert!(answer.body_str().contains("--dns-hold"), "{}", answer.body_str());
-    assert!(emptied >= Duration::from_secs(2), "emptied before the hold: {emptied:?}");
+    assert!(
+        answer.body_str().contains("--dns-hold"),
+        "{}",
+        answer.body_str()
+    );
+    assert!(
+        emptied >= Duration::from_secs(2),
+        "emptied before the hold: {emptied:?}"
+    );
     assert!(kept > 0);
     let doc = source(admin);
     assert_eq!(doc["result"], "nxdomain", "{doc}");
@@ -199,5 +208,8 @@ fn srv_records_give_ports_and_weights() {
         assert_eq!(client.get("/").status, 200);
     }
     let (a, b) = (backends[0].request_count(), backends[1].request_count());
-    assert!(a > 0 && (2 * a..=4 * a).contains(&b), "weights 1:3, got {a}:{b}");
+    assert!(
+        a > 0 && (2 * a..=4 * a).contains(&b),
+        "weights 1:3, got {a}:{b}"
+    );
 }

@@ -38,8 +38,24 @@ use hold::{Answer, Hold};
 /// How often the thread looks for sources a reload added or removed.
 const CHECK: Duration = Duration::from_secs(1);
 
-/// Start the thread.
+/// The longest the first resolution of every source may hold up the start.
+const FIRST_PASS: Duration = Duration::from_secs(6);
+
+/// Start the thread, and wait (at most [`FIRST_PASS`]) until every source
+/// was resolved or read once: called before the workers start, so that
+/// their first snapshot has the discovered backends instead of an empty
+/// pool answering 503.
 pub fn start(control: Arc<Control>) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let (_, sources) = control.discovery_sources();
+    let handle = spawn(Arc::clone(&control))?;
+    let deadline = Instant::now() + FIRST_PASS;
+    while control.discovery_reports().len() < sources.len() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(handle)
+}
+
+fn spawn(control: Arc<Control>) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("corelb-discovery".into())
         .spawn(move || {
