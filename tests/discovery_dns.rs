@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::admin::status;
+use common::admin::{pool_addrs, status};
 use common::dns::{hosts, loopback_backends, traffic_reaches, Dnsmasq};
 use common::load::Load;
 use common::{wait_until, Proxy, TempDir};
@@ -33,16 +33,6 @@ fn proxy(dns: &Dnsmasq, port: u16, extra: &[&str]) -> Proxy {
     ];
     args.extend_from_slice(extra);
     Proxy::start(&args)
-}
-
-/// The default pool's backend addresses, as `/status` lists them.
-fn pool_addrs(admin: SocketAddr) -> Vec<String> {
-    status(admin)["pools"][0]["backends"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|b| b["addr"].as_str().unwrap_or_default().to_string())
-        .collect()
 }
 
 /// The default pool's first discovery source in `/status`.

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::admin::status;
+use common::admin::{pool_addrs, status};
 use common::dns::{loopback_backends, traffic_reaches};
 use common::load::Load;
 use common::{wait_until, Backend, Proxy, TempDir};
@@ -38,15 +38,6 @@ fn proxy(file: &Path) -> Proxy {
         "--admin",
         "127.0.0.1:0",
     ])
-}
-
-fn pool_addrs(admin: SocketAddr) -> Vec<String> {
-    status(admin)["pools"][0]["backends"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|b| b["addr"].as_str().unwrap_or_default().to_string())
-        .collect()
 }
 
 /// Wait until the pool is exactly `backends[i]` for `which`; how long.

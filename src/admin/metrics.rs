@@ -36,6 +36,15 @@ struct Scrape<'s> {
 }
 
 impl Scrape<'_> {
+    /// One sample per discovery source that has a value.
+    fn per_source(&self, f: &mut Family<'_>, get: impl Fn(&SourceReport) -> Option<f64>) {
+        for r in &self.discovery {
+            if let Some(v) = get(r) {
+                f.sample(&[("pool", &r.pool), ("source", &r.source)], v);
+            }
+        }
+    }
+
     /// A worker counter summed over workers.
     fn total(&self, get: impl Fn(&WorkerMetrics) -> u64) -> u64 {
         self.workers.iter().map(|w| get(w)).sum()
@@ -193,33 +202,23 @@ const FAMILIES: &[Spec] = &[
         kind: Kind::Gauge,
         help: "When each discovery source was last resolved or read (Unix time).",
         samples: Read(|s, f| {
-            for r in &s.discovery {
+            s.per_source(f, |r| {
                 let at = r.at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-                f.sample(&[("pool", &r.pool), ("source", &r.source)], at.as_secs_f64());
-            }
+                Some(at.as_secs_f64())
+            })
         }),
     },
     Spec {
         name: "corelb_discovery_ttl_seconds",
         kind: Kind::Gauge,
         help: "TTL of each DNS source's last answer, as used (clamped to the min/max TTL).",
-        samples: Read(|s, f| {
-            for r in &s.discovery {
-                if let Some(ttl) = r.ttl {
-                    f.sample(&[("pool", &r.pool), ("source", &r.source)], ttl.as_secs_f64());
-                }
-            }
-        }),
+        samples: Read(|s, f| s.per_source(f, |r| r.ttl.map(|t| t.as_secs_f64()))),
     },
     Spec {
         name: "corelb_discovery_backends",
         kind: Kind::Gauge,
         help: "Backends each discovery source gives its pool now.",
-        samples: Read(|s, f| {
-            for r in &s.discovery {
-                f.sample(&[("pool", &r.pool), ("source", &r.source)], r.backends);
-            }
-        }),
+        samples: Read(|s, f| s.per_source(f, |r| Some(r.backends as f64))),
     },
     Spec {
         name: "corelb_backend_origin",

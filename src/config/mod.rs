@@ -67,6 +67,7 @@ use std::net::SocketAddr;
 
 use crate::balance::Algorithm;
 pub use crate::balance::HashKey;
+use crate::state::origin::Origin;
 use cli::Cli;
 use file::Source;
 use pools::pools_and_routes;
@@ -101,7 +102,20 @@ pub struct BackendConfig {
     /// Taken out of rotation by the admin API (never set by the file).
     pub drained: bool,
     /// Configured, or found by discovery.
-    pub origin: crate::state::origin::Origin,
+    pub origin: Origin,
+}
+
+impl BackendConfig {
+    /// A backend at `addr` called `name`, not drained.
+    pub fn new(addr: SocketAddr, name: String, weight: u32, origin: Origin) -> Self {
+        Self {
+            addr,
+            name,
+            weight,
+            drained: false,
+            origin,
+        }
+    }
 }
 
 /// A named group of backends with its own algorithm.

@@ -259,13 +259,12 @@ fn file_pool(
                     .map_err(|e| src.invalid(w.span(), &key("weight"), w.get_ref(), e))?,
                 None => 1,
             };
-            Ok(BackendConfig {
+            Ok(BackendConfig::new(
                 addr,
-                name: addr_text.to_string(),
+                addr_text.to_string(),
                 weight,
-                drained: false,
-                origin: Origin::Static,
-            })
+                Origin::Static,
+            ))
         })
         .collect::<Result<Vec<_>, ConfigError>>()?;
     let health_path = pool

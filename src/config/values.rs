@@ -97,13 +97,12 @@ pub fn parse_backend(spec: &str) -> Result<BackendConfig, String> {
     }
     let weight = parse_weight_options(parts)?;
     let addr = resolve_backend(addr_text)?;
-    Ok(BackendConfig {
+    Ok(BackendConfig::new(
         addr,
-        name: addr_text.to_string(),
+        addr_text.to_string(),
         weight,
-        drained: false,
-        origin: Origin::Static,
-    })
+        Origin::Static,
+    ))
 }
 
 /// The options after a backend's address: `weight=N` or nothing (1).

@@ -145,11 +145,5 @@ fn classify(e: &ResolveError) -> Answer {
 }
 
 fn backend(addr: SocketAddr, weight: u32, origin: Origin) -> BackendConfig {
-    BackendConfig {
-        addr,
-        name: addr.to_string(),
-        weight,
-        drained: false,
-        origin,
-    }
+    BackendConfig::new(addr, addr.to_string(), weight, origin)
 }

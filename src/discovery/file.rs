@@ -80,13 +80,12 @@ pub fn parse(name: &str, text: &str) -> Result<Vec<BackendConfig>, String> {
         if backends.iter().any(|b| b.addr == addr) {
             return Err(bad("listed twice".into()));
         }
-        backends.push(BackendConfig {
+        backends.push(BackendConfig::new(
             addr,
-            name: addr.to_string(),
+            addr.to_string(),
             weight,
-            drained: false,
-            origin: Origin::File,
-        });
+            Origin::File,
+        ));
     }
     Ok(backends)
 }
