@@ -10,6 +10,8 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -202,4 +204,73 @@ fn srv_records_give_ports_and_weights() {
         a > 0 && (2 * a..=4 * a).contains(&b),
         "weights 1:3, got {a}:{b}"
     );
+}
+
+#[test]
+fn a_new_address_in_a_checked_pool_gets_traffic_only_once_its_checks_pass() {
+    // 127.0.0.2 is healthy; 127.0.0.3 fails its health checks but would
+    // answer requests: it must get none.
+    let port = common::free_port();
+    let start = |i: u8, health: Arc<AtomicU16>| {
+        let addr: SocketAddr = format!("127.0.0.{i}:{port}").parse().unwrap();
+        common::Backend::start_with(
+            common::BackendOptions {
+                addr: Some(addr),
+                ..Default::default()
+            },
+            move |req| {
+                let status = if req.path == "/healthz" {
+                    health.load(Ordering::SeqCst)
+                } else {
+                    200
+                };
+                common::Reply::Raw(common::response(status, "X", &[], b"x"))
+            },
+        )
+    };
+    let failing = Arc::new(AtomicU16::new(500));
+    let backends = vec![
+        start(2, Arc::new(AtomicU16::new(200))),
+        start(3, Arc::clone(&failing)),
+    ];
+    let requests =
+        |b: &common::Backend| b.requests().iter().filter(|r| r.path != "/healthz").count();
+    let dns = Dnsmasq::start(&hosts(NAME, &backends, &[0]), &[]);
+    let proxy = proxy(
+        &dns,
+        port,
+        &["--health-path", "/healthz", "--health-interval", "200ms"],
+    );
+    let admin = proxy.admin_addr();
+    let load = Load::start(proxy.addr(), 2);
+    wait_until("traffic at the healthy backend", || {
+        requests(&backends[0]) > 0
+    });
+
+    dns.set_hosts(&hosts(NAME, &backends, &[0, 1]));
+    let new = backends[1].addr().to_string();
+    wait_until("the new address is in the pool", || {
+        pool_addrs(admin).contains(&new)
+    });
+    wait_until("the new address is probed", || {
+        backends[1].request_count() > requests(&backends[1]) + 2
+    });
+    load.wait_more(300);
+    assert_eq!(
+        requests(&backends[1]),
+        0,
+        "an unchecked backend got traffic"
+    );
+    let doc = status(admin);
+    let entry = doc["pools"][0]["backends"]
+        .as_array()
+        .and_then(|l| l.iter().find(|b| b["addr"] == new.as_str()))
+        .cloned();
+    assert_eq!(
+        entry.map(|b| b["state"].clone()),
+        Some("down".into()),
+        "{doc}"
+    );
+    let (counts, failures) = load.finish_with_failures();
+    assert_eq!(counts.not_ok(), 0, "{counts:?} {failures:?}");
 }

@@ -62,6 +62,9 @@ pub struct Change {
     /// Addresses the source gained and lost.
     pub added: usize,
     pub removed: usize,
+    /// The source's first set: its backends are taken as configured ones
+    /// at start are, up before any probe.
+    pub first: bool,
 }
 
 impl Discovered {
@@ -74,6 +77,7 @@ impl Discovered {
         resolution: Resolution,
     ) -> Option<Change> {
         let key = (pool.to_string(), source.label());
+        let first = !self.sets.get(&key).is_some_and(|set| !set.is_empty());
         let current = self.sets.entry(key.clone()).or_default();
         let change = match resolution.backends {
             Some(new) if new != *current => {
@@ -86,7 +90,11 @@ impl Discovered {
                     .filter(|c| !new.iter().any(|b| b.addr == c.addr))
                     .count();
                 *current = new;
-                Some(Change { added, removed })
+                Some(Change {
+                    added,
+                    removed,
+                    first,
+                })
             }
             _ => None,
         };

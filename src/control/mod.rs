@@ -151,16 +151,18 @@ impl Control {
     }
 
     /// Build a snapshot from the desired config, with the backends
-    /// discovery found, and publish it. A discovered backend new to the
-    /// registry, in a pool with health checks, starts down: it gets traffic
-    /// once `rise` probes pass (then with slow start, if configured).
-    fn publish(&self, state: &mut ControlState) -> u64 {
+    /// discovery found, and publish it. With `check_new`, a discovered
+    /// backend new to the registry, in a pool with health checks, starts
+    /// down: it gets traffic once `rise` probes pass (then with slow start,
+    /// if configured). Without (a source's first set, as at start), it is
+    /// up at once, as configured backends are at start.
+    fn publish(&self, state: &mut ControlState, check_new: bool) -> u64 {
         state.generation += 1;
         let effective = state.discovered.apply_to(&state.desired);
         let unchecked: Vec<SocketAddr> = effective
             .pools
             .iter()
-            .filter(|p| p.health_path.is_some())
+            .filter(|p| check_new && p.health_path.is_some())
             .flat_map(|p| p.backends.iter())
             .filter(|b| b.origin != Origin::Static && !state.registry.knows(b.addr))
             .map(|b| b.addr)
@@ -215,7 +217,7 @@ impl Control {
             .map(|r| r.result);
         let (result, detail) = (resolution.result, resolution.detail.clone());
         if let Some(change) = state.discovered.record(pool, source, resolution) {
-            let generation = self.publish(&mut state);
+            let generation = self.publish(&mut state, !change.first);
             info!(
                 "pool {pool}: {label}: {} added, {} removed (generation {generation})",
                 change.added, change.removed
@@ -292,7 +294,7 @@ impl Control {
         };
         state.desired = merged;
         state.runtime_changes = 0;
-        let generation = self.publish(&mut state);
+        let generation = self.publish(&mut state, true);
         self.reloads_ok.fetch_add(1, Ordering::Relaxed);
         let summary = state.desired.summary();
         let mut message = format!("reloaded: generation {generation}, {summary}");
