@@ -271,6 +271,18 @@ fn a_new_address_in_a_checked_pool_gets_traffic_only_once_its_checks_pass() {
         Some("down".into()),
         "{doc}"
     );
+
+    // Its checks pass: it gets traffic.
+    let start = Instant::now();
+    failing.store(200, Ordering::SeqCst);
+    wait_until("traffic once the checks pass", || {
+        requests(&backends[1]) > 0
+    });
     let (counts, failures) = load.finish_with_failures();
     assert_eq!(counts.not_ok(), 0, "{counts:?} {failures:?}");
+    eprintln!(
+        "measured: with --health-interval 200ms (rise 2) the new address had traffic {:?} \
+         after its checks began to pass",
+        start.elapsed()
+    );
 }

@@ -77,7 +77,7 @@ impl Discovered {
         resolution: Resolution,
     ) -> Option<Change> {
         let key = (pool.to_string(), source.label());
-        let first = !self.sets.get(&key).is_some_and(|set| !set.is_empty());
+        let first = self.sets.get(&key).is_none_or(|set| set.is_empty());
         let current = self.sets.entry(key.clone()).or_default();
         let change = match resolution.backends {
             Some(new) if new != *current => {
