@@ -286,3 +286,48 @@ fn a_new_address_in_a_checked_pool_gets_traffic_only_once_its_checks_pass() {
         start.elapsed()
     );
 }
+
+#[test]
+fn a_reload_adds_and_removes_a_dns_source() {
+    let (backends, port) = loopback_backends(2);
+    let dns = Dnsmasq::start(&hosts(NAME, &backends, &[1]), &[]);
+    let dir = TempDir::new("dns-reload");
+    let config = dir.path().join("corelb.toml");
+    let write = |dns_line: &str| {
+        let text = format!(
+            "resolver = [\"{}\"]\n[[pools]]\nname = \"default\"\nbackends = [{{ addr = \"{}\" }}]\n{dns_line}\n",
+            dns.resolver(),
+            backends[0].addr()
+        );
+        std::fs::write(&config, text).unwrap();
+    };
+    write("");
+    let proxy = Proxy::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--admin",
+        "127.0.0.1:0",
+    ]);
+    let admin = proxy.admin_addr();
+    assert_eq!(pool_addrs(admin), [backends[0].addr().to_string()]);
+
+    write(&format!("dns = [\"{NAME}:{port}\"]"));
+    proxy.signal("HUP");
+    let both = [
+        backends[0].addr().to_string(),
+        backends[1].addr().to_string(),
+    ];
+    wait_until("the DNS source's backend joins", || {
+        pool_addrs(admin) == both
+    });
+    let doc = status(admin);
+    assert_eq!(doc["pools"][0]["backends"][0]["origin"], "static", "{doc}");
+    assert_eq!(doc["pools"][0]["backends"][1]["origin"], "dns", "{doc}");
+
+    write("");
+    proxy.signal("HUP");
+    wait_until("the DNS source's backend leaves", || {
+        pool_addrs(admin) == [backends[0].addr().to_string()]
+    });
+    assert_eq!(status(admin)["discovery"], serde_json::json!([]));
+}

@@ -119,6 +119,13 @@ impl Discovered {
         change
     }
 
+    /// The last result of `source` (a label) of `pool`, if it has one.
+    pub fn last_result(&self, pool: &str, source: &str) -> Option<&'static str> {
+        self.reports
+            .get(&(pool.to_string(), source.to_string()))
+            .map(|r| r.result)
+    }
+
     /// Every source's report, by pool then source.
     pub fn reports(&self) -> Vec<SourceReport> {
         self.reports.values().cloned().collect()

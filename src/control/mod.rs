@@ -209,12 +209,7 @@ impl Control {
             return; // a reload removed it while it was being resolved
         }
         let label = source.label();
-        let before = state
-            .discovered
-            .reports()
-            .into_iter()
-            .find(|r| r.pool == pool && r.source == label)
-            .map(|r| r.result);
+        let before = state.discovered.last_result(pool, &label);
         let (result, detail) = (resolution.result, resolution.detail.clone());
         if let Some(change) = state.discovered.record(pool, source, resolution) {
             let generation = self.publish(&mut state, !change.first);

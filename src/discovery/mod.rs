@@ -74,7 +74,8 @@ type Key = (String, DiscoverySource);
 async fn run(control: Arc<Control>) {
     let mut tasks: HashMap<Key, JoinHandle<()>> = HashMap::new();
     let mut timing: Option<DiscoveryTiming> = None;
-    let mut resolver: Result<Arc<TokioResolver>, String> = Err(String::new());
+    // Made when a DNS source first needs it after a change of timing.
+    let mut resolver: Option<Result<Arc<TokioResolver>, String>> = None;
     loop {
         if control.shared.lifecycle.phase() == Phase::Stopping {
             tasks.values().for_each(JoinHandle::abort);
@@ -83,15 +84,7 @@ async fn run(control: Arc<Control>) {
         let (now_timing, sources) = control.discovery_sources();
         if timing.as_ref() != Some(&now_timing) {
             tasks.drain().for_each(|(_, task)| task.abort());
-            let dns_used = sources
-                .iter()
-                .any(|(_, s)| !matches!(s, DiscoverySource::File { .. }));
-            if dns_used || !now_timing.resolvers.is_empty() {
-                resolver = dns::resolver(&now_timing).map(Arc::new);
-                if let Err(e) = &resolver {
-                    warn!("DNS discovery cannot resolve: {e}");
-                }
-            }
+            resolver = None;
             timing = Some(now_timing.clone());
         }
         tasks.retain(|key, task| {
@@ -113,7 +106,14 @@ async fn run(control: Arc<Control>) {
                     tokio::spawn(async move { follow_file(&control, &pool, &source, &path).await })
                 }
                 _ => {
-                    let (resolver, timing) = (resolver.clone(), now_timing.clone());
+                    let resolver = resolver
+                        .get_or_insert_with(|| {
+                            dns::resolver(&now_timing).map(Arc::new).inspect_err(|e| {
+                                warn!("DNS discovery cannot resolve: {e}");
+                            })
+                        })
+                        .clone();
+                    let timing = now_timing.clone();
                     tokio::spawn(async move {
                         follow_dns(&control, &pool, &source, resolver, &timing).await
                     })
