@@ -240,11 +240,17 @@ impl Config {
                 .all(|(a, b)| shape(a) == shape(b))
     }
 
-    /// One line for `--check`: `N pools, M backends, R routes`.
+    /// One line for `--check`: `N pools, M backends, R routes` (with the
+    /// discovery sources, if any, after the backends).
     pub fn summary(&self) -> String {
         let backends: usize = self.pools.iter().map(|p| p.backends.len()).sum();
+        let sources: usize = self.pools.iter().map(|p| p.discovery.len()).sum();
+        let found = match sources {
+            0 => String::new(),
+            n => format!(" (and {n} discovery sources)"),
+        };
         format!(
-            "{} pools, {backends} backends, {} routes",
+            "{} pools, {backends} backends{found}, {} routes",
             self.pools.len(),
             self.routes.len()
         )

@@ -54,14 +54,21 @@ impl Dnsmasq {
         for s in srv {
             cmd.arg(format!("--srv-host={s}"));
         }
-        let child = cmd
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("cannot start dnsmasq");
-        // Give it a moment to bind its socket.
+        // Give it a moment to bind its socket; it exits at once if it cannot.
         thread::sleep(Duration::from_millis(200));
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut why = String::new();
+            if let Some(mut err) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut err, &mut why);
+            }
+            panic!("dnsmasq exited ({status}): {why}");
+        }
         Dnsmasq {
             child: Some(child),
             port,
