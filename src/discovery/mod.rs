@@ -76,11 +76,20 @@ async fn run(control: Arc<Control>) {
     let mut timing: Option<DiscoveryTiming> = None;
     // Made when a DNS source first needs it after a change of timing.
     let mut resolver: Option<Result<Arc<TokioResolver>, String>> = None;
+    // Sources change only with the config, and every change publishes a
+    // snapshot: look again only then (an atomic read, not the lock).
+    let mut generation = 0;
     loop {
         if control.shared.lifecycle.phase() == Phase::Stopping {
             tasks.values().for_each(JoinHandle::abort);
             return;
         }
+        let now_generation = control.shared.generation();
+        if now_generation == generation {
+            tokio::time::sleep(CHECK).await;
+            continue;
+        }
+        generation = now_generation;
         let (now_timing, sources) = control.discovery_sources();
         if timing.as_ref() != Some(&now_timing) {
             tasks.drain().for_each(|(_, task)| task.abort());
