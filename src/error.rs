@@ -31,6 +31,9 @@ pub enum ProxyError {
     ConnectTimeout,
     /// No backend is eligible.
     NoBackend,
+    /// The pool has no backends at all: its discovery (DNS, SRV, a
+    /// backends file) found none.
+    PoolEmpty,
     /// corelb could not make the upstream connection for want of its own
     /// resources (descriptors, local ports, memory): not the backend's
     /// fault, so never counted against it nor retried elsewhere.
@@ -114,6 +117,7 @@ impl ProxyError {
             ProxyError::Upstream(_) => Some(Failure::Protocol),
             ProxyError::Downstream { .. }
             | ProxyError::NoBackend
+            | ProxyError::PoolEmpty
             | ProxyError::LocalResources(_)
             | ProxyError::LoopDetected
             | ProxyError::ClientGone => None,
@@ -129,7 +133,7 @@ impl ProxyError {
             ProxyError::UpstreamTimeout => Generated::UpstreamTimeout,
             ProxyError::Connect => Generated::ConnectFailed,
             ProxyError::ConnectTimeout => Generated::ConnectTimeout,
-            ProxyError::NoBackend => Generated::NoBackend,
+            ProxyError::NoBackend | ProxyError::PoolEmpty => Generated::NoBackend,
             ProxyError::LocalResources(_) => Generated::LocalResources,
             ProxyError::LoopDetected => Generated::LoopDetected,
             ProxyError::ClientGone => return None,
@@ -144,7 +148,7 @@ impl ProxyError {
             Self::Downstream { status, .. } => Some(*status),
             Self::Upstream(_) | Self::UpstreamClosed(_) | Self::Connect => Some(502),
             Self::UpstreamTimeout | Self::ConnectTimeout => Some(504),
-            Self::NoBackend | Self::LocalResources(_) => Some(503),
+            Self::NoBackend | Self::PoolEmpty | Self::LocalResources(_) => Some(503),
             Self::LoopDetected => Some(508),
             Self::ClientGone => None,
         }
@@ -177,6 +181,11 @@ impl ProxyError {
             Self::Connect => "cannot connect to the backend",
             Self::ConnectTimeout => "timed out connecting to the backend",
             Self::NoBackend => "no backend is available",
+            Self::PoolEmpty => {
+                "the pool has no backends: its DNS name or backends file lists none \
+                 (NXDOMAIN or an empty answer for longer than --dns-hold, or an empty \
+                 file); /status shows the last resolution"
+            }
             Self::LoopDetected => "the request came back to corelb (a forwarding loop)",
             Self::ClientGone => "client gone",
         }

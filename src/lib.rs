@@ -11,6 +11,7 @@
 //! | [`runtime`] | pinned worker threads, one monoio runtime each |
 //! | [`worker`] | one worker: its accept loop on its own SO_REUSEPORT listener, its periodic tasks, the drain |
 //! | [`admin`] | the admin listener: metrics, status, dashboard, runtime API |
+//! | [`discovery`] | the discovery thread: DNS (A/AAAA, SRV) and backends files, handed to control |
 //! | [`control`] | the writer of shared state: reload, admin changes, signals, status history |
 //! | [`resilience`] | the health thread: probes, breakers, ejection, adaptive weights |
 //! | [`proxy`] | a client connection, each request's exchange, the upstream half of forwarding |
@@ -35,6 +36,7 @@ pub mod config;
 pub mod control;
 pub mod deadline;
 pub mod demo;
+pub mod discovery;
 pub mod error;
 pub mod http;
 pub mod io;

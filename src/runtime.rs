@@ -329,6 +329,9 @@ pub fn start(config: Config, cli: Cli) -> Result<Running, String> {
         acceptors,
         connectors,
     );
+    // Before the workers: their first snapshot has the discovered backends.
+    crate::discovery::start(Arc::clone(&control))
+        .map_err(|e| format!("cannot start the discovery thread: {e}"))?;
     // Opened here, so a path that cannot be written is an error at start,
     // not a silent gap in the log.
     let mut logs = Vec::with_capacity(worker_count);

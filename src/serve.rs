@@ -26,6 +26,7 @@ fn start_summary(config_pools: &Config, running: &Running) -> String {
                         format!("{} (weight {})", b.name, b.weight)
                     }
                 })
+                .chain(p.discovery.iter().map(|s| s.label()))
                 .collect();
             format!("{} [{}: {}]", p.name, p.algorithm, backends.join(", "))
         })

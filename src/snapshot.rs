@@ -88,7 +88,8 @@ impl Snapshot {
                                 registry.backend(bc.addr),
                                 registry.entry(&pc.name, bc.addr),
                             )
-                            .with_max_requests(config.settings.resilience.max_requests),
+                            .with_max_requests(config.settings.resilience.max_requests)
+                            .with_origin(bc.origin),
                         )
                     })
                     .collect(),
@@ -145,7 +146,9 @@ mod tests {
                 name: "b".into(),
                 weight: 1,
                 drained: false,
+                origin: Default::default(),
             }],
+            discovery: Vec::new(),
             max_body_size: None,
             allow_upgrades: Vec::new(),
             retry_on: Default::default(),

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::exposition::{Family, Kind, Label};
+use crate::control::discovered::SourceReport;
 use crate::control::Control;
 use crate::resilience::weights;
 use crate::snapshot::{Pool, Snapshot};
@@ -31,9 +32,20 @@ struct Scrape<'s> {
     /// Every backend once: a server in two pools is one backend, and its
     /// own counters are shown once.
     backends: Vec<&'s Arc<Backend>>,
+    /// Each discovery source's last resolution and counts.
+    discovery: Vec<SourceReport>,
 }
 
 impl Scrape<'_> {
+    /// One sample per discovery source that has a value.
+    fn per_source(&self, f: &mut Family<'_>, get: impl Fn(&SourceReport) -> Option<f64>) {
+        for r in &self.discovery {
+            if let Some(v) = get(r) {
+                f.sample(&[("pool", &r.pool), ("source", &r.source)], v);
+            }
+        }
+    }
+
     /// A worker counter summed over workers.
     fn total(&self, get: impl Fn(&WorkerMetrics) -> u64) -> u64 {
         self.workers.iter().map(|w| get(w)).sum()
@@ -183,6 +195,60 @@ const FAMILIES: &[Spec] = &[
             let c = s.control;
             f.sample(&[("result", &"ok")], c.reloads_ok.load(Ordering::Relaxed));
             f.sample(&[("result", &"failed")], c.reloads_failed.load(Ordering::Relaxed));
+        }),
+    },
+    Spec {
+        name: "corelb_discovery_resolutions_total",
+        kind: Kind::Counter,
+        help: "Resolutions of each discovery source (DNS name, SRV name, backends file), \
+            by result: ok, failed, nxdomain, empty, invalid.",
+        samples: Read(|s, f| {
+            for r in &s.discovery {
+                for (result, n) in &r.counts {
+                    let labels: [Label<'_>; 3] =
+                        [("pool", &r.pool), ("source", &r.source), ("result", result)];
+                    f.sample(&labels, n);
+                }
+            }
+        }),
+    },
+    Spec {
+        name: "corelb_discovery_last_resolution_timestamp_seconds",
+        kind: Kind::Gauge,
+        help: "When each discovery source was last resolved or read (Unix time).",
+        samples: Read(|s, f| {
+            s.per_source(f, |r| {
+                let at = r.at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                Some(at.as_secs_f64())
+            })
+        }),
+    },
+    Spec {
+        name: "corelb_discovery_ttl_seconds",
+        kind: Kind::Gauge,
+        help: "TTL of each DNS source's last answer, as used (clamped to the min/max TTL).",
+        samples: Read(|s, f| s.per_source(f, |r| r.ttl.map(|t| t.as_secs_f64()))),
+    },
+    Spec {
+        name: "corelb_discovery_backends",
+        kind: Kind::Gauge,
+        help: "Backends each discovery source gives its pool now.",
+        samples: Read(|s, f| s.per_source(f, |r| Some(r.backends as f64))),
+    },
+    Spec {
+        name: "corelb_backend_origin",
+        kind: Kind::Gauge,
+        help: "1 for each backend of each pool, labelled with where it came from: \
+            static, dns, srv or file.",
+        samples: Read(|s, f| {
+            for pool in &s.snapshot.pools {
+                for b in &pool.backends {
+                    let origin = b.origin().as_str();
+                    let labels: [Label<'_>; 3] =
+                        [("pool", &pool.name), ("backend", &b.addr), ("origin", &origin)];
+                    f.sample(&labels, 1);
+                }
+            }
         }),
     },
     Spec {
@@ -482,6 +548,7 @@ pub fn render(control: &Control) -> String {
             .flat_map(|p| p.backends.iter())
             .filter(|b| seen.insert(b.addr))
             .collect(),
+        discovery: control.discovery_reports(),
     };
     let mut out = String::with_capacity(16 * 1024);
     for spec in FAMILIES {

@@ -141,6 +141,7 @@ pub fn render(control: &Control, query: &str) -> Result<Value, (u16, String)> {
             "history": history.total_history().into_iter().map(round).collect::<Vec<_>>(),
         },
         "pools": pools,
+        "discovery": discovery(control),
     }))
 }
 
@@ -158,6 +159,7 @@ fn backend(pool: &Pool, b: &Backend, history: &History, resilience: &Resilience)
     json!({
         "addr": b.addr.to_string(),
         "name": b.name,
+        "origin": b.origin().as_str(),
         "state": b.shown_state().as_str(),
         "weight": b.weight,
         "effective_weight": weights::shown(b.effective_weight(), pool.algorithm, resilience),
@@ -171,6 +173,32 @@ fn backend(pool: &Pool, b: &Backend, history: &History, resilience: &Resilience)
         "p99_ms": view.p99_ms.map(round),
         "history": view.history.iter().map(|&v| round(v)).collect::<Vec<_>>(),
     })
+}
+
+/// Each discovery source's last resolution: when, its result (and why,
+/// when not `ok`), the TTL used, and the backends it gives its pool.
+fn discovery(control: &Control) -> Vec<Value> {
+    control
+        .discovery_reports()
+        .into_iter()
+        .map(|r| {
+            let at =
+                r.at.duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+            json!({
+                "pool": r.pool,
+                "source": r.source,
+                "origin": r.origin.as_str(),
+                "last_resolution_unix": round(at.as_secs_f64()),
+                "seconds_ago": round(r.at.elapsed().unwrap_or_default().as_secs_f64()),
+                "result": r.result,
+                "detail": r.detail,
+                "ttl_seconds": r.ttl.map(|t| round(t.as_secs_f64())),
+                "backends": r.backends,
+                "resolutions": r.counts,
+            })
+        })
+        .collect()
 }
 
 /// Two decimals are plenty for a person, and keep the document small.

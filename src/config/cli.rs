@@ -5,8 +5,8 @@
 //! as the text given; each is optional so that a config file (`--config`)
 //! can supply the value and a flag can still override it. The flags here
 //! have no config-file key: the file itself, `--check`, the pool flags
-//! (`--backend`, `--algorithm`, `--hash-key`, `--retry-on`,
-//! `--backend-tls*`) and `--takeover`.
+//! (`--backend`, `--backend-dns`, `--backends-file`, `--algorithm`,
+//! `--hash-key`, `--retry-on`, `--backend-tls*`) and `--takeover`.
 
 use std::path::PathBuf;
 
@@ -39,6 +39,24 @@ pub struct Cli {
     /// route matches.
     #[arg(long = "backend", value_name = "ADDR[,weight=N]", global = true)]
     pub backends: Vec<String>,
+
+    /// Backends found in DNS, as NAME:PORT[,weight=N]: every A and AAAA
+    /// record of NAME, re-resolved on its TTL (see --dns-min-ttl,
+    /// --dns-max-ttl, --dns-hold, --resolver); repeat for more names. Into
+    /// the default pool, like --backend.
+    #[arg(
+        long = "backend-dns",
+        value_name = "NAME:PORT[,weight=N]",
+        global = true
+    )]
+    pub backend_dns: Vec<String>,
+
+    /// Backends listed in a JSON file, `[{"addr": "IP:PORT", "weight":
+    /// N}, ...]`, watched for changes (a rename over it or a ConfigMap's
+    /// symlink swap included); a file that does not parse changes nothing.
+    /// Into the default pool, like --backend.
+    #[arg(long = "backends-file", value_name = "FILE", global = true)]
+    pub backends_file: Option<String>,
 
     /// Balancing algorithm of the default pool (the `--backend` pool, else
     /// the file's `default` pool, else its first) [default: round-robin].

@@ -27,7 +27,15 @@ pub(super) struct FilePool {
     pub hash_key: Option<Spanned<String>>,
     pub health_path: Option<Spanned<String>>,
     pub health_host: Option<Spanned<String>>,
-    pub backends: Spanned<Vec<FileBackend>>,
+    #[serde(default)]
+    pub backends: Option<Spanned<Vec<FileBackend>>>,
+    /// DNS names (`NAME:PORT`) whose A/AAAA records are backends too.
+    #[serde(default)]
+    pub dns: Vec<Spanned<String>>,
+    /// An SRV name whose records are backends too.
+    pub srv: Option<Spanned<String>>,
+    /// A JSON file of backends, watched.
+    pub backends_file: Option<Spanned<String>>,
     /// This pool's limit (0: none), instead of the top-level one.
     pub max_body_size: Option<Spanned<i64>>,
     /// Upgrade protocols forwarded besides `websocket` (e.g. `h2c`).

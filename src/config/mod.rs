@@ -39,6 +39,7 @@
 mod backend_tls;
 pub mod cli;
 mod declare;
+pub mod discovery;
 mod file;
 mod listener_routes;
 mod listeners;
@@ -59,16 +60,17 @@ pub use operations::{
     LogLevel, DEFAULT_ADMIN,
 };
 pub use settings::{
-    specs, AdminAuth, HealthTiming, PoolDefaults, ProcessConfig, Resilience, SettingFlags,
-    Settings, Timeouts, TlsSessions,
+    specs, AdminAuth, DiscoveryTiming, HealthTiming, PoolDefaults, ProcessConfig, Resilience,
+    SettingFlags, Settings, Timeouts, TlsSessions,
 };
 pub use spec::SettingSpec;
-pub use values::{parse_backend, parse_duration, resolve};
+pub use values::{check_weight, parse_backend, parse_duration, resolve};
 
 use std::net::SocketAddr;
 
 use crate::balance::Algorithm;
 pub use crate::balance::HashKey;
+use crate::state::origin::Origin;
 use cli::Cli;
 use file::Source;
 use listener_routes::with_listener_routes;
@@ -103,6 +105,21 @@ pub struct BackendConfig {
     pub weight: u32,
     /// Taken out of rotation by the admin API (never set by the file).
     pub drained: bool,
+    /// Configured, or found by discovery.
+    pub origin: Origin,
+}
+
+impl BackendConfig {
+    /// A backend at `addr` called `name`, not drained.
+    pub fn new(addr: SocketAddr, name: String, weight: u32, origin: Origin) -> Self {
+        Self {
+            addr,
+            name,
+            weight,
+            drained: false,
+            origin,
+        }
+    }
 }
 
 /// A named group of backends with its own algorithm.
@@ -118,8 +135,10 @@ pub struct PoolConfig {
     pub health_path: Option<String>,
     /// `Host` of the probes (the backend's address when `None`).
     pub health_host: Option<String>,
-    /// At least one.
+    /// Configured backends; at least one unless `discovery` finds them.
     pub backends: Vec<BackendConfig>,
+    /// Where more backends are found at run time (DNS, SRV, a file).
+    pub discovery: Vec<discovery::DiscoverySource>,
     /// Largest request body forwarded (413 above it); `None`: no limit.
     pub max_body_size: Option<u64>,
     /// Upgrade protocols forwarded besides `websocket`, lower case.
@@ -163,6 +182,8 @@ pub struct Config {
     pub auth: AdminAuth,
     /// What the TLS listeners share: the ticket-key file.
     pub tls: TlsSessions,
+    /// Resolvers and re-resolution timing of discovered backends.
+    pub discovery: DiscoveryTiming,
     /// Backend pools; at least one. Pool 0 is the default pool (see the
     /// module docs); the rest are in file order.
     pub pools: Vec<PoolConfig>,
@@ -230,11 +251,17 @@ impl Config {
                 .all(|(a, b)| shape(a) == shape(b))
     }
 
-    /// One line for `--check`: `N pools, M backends, R routes`.
+    /// One line for `--check`: `N pools, M backends, R routes` (with the
+    /// discovery sources, if any, after the backends).
     pub fn summary(&self) -> String {
         let backends: usize = self.pools.iter().map(|p| p.backends.len()).sum();
+        let sources: usize = self.pools.iter().map(|p| p.discovery.len()).sum();
+        let found = match sources {
+            0 => String::new(),
+            n => format!(" (and {n} discovery sources)"),
+        };
         format!(
-            "{} pools, {backends} backends, {} routes",
+            "{} pools, {backends} backends{found}, {} routes",
             self.pools.len(),
             self.routes.len()
         )
@@ -277,12 +304,20 @@ impl Config {
         }
         let auth = AdminAuth::load(flags, &file, &mut r)?;
         let tls = TlsSessions::load(flags, &file, &mut r)?;
+        let discovery = DiscoveryTiming::load(flags, &file, &mut r)?;
+        if discovery.dns_min_ttl > discovery.dns_max_ttl {
+            return Err(ConfigError(format!(
+                "--dns-min-ttl ({:?}) is more than --dns-max-ttl ({:?})",
+                discovery.dns_min_ttl, discovery.dns_max_ttl
+            )));
+        }
         Ok(Config {
             process,
             listeners,
             settings,
             auth,
             tls,
+            discovery,
             pools,
             routes,
             takeover: cli.takeover,

@@ -3,6 +3,7 @@
 //! the [module docs](super), and turn route pool names into indices.
 
 use super::backend_tls::{file_pool_tls, flag_tls};
+use super::discovery::{parse_backends_file, parse_dns_backend, parse_srv_name, DiscoverySource};
 use super::file::{FilePool, FileRoute, Source};
 use super::resilience::{parse_health_host, parse_health_path};
 use super::retry_on::RetryOn;
@@ -13,6 +14,7 @@ use super::{
 };
 use crate::balance::Algorithm;
 use crate::config::cli::Cli;
+use crate::state::origin::Origin;
 
 /// Refuse a backend that is corelb's own listener: every request to it
 /// would come back in, and go out again, until descriptors run out (a
@@ -59,14 +61,13 @@ pub(super) fn pools_and_routes(
         None => Vec::new(),
     };
 
-    let flag_backends = cli
-        .backends
-        .iter()
-        .map(|spec| parse_backend(spec).map_err(|e| flag_error("backend", spec, e)))
-        .collect::<Result<Vec<_>, _>>()?;
-    if !flag_backends.is_empty() {
+    let (flag_backends, flag_discovery) = pool_flags(cli)?;
+    if !flag_backends.is_empty() || !flag_discovery.is_empty() {
         match pools.iter_mut().find(|p| p.name == DEFAULT_POOL) {
-            Some(pool) => pool.backends = flag_backends,
+            Some(pool) => {
+                pool.backends = flag_backends;
+                pool.discovery = flag_discovery;
+            }
             None => pools.push(PoolConfig {
                 name: DEFAULT_POOL.into(),
                 algorithm: Algorithm::RoundRobin,
@@ -74,6 +75,7 @@ pub(super) fn pools_and_routes(
                 health_path: None,
                 health_host: None,
                 backends: flag_backends,
+                discovery: flag_discovery,
                 max_body_size: None,
                 allow_upgrades: Vec::new(),
                 retry_on: RetryOn::default(),
@@ -87,7 +89,8 @@ pub(super) fn pools_and_routes(
             None => "no backends".into(),
         };
         return Err(ConfigError(format!(
-            "{hint}, or give at least one --backend HOST:PORT (or run `corelb demo`)"
+            "{hint}, or give at least one --backend HOST:PORT, --backend-dns NAME:PORT or \
+             --backends-file FILE (or run `corelb demo`)"
         )));
     }
     // The default pool goes first; the others keep their order.
@@ -165,6 +168,62 @@ pub(super) fn pool_named(
     })
 }
 
+/// The default pool's backends and discovery sources from the flags
+/// (`--backend`, `--backend-dns`, `--backends-file`).
+fn pool_flags(cli: &Cli) -> Result<(Vec<BackendConfig>, Vec<DiscoverySource>), ConfigError> {
+    let backends = cli
+        .backends
+        .iter()
+        .map(|spec| parse_backend(spec).map_err(|e| flag_error("backend", spec, e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut discovery = cli
+        .backend_dns
+        .iter()
+        .map(|spec| parse_dns_backend(spec).map_err(|e| flag_error("backend-dns", spec, e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(path) = &cli.backends_file {
+        discovery
+            .push(parse_backends_file(path).map_err(|e| flag_error("backends-file", path, e))?);
+    }
+    Ok((backends, discovery))
+}
+
+/// A pool's `dns`, `srv` and `backends_file`.
+fn file_discovery(
+    src: &Source<'_>,
+    i: usize,
+    pool: &FilePool,
+) -> Result<Vec<DiscoverySource>, ConfigError> {
+    let mut found = Vec::new();
+    for (j, v) in pool.dns.iter().enumerate() {
+        let text = v.get_ref();
+        found.push(parse_dns_backend(text).map_err(|e| {
+            src.invalid(v.span(), &format!("pools[{i}].dns[{j}]"), quoted(text), e)
+        })?);
+    }
+    let keyed = [
+        (pool.srv.as_ref(), "srv", parse_srv_name as fn(&str) -> _),
+        (
+            pool.backends_file.as_ref(),
+            "backends_file",
+            parse_backends_file,
+        ),
+    ];
+    for (value, key, parse) in keyed {
+        if let Some(v) = value {
+            found.push(parse(v.get_ref()).map_err(|e| {
+                src.invalid(
+                    v.span(),
+                    &format!("pools[{i}].{key}"),
+                    quoted(v.get_ref()),
+                    e,
+                )
+            })?);
+        }
+    }
+    Ok(found)
+}
+
 /// Check `[[pools]]` number `i`; `earlier` are the pools before it.
 fn file_pool(
     src: &Source<'_>,
@@ -204,16 +263,23 @@ fn file_pool(
             .map_err(|e| src.invalid(v.span(), &key("hash_key"), quoted(v.get_ref()), e))?,
         None => HashKey::ClientIp,
     };
-    if pool.backends.get_ref().is_empty() {
+    let discovery = file_discovery(src, i, pool)?;
+    let listed = pool
+        .backends
+        .as_ref()
+        .map_or(&[][..], |b| b.get_ref().as_slice());
+    if listed.is_empty() && discovery.is_empty() {
+        let span = pool
+            .backends
+            .as_ref()
+            .map_or(pool.name.span(), |b| b.span());
         return Err(src.problem(
-            pool.backends.span(),
+            span,
             &key("backends"),
-            "a pool needs at least one backend",
+            "a pool needs at least one backend, or `dns`, `srv` or `backends_file` to find them",
         ));
     }
-    let backends = pool
-        .backends
-        .get_ref()
+    let backends = listed
         .iter()
         .enumerate()
         .map(|(j, b)| {
@@ -226,12 +292,12 @@ fn file_pool(
                     .map_err(|e| src.invalid(w.span(), &key("weight"), w.get_ref(), e))?,
                 None => 1,
             };
-            Ok(BackendConfig {
+            Ok(BackendConfig::new(
                 addr,
-                name: addr_text.to_string(),
+                addr_text.to_string(),
                 weight,
-                drained: false,
-            })
+                Origin::Static,
+            ))
         })
         .collect::<Result<Vec<_>, ConfigError>>()?;
     let health_path = pool
@@ -296,6 +362,7 @@ fn file_pool(
         health_path,
         health_host,
         backends,
+        discovery,
         max_body_size,
         allow_upgrades,
         retry_on,

@@ -10,12 +10,14 @@
 //! a reload (workers read [`Settings`] from the published snapshot).
 //! Pools, backends and routes are structured, not scalar: `pools.rs`.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use toml::Spanned;
 
 use super::declare::declare_settings;
+use super::discovery::parse_resolver;
 use super::file::{FileListener, FilePool, FileRoute};
 use super::operations::{
     default_admin, parse_admin, parse_admin_host, parse_token, token_from_env, AccessLogFormat,
@@ -328,6 +330,27 @@ declare_settings! {
         retry_budget_percent: u32 = retry_budget: String => percent("retry-budget", "20%")
             .help("Retries allowed as a share of recent requests (plus 3 a second per \
                 worker), so an outage does not become a retry storm"),
+    }
+
+    /// Where discovered backends are resolved, and how often (`crate::discovery`).
+    reload struct DiscoveryTiming {
+        /// The shortest time between two resolutions of a name.
+        dns_min_ttl: Duration = dns_min_ttl: String => duration("dns-min-ttl", "1s")
+            .help("A discovered DNS name is resolved again when its records' TTL runs out, \
+                but never sooner than this"),
+        /// The longest.
+        dns_max_ttl: Duration = dns_max_ttl: String => duration("dns-max-ttl", "300s")
+            .help("... and never later than this"),
+        /// How long the last good set outlives NXDOMAIN or an empty answer.
+        dns_hold: Duration = dns_hold: String => duration("dns-hold", "30s")
+            .help("After NXDOMAIN or an empty answer a discovered pool keeps its last good \
+                backends this long, then empties (a failure or timeout keeps them for good)"),
+        /// DNS servers asked; empty: those of `/etc/resolv.conf`.
+        resolvers: Vec<SocketAddr> = resolver: Vec<String> =>
+            list("resolver", "ADDR[:PORT]", parse_resolver)
+                .shown("the nameservers of /etc/resolv.conf")
+                .help("DNS server that discovered names are resolved through; repeat for \
+                    more"),
     }
 
     /// Who may change state through the admin API.

@@ -10,6 +10,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use super::{BackendConfig, IoDriver};
+use crate::state::origin::Origin;
 
 /// Weights allowed for a backend.
 pub const WEIGHTS: std::ops::RangeInclusive<i64> = 1..=10_000;
@@ -94,8 +95,20 @@ pub fn parse_backend(spec: &str) -> Result<BackendConfig, String> {
     if addr_text.is_empty() {
         return Err("missing address (expected HOST:PORT[,weight=N])".into());
     }
+    let weight = parse_weight_options(parts)?;
+    let addr = resolve_backend(addr_text)?;
+    Ok(BackendConfig::new(
+        addr,
+        addr_text.to_string(),
+        weight,
+        Origin::Static,
+    ))
+}
+
+/// The options after a backend's address: `weight=N` or nothing (1).
+pub fn parse_weight_options<'a>(options: impl Iterator<Item = &'a str>) -> Result<u32, String> {
     let mut weight = 1;
-    for option in parts {
+    for option in options {
         match option.trim().split_once('=') {
             Some(("weight", w)) => {
                 weight = w
@@ -107,13 +120,7 @@ pub fn parse_backend(spec: &str) -> Result<BackendConfig, String> {
             _ => return Err(format!("unknown option `{option}` (expected weight=N)")),
         }
     }
-    let addr = resolve_backend(addr_text)?;
-    Ok(BackendConfig {
-        addr,
-        name: addr_text.to_string(),
-        weight,
-        drained: false,
-    })
+    Ok(weight)
 }
 
 /// Check a route's `host`: a host name or address without a port.

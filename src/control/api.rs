@@ -156,7 +156,7 @@ impl Control {
         let message = edit(&mut desired, pool, backend, change)?;
         state.desired = desired;
         state.runtime_changes += 1;
-        let generation = self.publish(&mut state);
+        let generation = self.publish(&mut state, true);
         Ok(format!("{message}; generation {generation}"))
     }
 }

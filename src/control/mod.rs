@@ -13,6 +13,7 @@
 //! snapshot is built from it.
 
 pub mod api;
+pub mod discovered;
 pub mod history;
 pub mod signals;
 
@@ -22,14 +23,19 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use crate::config::cli::Cli;
-use crate::config::{AdminAuth, Config};
+use crate::config::discovery::DiscoverySource;
+use crate::config::{AdminAuth, Config, DiscoveryTiming};
 use crate::shared::Shared;
 use crate::snapshot::Snapshot;
+use crate::state::backend::BackendState;
+use crate::state::origin::Origin;
 use crate::state::registry::Registry;
 use crate::transport::tls::connector::{self as backend_tls, Connectors};
 use crate::transport::tls::load as tls_load;
 use crate::transport::tls::{TlsAcceptor, TlsCommon};
+use discovered::{Discovered, Resolution, SourceReport};
 use history::History;
+use tracing::{info, warn};
 
 /// Facts about the running process, fixed at start.
 #[derive(Debug, Clone)]
@@ -65,6 +71,9 @@ struct ControlState {
     /// `desired.pools`; built with it on start and reload (admin changes
     /// never add or remove pools).
     connectors: Connectors,
+    /// Backends found by discovery, added to the desired pools when a
+    /// snapshot is built.
+    discovered: Discovered,
 }
 
 /// The writer of shared state. See the module docs.
@@ -132,6 +141,7 @@ impl Control {
                 generation: 1,
                 runtime_changes: 0,
                 connectors,
+                discovered: Discovered::default(),
             }),
         })
     }
@@ -148,17 +158,34 @@ impl Control {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Build a snapshot from the desired config and publish it.
-    fn publish(&self, state: &mut ControlState) -> u64 {
+    /// Build a snapshot from the desired config, with the backends
+    /// discovery found, and publish it. With `check_new`, a discovered
+    /// backend new to the registry, in a pool with health checks, starts
+    /// down: it gets traffic once `rise` probes pass (then with slow start,
+    /// if configured). Without (a source's first set, as at start), it is
+    /// up at once, as configured backends are at start.
+    fn publish(&self, state: &mut ControlState, check_new: bool) -> u64 {
         state.generation += 1;
+        let effective = state.discovered.apply_to(&state.desired);
+        let unchecked: Vec<SocketAddr> = effective
+            .pools
+            .iter()
+            .filter(|p| check_new && p.health_path.is_some())
+            .flat_map(|p| p.backends.iter())
+            .filter(|b| b.origin != Origin::Static && !state.registry.knows(b.addr))
+            .map(|b| b.addr)
+            .collect();
         let snapshot = Snapshot::build(
-            &state.desired,
+            &effective,
             &mut state.registry,
             state.generation,
             &state.connectors,
         );
-        let entries: Vec<(&str, SocketAddr)> = state
-            .desired
+        for addr in unchecked {
+            let stats = state.registry.backend(addr);
+            stats.change_state(BackendState::Up, BackendState::Down, 0);
+        }
+        let entries: Vec<(&str, SocketAddr)> = effective
             .pools
             .iter()
             .flat_map(|p| p.backends.iter().map(|b| (p.name.as_str(), b.addr)))
@@ -180,6 +207,52 @@ impl Control {
         };
         self.tls.use_ticket_keys(keys);
         Ok(warnings)
+    }
+
+    /// The discovery sources of the desired config, by pool, and how they
+    /// are resolved (for the `corelb-discovery` thread).
+    pub fn discovery_sources(&self) -> (DiscoveryTiming, Vec<(String, DiscoverySource)>) {
+        let state = self.lock();
+        let sources = state
+            .desired
+            .pools
+            .iter()
+            .flat_map(|p| p.discovery.iter().map(|s| (p.name.clone(), s.clone())))
+            .collect();
+        (state.desired.discovery.clone(), sources)
+    }
+
+    /// Take one resolution of `source` (of pool `pool`) from the discovery
+    /// thread; a changed set of backends is published at once, as a
+    /// difference (see [`Self::publish`]).
+    pub fn discovered(&self, pool: &str, source: &DiscoverySource, resolution: Resolution) {
+        let mut state = self.lock();
+        let configured = state
+            .desired
+            .pools
+            .iter()
+            .any(|p| p.name == pool && p.discovery.contains(source));
+        if !configured {
+            return; // a reload removed it while it was being resolved
+        }
+        let label = source.label();
+        let before = state.discovered.last_result(pool, &label);
+        let (result, detail) = (resolution.result, resolution.detail.clone());
+        if let Some(change) = state.discovered.record(pool, source, resolution) {
+            let generation = self.publish(&mut state, !change.first);
+            info!(
+                "pool {pool}: {label}: {} added, {} removed (generation {generation})",
+                change.added, change.removed
+            );
+        }
+        if result != "ok" && before != Some(result) {
+            warn!("pool {pool}: {label}: {result}: {detail}");
+        }
+    }
+
+    /// Every discovery source's last resolution.
+    pub fn discovery_reports(&self) -> Vec<SourceReport> {
+        self.lock().discovered.reports()
     }
 
     /// Load the config file (and flags) again and publish it. A bad file
@@ -254,7 +327,7 @@ impl Control {
         state.desired = merged;
         state.connectors = connectors;
         state.runtime_changes = 0;
-        let generation = self.publish(&mut state);
+        let generation = self.publish(&mut state, true);
         self.reloads_ok.fetch_add(1, Ordering::Relaxed);
         let summary = state.desired.summary();
         let mut message = format!("reloaded: generation {generation}, {summary}");

@@ -75,7 +75,7 @@ pub enum Next {
 
 impl Plan {
     /// Route the request by its listener, host and `path` (normalised,
-    /// see [`crate::http::path`]) and pick its first backend. `None`: no
+    /// see [`crate::http::path`]) and pick its first backend. `Err`: no
     /// backend is eligible (answer 503).
     pub fn start(
         routing: &mut Routing,
@@ -84,7 +84,7 @@ impl Plan {
         client_ip: IpAddr,
         req: &RequestHead<'_, '_>,
         path: &[u8],
-    ) -> Option<Plan> {
+    ) -> Result<Plan, ProxyError> {
         let host = path::route_host(req.host_name());
         let first = routing.pick(listener, host, path, client_ip, req)?;
         budget.on_request();
@@ -101,9 +101,11 @@ impl Plan {
         };
         if !plan.backend.stats().admit() {
             // Half-open, and another core took the last trial permit.
-            plan.backend = routing.pick_other(plan.pool, plan.generation, &plan.backend)?;
+            plan.backend = routing
+                .pick_other(plan.pool, plan.generation, &plan.backend)
+                .ok_or(ProxyError::NoBackend)?;
         }
-        Some(plan)
+        Ok(plan)
     }
 
     /// The backend of the current try.

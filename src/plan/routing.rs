@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use crate::balance::{self, Balancer, WeightedSampler};
 use crate::config::retry_on::RetryOn;
+use crate::error::ProxyError;
 use crate::http::{upgrade, RequestHead};
 use crate::snapshot::Snapshot;
 use crate::state::backend::Backend;
@@ -73,7 +74,8 @@ impl Routing {
     }
 
     /// Route the request to a pool and draw a backend from it with the
-    /// pool's balancer. `None`: no backend is eligible.
+    /// pool's balancer. `Err`: no backend is eligible, or (a pool whose
+    /// discovery found none) the pool has none at all.
     pub fn pick(
         &mut self,
         listener: u8,
@@ -81,12 +83,17 @@ impl Routing {
         path: &[u8],
         client_ip: IpAddr,
         req: &RequestHead<'_, '_>,
-    ) -> Option<FirstPick> {
+    ) -> Result<FirstPick, ProxyError> {
         let pool_index = self.snapshot.route(listener, host, path);
         let pool = &self.snapshot.pools[pool_index];
+        if pool.backends.is_empty() {
+            return Err(ProxyError::PoolEmpty);
+        }
         let hash = balance::request_hash(&pool.hash_key, pool.algorithm, client_ip, req);
-        let chosen = self.balancers[pool_index].pick(&pool.backends, hash)?;
-        Some(FirstPick {
+        let chosen = self.balancers[pool_index]
+            .pick(&pool.backends, hash)
+            .ok_or(ProxyError::NoBackend)?;
+        Ok(FirstPick {
             backend: Arc::clone(&pool.backends[chosen]),
             pool: pool_index,
             generation: self.snapshot.generation,

@@ -328,7 +328,6 @@ impl<'a, T: Transport> Exchange<'a, T> {
                 &req,
                 path,
             )
-            .ok_or(ProxyError::NoBackend)
         })?;
         self.conn.logged.backend = Some(plan.backend().addr);
         let body_limit = BodyLimit::new(plan.max_body_size, req.body)?;

@@ -83,6 +83,15 @@ impl Health {
         }
     }
 
+    /// A backend not yet probed that starts down (one discovery just
+    /// found, in a pool with health checks): `rise` good probes bring it up.
+    pub fn down() -> Self {
+        Self {
+            up: false,
+            ..Self::new()
+        }
+    }
+
     /// Good probes in a row since the last failed one, or since
     /// [`Health::forget_passes`]: `rise` of them after a passive ejection
     /// (an open breaker) end it, as they would end a down state.

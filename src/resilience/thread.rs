@@ -170,7 +170,12 @@ fn tick(state: &mut State, now: Instant) -> Vec<SocketAddr> {
     for (addr, tracked) in state.backends.iter_mut() {
         if tracked.probe_policy.is_some() && !tracked.probing {
             tracked.probing = true;
-            tracked.health.get_or_insert_with(Health::new);
+            // A backend published down before its first probe (a discovered
+            // one, see `Control::publish`) is down until probes pass.
+            let down = tracked.published == BackendState::Down;
+            tracked
+                .health
+                .get_or_insert_with(|| if down { Health::down() } else { Health::new() });
             to_probe.push(*addr);
         }
         if tracked.probe_policy.is_none() && !tracked.probing {

@@ -17,6 +17,7 @@ use std::time::Duration;
 use crossbeam_utils::CachePadded;
 
 use super::entry::EntryStats;
+use super::origin::Origin;
 use crate::state::ewma;
 use crate::state::outcome::{AttemptOutcome, BackendCounters};
 
@@ -230,6 +231,8 @@ pub struct Backend {
     max_requests: u32,
     stats: Arc<BackendStats>,
     entry: Arc<EntryStats>,
+    /// Where it came from (config, DNS, SRV, file).
+    origin: Origin,
 }
 
 impl Backend {
@@ -264,6 +267,7 @@ impl Backend {
             max_requests: 0,
             stats,
             entry,
+            origin: Origin::Static,
         }
     }
 
@@ -271,6 +275,17 @@ impl Backend {
     pub fn with_max_requests(mut self, max_requests: u32) -> Self {
         self.max_requests = max_requests;
         self
+    }
+
+    /// The same, found by discovery (`origin`) rather than configured.
+    pub fn with_origin(mut self, origin: Origin) -> Self {
+        self.origin = origin;
+        self
+    }
+
+    /// Where this backend came from.
+    pub fn origin(&self) -> Origin {
+        self.origin
     }
 
     /// Is this entry's pool in panic?

@@ -8,6 +8,7 @@
 //! |---|---|
 //! | [`backend`] | one upstream server: its atomics (in-flight, state, latency) and per-worker counters |
 //! | [`entry`] | a backend's counters in one pool |
+//! | [`origin`] | where a backend came from (static, DNS, SRV, file) |
 //! | [`registry`] | backend state and counters by address, kept across snapshots |
 //! | [`limits`], [`per_ip`] | open connections, process-wide and per client address |
 //! | [`lifecycle`] | running → draining → stopping |
@@ -20,6 +21,7 @@ pub mod ewma;
 pub mod lifecycle;
 pub mod limits;
 pub mod metrics;
+pub mod origin;
 pub mod outcome;
 pub mod per_ip;
 pub mod registry;

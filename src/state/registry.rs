@@ -44,6 +44,11 @@ impl Registry {
         )
     }
 
+    /// Is a backend at `addr` kept already?
+    pub fn knows(&self, addr: SocketAddr) -> bool {
+        self.backends.contains_key(&addr)
+    }
+
     /// The counters of `addr` in pool `pool`, made fresh if new.
     pub fn entry(&mut self, pool: &str, addr: SocketAddr) -> Arc<EntryStats> {
         let key = (pool.to_string(), addr);

@@ -54,6 +54,16 @@ pub fn status(admin: SocketAddr) -> Value {
     serde_json::from_slice(&r.body).expect("/status is JSON")
 }
 
+/// The default pool's backend addresses, as `/status` lists them.
+pub fn pool_addrs(admin: SocketAddr) -> Vec<String> {
+    status(admin)["pools"][0]["backends"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|b| b["addr"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
 /// The `/status` entry of backend `addr` in the default pool.
 pub fn backend_status(admin: SocketAddr, addr: SocketAddr) -> Value {
     let doc = status(admin);

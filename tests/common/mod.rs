@@ -1302,6 +1302,8 @@ impl Drop for Nginx {
 pub mod admin;
 // Headless Chromium.
 pub mod chromium;
+// A real DNS server (dnsmasq) on loopback, for discovery.
+pub mod dns;
 // Backends that never answer, or cannot be connected to.
 pub mod faults;
 // Steady load from keep-alive clients, counted by status.
