@@ -342,3 +342,30 @@ both_drivers!(websockets_tunnel_to_a_tls_backend, |driver| {
         assert_eq!((opcode, payload), (0x1, text.into_bytes()));
     }
 });
+
+#[test]
+fn a_reload_with_a_broken_ca_file_changes_nothing() {
+    let ca = Ca::new();
+    let nginx = tls_nginx(&ca, None);
+    // The pool's CA is a copy the test can break.
+    let copy = ca._dir.path().join("copy-of-ca.pem");
+    std::fs::copy(ca.ca.cert(), &copy).unwrap();
+    let keys = format!(
+        "tls = true\ntls_ca = {:?}\ntls_sni = \"{NAME}\"",
+        copy.display().to_string()
+    );
+    let (proxy, _dir) = Proxy::with_config(Driver::Uring, &config(&[&nginx], &keys), &[]);
+    assert_eq!(proxy.client().get("/info").status, 200);
+    std::fs::write(&copy, "-----BEGIN CERTIFICATE-----\nnot base64\n").unwrap();
+    proxy.signal("HUP");
+    wait_until("the reload refused", || {
+        proxy.log().contains("reload failed")
+    });
+    assert!(
+        proxy.log().contains("copy-of-ca.pem"),
+        "names the file: {}",
+        proxy.log()
+    );
+    let res = proxy.client().get("/info");
+    assert_eq!(res.status, 200, "the pool kept its CA: {res:?}");
+}
