@@ -77,7 +77,8 @@ fn one(addr: SocketAddr, config: &Arc<ClientConfig>) -> std::io::Result<bool> {
     tcp.set_nodelay(true)?;
     tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
     let name = ServerName::try_from("localhost").map_err(std::io::Error::other)?;
-    let mut conn = ClientConnection::new(Arc::clone(config), name).map_err(std::io::Error::other)?;
+    let mut conn =
+        ClientConnection::new(Arc::clone(config), name).map_err(std::io::Error::other)?;
     let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
     tls.write_all(REQUEST)?;
     let mut body = Vec::new();
@@ -122,8 +123,8 @@ fn main() {
             );
             std::thread::spawn(move || {
                 let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-                let Ok(builder) =
-                    ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions()
+                let Ok(builder) = ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
                 else {
                     return;
                 };

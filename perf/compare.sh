@@ -916,13 +916,14 @@ cpu_cell() { echo "$(fmt2 "${T[$1]}") ($(fmt2 "${U[$1]}") + $(fmt2 "${S[$1]}"))"
         echo
         echo "A new HTTPS connection per request (13 B), $HANDSHAKE_CLIENTS client threads on CPU(s) $WRK_CPUS, each proxy ($THREADS worker) on CPU(s) $PROXY_CPUS; medians of $ROUNDS round(s) of ${HANDSHAKE_SECS} s. Handshakes per CPU-second = 10⁶ ÷ the proxy's CPU µs per handshake: what one core would do saturated."
         echo
-        echo "| handshake | proxy | handshakes/s | resumed | proxy CPU µs per handshake | handshakes per CPU-second | CPU ÷ better peer |"
+        echo "| handshake | proxy | handshakes/s | resumed % | proxy CPU µs per handshake | handshakes per CPU-second | CPU ÷ better peer |"
         echo "|---|---|---:|---:|---:|---:|---:|"
         for mode in full resume; do
             declare -A HR=() HC=() HN=()
             for t in corelb nginx haproxy; do
                 hs_med() { awk -F'\t' -v m="$mode" -v t="$t" -v k="$1" 'NR > 1 && $2 == m && $3 == t && $k != "nan" { print $k }' "$HANDSHAKE_TSV" | median; }
-                HR[$t]=$(hs_med 8) HC[$t]=$(hs_med 9) HN[$t]=$(hs_med 5)
+                HR[$t]=$(hs_med 8) HC[$t]=$(hs_med 9)
+                HN[$t]=$(awk -F'\t' -v m="$mode" -v t="$t" 'NR > 1 && $2 == m && $3 == t && $4 > 0 { print 100 * $5 / $4 }' "$HANDSHAKE_TSV" | median)
             done
             best=$(better min "${HC[nginx]}" "${HC[haproxy]}")
             for t in corelb nginx haproxy; do
