@@ -36,6 +36,7 @@ pub mod control;
 pub mod deadline;
 pub mod demo;
 pub mod error;
+pub mod h2;
 pub mod http;
 pub mod io;
 pub mod logging;

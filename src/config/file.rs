@@ -65,6 +65,8 @@ pub(super) struct FileListener {
     pub certificates: Vec<FileCertificate>,
     pub require_sni: Option<Spanned<bool>>,
     pub redirect_https: Option<Spanned<bool>>,
+    /// `["http/1.1"]`, plus `"h2"` (TLS) or `"h2c"` (plaintext).
+    pub protocols: Option<Spanned<Vec<String>>>,
 }
 
 /// One entry of a listener's `certificates`.

@@ -7,8 +7,10 @@
 pub mod acceptor;
 pub mod certs;
 pub mod load;
+pub mod poll;
 pub mod resolver;
 pub mod stream;
 
 pub use acceptor::{TlsAcceptor, TlsCommon};
+pub use poll::TlsPollIo;
 pub use stream::TlsStream;
