@@ -19,8 +19,7 @@ use crate::state::backend::{Backend, BackendState, ResilienceCounters};
 use crate::state::metrics::{HistogramCounts, STATUS_CLASSES};
 use crate::state::outcome::{
     BackendCounters, Failure, Generated, HandshakeFailure, TimeoutKind, WorkerMetrics,
-    H2_ERROR_CODES,
-    GENERATED_STATUSES,
+    GENERATED_STATUSES, H2_ERROR_CODES,
 };
 
 /// What one scrape reads: the configuration in use and every counter.

@@ -275,7 +275,9 @@ fn protocols(tls: bool, list: &[String]) -> Result<bool, String> {
             ("h2", false) => return Err("`h2` needs `tls = true`; use `h2c` here".into()),
             ("h2c", true) => return Err("`h2c` is for a plaintext listener; use `h2`".into()),
             (other, _) => {
-                return Err(format!("unknown protocol {other:?} (known: http/1.1, h2, h2c)"))
+                return Err(format!(
+                    "unknown protocol {other:?} (known: http/1.1, h2, h2c)"
+                ))
             }
         }
     }
@@ -346,7 +348,10 @@ mod tests {
         let tls = l[1].tls.as_ref().unwrap();
         assert_eq!(tls.certificates.len(), 2);
         assert_eq!(tls.certificates[1].key, PathBuf::from("b.key"));
-        assert!(l[1].h2 && !l[0].h2, "h2 by ALPN on tls listeners by default");
+        assert!(
+            l[1].h2 && !l[0].h2,
+            "h2 by ALPN on tls listeners by default"
+        );
     }
 
     #[test]
@@ -368,7 +373,9 @@ mod tests {
         assert_eq!(protocols(true, &list(&["h2", "http/1.1"])), Ok(true));
         assert_eq!(protocols(false, &list(&["http/1.1", "h2c"])), Ok(true));
         assert!(protocols(false, &list(&["http/1.1", "h2"])).is_err());
-        assert!(protocols(true, &list(&["h2"])).unwrap_err().contains("must be listed"));
+        assert!(protocols(true, &list(&["h2"]))
+            .unwrap_err()
+            .contains("must be listed"));
         assert!(protocols(true, &list(&["spdy/3", "http/1.1"])).is_err());
     }
 

@@ -85,9 +85,7 @@ pub async fn serve_h2<IO>(
                 break;
             }
             Some(None) => break,
-            None => tick
-                .as_mut()
-                .reset((Instant::now() + TICK).into()),
+            None => tick.as_mut().reset((Instant::now() + TICK).into()),
         }
         if shared.too_many_resets() && !calmed {
             // Rapid reset: every reset stream may have cost an upstream

@@ -71,7 +71,11 @@ pub fn write_request_head(
         out.put_slice(authority.unwrap_or("").as_bytes());
     } else {
         let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
-        out.put_slice(if path.is_empty() { b"/" } else { path.as_bytes() });
+        out.put_slice(if path.is_empty() {
+            b"/"
+        } else {
+            path.as_bytes()
+        });
     }
     out.put_slice(b" HTTP/1.1\r\n");
     if let Some(authority) = authority {

@@ -9,7 +9,7 @@
 //! (gRPC's `grpc-status`), which HTTP/2 carries in a HEADERS frame of
 //! their own.
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
 
@@ -101,7 +101,9 @@ impl ResponseDecoder {
         match &mut self.state {
             State::Head => self.feed_head(input),
             State::Length(left) => {
-                let n = input.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+                let n = input
+                    .len()
+                    .min(usize::try_from(*left).unwrap_or(usize::MAX));
                 self.data.extend_from_slice(&input[..n]);
                 *left -= n as u64;
                 if *left == 0 {
@@ -237,7 +239,6 @@ fn parse_trailers(bytes: &[u8]) -> HeaderMap {
             }
         }
     }
-    let _ = rest.remaining();
     map
 }
 
@@ -295,7 +296,11 @@ mod tests {
         let dec = decode(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", 64, true);
         assert!(dec.is_done() && dec.data.is_empty());
         assert_eq!(dec.head.unwrap().headers()["content-length"], "9");
-        let dec = decode(b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n", 64, false);
+        let dec = decode(
+            b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n",
+            64,
+            false,
+        );
         assert!(dec.is_done());
 
         let mut dec = ResponseDecoder::new(false);
@@ -319,7 +324,8 @@ mod tests {
         dec.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
             .unwrap_err();
         let mut dec = ResponseDecoder::new(false);
-        dec.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab").unwrap();
+        dec.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab")
+            .unwrap();
         assert!(!dec.close(), "cut short");
     }
 }

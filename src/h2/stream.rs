@@ -17,7 +17,7 @@ use std::io;
 use std::ops::Range;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
-use std::task::{Context, Poll};
+use std::task::Context;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -104,7 +104,7 @@ impl H2Stream {
     /// request went anywhere)? Asked without waiting.
     fn reset_already(&mut self) -> bool {
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        if let Poll::Ready(_) = self.respond.poll_reset(&mut cx) {
+        if self.respond.poll_reset(&mut cx).is_ready() {
             self.reset_by_client = true;
         }
         self.reset_by_client

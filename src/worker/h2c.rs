@@ -70,7 +70,10 @@ async fn sniff(worker: &WorkerContext, tcp: &TcpStream) -> Sniffed {
                 return Sniffed::Gone;
             }
             let idle = settings.timeouts.client_idle;
-            if readable_idle_timeout(&worker.deadlines, tcp, idle).await.is_err() {
+            if readable_idle_timeout(&worker.deadlines, tcp, idle)
+                .await
+                .is_err()
+            {
                 return Sniffed::Gone;
             }
             continue;

@@ -17,8 +17,8 @@ use std::sync::Arc;
 
 use monoio::net::TcpStream;
 
-use crate::proxy::{serve_client, ListenerInfo, WorkerContext};
 use crate::h2::serve_h2;
+use crate::proxy::{serve_client, ListenerInfo, WorkerContext};
 use crate::transport::tls::{TlsAcceptor, TlsPollIo, TlsStream};
 
 /// Handshakes in progress one worker allows at once.

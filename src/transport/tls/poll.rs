@@ -43,7 +43,10 @@ impl TlsPollIo {
     /// waker is registered).
     fn poll_send_records(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.conn.wants_write() {
-            match self.conn.write_tls(&mut Polled { io: &mut self.tcp, cx }) {
+            match self.conn.write_tls(&mut Polled {
+                io: &mut self.tcp,
+                cx,
+            }) {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Poll::Pending,
                 Err(e) => return Poll::Ready(Err(e)),
@@ -99,9 +102,7 @@ impl AsyncRead for TlsPollIo {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 // A TCP close without close_notify: as a plain close.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    return Poll::Ready(Ok(()))
-                }
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Poll::Ready(Ok(())),
                 Err(e) => return Poll::Ready(Err(e)),
             }
             if this.eof {
@@ -112,7 +113,10 @@ impl AsyncRead for TlsPollIo {
             if let Poll::Ready(Err(e)) = this.poll_send_records(cx) {
                 return Poll::Ready(Err(e));
             }
-            match this.conn.read_tls(&mut Polled { io: &mut this.tcp, cx }) {
+            match this.conn.read_tls(&mut Polled {
+                io: &mut this.tcp,
+                cx,
+            }) {
                 Ok(0) => this.eof = true,
                 Ok(_) => {
                     if let Err(e) = this.conn.process_new_packets() {
