@@ -480,3 +480,40 @@ both_drivers!(
         );
     }
 );
+
+#[test]
+fn a_file_listener_turns_h2c_on_and_a_wrong_protocol_names_its_line() {
+    let backend = Backend::echo();
+    let toml = |protocols: &str| {
+        format!(
+            "[[listeners]]\naddress = \"127.0.0.1:0\"\nprotocols = {protocols}\n\n\
+             [[pools]]\nname = \"default\"\nbackends = [{{ addr = \"{}\" }}]\n",
+            backend.addr()
+        )
+    };
+    let dir = TempDir::new("h2-protocols");
+    let path = dir.path().join("corelb.toml");
+    std::fs::write(&path, toml(r#"["http/1.1", "h2c"]"#)).unwrap();
+    let path = path.to_str().unwrap();
+    let proxy = Proxy::start_file_listeners(&["--config", path]);
+    let url = proxy.url("/");
+    let (out, err) = curl(&[
+        "--http2-prior-knowledge",
+        "-w",
+        "%{http_version}",
+        "-o",
+        "/dev/null",
+        &url,
+    ]);
+    assert_eq!(out, "2", "{err}");
+
+    std::fs::write(path, toml(r#"["http/1.1", "h2"]"#)).unwrap();
+    let (code, err) = Proxy::start_failing(&["--config", path, "--check"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("corelb.toml:3")
+            && err.contains("listeners[0].protocols")
+            && err.contains("use `h2c`"),
+        "{err}"
+    );
+}

@@ -105,10 +105,23 @@ impl Proxy {
         Proxy::start_command(cmd, args)
     }
 
+    /// As [`Proxy::start`], but listening only where the config file's
+    /// `[[listeners]]` say (no `--listen` added: it would replace them).
+    pub fn start_file_listeners(args: &[&str]) -> Proxy {
+        let cmd = Command::new(env!("CARGO_BIN_EXE_corelb"));
+        Proxy::start_command_listening(cmd, args, false)
+    }
+
     /// Start `cmd` (corelb, perhaps behind a shell) with `args` and the
     /// defaults [`Proxy::start`] adds.
-    fn start_command(mut cmd: Command, args: &[&str]) -> Proxy {
-        if !args.contains(&"--listen") {
+    fn start_command(cmd: Command, args: &[&str]) -> Proxy {
+        Proxy::start_command_listening(cmd, args, true)
+    }
+
+    /// As [`Proxy::start_command`]; `listen`: add `--listen 127.0.0.1:0`
+    /// unless `args` give one.
+    fn start_command_listening(mut cmd: Command, args: &[&str], listen: bool) -> Proxy {
+        if listen && !args.contains(&"--listen") {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
         if !args.contains(&"--threads") {
