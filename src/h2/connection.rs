@@ -20,8 +20,10 @@ use super::ConnectionShared;
 use crate::config::Settings;
 use crate::proxy::{serve_client, ListenerInfo, WorkerContext};
 
-/// How often an idle or draining connection looks at the clock.
-const TICK: Duration = Duration::from_millis(250);
+/// How often a connection looks at the clock (idle, draining): the
+/// longest a drain waits to send GOAWAY. One timer a second per idle
+/// connection, not more.
+const TICK: Duration = Duration::from_secs(1);
 
 /// The connection's HTTP/2 settings and flood limits, from `settings`.
 fn builder(settings: &Settings) -> Builder {
@@ -81,7 +83,9 @@ pub async fn serve_h2<IO>(
                 monoio::spawn(serve_stream(Rc::clone(&worker), stream, peer, listener));
             }
             Some(Some(Err(e))) => {
-                count_error(&worker, &e);
+                if !calmed {
+                    count_error(&worker, &e);
+                }
                 break;
             }
             Some(None) => break,

@@ -148,10 +148,9 @@ impl ResponseDecoder {
         let body = res.body;
         self.head_bytes = BytesMut::new();
         if status.is_informational() {
-            // `100 Continue` is corelb's to say; others (103) pass.
-            if status != StatusCode::CONTINUE {
-                self.interim = Some(head);
-            }
+            // `100 Continue` (which the exchange writes only when the
+            // client asked for it) and `103 Early Hints` alike.
+            self.interim = Some(head);
             return Ok(taken);
         }
         self.state = match body {
