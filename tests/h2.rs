@@ -387,7 +387,7 @@ fn a_graceful_stop_lets_ten_streams_in_flight_finish_then_says_goaway() {
     let url = proxy.url("/slow");
     let client = thread::spawn(move || {
         Command::new("timeout")
-            .args(["60", "nghttp", "-n", "-s", "-m", "10", &url])
+            .args(["60", "nghttp", "-v", "-n", "-m", "10", &url])
             .output()
             .expect("cannot run nghttp")
     });
@@ -398,11 +398,12 @@ fn a_graceful_stop_lets_ten_streams_in_flight_finish_then_says_goaway() {
     let out = client.join().unwrap();
     let stats = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
-        stats.lines().filter(|l| l.contains(" 200 ")).count(),
+        stats.matches(":status: 200").count(),
         10,
         "{stats}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(stats.contains("recv GOAWAY frame"), "no GOAWAY: {stats}");
     proxy.stopped = true;
     assert_eq!(
         proxy.wait_exit(Duration::from_secs(15)),
