@@ -50,6 +50,8 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
     -addext subjectAltName=DNS:localhost >/dev/null 2>&1
 cat "$WORK/tls/cert.pem" "$WORK/tls/key.pem" >"$WORK/tls/both.pem"
 head -c 16384 /dev/urandom >"$WORK/www/16k.bin"
+# nginx's workers (another user) must read the file.
+chmod 755 "$WORK" "$WORK/www" && chmod 644 "$WORK/www/16k.bin"
 
 declare -A BPORT=([hello]=28501 [16k]=28502) PATH_OF=([hello]=/ [16k]=/16k.bin)
 for size in hello 16k; do
