@@ -19,15 +19,8 @@ import h2.config
 import h2.connection
 import h2.events
 
-
-def rss_kib(pids):
-    total = 0
-    for pid in pids:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-    return total
+# The same memory reading as the HTTP/1.1 idle measurement (same directory).
+from idle_clients import rss_kib
 
 
 def open_one(port, ctx):
