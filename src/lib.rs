@@ -38,6 +38,7 @@ pub mod deadline;
 pub mod demo;
 pub mod discovery;
 pub mod error;
+pub mod h2;
 pub mod http;
 pub mod io;
 pub mod logging;

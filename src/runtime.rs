@@ -263,6 +263,7 @@ fn endpoints(
         .map(|(index, ((listener, addr), acceptor))| {
             Arc::new(Endpoint {
                 tls: acceptor.clone(),
+                h2: listener.h2,
                 info: ListenerInfo {
                     // `config::listeners::MAX_LISTENERS` keeps it in a `u8`.
                     index: index as u8,

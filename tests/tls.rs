@@ -312,9 +312,12 @@ fn tls_versions_below_1_2_and_foreign_alpn_are_refused() {
             "{old} must fail"
         );
     }
-    // A client that speaks only h2 (for now) fails the handshake cleanly.
+    // A client that speaks only a protocol corelb does not fails the
+    // handshake cleanly; one that speaks only h2 gets it (tests/h2.rs).
+    let foreign = certs.ca.client_config(&[b"spdy/3.1"]);
+    assert!(connect(addr, "localhost", &foreign).is_err());
     let h2_only = certs.ca.client_config(&[b"h2"]);
-    assert!(connect(addr, "localhost", &h2_only).is_err());
+    assert!(connect(addr, "localhost", &h2_only).is_ok());
     // No ALPN at all is fine.
     let plain = certs.ca.client_config(&[]);
     assert_eq!(get(addr, "localhost", "/", &plain).unwrap().0, 200);

@@ -20,8 +20,7 @@ use crate::state::backend::{Backend, BackendState, ResilienceCounters};
 use crate::state::metrics::{HistogramCounts, STATUS_CLASSES};
 use crate::state::outcome::{
     BackendCounters, Failure, Generated, HandshakeFailure, ListenerCounts, TimeoutKind,
-    UpstreamTlsFailure,
-    WorkerMetrics, GENERATED_STATUSES,
+    UpstreamTlsFailure, WorkerMetrics, GENERATED_STATUSES, H2_ERROR_CODES,
 };
 
 /// What one scrape reads: the configuration in use and every counter.
@@ -316,6 +315,31 @@ const FAMILIES: &[Spec] = &[
             for why in UpstreamTlsFailure::ALL {
                 let count = s.total(|w| w.upstream_tls_failures[why as usize].get());
                 f.sample(&[("reason", &why.as_str())], count);
+            }
+        }),
+    },
+    Spec {
+        name: "corelb_h2_connections_total",
+        kind: Kind::Counter,
+        help: "HTTP/2 client connections (TLS with ALPN h2, or h2c) past their preface and settings.",
+        samples: Read(|s, f| f.sample(&[], s.total(|w| w.h2_connections.get()))),
+    },
+    Spec {
+        name: "corelb_h2_streams_total",
+        kind: Kind::Counter,
+        help: "HTTP/2 streams taken, by result: ok (forwarded as a request), malformed (reset with PROTOCOL_ERROR at once).",
+        samples: Read(|s, f| {
+            f.sample(&[("result", &"ok")], s.total(|w| w.h2_streams.get()));
+            f.sample(&[("result", &"malformed")], s.total(|w| w.h2_malformed.get()));
+        }),
+    },
+    Spec {
+        name: "corelb_h2_connection_errors_total",
+        kind: Kind::Counter,
+        help: "HTTP/2 connections ended by an error, ours or the client's GOAWAY, by its code (enhance_your_calm: a flood or rapid reset; protocol_error, frame_size_error, compression_error, flow_control_error: a broken or hostile client).",
+        samples: Read(|s, f| {
+            for (i, code) in H2_ERROR_CODES.iter().enumerate() {
+                f.sample(&[("reason", code)], s.total(|w| w.h2_errors[i].get()));
             }
         }),
     },

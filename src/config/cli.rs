@@ -95,7 +95,9 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub backend_tls_insecure_skip_verify: bool,
 
-    /// Where clients connect, as ADDR[,tls][,redirect-https]; repeat for
+    /// Where clients connect, as ADDR[,tls[,no-h2]][,redirect-https][,h2c];
+    /// `h2c`: HTTP/2 with prior knowledge too; `no-h2`: a tls listener
+    /// without HTTP/2 (offered by ALPN otherwise). Repeat for
     /// more listeners (e.g. `--listen 0.0.0.0:80,redirect-https --listen
     /// 0.0.0.0:443,tls`). Replaces the file's listeners [default:
     /// 127.0.0.1:8080].

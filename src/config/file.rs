@@ -84,6 +84,8 @@ pub(super) struct FileListener {
     /// Tried before the `[[routes]]` every listener shares.
     #[serde(default)]
     pub routes: Vec<FileRoute>,
+    /// `["http/1.1"]`, plus `"h2"` (TLS) or `"h2c"` (plaintext).
+    pub protocols: Option<Spanned<Vec<String>>>,
 }
 
 /// One entry of a listener's `certificates`.

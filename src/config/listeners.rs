@@ -32,6 +32,10 @@ pub struct ListenerConfig {
     /// Answer every request with a redirect to `https://` (a plaintext
     /// listener): 301 for GET and HEAD, 308 otherwise.
     pub redirect_https: bool,
+    /// HTTP/2 here: offered by ALPN on a TLS listener (on unless
+    /// `protocols = ["http/1.1"]`), h2c with prior knowledge on a
+    /// plaintext one (off unless `h2c` is listed).
+    pub h2: bool,
 }
 
 /// A TLS listener's certificates.
@@ -132,6 +136,7 @@ fn plain(addr: SocketAddr) -> ListenerConfig {
         addr,
         tls: None,
         redirect_https: false,
+        h2: false,
     }
 }
 
@@ -161,24 +166,48 @@ fn from_flags(cli: &Cli) -> Result<Vec<ListenerConfig>, ConfigError> {
         let addr_text = parts.next().unwrap_or_default();
         let addr = resolve(addr_text).map_err(|e| flag_error("listen", spec, e))?;
         let mut listener = plain(addr);
+        let (mut h2c, mut no_h2) = (false, false);
         for option in parts {
             match option.trim() {
                 "tls" => {
                     listener.tls = Some(ListenerTls {
                         certificates: certificates.clone(),
                         require_sni: false,
-                    })
+                    });
+                    listener.h2 = true;
                 }
                 "redirect-https" => listener.redirect_https = true,
+                "h2c" => h2c = true,
+                "no-h2" => no_h2 = true,
                 other => {
                     return Err(flag_error(
                         "listen",
                         spec,
-                        format!("unknown option `{other}` (known: tls, redirect-https)"),
+                        format!(
+                            "unknown option `{other}` (known: tls, redirect-https, h2c, no-h2)"
+                        ),
                     ))
                 }
             }
         }
+        listener.h2 = match (listener.tls.is_some(), h2c, no_h2) {
+            (true, true, _) => {
+                return Err(flag_error(
+                    "listen",
+                    spec,
+                    "h2c is HTTP/2 without TLS; a tls listener offers h2 by ALPN already",
+                ))
+            }
+            (false, _, true) => {
+                return Err(flag_error(
+                    "listen",
+                    spec,
+                    "no-h2 is for a tls listener; a plaintext one speaks HTTP/2 only with h2c",
+                ))
+            }
+            (true, false, no_h2) => !no_h2,
+            (false, h2c, false) => h2c,
+        };
         check(&listener).map_err(|e| flag_error("listen", spec, e))?;
         listeners.push(listener);
     }
@@ -224,8 +253,20 @@ fn from_file(src: &Source<'_>, i: usize, l: &FileListener) -> Result<ListenerCon
             "certificates given but `tls = true` is not",
         ));
     }
+    let h2 = match &l.protocols {
+        None => tls,
+        Some(list) => protocols(tls, list.get_ref()).map_err(|e| {
+            src.invalid(
+                list.span(),
+                &key("protocols"),
+                format!("{:?}", list.get_ref()),
+                e,
+            )
+        })?,
+    };
     let listener = ListenerConfig {
         addr,
+        h2,
         tls: tls.then(|| ListenerTls {
             certificates,
             require_sni: l.require_sni.as_ref().is_some_and(|r| *r.get_ref()),
@@ -234,6 +275,31 @@ fn from_file(src: &Source<'_>, i: usize, l: &FileListener) -> Result<ListenerCon
     };
     check(&listener).map_err(|e| src.problem(l.address.span(), &format!("listeners[{i}]"), e))?;
     Ok(listener)
+}
+
+/// Whether a listener's `protocols` list turns HTTP/2 on: `http/1.1`
+/// must be there (every listener serves it), then `h2` on a TLS
+/// listener, `h2c` on a plaintext one.
+fn protocols(tls: bool, list: &[String]) -> Result<bool, String> {
+    let mut h2 = false;
+    let mut http1 = false;
+    for p in list {
+        match (p.as_str(), tls) {
+            ("http/1.1", _) => http1 = true,
+            ("h2", true) | ("h2c", false) => h2 = true,
+            ("h2", false) => return Err("`h2` needs `tls = true`; use `h2c` here".into()),
+            ("h2c", true) => return Err("`h2c` is for a plaintext listener; use `h2`".into()),
+            (other, _) => {
+                return Err(format!(
+                    "unknown protocol {other:?} (known: http/1.1, h2, h2c)"
+                ))
+            }
+        }
+    }
+    if !http1 {
+        return Err("\"http/1.1\" must be listed: every listener serves it".into());
+    }
+    Ok(h2)
 }
 
 /// What one listener must be on its own.
@@ -297,6 +363,35 @@ mod tests {
         let tls = l[1].tls.as_ref().unwrap();
         assert_eq!(tls.certificates.len(), 2);
         assert_eq!(tls.certificates[1].key, PathBuf::from("b.key"));
+        assert!(
+            l[1].h2 && !l[0].h2,
+            "h2 by ALPN on tls listeners by default"
+        );
+    }
+
+    #[test]
+    fn http2_is_chosen_per_listener() {
+        let l = flags(&["--listen", "127.0.0.1:1,h2c", "--listen", "127.0.0.1:2"]).unwrap();
+        assert!(l[0].h2 && !l[1].h2);
+        let l = flags(&[
+            "--listen",
+            "127.0.0.1:3,tls,no-h2",
+            "--tls-cert",
+            "a.pem",
+            "--tls-key",
+            "a.key",
+        ])
+        .unwrap();
+        assert!(!l[0].h2);
+        let list = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(protocols(true, &list(&["http/1.1"])), Ok(false));
+        assert_eq!(protocols(true, &list(&["h2", "http/1.1"])), Ok(true));
+        assert_eq!(protocols(false, &list(&["http/1.1", "h2c"])), Ok(true));
+        assert!(protocols(false, &list(&["http/1.1", "h2"])).is_err());
+        assert!(protocols(true, &list(&["h2"]))
+            .unwrap_err()
+            .contains("must be listed"));
+        assert!(protocols(true, &list(&["spdy/3", "http/1.1"])).is_err());
     }
 
     #[test]
@@ -316,6 +411,8 @@ mod tests {
             .unwrap_err()
             .0;
         assert!(e.contains("given twice"), "{e}");
+        let e = flags(&["--listen", "127.0.0.1:1,no-h2"]).unwrap_err().0;
+        assert!(e.contains("no-h2 is for a tls listener"), "{e}");
         let e = flags(&["--tls-cert", "a", "--tls-key", "b"]).unwrap_err().0;
         assert!(e.contains("--listen ADDR,tls"), "{e}");
     }

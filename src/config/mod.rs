@@ -242,7 +242,7 @@ impl Config {
     /// Are the listeners of `new` the same sockets as ours (address,
     /// protocol, redirect), whatever their certificates?
     pub fn same_listeners(&self, new: &Config) -> bool {
-        let shape = |l: &ListenerConfig| (l.addr, l.tls.is_some(), l.redirect_https);
+        let shape = |l: &ListenerConfig| (l.addr, l.tls.is_some(), l.redirect_https, l.h2);
         self.listeners.len() == new.listeners.len()
             && self
                 .listeners

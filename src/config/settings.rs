@@ -154,6 +154,54 @@ declare_settings! {
             number("upstream-keepalive", "N", 0..=100_000)
                 .default("1024")
                 .help("Idle keep-alive connections kept per worker per backend"),
+        /// HTTP/2: streams a client may have open at once per connection
+        /// (each is a request in flight, on an upstream connection of its own).
+        h2_max_concurrent_streams: u32 = h2_max_concurrent_streams: i64 =>
+            number("h2-max-concurrent-streams", "N", 1..=10_000)
+                .default("100")
+                .help("HTTP/2: streams (requests in flight) a client may open at once on \
+                    one connection"),
+        /// HTTP/2: how much request body a stream may send before corelb
+        /// has forwarded it (its flow-control window).
+        h2_initial_window_size: u32 = h2_initial_window_size: i64 =>
+            number("h2-initial-window-size", "BYTES", 65_535..=2_147_483_647)
+                .default("262144")
+                .help("HTTP/2: flow-control window of each stream, in bytes: request body a \
+                    client may send ahead of what corelb has forwarded"),
+        /// HTTP/2: the same, for all the streams of a connection together.
+        h2_connection_window_size: u32 = h2_connection_window_size: i64 =>
+            number("h2-connection-window-size", "BYTES", 65_535..=2_147_483_647)
+                .default("1048576")
+                .help("HTTP/2: flow-control window of each connection, in bytes (all its \
+                    streams together)"),
+        /// HTTP/2: the largest frame payload corelb accepts.
+        h2_max_frame_size: u32 = h2_max_frame_size: i64 =>
+            number("h2-max-frame-size", "BYTES", 16_384..=16_777_215)
+                .default("16384")
+                .help("HTTP/2: largest frame payload accepted from a client, in bytes"),
+        /// HTTP/2: response bytes queued per stream for a client that
+        /// does not open its window (a slow reader holds at most this).
+        h2_max_send_buffer_size: usize = h2_max_send_buffer_size: i64 =>
+            number("h2-max-send-buffer-size", "BYTES", 16_384..=16 * 1024 * 1024)
+                .default("65536")
+                .help("HTTP/2: response bytes queued per stream for a client that does not \
+                    read them; past --client-idle-timeout without progress the stream is reset"),
+        /// HTTP/2: streams the client reset before corelb took them,
+        /// tolerated at once (rapid reset, CVE-2023-44487).
+        h2_max_pending_accept_reset_streams: usize =
+            h2_max_pending_accept_reset_streams: i64 =>
+            number("h2-max-pending-accept-reset-streams", "N", 1..=100_000)
+                .default("20")
+                .help("HTTP/2: streams a client may open and reset before corelb takes them; \
+                    more closes the connection with GOAWAY ENHANCE_YOUR_CALM (rapid reset)"),
+        /// HTTP/2: streams corelb had to reset for a client's errors,
+        /// tolerated per connection (MadeYouReset, CVE-2025-8671).
+        h2_max_local_error_reset_streams: usize =
+            h2_max_local_error_reset_streams: i64 =>
+            number("h2-max-local-error-reset-streams", "N", 1..=100_000)
+                .default("1024")
+                .help("HTTP/2: streams corelb may reset for a client's protocol errors on \
+                    one connection; more closes it with GOAWAY ENHANCE_YOUR_CALM (MadeYouReset)"),
     }
 
     /// Timeouts, all enforced per connection.

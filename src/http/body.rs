@@ -173,6 +173,16 @@ impl ChunkedDecoder {
         self.state == State::Done
     }
 
+    /// Is the decoder past the last chunk, in the trailer section? (For
+    /// a caller that relays the trailers, HTTP/2's: every byte it feeds
+    /// from here to the end is trailer bytes.)
+    pub fn in_trailers(&self) -> bool {
+        matches!(
+            self.state,
+            State::TrailerStart | State::TrailerName | State::TrailerValue | State::TrailerLf
+        )
+    }
+
     /// Feed the next bytes of the body.
     ///
     /// Calls `on_data` with each run of chunk *data* (without the framing),

@@ -345,6 +345,16 @@ pub struct WorkerMetrics {
     pub upstream_tls_failures: [Counter; 4],
     /// Per listener, in listener order (sized at start).
     pub by_listener: Box<[ListenerCounts]>,
+    /// HTTP/2 connections past their preface and SETTINGS.
+    pub h2_connections: Counter,
+    /// HTTP/2 streams taken (each a request).
+    pub h2_streams: Counter,
+    /// HTTP/2 streams reset at once: malformed requests (connection-
+    /// specific fields, ...).
+    pub h2_malformed: Counter,
+    /// HTTP/2 connections ended by an error (GOAWAY, ours or the
+    /// client's), by its code (RFC 9113 §7: 0 to 13).
+    pub h2_errors: [Counter; H2_ERROR_CODES.len()],
 }
 
 /// One listener's counts on one worker.
@@ -355,6 +365,24 @@ pub struct ListenerCounts {
     /// Requests answered.
     pub requests: Counter,
 }
+
+/// The HTTP/2 error codes (RFC 9113 §7) by number, as metric labels.
+pub const H2_ERROR_CODES: [&str; 14] = [
+    "no_error",
+    "protocol_error",
+    "internal_error",
+    "flow_control_error",
+    "settings_timeout",
+    "stream_closed",
+    "frame_size_error",
+    "refused_stream",
+    "cancel",
+    "compression_error",
+    "connect_error",
+    "enhance_your_calm",
+    "inadequate_security",
+    "http_1_1_required",
+];
 
 impl WorkerMetrics {
     /// Counters for a worker serving `listeners` listeners.

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{error, warn};
 
+use super::h2c::serve_plain_or_h2c;
 use super::handshake::{handshake_allowed, serve_tls_client};
 use crate::proxy::{serve_client, ListenerInfo, WorkerContext};
 use crate::state::limits::{ConnectionLimit, ConnectionPermit};
@@ -32,6 +33,8 @@ pub struct Endpoint {
     pub tls: Option<Arc<TlsAcceptor>>,
     /// What a connection's requests learn of the listener.
     pub info: ListenerInfo,
+    /// HTTP/2 here: by ALPN (TLS), or h2c with prior knowledge (plaintext).
+    pub h2: bool,
 }
 
 /// Serve `stream` in a task of its own, counted against the limits and by
@@ -62,6 +65,12 @@ fn spawn_connection(
     let _ = stream.set_nodelay(true);
     worker.connection_opened();
     match &endpoint.tls {
+        None if endpoint.h2 => monoio::spawn(ConnectionTask {
+            serve: serve_plain_or_h2c(Rc::clone(worker), stream, peer, endpoint.info),
+            worker: Rc::clone(worker),
+            _permit: permit,
+            _per_ip: per_ip,
+        }),
         None => monoio::spawn(ConnectionTask {
             serve: serve_client(Rc::clone(worker), stream, peer, endpoint.info),
             worker: Rc::clone(worker),

@@ -1,6 +1,7 @@
 //! A TLS client's first moments: its handshake, within
 //! `--tls-handshake-timeout` and a cap on handshakes in progress per
-//! worker, then the same connection loop as a plaintext client.
+//! worker, then the same connection loop as a plaintext client, or
+//! HTTP/2 (`crate::h2`) when ALPN chose `h2`.
 //!
 //! The cap: a handshake costs a worker CPU and a connection's memory
 //! before the client has proven anything, so a flood of slow or
@@ -10,13 +11,15 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use monoio::net::TcpStream;
 
+use crate::h2::serve_h2;
 use crate::proxy::{serve_client, ListenerInfo, WorkerContext};
-use crate::transport::tls::{TlsAcceptor, TlsStream};
+use crate::transport::tls::{TlsAcceptor, TlsPollIo, TlsStream};
 
 /// Handshakes in progress one worker allows at once.
 pub const MAX_HANDSHAKES: usize = 1024;
@@ -66,6 +69,14 @@ pub fn serve_tls_client(
         let handshake = TlsStream::accept(tcp, conn, &worker.deadlines, timeout).await;
         drop(in_progress);
         match handshake {
+            Ok(stream) if stream.alpn_protocol().as_deref() == Some(b"h2") => {
+                worker.metrics().tls_handshakes.inc();
+                let fd = stream.as_raw_fd();
+                if let Ok(io) = TlsPollIo::new(stream) {
+                    // Boxed: HTTP/1.1 connections' tasks stay small.
+                    Box::pin(serve_h2(worker, io, fd, peer, listener)).await;
+                }
+            }
             Ok(stream) => {
                 worker.metrics().tls_handshakes.inc();
                 serve_client(worker, stream, peer, listener).await;

@@ -10,6 +10,7 @@
 //! listener.
 
 pub mod accept;
+mod h2c;
 mod handshake;
 pub mod listen;
 

@@ -6,7 +6,8 @@
 //!
 //! Protocols: TLS 1.3 and 1.2 only, rustls's default cipher suites (no
 //! CBC, no RSA key exchange, no compression, no renegotiation), no 0-RTT,
-//! ALPN `http/1.1`.
+//! ALPN `h2` (preferred, unless the listener turns HTTP/2 off) and
+//! `http/1.1`; a client that offers neither (or no ALPN) speaks HTTP/1.1.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -67,15 +68,20 @@ pub struct TlsAcceptor {
 }
 
 impl TlsAcceptor {
-    /// An acceptor serving `certificates`.
-    pub fn new(certificates: CertificateSet, common: &TlsCommon) -> Result<Self, String> {
+    /// An acceptor serving `certificates`, offering HTTP/2 by ALPN if `h2`.
+    pub fn new(certificates: CertificateSet, common: &TlsCommon, h2: bool) -> Result<Self, String> {
         let resolver = CertResolver::new(certificates);
         let mut config = ServerConfig::builder_with_provider(Arc::clone(&common.provider))
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| format!("TLS configuration: {e}"))?
             .with_no_client_auth()
             .with_cert_resolver(Arc::clone(&resolver) as _);
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // In the server's order of preference: rustls picks the first of
+        // ours the client offers.
+        config.alpn_protocols = match h2 {
+            true => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+            false => vec![b"http/1.1".to_vec()],
+        };
         config.ticketer = Arc::clone(&common.ticketer) as _;
         config.session_storage = Arc::clone(&common.cache);
         config.max_early_data_size = 0;

@@ -60,7 +60,7 @@ pub fn acceptors(
             Some(tls) => {
                 let (set, mut more) = certificate_set(tls, common)?;
                 warnings.append(&mut more);
-                Some(TlsAcceptor::new(set, common)?)
+                Some(TlsAcceptor::new(set, common, listener.h2)?)
             }
             None => None,
         });

@@ -8,9 +8,11 @@ pub mod acceptor;
 pub mod certs;
 pub mod connector;
 pub mod load;
+pub mod poll;
 pub mod resolver;
 pub mod stream;
 pub mod ticket_keys;
 
 pub use acceptor::{TlsAcceptor, TlsCommon};
+pub use poll::TlsPollIo;
 pub use stream::TlsStream;

@@ -182,6 +182,17 @@ impl TlsStream {
         self.tcp.as_raw_fd()
     }
 
+    /// The socket and the rustls session, for a driver that reads and
+    /// writes in the poll style (HTTP/2: [`super::poll::TlsPollIo`]).
+    pub fn into_parts(self) -> (TcpStream, Connection) {
+        (self.tcp, self.conn.into_inner())
+    }
+
+    /// The protocol the client and corelb agreed on by ALPN, if any.
+    pub fn alpn_protocol(&self) -> Option<Vec<u8>> {
+        self.conn.borrow().alpn_protocol().map(<[u8]>::to_vec)
+    }
+
     /// Move at least one read's worth of ciphertext from the socket into
     /// rustls and process it, waiting under `wait` while the socket is
     /// empty.

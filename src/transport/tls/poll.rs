@@ -1,0 +1,171 @@
+//! A TLS connection in the poll style (tokio's `AsyncRead`/`AsyncWrite`),
+//! for the HTTP/2 driver (`crate::h2`), which wants those traits.
+//!
+//! The same rustls session the handshake made ([`super::TlsStream`] is
+//! taken apart, not copied), over monoio's poll-style socket
+//! (`TcpStreamPoll`, monoio's `poll-io`), which registers the waker with
+//! the worker's own event loop: no second runtime, no other thread.
+//! rustls reads ciphertext from the socket into its own buffer and writes
+//! from its own buffer, as on the HTTP/1.1 path; a socket with nothing to
+//! give (or no room) is `Pending`, and its waker is registered.
+
+use std::io::{self, Read, Write};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use monoio::io::IntoPollIo;
+use monoio::net::tcp::stream_poll::TcpStreamPoll;
+use rustls::Connection;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::TlsStream;
+
+/// A TLS session over a poll-style socket.
+pub struct TlsPollIo {
+    tcp: TcpStreamPoll,
+    conn: Connection,
+    /// The client closed its side of the TCP connection.
+    eof: bool,
+}
+
+impl TlsPollIo {
+    /// The session of `stream`, after its handshake.
+    pub fn new(stream: TlsStream) -> io::Result<Self> {
+        let (tcp, conn) = stream.into_parts();
+        Ok(Self {
+            tcp: tcp.into_poll_io()?,
+            conn,
+            eof: false,
+        })
+    }
+
+    /// Send what rustls has queued. `Pending`: the socket is full (the
+    /// waker is registered).
+    fn poll_send_records(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.conn.wants_write() {
+            match self.conn.write_tls(&mut Polled {
+                io: &mut self.tcp,
+                cx,
+            }) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Poll::Pending,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The poll-style socket as `std::io::Read`/`Write` for rustls's
+/// `read_tls`/`write_tls`: `Pending` becomes `WouldBlock`.
+struct Polled<'a, 'b> {
+    io: &'a mut TcpStreamPoll,
+    cx: &'a mut Context<'b>,
+}
+
+impl Read for Polled<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut buf = ReadBuf::new(buf);
+        match Pin::new(&mut *self.io).poll_read(self.cx, &mut buf) {
+            Poll::Ready(Ok(())) => Ok(buf.filled().len()),
+            Poll::Ready(Err(e)) => Err(e),
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+}
+
+impl Write for Polled<'_, '_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match Pin::new(&mut *self.io).poll_write(self.cx, buf) {
+            Poll::Ready(result) => result,
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsyncRead for TlsPollIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            match this.conn.reader().read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // A TCP close without close_notify: as a plain close.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Poll::Ready(Ok(())),
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+            if this.eof {
+                return Poll::Ready(Ok(()));
+            }
+            // Records rustls owes the client (alerts, key updates) go
+            // first; a full socket does not stop the read.
+            if let Poll::Ready(Err(e)) = this.poll_send_records(cx) {
+                return Poll::Ready(Err(e));
+            }
+            match this.conn.read_tls(&mut Polled {
+                io: &mut this.tcp,
+                cx,
+            }) {
+                Ok(0) => this.eof = true,
+                Ok(_) => {
+                    if let Err(e) = this.conn.process_new_packets() {
+                        // rustls queued an alert saying why: best effort.
+                        let _ = this.poll_send_records(cx);
+                        return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Poll::Pending,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for TlsPollIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        loop {
+            // rustls takes plaintext up to its buffer limit, then the
+            // records go out as far as the socket takes them.
+            let taken = this.conn.writer().write(buf)?;
+            let sent = this.poll_send_records(cx)?;
+            if taken > 0 {
+                return Poll::Ready(Ok(taken));
+            }
+            if sent.is_pending() {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        std::task::ready!(this.poll_send_records(cx))?;
+        Pin::new(&mut this.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.conn.send_close_notify();
+        std::task::ready!(this.poll_send_records(cx))?;
+        Pin::new(&mut this.tcp).poll_shutdown(cx)
+    }
+}
