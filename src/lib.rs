@@ -43,6 +43,7 @@ pub mod memory;
 pub mod plan;
 pub mod pool;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod resilience;
 pub mod runtime;
 pub mod serve;
