@@ -261,6 +261,7 @@ fn endpoints(
         .map(|((listener, addr), acceptor)| {
             Arc::new(Endpoint {
                 tls: acceptor.clone(),
+                proxy_protocol: listener.proxy_protocol.clone(),
                 info: ListenerInfo {
                     tls_port: if listener.tls.is_some() {
                         addr.port()

@@ -37,6 +37,9 @@ pub struct Pool {
     pub allow_upgrades: Vec<String>,
     /// Answers with these statuses are retried on another backend.
     pub retry_on: RetryOn,
+    /// Each new backend connection starts with this PROXY protocol header
+    /// (health probes' too).
+    pub send_proxy_protocol: Option<crate::proxy_protocol::Version>,
 }
 
 /// Immutable routing state.
@@ -78,13 +81,15 @@ impl Snapshot {
                                 registry.backend(bc.addr),
                                 registry.entry(&pc.name, bc.addr),
                             )
-                            .with_max_requests(config.settings.resilience.max_requests),
+                            .with_max_requests(config.settings.resilience.max_requests)
+                            .with_send_proxy(pc.send_proxy_protocol),
                         )
                     })
                     .collect(),
                 max_body_size: pc.max_body_size,
                 allow_upgrades: pc.allow_upgrades.clone(),
                 retry_on: pc.retry_on,
+                send_proxy_protocol: pc.send_proxy_protocol,
             })
             .collect();
         Snapshot {
@@ -135,6 +140,7 @@ mod tests {
             max_body_size: None,
             allow_upgrades: Vec::new(),
             retry_on: Default::default(),
+            send_proxy_protocol: None,
         };
         let base = Config::load(&Cli::parse_from(["corelb", "--backend", "127.0.0.1:1"])).unwrap();
         Config {

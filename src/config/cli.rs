@@ -56,12 +56,19 @@ pub struct Cli {
     #[arg(long, value_name = "STATUSES", global = true)]
     pub retry_on: Option<String>,
 
-    /// Where clients connect, as ADDR[,tls][,redirect-https]; repeat for
-    /// more listeners (e.g. `--listen 0.0.0.0:80,redirect-https --listen
-    /// 0.0.0.0:443,tls`). Replaces the file's listeners [default:
+    /// Where clients connect, as ADDR[,tls][,redirect-https][,proxy-protocol];
+    /// repeat for more listeners (e.g. `--listen 0.0.0.0:80,redirect-https
+    /// --listen 0.0.0.0:443,tls`). Replaces the file's listeners [default:
     /// 127.0.0.1:8080].
     #[arg(long, value_name = "ADDR[,tls]", global = true)]
     pub listen: Vec<String>,
+
+    /// An address range (CIDR, or one address) of the L4 hops allowed to
+    /// send a PROXY protocol header to the `proxy-protocol` listeners given
+    /// by --listen; repeat for more. Peers in it must send one, others
+    /// must not.
+    #[arg(long, value_name = "CIDR", global = true)]
+    pub proxy_protocol_from: Vec<String>,
 
     /// PEM certificate chain (leaf first) of the `tls` listeners given by
     /// --listen; repeat with --tls-key for more certificates, chosen by

@@ -36,6 +36,8 @@ pub(super) struct FilePool {
     /// Statuses whose answers are retried on another backend.
     #[serde(default)]
     pub retry_on: Vec<Spanned<i64>>,
+    /// `"v1"` or `"v2"`: a PROXY protocol header on each new connection.
+    pub send_proxy_protocol: Option<Spanned<String>>,
 }
 
 /// One entry of a pool's `backends`.
@@ -65,6 +67,9 @@ pub(super) struct FileListener {
     pub certificates: Vec<FileCertificate>,
     pub require_sni: Option<Spanned<bool>>,
     pub redirect_https: Option<Spanned<bool>>,
+    pub proxy_protocol: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub proxy_protocol_from: Vec<Spanned<String>>,
 }
 
 /// One entry of a listener's `certificates`.

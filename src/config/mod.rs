@@ -122,6 +122,8 @@ pub struct PoolConfig {
     pub allow_upgrades: Vec<String>,
     /// Answers with these statuses are retried on another backend.
     pub retry_on: retry_on::RetryOn,
+    /// Start each new backend connection with this PROXY protocol header.
+    pub send_proxy_protocol: Option<crate::proxy_protocol::Version>,
 }
 
 /// Sends matching requests to a pool. All given keys must match.

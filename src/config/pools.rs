@@ -76,6 +76,7 @@ pub(super) fn pools_and_routes(
                 max_body_size: None,
                 allow_upgrades: Vec::new(),
                 retry_on: RetryOn::default(),
+                send_proxy_protocol: None,
             }),
         }
     }
@@ -255,6 +256,20 @@ fn file_pool(
             )
         })?;
     }
+    let send_proxy_protocol = pool
+        .send_proxy_protocol
+        .as_ref()
+        .map(|v| {
+            v.get_ref().parse().map_err(|e| {
+                src.invalid(
+                    v.span(),
+                    &key("send_proxy_protocol"),
+                    quoted(v.get_ref()),
+                    e,
+                )
+            })
+        })
+        .transpose()?;
     Ok(PoolConfig {
         name: name.clone(),
         algorithm,
@@ -265,6 +280,7 @@ fn file_pool(
         max_body_size,
         allow_upgrades,
         retry_on,
+        send_proxy_protocol,
     })
 }
 

@@ -245,13 +245,18 @@ impl<T: Transport> Exchange<'_, T> {
         // sending it twice could not do harm.
         let replayable = req_body.is_done() && req.idempotent;
 
-        let (mut upstream, mut reused) = match self
-            .worker
-            .pool
-            .take(backend.addr, self.worker.deadlines.now())
-        {
+        // A connection that began with a PROXY header speaks for one
+        // client: never taken from the pool (nor put back, `relay.rs`).
+        let pooled = match backend.send_proxy {
+            None => self
+                .worker
+                .pool
+                .take(backend.addr, self.worker.deadlines.now()),
+            Some(_) => None,
+        };
+        let (mut upstream, mut reused) = match pooled {
             Some(conn) => (conn, true),
-            None => (self.connect(backend.addr).await?, false),
+            None => (self.connect(backend).await?, false),
         };
         self.attempt.pooled = reused;
         loop {
@@ -259,7 +264,7 @@ impl<T: Transport> Exchange<'_, T> {
                 Ok(()) => {}
                 Err(SendError::Upstream) if reused && replayable => {
                     self.attempt.replayed = true;
-                    upstream = self.connect(backend.addr).await?;
+                    upstream = self.connect(backend).await?;
                     reused = false;
                     continue;
                 }
@@ -304,7 +309,7 @@ impl<T: Transport> Exchange<'_, T> {
                 // reached the application, so sending it again is safe.
                 Err(HeadFailure::ClosedEarly) if reused && replayable => {
                     self.attempt.replayed = true;
-                    upstream = self.connect(backend.addr).await?;
+                    upstream = self.connect(backend).await?;
                     reused = false;
                 }
                 Err(HeadFailure::ClosedEarly) => {
@@ -317,11 +322,16 @@ impl<T: Transport> Exchange<'_, T> {
         }
     }
 
-    async fn connect(&self, addr: SocketAddr) -> Result<TcpStream, ProxyError> {
+    /// A new connection to `backend`, begun with its pool's PROXY header
+    /// if it wants one.
+    async fn connect(&self, backend: &Backend) -> Result<TcpStream, ProxyError> {
         let timeout = self.worker.settings().timeouts.connect;
-        match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
+        match monoio::time::timeout(timeout, TcpStream::connect_addr(backend.addr)).await {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
+                if let Some(version) = backend.send_proxy {
+                    self.send_proxy_header(&stream, version, timeout).await?;
+                }
                 Ok(stream)
             }
             // Out of descriptors, ports or memory here: corelb's fault.
@@ -331,4 +341,32 @@ impl<T: Transport> Exchange<'_, T> {
             Err(_) => Err(ProxyError::ConnectTimeout),
         }
     }
+
+    /// Tell the backend whose connection this is: the client's address
+    /// (as the PROXY header of its own L4 hop gave it, if any) and the
+    /// address it reached corelb at. A failure counts as the connect's.
+    async fn send_proxy_header(
+        &self,
+        upstream: &TcpStream,
+        version: crate::proxy_protocol::Version,
+        timeout: std::time::Duration,
+    ) -> Result<(), ProxyError> {
+        let client = SocketAddr::new(self.conn.peer_ip, self.conn.peer_port);
+        let local = local_addr(self.conn.client.as_raw_fd()).unwrap_or(client);
+        let mut header = [0u8; crate::proxy_protocol::MAX_WRITTEN];
+        let len = crate::proxy_protocol::encode(version, client, local, &mut header);
+        crate::io::write_shared_timeout(&self.worker.deadlines, upstream, &header[..len], timeout)
+            .await
+            .map_err(|_| ProxyError::Connect)
+    }
+}
+
+/// The local address of socket `fd` (where the client reached corelb).
+fn local_addr(fd: std::os::fd::RawFd) -> Option<SocketAddr> {
+    // SAFETY: `fd` is the client's socket, open for the whole exchange;
+    // borrowed for this one call and not closed by it.
+    let socket = std::mem::ManuallyDrop::new(unsafe {
+        <socket2::Socket as std::os::fd::FromRawFd>::from_raw_fd(fd)
+    });
+    socket.local_addr().ok()?.as_socket()
 }

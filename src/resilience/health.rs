@@ -34,6 +34,11 @@ pub struct HealthPolicy {
     pub rise: u32,
     /// Failed probes in a row that take an up backend down.
     pub fall: u32,
+    /// The pool's `send_proxy_protocol`: a probe starts with a header
+    /// saying it is corelb's own connection (v2 `LOCAL`, v1 `UNKNOWN`), so
+    /// a backend that requires one (nginx's `listen … proxy_protocol`)
+    /// answers it, and logs corelb's own address for it.
+    pub proxy_header: Option<crate::proxy_protocol::Version>,
 }
 
 /// One backend's health as probes see it.
@@ -136,6 +141,7 @@ mod tests {
 
     fn policy() -> HealthPolicy {
         HealthPolicy {
+            proxy_header: None,
             path: "/health".into(),
             host: None,
             interval: Duration::from_secs(2),

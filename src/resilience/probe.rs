@@ -66,12 +66,19 @@ async fn exchange(addr: SocketAddr, policy: &HealthPolicy) -> Result<u16, ProbeE
         .map_err(|_| ProbeError::Connect)?;
     let _ = stream.set_nodelay(true);
     let host = policy.host.clone().unwrap_or_else(|| addr.to_string());
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: corelb-health-check\r\n\
-         Connection: close\r\n\r\n",
-        policy.path
+    let mut request = policy
+        .proxy_header
+        .map(|v| crate::proxy_protocol::local(v).to_vec())
+        .unwrap_or_default();
+    request.extend_from_slice(
+        format!(
+            "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: corelb-health-check\r\n\
+             Connection: close\r\n\r\n",
+            policy.path
+        )
+        .as_bytes(),
     );
-    let (result, _) = stream.write_all(request.into_bytes()).await;
+    let (result, _) = stream.write_all(request).await;
     result.map_err(|_| ProbeError::Closed)?;
     let mut buf = BytesMut::with_capacity(1024);
     // Stopping short (closed, or the head too long) leaves `buf` with what

@@ -223,5 +223,6 @@ fn probe_policy(pool: &Pool, settings: &Resilience) -> Option<HealthPolicy> {
         statuses: h.statuses.0..=h.statuses.1,
         rise: h.rise,
         fall: h.fall,
+        proxy_header: pool.send_proxy_protocol,
     })
 }

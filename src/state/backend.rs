@@ -228,6 +228,9 @@ pub struct Backend {
     panic: AtomicBool,
     /// Requests in flight allowed (`--max-requests`; 0: no limit).
     max_requests: u32,
+    /// Its pool's `send_proxy_protocol`: each new connection starts with
+    /// this header, and is never pooled for another client.
+    pub send_proxy: Option<crate::proxy_protocol::Version>,
     stats: Arc<BackendStats>,
     entry: Arc<EntryStats>,
 }
@@ -262,6 +265,7 @@ impl Backend {
             effective_weight: AtomicU32::new(weight.max(1)),
             panic: AtomicBool::new(false),
             max_requests: 0,
+            send_proxy: None,
             stats,
             entry,
         }
@@ -270,6 +274,12 @@ impl Backend {
     /// The same, with an in-flight cap (0: none).
     pub fn with_max_requests(mut self, max_requests: u32) -> Self {
         self.max_requests = max_requests;
+        self
+    }
+
+    /// The same, sending its pool's PROXY protocol header.
+    pub fn with_send_proxy(mut self, send_proxy: Option<crate::proxy_protocol::Version>) -> Self {
+        self.send_proxy = send_proxy;
         self
     }
 

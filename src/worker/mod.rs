@@ -12,6 +12,8 @@
 pub mod accept;
 mod handshake;
 pub mod listen;
+mod proxy_header;
+mod refusals;
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
