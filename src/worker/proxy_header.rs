@@ -33,6 +33,9 @@ use crate::proxy_protocol::{parse, sniff, Parsed, Sniff, Trusted, MAX_LEN};
 /// in the socket, so waiting for readability again would return at once.
 const SNIFF_AGAIN: Duration = Duration::from_millis(10);
 
+/// Why a connection closed before its first byte: the peer closed it.
+const CLOSED: &str = "closed before a byte";
+
 /// Serve a connection accepted on a PROXY protocol listener (see the
 /// module docs). An `async` block, as `serve_client` is.
 pub fn serve_proxied(
@@ -45,6 +48,9 @@ pub fn serve_proxied(
         let trusted = endpoint.proxy_protocol.as_ref();
         let client = match client_address(&worker, &stream, peer, trusted).await {
             Ok(client) => client,
+            // A peer that connects and closes (an L4 hop's TCP check, a
+            // port scan) is not worth a line.
+            Err(CLOSED) => return,
             Err(why) => return refuse_proxy_header(&worker, peer, why),
         };
         let Some(per_ip) = worker.shared.per_ip.try_acquire(client.ip()) else {
@@ -102,7 +108,10 @@ async fn read_header(
     let fd = stream.as_raw_fd();
     let mut have = 0;
     loop {
-        let n = peek(stream, wait, &mut buf[have..]).await?;
+        let n = match peek(stream, wait, &mut buf[have..]).await {
+            Err(CLOSED) if have > 0 => return Err("closed inside its PROXY header"),
+            peeked => peeked?,
+        };
         match parse(&buf[..have + n]) {
             Parsed::Header { len, client } => {
                 consume(fd, &mut buf[have..len])?;
@@ -157,7 +166,7 @@ async fn peek(stream: &TcpStream, wait: &Armed<'_>, buf: &mut [u8]) -> Result<us
         ready.map_err(|_| "connection failed")?;
         let n = crate::syscall::recv(stream.as_raw_fd(), buf, libc::MSG_PEEK | libc::MSG_DONTWAIT);
         match n {
-            0 => return Err("closed before a PROXY header"),
+            0 => return Err(CLOSED),
             n if n > 0 => return Ok(n as usize),
             _ => match std::io::Error::last_os_error().kind() {
                 std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => {}

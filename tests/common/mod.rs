@@ -1212,6 +1212,16 @@ impl Nginx {
     /// `setup` may put files into the prefix dir before nginx starts;
     /// `server_block` may use `{prefix}`, replaced by that dir.
     pub fn start(server_block: &str, setup: impl FnOnce(&Path)) -> Nginx {
+        Nginx::start_listening("", server_block, setup)
+    }
+
+    /// [`Nginx::start`] with `listen_options` after its `listen` address
+    /// (e.g. `proxy_protocol`).
+    pub fn start_listening(
+        listen_options: &str,
+        server_block: &str,
+        setup: impl FnOnce(&Path),
+    ) -> Nginx {
         require_tool("nginx");
         let dir = TempDir::new("nginx");
         setup(dir.path());
@@ -1225,7 +1235,7 @@ impl Nginx {
                  proxy_temp_path {prefix}/proxy;\n  fastcgi_temp_path {prefix}/fastcgi;\n\
                  uwsgi_temp_path {prefix}/uwsgi;\n  scgi_temp_path {prefix}/scgi;\n\
                  keepalive_requests 10000;\n  default_type application/octet-stream;\n\
-                 server {{\n    listen 127.0.0.1:{port};\n{}\n  }}\n}}\n",
+                 server {{\n    listen 127.0.0.1:{port} {listen_options};\n{}\n  }}\n}}\n",
                 server_block.replace("{prefix}", &prefix)
             );
             let conf_path = dir.path().join("nginx.conf");
