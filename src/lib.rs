@@ -53,6 +53,7 @@ pub mod snapshot;
 pub mod state;
 pub mod steering;
 pub mod syscall;
+pub mod systemd;
 pub mod transport;
 pub mod worker;
 

@@ -369,3 +369,38 @@ both_drivers!(
         }
     }
 );
+
+both_drivers!(
+    a_tls_listener_reads_the_header_before_the_handshake,
+    |driver| {
+        use common::tls::{read_response, KeyKind, TestCa};
+        let backend = Backend::echo();
+        let dir = TempDir::new("tls");
+        let ca = TestCa::new(dir.path());
+        let (cert, key) = ca.issue("localhost", &["localhost"], KeyKind::EcdsaP256, 30);
+        let proxy = Proxy::start(&[
+            "--io-driver",
+            driver.as_str(),
+            "--backend",
+            &backend.addr().to_string(),
+            "--listen",
+            "127.0.0.1:0,tls,proxy-protocol",
+            "--proxy-protocol-from",
+            "127.0.0.1",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ]);
+        let mut tcp = connect_from("127.0.0.1", proxy.addr());
+        tcp.write_all(&v2([192, 0, 2, 44])).unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let conn = rustls::ClientConnection::new(ca.client_config(&[]), name).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        tls.write_all(b"GET /who HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let (status, _, _) = read_response(&mut tls).unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(last_xff(&backend), "192.0.2.44");
+    }
+);

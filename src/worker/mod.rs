@@ -84,6 +84,7 @@ pub async fn run(
             monoio::spawn(accept::accept_loop(Rc::clone(&worker), listener, endpoint))
         })
         .collect();
+    worker.shared.lifecycle.worker_serving();
     for accept_loop in accepting {
         accept_loop.await;
     }

@@ -105,9 +105,9 @@ impl Proxy {
         Proxy::start_command(cmd, args)
     }
 
-    /// Start `cmd` (corelb, perhaps behind a shell) with `args` and the
-    /// defaults [`Proxy::start`] adds.
-    fn start_command(mut cmd: Command, args: &[&str]) -> Proxy {
+    /// Start `cmd` (corelb, perhaps behind a shell, with its environment)
+    /// with `args` and the defaults [`Proxy::start`] adds.
+    pub fn start_command(mut cmd: Command, args: &[&str]) -> Proxy {
         if !args.contains(&"--listen") {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
