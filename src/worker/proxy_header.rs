@@ -37,7 +37,9 @@ const SNIFF_AGAIN: Duration = Duration::from_millis(10);
 const CLOSED: &str = "closed before a byte";
 
 /// Serve a connection accepted on a PROXY protocol listener (see the
-/// module docs). An `async` block, as `serve_client` is.
+/// module docs). An `async` block, as `serve_client` is, so the task
+/// keeps its arguments once.
+#[allow(clippy::manual_async_fn)]
 pub fn serve_proxied(
     worker: Rc<WorkerContext>,
     endpoint: Arc<Endpoint>,
