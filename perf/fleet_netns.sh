@@ -198,6 +198,7 @@ check '[[ $((after2 - mid2)) -gt 0 ]]' "corelb #2 took the traffic after the kil
 # its request in flight, and maybe its reconnect while HAProxy's checks
 # still count the instance up: fall 2 x inter 200ms).
 check '[[ ${elsewhere:-1} -eq 0 ]]' "no failure on a connection through corelb #2"
+check '[[ ${threads_failed:-33} -le 16 ]]' "failures only on the clients HAProxy had put on corelb #1 (16 of 32)"
 for n in 1 2; do
   echo "==> corelb #$n's log (warnings):"
   sed 's/^/    /' "$WORK/corelb$n.log" | tail -5
