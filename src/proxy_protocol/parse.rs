@@ -83,14 +83,18 @@ pub fn sniff(bytes: &[u8]) -> Sniff {
 /// `PROXY TCP4 1.2.3.4 5.6.7.8 1111 2222\r\n`, `PROXY UNKNOWN…\r\n`.
 fn parse_v1(bytes: &[u8]) -> Parsed {
     let window = &bytes[..bytes.len().min(V1_MAX_LEN)];
-    let Some(cr) = window.iter().position(|&b| b == b'\r') else {
+    // The line ends at its first CR, which must come before any LF.
+    let Some(cr) = window.iter().position(|&b| b == b'\r' || b == b'\n') else {
         return match window.len() {
             V1_MAX_LEN => Parsed::Invalid("v1 header longer than 107 bytes"),
-            _ if window.contains(&b'\n') => Parsed::Invalid("v1 header ends in a bare LF"),
             _ => Parsed::Incomplete,
         };
     };
+    if window[cr] == b'\n' {
+        return Parsed::Invalid("v1 header ends in a bare LF");
+    }
     match window.get(cr + 1) {
+        None if cr + 1 == V1_MAX_LEN => return Parsed::Invalid("v1 header longer than 107 bytes"),
         None => return Parsed::Incomplete,
         Some(b'\n') => {}
         Some(_) => return Parsed::Invalid("v1 header: CR not followed by LF"),
@@ -250,6 +254,9 @@ mod tests {
             b"PROXY UDP4 192.0.2.7 10.0.0.1 1 2\r\n",
             b"PROXY TCP4 192.0.2.7 10.0.0.1 1 2\rX",
             b"PROXY TCP4 192.0.2.7 10.0.0.1 1 2\n",
+            // Found by fuzz/fuzz_targets/proxy_header.rs: an LF before the
+            // CR, in an UNKNOWN line whose rest is otherwise ignored.
+            b"PROXY UNKNOWNL\n 1 2\r\n",
             b"GET / HTTP/1.1\r\n\r\n",
         ] {
             assert!(
@@ -260,6 +267,9 @@ mod tests {
         }
         let long = [b"PROXY ".as_slice(), &[b'1'; 120]].concat();
         assert!(matches!(parse(&long), Parsed::Invalid(_)));
+        // A CR as the 107th byte leaves no room for its LF.
+        let cr_last = [b"PROXY UNKNOWN ".as_slice(), &[b'1'; 92], b"\r\n"].concat();
+        assert!(matches!(parse(&cr_last), Parsed::Invalid(_)));
     }
 
     fn v2(command: u8, family: u8, body: &[u8]) -> Vec<u8> {
