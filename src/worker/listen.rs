@@ -73,28 +73,27 @@ pub fn workers_of_handed(
     count: usize,
     backlog: u32,
 ) -> io::Result<Vec<std::net::TcpListener>> {
-    let mut sockets = Vec::with_capacity(count);
     let others = count.saturating_sub(1);
     let joined = match handed.reuse_port {
         true => bind_listeners(handed.addr, others, backlog).ok(),
         false => None,
     };
-    let shared = joined.is_none() && others > 0;
-    if shared {
-        tracing::info!(
-            "systemd socket {:?} ({}): the {count} workers share it (no SO_REUSEPORT group to \
-             join: set ReusePort=yes in the .socket unit, and run as the user that made it, \
-             for one socket per worker)",
-            handed.name,
-            handed.addr
-        );
-    }
-    for _ in 0..others {
-        if shared {
-            sockets.push(handed.socket.try_clone()?);
+    let rest = match joined {
+        Some(own) => own,
+        None => {
+            if others > 0 {
+                tracing::info!(
+                    "systemd socket {:?} ({}): the {count} workers share it (no SO_REUSEPORT \
+                     group to join: set ReusePort=yes in the .socket unit, and run as the user \
+                     that made it, for one socket per worker)",
+                    handed.name,
+                    handed.addr
+                );
+            }
+            (0..others)
+                .map(|_| handed.socket.try_clone())
+                .collect::<io::Result<Vec<_>>>()?
         }
-    }
-    sockets.insert(0, handed.socket);
-    sockets.extend(joined.into_iter().flatten());
-    Ok(sockets)
+    };
+    Ok(std::iter::once(handed.socket).chain(rest).collect())
 }
