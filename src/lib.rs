@@ -46,6 +46,7 @@ pub mod memory;
 pub mod plan;
 pub mod pool;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod resilience;
 pub mod runtime;
 pub mod serve;
@@ -55,6 +56,7 @@ pub mod snapshot;
 pub mod state;
 pub mod steering;
 pub mod syscall;
+pub mod systemd;
 pub mod transport;
 pub mod worker;
 

@@ -17,10 +17,11 @@ use crate::control::Control;
 use crate::proxy::ListenerInfo;
 use crate::state::limits;
 use crate::steering::{self, WorkerThreads};
+use crate::systemd::activation::Handed;
 use crate::transport::tls::connector as backend_tls;
 use crate::transport::tls::load as tls_load;
 use crate::transport::tls::{TlsAcceptor, TlsCommon};
-use crate::worker::listen::{bind_listeners, refuse_busy};
+use crate::worker::listen::{bind_listeners, refuse_busy, workers_of_handed};
 use crate::worker::Endpoint;
 
 /// Submission queue entries per io_uring.
@@ -210,19 +211,26 @@ fn start_steering(
 }
 
 /// Bind every listener once per worker, refusing a busy address unless
-/// taking over. Each listener's sockets (one per worker) with its real
-/// address (the port the kernel chose for port 0).
-fn bind_all(config: &Config) -> Result<Vec<(Vec<std::net::TcpListener>, SocketAddr)>, String> {
+/// taking over; a listener whose socket systemd handed over
+/// (`crate::systemd::activation`) uses it instead. Each listener's sockets
+/// (one per worker) with its real address (the port the kernel chose for
+/// port 0).
+fn bind_all(
+    config: &Config,
+    mut handed: Vec<Handed>,
+) -> Result<Vec<(Vec<std::net::TcpListener>, SocketAddr)>, String> {
     let mut groups = Vec::with_capacity(config.listeners.len());
     for listener in &config.listeners {
-        if !config.takeover {
-            refuse_busy(listener.addr)?;
+        let (threads, backlog) = (config.process.threads, config.process.backlog);
+        let sockets = match handed.iter().position(|h| h.addr == listener.addr) {
+            Some(i) => workers_of_handed(handed.swap_remove(i), threads, backlog),
+            None => {
+                if !config.takeover {
+                    refuse_busy(listener.addr)?;
+                }
+                bind_listeners(listener.addr, threads, backlog)
+            }
         }
-        let sockets = bind_listeners(
-            listener.addr,
-            config.process.threads,
-            config.process.backlog,
-        )
         .map_err(|e| format!("cannot listen on {} (--listen): {e}", listener.addr))?;
         let local = sockets[0]
             .local_addr()
@@ -236,6 +244,14 @@ fn bind_all(config: &Config) -> Result<Vec<(Vec<std::net::TcpListener>, SocketAd
             }
         }
         groups.push((sockets, local));
+    }
+    if let Some(unclaimed) = handed.first() {
+        return Err(format!(
+            "systemd handed corelb socket {:?} on {}, but no listener is on that address: \
+             add --listen {} (or a [[listeners]] table with that address), or remove it from \
+             the .socket unit",
+            unclaimed.name, unclaimed.addr, unclaimed.addr
+        ));
     }
     Ok(groups)
 }
@@ -264,6 +280,7 @@ fn endpoints(
             Arc::new(Endpoint {
                 tls: acceptor.clone(),
                 h2: listener.h2,
+                proxy_protocol: listener.proxy_protocol.clone(),
                 info: ListenerInfo {
                     // `config::listeners::MAX_LISTENERS` keeps it in a `u8`.
                     index: index as u8,
@@ -283,8 +300,9 @@ fn endpoints(
         .collect()
 }
 
-/// Bind the listeners and start the workers. `cli` is kept for reloads.
-pub fn start(config: Config, cli: Cli) -> Result<Running, String> {
+/// Bind the listeners (or take those systemd handed over, `handed`) and
+/// start the workers. `cli` is kept for reloads.
+pub fn start(config: Config, cli: Cli, handed: Vec<Handed>) -> Result<Running, String> {
     let driver = resolve_driver(config.process.io_driver)?;
     let tls = TlsCommon::new(config.tls.ticket_keys.as_deref())?;
     let (acceptors, warnings) = tls_load::acceptors(&config.listeners, &tls)?;
@@ -297,7 +315,7 @@ pub fn start(config: Config, cli: Cli) -> Result<Running, String> {
     for warning in warnings {
         warn!("{warning}");
     }
-    let groups = bind_all(&config)?;
+    let groups = bind_all(&config, handed)?;
     let local: Vec<SocketAddr> = groups.iter().map(|(_, addr)| *addr).collect();
     let endpoints = endpoints(&config, &local, &acceptors);
     warn_if_short_of_descriptors(

@@ -55,13 +55,15 @@ fn start_summary(config_pools: &Config, running: &Running) -> String {
 /// Run corelb with `config` until it is stopped; returns the exit code.
 /// `started` is called once everything is up (the demo prints its help).
 pub fn serve(config: Config, cli: Cli, started: impl FnOnce(&Arc<Control>)) -> Result<u8, String> {
+    // First, while no other thread runs: it clears systemd's variables.
+    let handed = crate::systemd::activation::take()?;
     crate::logging::init(config.process.log_level, config.process.log_format);
     // Before any thread starts: a signal in the first instant must not
     // take the default action (SIGHUP and SIGTERM kill, SIGUSR1 too).
     let signals = signals::catch().map_err(|e| format!("cannot handle signals: {e}"))?;
     let summary_config = config.clone();
     let admin = config.process.admin;
-    let running = runtime::start(config, cli)?;
+    let running = runtime::start(config, cli, handed)?;
     info!("{}", start_summary(&summary_config, &running));
     let control = Arc::clone(&running.control);
     crate::admin::start(admin, summary_config.process.admin_header_timeout, &control)?;
@@ -71,6 +73,19 @@ pub fn serve(config: Config, cli: Cli, started: impl FnOnce(&Arc<Control>)) -> R
         info!("access log: {} ({:?})", log.target, log.format);
     }
     started(&control);
+    wait_serving(&control, running.workers.len());
+    crate::systemd::notify::ready();
     signals::sample(&control);
     Ok(signals::run(&control, signals, running.workers))
+}
+
+/// Wait (a few seconds at most) until every worker has its accept loops
+/// running, for `READY=1` to mean what it says.
+fn wait_serving(control: &Control, workers: usize) {
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while control.shared.lifecycle.workers_serving() < workers
+        && std::time::Instant::now() < give_up
+    {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }

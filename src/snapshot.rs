@@ -40,6 +40,9 @@ pub struct Pool {
     pub retry_on: RetryOn,
     /// TLS to the backends (`tls = true`); `None`: plaintext.
     pub tls: Option<Arc<TlsConnector>>,
+    /// Each new backend connection starts with this PROXY protocol header
+    /// (health probes' too).
+    pub send_proxy_protocol: Option<crate::proxy_protocol::Version>,
 }
 
 /// Immutable routing state.
@@ -89,7 +92,8 @@ impl Snapshot {
                                 registry.entry(&pc.name, bc.addr),
                             )
                             .with_max_requests(config.settings.resilience.max_requests)
-                            .with_origin(bc.origin),
+                            .with_origin(bc.origin)
+                            .with_send_proxy(pc.send_proxy_protocol),
                         )
                     })
                     .collect(),
@@ -97,6 +101,7 @@ impl Snapshot {
                 allow_upgrades: pc.allow_upgrades.clone(),
                 retry_on: pc.retry_on,
                 tls: connectors.get(i).cloned().flatten(),
+                send_proxy_protocol: pc.send_proxy_protocol,
             })
             .collect();
         Snapshot {
@@ -153,6 +158,7 @@ mod tests {
             allow_upgrades: Vec::new(),
             retry_on: Default::default(),
             tls: None,
+            send_proxy_protocol: None,
         };
         let base = Config::load(&Cli::parse_from(["corelb", "--backend", "127.0.0.1:1"])).unwrap();
         Config {

@@ -128,7 +128,7 @@ fn steady_state_proxying_does_not_allocate() {
         log.to_str().unwrap(),
     ]);
     let config = corelb::config::Config::load(&cli).unwrap();
-    let running = corelb::runtime::start(config, cli).unwrap();
+    let running = corelb::runtime::start(config, cli, Vec::new()).unwrap();
     // corelb passes these response heads through unchanged, so the client
     // reads exactly the backend's bytes per request.
     for (label, request, response_len) in [

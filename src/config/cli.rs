@@ -95,14 +95,23 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub backend_tls_insecure_skip_verify: bool,
 
-    /// Where clients connect, as ADDR[,tls[,no-h2]][,redirect-https][,h2c];
+    /// Where clients connect, as
+    /// ADDR[,tls[,no-h2]][,redirect-https][,h2c][,proxy-protocol];
     /// `h2c`: HTTP/2 with prior knowledge too; `no-h2`: a tls listener
-    /// without HTTP/2 (offered by ALPN otherwise). Repeat for
+    /// without HTTP/2 (offered by ALPN otherwise); `proxy-protocol`: peers
+    /// in --proxy-protocol-from start with a PROXY header. Repeat for
     /// more listeners (e.g. `--listen 0.0.0.0:80,redirect-https --listen
     /// 0.0.0.0:443,tls`). Replaces the file's listeners [default:
     /// 127.0.0.1:8080].
     #[arg(long, value_name = "ADDR[,tls]", global = true)]
     pub listen: Vec<String>,
+
+    /// An address range (CIDR, or one address) of the L4 hops allowed to
+    /// send a PROXY protocol header to the `proxy-protocol` listeners given
+    /// by --listen; repeat for more. Peers in it must send one, others
+    /// must not.
+    #[arg(long, value_name = "CIDR", global = true)]
+    pub proxy_protocol_from: Vec<String>,
 
     /// PEM certificate chain (leaf first) of the `tls` listeners given by
     /// --listen; repeat with --tls-key for more certificates, chosen by

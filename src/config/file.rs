@@ -49,6 +49,8 @@ pub(super) struct FilePool {
     pub tls_ca: Option<Spanned<String>>,
     pub tls_sni: Option<Spanned<String>>,
     pub tls_insecure_skip_verify: Option<Spanned<bool>>,
+    /// `"v1"` or `"v2"`: a PROXY protocol header on each new connection.
+    pub send_proxy_protocol: Option<Spanned<String>>,
 }
 
 /// One entry of a pool's `backends`.
@@ -86,6 +88,9 @@ pub(super) struct FileListener {
     pub routes: Vec<FileRoute>,
     /// `["http/1.1"]`, plus `"h2"` (TLS) or `"h2c"` (plaintext).
     pub protocols: Option<Spanned<Vec<String>>>,
+    pub proxy_protocol: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub proxy_protocol_from: Vec<Spanned<String>>,
 }
 
 /// One entry of a listener's `certificates`.

@@ -1,8 +1,9 @@
 //! Listeners: where clients connect and what they speak there.
 //!
-//! From the flags, `--listen ADDR[,tls][,redirect-https]` (repeatable) with
-//! `--tls-cert CHAIN.pem --tls-key KEY.pem` pairs for every `tls` listener
-//! given by flags; from the file, `[[listeners]]` tables (or the older
+//! From the flags, `--listen ADDR[,tls][,redirect-https][,proxy-protocol]`
+//! (repeatable) with `--tls-cert CHAIN.pem --tls-key KEY.pem` pairs for
+//! every `tls` listener and `--proxy-protocol-from CIDR` (repeatable) for
+//! every `proxy-protocol` one given by flags; from the file, `[[listeners]]` tables (or the older
 //! single `listen = "ADDR"`). Flags replace the file's listeners. Without
 //! either, one plaintext listener on 127.0.0.1:8080.
 //!
@@ -19,6 +20,7 @@ use super::cli::Cli;
 use super::file::{FileListener, Source};
 use super::values::resolve;
 use super::{flag_error, ConfigError};
+use crate::proxy_protocol::{Cidr, Trusted};
 
 /// Where the default listener is, without `--listen` or a file's.
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -36,6 +38,10 @@ pub struct ListenerConfig {
     /// `protocols = ["http/1.1"]`), h2c with prior knowledge on a
     /// plaintext one (off unless `h2c` is listed).
     pub h2: bool,
+    /// `Some`: peers in these ranges must start with a PROXY protocol
+    /// header (v1 or v2), whose address is then the client's; other
+    /// peers must not send one.
+    pub proxy_protocol: Option<Trusted>,
 }
 
 /// A TLS listener's certificates.
@@ -137,6 +143,7 @@ fn plain(addr: SocketAddr) -> ListenerConfig {
         tls: None,
         redirect_https: false,
         h2: false,
+        proxy_protocol: None,
     }
 }
 
@@ -160,6 +167,14 @@ fn from_flags(cli: &Cli) -> Result<Vec<ListenerConfig>, ConfigError> {
             given_by: "--tls-cert/--tls-key".into(),
         })
         .collect();
+    let trusted = cli
+        .proxy_protocol_from
+        .iter()
+        .map(|c| {
+            c.parse::<Cidr>()
+                .map_err(|e| flag_error("proxy-protocol-from", c, e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let mut listeners = Vec::new();
     for spec in &cli.listen {
         let mut parts = spec.split(',');
@@ -179,12 +194,13 @@ fn from_flags(cli: &Cli) -> Result<Vec<ListenerConfig>, ConfigError> {
                 "redirect-https" => listener.redirect_https = true,
                 "h2c" => h2c = true,
                 "no-h2" => no_h2 = true,
+                "proxy-protocol" => listener.proxy_protocol = Some(Trusted(trusted.clone())),
                 other => {
                     return Err(flag_error(
                         "listen",
                         spec,
                         format!(
-                            "unknown option `{other}` (known: tls, redirect-https, h2c, no-h2)"
+                            "unknown option `{other}` (known: tls, redirect-https, h2c, no-h2, proxy-protocol)"
                         ),
                     ))
                 }
@@ -214,6 +230,11 @@ fn from_flags(cli: &Cli) -> Result<Vec<ListenerConfig>, ConfigError> {
     if !certificates.is_empty() && listeners.iter().all(|l| l.tls.is_none()) {
         return Err(ConfigError(
             "--tls-cert and --tls-key given, but no --listen ADDR,tls to use them".into(),
+        ));
+    }
+    if !trusted.is_empty() && listeners.iter().all(|l| l.proxy_protocol.is_none()) {
+        return Err(ConfigError(
+            "--proxy-protocol-from given, but no --listen ADDR,proxy-protocol to use it".into(),
         ));
     }
     check_distinct(&listeners).map_err(|e| ConfigError(format!("--listen: {e}")))?;
@@ -264,6 +285,25 @@ fn from_file(src: &Source<'_>, i: usize, l: &FileListener) -> Result<ListenerCon
             )
         })?,
     };
+    let trusted = l
+        .proxy_protocol_from
+        .iter()
+        .enumerate()
+        .map(|(j, c)| {
+            c.get_ref().parse::<Cidr>().map_err(|e| {
+                let key = key(&format!("proxy_protocol_from[{j}]"));
+                src.invalid(c.span(), &key, format!("{:?}", c.get_ref()), e)
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let proxy_protocol = l.proxy_protocol.as_ref().is_some_and(|p| *p.get_ref());
+    if !proxy_protocol && !trusted.is_empty() {
+        return Err(src.problem(
+            l.address.span(),
+            &format!("listeners[{i}]"),
+            "proxy_protocol_from given but `proxy_protocol = true` is not",
+        ));
+    }
     let listener = ListenerConfig {
         addr,
         h2,
@@ -272,6 +312,7 @@ fn from_file(src: &Source<'_>, i: usize, l: &FileListener) -> Result<ListenerCon
             require_sni: l.require_sni.as_ref().is_some_and(|r| *r.get_ref()),
         }),
         redirect_https: l.redirect_https.as_ref().is_some_and(|r| *r.get_ref()),
+        proxy_protocol: proxy_protocol.then_some(Trusted(trusted)),
     };
     check(&listener).map_err(|e| src.problem(l.address.span(), &format!("listeners[{i}]"), e))?;
     Ok(listener)
@@ -311,6 +352,9 @@ fn check(l: &ListenerConfig) -> Result<(), String> {
         Some(_) if l.redirect_https => {
             Err("redirect_https is for a plaintext listener; this one speaks TLS".into())
         }
+        _ if l.proxy_protocol.as_ref().is_some_and(|t| t.0.is_empty()) => Err(
+            "a PROXY protocol listener needs the addresses of the L4 hops allowed to send headers (--proxy-protocol-from CIDR, or `proxy_protocol_from = [\"10.0.0.0/8\"]`)".into(),
+        ),
         _ => Ok(()),
     }
 }
@@ -415,5 +459,49 @@ mod tests {
         assert!(e.contains("no-h2 is for a tls listener"), "{e}");
         let e = flags(&["--tls-cert", "a", "--tls-key", "b"]).unwrap_err().0;
         assert!(e.contains("--listen ADDR,tls"), "{e}");
+        let e = flags(&["--listen", "127.0.0.1:1,proxy-protocol"])
+            .unwrap_err()
+            .0;
+        assert!(e.contains("--proxy-protocol-from"), "{e}");
+        let e = flags(&[
+            "--listen",
+            "127.0.0.1:1",
+            "--proxy-protocol-from",
+            "10.0.0.0/8",
+        ])
+        .unwrap_err()
+        .0;
+        assert!(e.contains("ADDR,proxy-protocol"), "{e}");
+        let e = flags(&[
+            "--listen",
+            "127.0.0.1:1,proxy-protocol",
+            "--proxy-protocol-from",
+            "10.0.0.1/8",
+        ])
+        .unwrap_err()
+        .0;
+        assert!(
+            e.contains("--proxy-protocol-from") && e.contains("/8"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn proxy_protocol_listeners_take_the_trusted_ranges() {
+        let l = flags(&[
+            "--listen",
+            "127.0.0.1:1,proxy-protocol",
+            "--listen",
+            "127.0.0.1:2",
+            "--proxy-protocol-from",
+            "10.0.0.0/8",
+            "--proxy-protocol-from",
+            "127.0.0.1",
+        ])
+        .unwrap();
+        let trusted = l[0].proxy_protocol.as_ref().unwrap();
+        assert!(trusted.contains("10.1.2.3".parse().unwrap()));
+        assert!(trusted.contains("127.0.0.1".parse().unwrap()));
+        assert!(l[1].proxy_protocol.is_none());
     }
 }

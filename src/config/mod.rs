@@ -147,6 +147,8 @@ pub struct PoolConfig {
     pub retry_on: retry_on::RetryOn,
     /// TLS to the backends; `None`: plaintext.
     pub tls: Option<BackendTlsConfig>,
+    /// Start each new backend connection with this PROXY protocol header.
+    pub send_proxy_protocol: Option<crate::proxy_protocol::Version>,
 }
 
 /// Sends matching requests to a pool. All given keys must match.

@@ -80,6 +80,7 @@ pub(super) fn pools_and_routes(
                 allow_upgrades: Vec::new(),
                 retry_on: RetryOn::default(),
                 tls: None,
+                send_proxy_protocol: None,
             }),
         }
     }
@@ -355,6 +356,20 @@ fn file_pool(
         })?;
     }
     let tls = file_pool_tls(src, i, pool)?;
+    let send_proxy_protocol = pool
+        .send_proxy_protocol
+        .as_ref()
+        .map(|v| {
+            v.get_ref().parse().map_err(|e| {
+                src.invalid(
+                    v.span(),
+                    &key("send_proxy_protocol"),
+                    quoted(v.get_ref()),
+                    e,
+                )
+            })
+        })
+        .transpose()?;
     Ok(PoolConfig {
         name: name.clone(),
         algorithm,
@@ -367,6 +382,7 @@ fn file_pool(
         allow_upgrades,
         retry_on,
         tls,
+        send_proxy_protocol,
     })
 }
 

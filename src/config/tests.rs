@@ -168,7 +168,8 @@ fn file_values_load() {
 #[test]
 fn routes_pick_pools_through_the_snapshot() {
     let c = load(&[], ROUTES).unwrap();
-    let s = crate::snapshot::Snapshot::build(&c, &mut crate::state::registry::Registry::new(1), 1, &[]);
+    let s =
+        crate::snapshot::Snapshot::build(&c, &mut crate::state::registry::Registry::new(1), 1, &[]);
     assert_eq!(s.route(0, b"x", b"/api/v1"), 0);
     assert_eq!(s.route(0, b"STATIC.example.com", b"/api/v1"), 0);
     assert_eq!(s.route(0, b"static.example.com", b"/img"), 1);

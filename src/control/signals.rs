@@ -85,10 +85,13 @@ fn reload_loop(control: &Control, asked: &Receiver<()>) {
     loop {
         match asked.recv_timeout(SAMPLE_EVERY) {
             Ok(()) => {
+                crate::systemd::notify::reloading();
                 match control.reload() {
                     Ok(message) => info!("SIGHUP: {message}"),
                     Err(message) => error!("SIGHUP: {message}"),
                 }
+                // Over, applied or not (a bad file changes nothing).
+                crate::systemd::notify::ready();
                 give_back = GIVE_BACK_TIMES;
             }
             Err(RecvTimeoutError::Timeout) if give_back > 0 => {
@@ -138,6 +141,7 @@ pub fn run(control: &Arc<Control>, mut signals: Signals, workers: Vec<JoinHandle
                 }
                 _ => {
                     if control.shared.lifecycle.advance(Phase::Draining) {
+                        crate::systemd::notify::stopping();
                         let timeout = control.info.shutdown_timeout;
                         info!(
                             "graceful stop: draining {} open connection(s), for at most {}",

@@ -1,7 +1,7 @@
 //! The client side of a connection: its transport, its buffers (held only
 //! while an exchange is in flight) and what lives as long as it does.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use bytes::BytesMut;
 
@@ -75,6 +75,9 @@ pub struct ListenerInfo {
 pub(super) struct Connection<T> {
     pub(super) client: T,
     pub(super) peer_ip: IpAddr,
+    /// The client's port, for the PROXY header sent to backends that
+    /// want one.
+    pub(super) peer_port: u16,
     /// `peer_ip` as text, for `X-Forwarded-For` (and the TLS port).
     pub(super) client_addr: ClientAddr,
     /// Where to redirect every request (0: nowhere, serve them).
@@ -89,9 +92,10 @@ pub(super) struct Connection<T> {
 }
 
 impl<T: Transport> Connection<T> {
-    /// A connection from `peer_ip` just accepted on `listener`, holding no
+    /// A connection from `peer` just accepted on `listener`, holding no
     /// buffer.
-    pub(super) fn new(client: T, peer_ip: IpAddr, listener: ListenerInfo) -> Self {
+    pub(super) fn new(client: T, peer: SocketAddr, listener: ListenerInfo) -> Self {
+        let peer_ip = peer.ip();
         let client_addr = match listener.tls_port {
             0 => ClientAddr::new(peer_ip),
             port => ClientAddr::new(peer_ip).over_tls(port),
@@ -99,6 +103,7 @@ impl<T: Transport> Connection<T> {
         Self {
             client,
             peer_ip,
+            peer_port: peer.port(),
             client_addr,
             redirect_to: listener.redirect_to,
             listener: listener.index,

@@ -34,7 +34,7 @@ pub fn serve_client<T: Transport>(
     // Made before the block, which then captures it alone: built inside,
     // the block would keep the stream and the address it was made from
     // besides, for the connection's whole life.
-    let mut conn = Connection::new(client, peer.ip(), listener);
+    let mut conn = Connection::new(client, peer, listener);
     async move {
         let after = loop {
             if !conn.wait_for_request(&worker).await {

@@ -2,6 +2,7 @@
 //! a pooled (or new) upstream connection carries the request, the
 //! response comes back, and every try's outcome is recorded in one place.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -248,15 +249,20 @@ impl<T: Transport> Exchange<'_, T> {
         let replayable = req_body.is_done() && req.idempotent;
 
         let tls = req.plan.tls.as_ref();
-        let (mut upstream, mut reused) = match self
-            .worker
-            .pool
-            .take(backend.addr, self.worker.deadlines.now())
-            // A server in two pools: never the other pool's kind of
-            // connection, nor one verified for another CA or name (it is
-            // dropped, closed; so are TLS ones made before a reload).
-            .filter(|conn| conn.made_for(tls))
-        {
+        // A connection that began with a PROXY header speaks for one
+        // client: never taken from the pool (nor put back, `relay.rs`).
+        let pooled = match backend.send_proxy {
+            None => self
+                .worker
+                .pool
+                .take(backend.addr, self.worker.deadlines.now())
+                // A server in two pools: never the other pool's kind of
+                // connection, nor one verified for another CA or name (it
+                // is dropped, closed; so are TLS ones made before a reload).
+                .filter(|conn| conn.made_for(tls)),
+            Some(_) => None,
+        };
+        let (mut upstream, mut reused) = match pooled {
             Some(conn) => (conn, true),
             None => (self.connect(backend, tls).await?, false),
         };
@@ -324,9 +330,10 @@ impl<T: Transport> Exchange<'_, T> {
         }
     }
 
-    /// A new connection to `backend`, with its TLS handshake for a pool
-    /// with `tls`, all within `--connect-timeout`. A handshake that fails
-    /// (a certificate that does not verify, say) is a connect failure,
+    /// A new connection to `backend`, begun with its pool's PROXY header
+    /// if it wants one, then with its TLS handshake for a pool with `tls`,
+    /// all within `--connect-timeout`. A handshake that fails (a
+    /// certificate that does not verify, say) is a connect failure,
     /// counted by reason.
     async fn connect(
         &self,
@@ -339,6 +346,9 @@ impl<T: Transport> Exchange<'_, T> {
         {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
+                if let Some(version) = backend.send_proxy {
+                    self.send_proxy_header(&stream, version, timeout).await?;
+                }
                 stream
             }
             // Out of descriptors, ports or memory here: corelb's fault.
@@ -367,4 +377,32 @@ impl<T: Transport> Exchange<'_, T> {
                 }
             })
     }
+
+    /// Tell the backend whose connection this is: the client's address
+    /// (as the PROXY header of its own L4 hop gave it, if any) and the
+    /// address it reached corelb at. A failure counts as the connect's.
+    async fn send_proxy_header(
+        &self,
+        upstream: &TcpStream,
+        version: crate::proxy_protocol::Version,
+        timeout: std::time::Duration,
+    ) -> Result<(), ProxyError> {
+        let client = SocketAddr::new(self.conn.peer_ip, self.conn.peer_port);
+        let local = local_addr(self.conn.client.as_raw_fd()).unwrap_or(client);
+        let mut header = [0u8; crate::proxy_protocol::MAX_WRITTEN];
+        let len = crate::proxy_protocol::encode(version, client, local, &mut header);
+        crate::io::write_shared_timeout(&self.worker.deadlines, upstream, &header[..len], timeout)
+            .await
+            .map_err(|_| ProxyError::Connect)
+    }
+}
+
+/// The local address of socket `fd` (where the client reached corelb).
+fn local_addr(fd: std::os::fd::RawFd) -> Option<SocketAddr> {
+    // SAFETY: `fd` is the client's socket, open for the whole exchange;
+    // borrowed for this one call and not closed by it.
+    let socket = std::mem::ManuallyDrop::new(unsafe {
+        <socket2::Socket as std::os::fd::FromRawFd>::from_raw_fd(fd)
+    });
+    socket.local_addr().ok()?.as_socket()
 }

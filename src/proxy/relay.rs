@@ -165,10 +165,12 @@ impl<T: Transport> Exchange<'_, T> {
         }
 
         // Bytes after the end of the response mean the backend is confused
-        // about framing: never reuse that connection.
+        // about framing: never reuse that connection. Nor one that began
+        // with a PROXY header: it speaks for this client only.
         if res.upstream_keep_alive
             && self.conn.bufs.upstream_in.is_empty()
             && upstream.nothing_pending()
+            && backend.send_proxy.is_none()
         {
             self.worker
                 .pool

@@ -39,6 +39,11 @@ pub struct HealthPolicy {
     pub fall: u32,
     /// Probe over TLS (a pool with `tls = true`); `None`: plaintext.
     pub tls: Option<ProbeTls>,
+    /// The pool's `send_proxy_protocol`: a probe starts with a header
+    /// saying it is corelb's own connection (v2 `LOCAL`, v1 `UNKNOWN`), so
+    /// a backend that requires one (nginx's `listen … proxy_protocol`)
+    /// answers it, and logs corelb's own address for it.
+    pub proxy_header: Option<crate::proxy_protocol::Version>,
 }
 
 /// TLS for one backend's probes: its pool's connector, and the backend
@@ -166,6 +171,7 @@ mod tests {
 
     fn policy() -> HealthPolicy {
         HealthPolicy {
+            proxy_header: None,
             path: "/health".into(),
             host: None,
             interval: Duration::from_secs(2),

@@ -75,6 +75,14 @@ async fn exchange(addr: SocketAddr, policy: &HealthPolicy) -> Result<u16, ProbeE
     let _ = tcp.set_nodelay(true);
     // Never swept: the probe's own timeout (in `probe`) bounds every wait.
     let deadlines = Deadlines::new();
+    // Before any TLS, as the data plane's connections: the header says
+    // this is corelb's own connection (v2 `LOCAL`, v1 `UNKNOWN`).
+    if let Some(version) = policy.proxy_header {
+        let header = crate::proxy_protocol::local(version);
+        crate::io::write_shared_timeout(&deadlines, &tcp, header, policy.timeout)
+            .await
+            .map_err(|_| ProbeError::Closed)?;
+    }
     let mut stream = match &policy.tls {
         None => BackendStream::Plain(tcp),
         Some(tls) => BackendStream::handshake(

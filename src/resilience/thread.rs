@@ -235,5 +235,6 @@ fn probe_policy(pool: &Pool, settings: &Resilience) -> Option<HealthPolicy> {
         rise: h.rise,
         fall: h.fall,
         tls: None,
+        proxy_header: pool.send_proxy_protocol,
     })
 }

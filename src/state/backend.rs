@@ -229,6 +229,9 @@ pub struct Backend {
     panic: AtomicBool,
     /// Requests in flight allowed (`--max-requests`; 0: no limit).
     max_requests: u32,
+    /// Its pool's `send_proxy_protocol`: each new connection starts with
+    /// this header, and is never pooled for another client.
+    pub send_proxy: Option<crate::proxy_protocol::Version>,
     stats: Arc<BackendStats>,
     entry: Arc<EntryStats>,
     /// Where it came from (config, DNS, SRV, file).
@@ -265,6 +268,7 @@ impl Backend {
             effective_weight: AtomicU32::new(weight.max(1)),
             panic: AtomicBool::new(false),
             max_requests: 0,
+            send_proxy: None,
             stats,
             entry,
             origin: Origin::Static,
@@ -286,6 +290,12 @@ impl Backend {
     /// Where this backend came from.
     pub fn origin(&self) -> Origin {
         self.origin
+    }
+
+    /// The same, sending its pool's PROXY protocol header.
+    pub fn with_send_proxy(mut self, send_proxy: Option<crate::proxy_protocol::Version>) -> Self {
+        self.send_proxy = send_proxy;
+        self
     }
 
     /// Is this entry's pool in panic?

@@ -8,7 +8,7 @@
 //! a second signal, the control thread moves it to `Stopping`: workers end
 //! at once, cutting what is left.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 /// Where the process is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -22,9 +22,9 @@ pub enum Phase {
     Stopping = 2,
 }
 
-/// The phase, shared by every thread.
+/// The phase, shared by every thread, and how many workers serve.
 #[derive(Debug, Default)]
-pub struct Lifecycle(AtomicU8);
+pub struct Lifecycle(AtomicU8, AtomicUsize);
 
 impl Lifecycle {
     /// The phase now.
@@ -35,6 +35,16 @@ impl Lifecycle {
             1 => Phase::Draining,
             _ => Phase::Stopping,
         }
+    }
+
+    /// A worker's accept loops are running (told once by each worker).
+    pub fn worker_serving(&self) {
+        self.1.fetch_add(1, Ordering::Release);
+    }
+
+    /// Workers whose accept loops are running (for systemd's `READY=1`).
+    pub fn workers_serving(&self) -> usize {
+        self.1.load(Ordering::Acquire)
     }
 
     /// Move forward to `phase` (never back). Returns whether it moved.

@@ -17,7 +17,10 @@ use tracing::{error, warn};
 
 use super::h2c::serve_plain_or_h2c;
 use super::handshake::{handshake_allowed, serve_tls_client};
+use super::proxy_header::serve_proxied;
+use super::refusals::{refuse_over_limit, refuse_over_per_ip_limit};
 use crate::proxy::{serve_client, ListenerInfo, WorkerContext};
+use crate::proxy_protocol::Trusted;
 use crate::state::limits::{ConnectionLimit, ConnectionPermit};
 use crate::state::per_ip::PerIpPermit;
 use crate::transport::tls::TlsAcceptor;
@@ -31,6 +34,9 @@ const REPORT_EVERY: Duration = Duration::from_secs(1);
 pub struct Endpoint {
     /// `Some`: a TLS listener, with its certificates.
     pub tls: Option<Arc<TlsAcceptor>>,
+    /// `Some`: a PROXY protocol listener, taking headers from these peers
+    /// (`proxy_header.rs`).
+    pub proxy_protocol: Option<Trusted>,
     /// What a connection's requests learn of the listener.
     pub info: ListenerInfo,
     /// HTTP/2 here: by ALPN (TLS), or h2c with prior knowledge (plaintext).
@@ -40,10 +46,12 @@ pub struct Endpoint {
 /// Serve `stream` in a task of its own, counted against the limits and by
 /// the worker until it closes; or, if its address already has
 /// `--max-connections-per-ip` open (or, on a TLS listener, the worker has
-/// its maximum of handshakes in progress), close it at once.
+/// its maximum of handshakes in progress), close it at once. On a PROXY
+/// protocol listener the client's address is known only after its header,
+/// so the per-IP limit is taken then (`proxy_header.rs`).
 fn spawn_connection(
     worker: &Rc<WorkerContext>,
-    endpoint: &Endpoint,
+    endpoint: &Arc<Endpoint>,
     stream: monoio::net::TcpStream,
     peer: SocketAddr,
 ) {
@@ -54,9 +62,12 @@ fn spawn_connection(
         worker.metrics().tls_refused.inc();
         return;
     }
-    let Some(per_ip) = worker.shared.per_ip.try_acquire(peer.ip()) else {
-        refuse_over_per_ip_limit(worker, stream, peer);
-        return;
+    let per_ip = match endpoint.proxy_protocol {
+        Some(_) => None,
+        None => match worker.shared.per_ip.try_acquire(peer.ip()) {
+            Some(per_ip) => Some(per_ip),
+            None => return refuse_over_per_ip_limit(worker, stream, peer),
+        },
     };
     let Some(permit) = worker.shared.limit.try_acquire() else {
         refuse_over_limit(worker, stream, peer);
@@ -64,6 +75,15 @@ fn spawn_connection(
     };
     let _ = stream.set_nodelay(true);
     worker.connection_opened();
+    if endpoint.proxy_protocol.is_some() {
+        monoio::spawn(ConnectionTask {
+            serve: serve_proxied(Rc::clone(worker), Arc::clone(endpoint), stream, peer),
+            worker: Rc::clone(worker),
+            _permit: permit,
+            _per_ip: per_ip,
+        });
+        return;
+    }
     match &endpoint.tls {
         None if endpoint.h2 => monoio::spawn(ConnectionTask {
             serve: serve_plain_or_h2c(Rc::clone(worker), stream, peer, endpoint.info),
@@ -105,7 +125,8 @@ pin_project_lite::pin_project! {
         serve: F,
         worker: Rc<WorkerContext>,
         _permit: ConnectionPermit,
-        _per_ip: PerIpPermit,
+        // `None` on a PROXY protocol listener: the task takes it itself.
+        _per_ip: Option<PerIpPermit>,
     }
 }
 
@@ -117,53 +138,6 @@ impl<F: Future<Output = ()>> Future for ConnectionTask<F> {
         std::task::ready!(this.serve.poll(cx));
         this.worker.connection_closed();
         Poll::Ready(())
-    }
-}
-
-/// Close a connection over `--max-connections-per-ip` at once, before
-/// reading a byte. Not a 503 after the head: that would hold a buffer, a
-/// task and a place under `--max-connections` for as long as the client
-/// takes to send its head (up to `--client-header-timeout`), which is
-/// what a client hoarding connections would make the most of. Closed
-/// here, a refused connection costs nothing; the client sees it closed
-/// (or reset, if its request had already arrived) with no answer.
-fn refuse_over_per_ip_limit(
-    worker: &WorkerContext,
-    stream: monoio::net::TcpStream,
-    peer: SocketAddr,
-) {
-    // Counted first: whoever sees the close may look at /metrics next.
-    worker.metrics().refused_per_ip.inc();
-    drop(stream);
-    if let Some(unreported) = worker.refusal_log.allow(Instant::now()) {
-        let more = if unreported > 0 {
-            format!(" ({unreported} more since the last report)")
-        } else {
-            String::new()
-        };
-        warn!(
-            "worker {}: closed a connection from {}: it has {} open (--max-connections-per-ip){more}",
-            worker.id,
-            peer.ip(),
-            worker.shared.per_ip.max()
-        );
-    }
-}
-
-/// Close a connection accepted while the last place under
-/// `--max-connections` went to another worker: the accept loop waits only
-/// while there is room, but its accept may complete after the room is
-/// gone. Rare (one per worker at the moment the cap is reached); closed
-/// at once, as over the per-IP limit, so the cap is exact.
-fn refuse_over_limit(worker: &WorkerContext, stream: monoio::net::TcpStream, peer: SocketAddr) {
-    drop(stream);
-    if let Some(unreported) = worker.refusal_log.allow(Instant::now()) {
-        warn!(
-            "worker {}: closed a connection from {}: --max-connections reached \
-             ({unreported} more refusals since the last report)",
-            worker.id,
-            peer.ip(),
-        );
     }
 }
 
@@ -182,7 +156,7 @@ const ACCEPT_BATCH: usize = 64;
 /// already queued on `fd`, without waiting, as long as the limits allow.
 fn take_more_queued(
     worker: &Rc<WorkerContext>,
-    endpoint: &Endpoint,
+    endpoint: &Arc<Endpoint>,
     fd: RawFd,
     limit: &ConnectionLimit,
 ) {
@@ -287,7 +261,7 @@ pub async fn accept_loop(
 /// listener down, which ends the accept loop's pending accept. A
 /// connection left in the queue would be reset when the listener closes;
 /// taken here, it is served like any other (with `Connection: close`).
-pub fn take_queued(worker: &Rc<WorkerContext>, endpoint: &Endpoint, fd: RawFd) {
+pub fn take_queued(worker: &Rc<WorkerContext>, endpoint: &Arc<Endpoint>, fd: RawFd) {
     while let Some((stream, peer)) = accept_queued(worker, fd) {
         spawn_connection(worker, endpoint, stream, peer);
     }

@@ -61,3 +61,39 @@ pub fn bind_listeners(
     }
     Ok(listeners)
 }
+
+/// Every worker's socket of a listener systemd handed over (see
+/// [`crate::systemd::activation`]): the handed one for worker 0; for the
+/// others, sockets of their own in its SO_REUSEPORT group when the kernel
+/// lets them join (the handed socket has SO_REUSEPORT, and was made by
+/// this user: a `.socket` unit's is made by root, so a `DynamicUser=`
+/// service cannot join it), else the handed socket itself, shared.
+pub fn workers_of_handed(
+    handed: crate::systemd::activation::Handed,
+    count: usize,
+    backlog: u32,
+) -> io::Result<Vec<std::net::TcpListener>> {
+    let others = count.saturating_sub(1);
+    let joined = match handed.reuse_port {
+        true => bind_listeners(handed.addr, others, backlog).ok(),
+        false => None,
+    };
+    let rest = match joined {
+        Some(own) => own,
+        None => {
+            if others > 0 {
+                tracing::info!(
+                    "systemd socket {:?} ({}): the {count} workers share it (no SO_REUSEPORT \
+                     group to join: set ReusePort=yes in the .socket unit, and run as the user \
+                     that made it, for one socket per worker)",
+                    handed.name,
+                    handed.addr
+                );
+            }
+            (0..others)
+                .map(|_| handed.socket.try_clone())
+                .collect::<io::Result<Vec<_>>>()?
+        }
+    };
+    Ok(std::iter::once(handed.socket).chain(rest).collect())
+}

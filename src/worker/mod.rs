@@ -13,6 +13,8 @@ pub mod accept;
 mod h2c;
 mod handshake;
 pub mod listen;
+mod proxy_header;
+mod refusals;
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
@@ -83,6 +85,7 @@ pub async fn run(
             monoio::spawn(accept::accept_loop(Rc::clone(&worker), listener, endpoint))
         })
         .collect();
+    worker.shared.lifecycle.worker_serving();
     for accept_loop in accepting {
         accept_loop.await;
     }

@@ -113,9 +113,9 @@ impl Proxy {
         Proxy::start_command_listening(cmd, args, false)
     }
 
-    /// Start `cmd` (corelb, perhaps behind a shell) with `args` and the
-    /// defaults [`Proxy::start`] adds.
-    fn start_command(cmd: Command, args: &[&str]) -> Proxy {
+    /// Start `cmd` (corelb, perhaps behind a shell, with its environment)
+    /// with `args` and the defaults [`Proxy::start`] adds.
+    pub fn start_command(cmd: Command, args: &[&str]) -> Proxy {
         Proxy::start_command_listening(cmd, args, true)
     }
 
