@@ -7,13 +7,13 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use monoio::net::TcpStream;
 
+use super::context::WorkerContext;
 use super::exchange::Exchange;
 use super::final_head::Response;
 use super::forward_range;
-use crate::deadline::Deadlines;
 use crate::error::ProxyError;
 use crate::http::BodyProgress;
-use crate::io::{make_room, read_some_timeout, ReadError};
+use crate::io::{read_some_timeout, ReadError};
 use crate::state::backend::Backend;
 use crate::transport::Transport;
 
@@ -68,7 +68,7 @@ impl<T: Transport> Exchange<'_, T> {
                 .map_err(|_| ProxyError::Upstream("invalid chunked body from backend"))?
                 .consumed;
             let rest = gather_small_body(
-                &self.worker.deadlines,
+                self.worker,
                 &mut upstream,
                 buf,
                 &mut body,
@@ -106,7 +106,7 @@ impl<T: Transport> Exchange<'_, T> {
             }
             self.conn.bufs.upstream_in.advance(progress.consumed);
             gather_small_body(
-                &self.worker.deadlines,
+                self.worker,
                 &mut upstream,
                 out,
                 &mut body,
@@ -120,7 +120,7 @@ impl<T: Transport> Exchange<'_, T> {
         let size = cfg.buffer_size;
         while !body.is_done() {
             let buf = &mut self.conn.bufs.upstream_in;
-            make_room(buf, size);
+            self.worker.buffers.room_for_body(buf, size);
             let limit = body.read_limit(buf.capacity() - buf.len());
             let n = read_some_timeout(
                 &self.worker.deadlines,
@@ -181,7 +181,7 @@ impl<T: Transport> Exchange<'_, T> {
 /// Content-Length framed. Such a body never reads past its end, so every
 /// byte added is body.
 async fn gather_small_body(
-    deadlines: &Deadlines,
+    worker: &WorkerContext,
     upstream: &mut TcpStream,
     buf: &mut BytesMut,
     body: &mut BodyProgress,
@@ -195,9 +195,9 @@ async fn gather_small_body(
         if rest > GATHER_LIMIT {
             break;
         }
-        buf.reserve(rest);
+        worker.buffers.reserve(buf, rest);
         let start = buf.len();
-        match read_some_timeout(deadlines, upstream, buf, rest, timeout).await {
+        match read_some_timeout(&worker.deadlines, upstream, buf, rest, timeout).await {
             Ok(0) => return Err(CLOSED_MID_BODY),
             Ok(n) => added += n,
             Err(e) => return Err(body_read_failure(e)),
