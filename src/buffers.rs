@@ -83,7 +83,9 @@ impl BufferPool {
     /// An empty buffer of at least [`SMALL`] bytes of capacity.
     pub fn take(&self) -> BytesMut {
         let buf = self.small.pop_if(|_| true);
-        let mut buf = buf.or_else(|| self.grown.pop_if(|_| true)).unwrap_or_default();
+        let mut buf = buf
+            .or_else(|| self.grown.pop_if(|_| true))
+            .unwrap_or_default();
         // An advanced buffer shows less capacity: this reclaims its front
         // (no allocation); a new one is allocated here.
         buf.reserve(SMALL);
@@ -124,7 +126,11 @@ impl BufferPool {
         if buf.capacity() >= need {
             return;
         }
-        let list = if need <= SMALL { &self.small } else { &self.grown };
+        let list = if need <= SMALL {
+            &self.small
+        } else {
+            &self.grown
+        };
         match list.pop_if(|b| b.capacity() >= need) {
             Some(mut other) => {
                 other.extend_from_slice(buf);

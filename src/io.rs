@@ -150,7 +150,7 @@ pub async fn readable_idle_timeout(
     let wait = deadlines.arm_idle(stream.as_raw_fd(), timeout);
     // Relaxed: the epoll driver may then wake without bytes; the read that
     // follows just waits (with its buffer).
-    let result = stream.readable(true).await;
+    let result = stream.readable(false).await;
     if wait.expired() {
         return Err(ReadError::Timeout);
     }

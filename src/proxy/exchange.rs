@@ -246,7 +246,9 @@ impl<'a, T: Transport> Exchange<'a, T> {
             let room = cfg.buffer_size - self.conn.bufs.client_in.len();
             // Grown (doubling) only when a head does not fit: most fit
             // the small buffer it starts with.
-            self.worker.buffers.grow_if_full(&mut self.conn.bufs.client_in, cfg.buffer_size);
+            self.worker
+                .buffers
+                .grow_if_full(&mut self.conn.bufs.client_in, cfg.buffer_size);
             let Connection { client, bufs, .. } = &mut *self.conn;
             let buf = &mut bufs.client_in;
             let wait = if idle {
