@@ -44,7 +44,10 @@ impl FreeList {
     /// The last buffer given back, if `fits` it.
     fn pop_if(&self, fits: impl FnOnce(&BytesMut) -> bool) -> Option<BytesMut> {
         let mut free = self.free.borrow_mut();
-        let buf = free.pop_if(|b| fits(b))?;
+        if !fits(free.last()?) {
+            return None;
+        }
+        let buf = free.pop()?;
         self.low_water.set(self.low_water.get().min(free.len()));
         Some(buf)
     }
