@@ -41,9 +41,9 @@ Options:
                         request, full handshakes and resumed ones); 0 to skip
                         [10; quick: 3]
   --handshake-clients N client threads of examples/tls_handshakes.rs [8]
-  --idle-conns N        idle connections of the memory measurement (plain HTTP,
-                        then HTTPS); 0 to skip
+  --idle-conns N        client connections of the memory measurement; 0 to skip
                         it [10000; quick: 2000]
+  --memory-only         only the memory measurement (no load rows)
   --sizes LIST          rows: hello (13 B) and/or 16k over plain HTTP, tls-hello and/or
                         tls-16k over HTTPS (every proxy terminates TLS with the same
                         ECDSA P-256 certificate; wrk keeps connections alive)
@@ -110,11 +110,13 @@ UPSTREAM_KEEPALIVE=1024
 PORT_BASE=28400
 OUT=""
 BASELINE=""
+MEMORY_ONLY=0
 
 need_arg() { [[ $# -ge 2 && -n $2 ]] || die "$1 needs a value (see --help)"; }
 while [[ $# -gt 0 ]]; do
     case $1 in
         --quick) QUICK=1 ;;
+        --memory-only) MEMORY_ONLY=1 ;;
         --build) BUILD=1 ;;
         --rounds) need_arg "$@"; ROUNDS=$2; shift ;;
         --duration) need_arg "$@"; DURATION=$2; shift ;;
@@ -170,6 +172,10 @@ for l in "${LAYOUT_LIST[@]}"; do [[ $l == isolated || $l == shared ]] || die "ba
 for v in MANY_CONNS IDLE_CONNS HANDSHAKE_SECS; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "--$(tr '[:upper:]_' '[:lower:]-' <<<"$v") must be a number, not '${!v}'"
 done
+if [[ $MEMORY_ONLY == 1 ]]; then
+    [[ $IDLE_CONNS -gt 0 ]] || die "--memory-only with --idle-conns 0 measures nothing"
+    SIZES_LIST=() # no load rows (the memory rows use the 13 B backend)
+fi
 
 # Many connections (and the idle-memory clients) need descriptors: raise the
 # soft limit to the hard one. Each proxy needs one per client connection
@@ -533,8 +539,7 @@ for s in "${SIZES_LIST[@]}"; do
     done
 done
 IDLE_EST=0
-# Plain HTTP, then HTTPS (handshakes take longer).
-[[ $IDLE_CONNS == 0 ]] || IDLE_EST=$((3 * (5 + IDLE_CONNS / 1000) + 3 * (5 + IDLE_CONNS / 300)))
+[[ $IDLE_CONNS == 0 ]] || IDLE_EST=$((2 * 4 * (17 + IDLE_CONNS / 1000)))
 EST=$((TOTAL_RUNS * (DURATION + WARMUP + 1) + ${#SIZES_LIST[@]} * 5 + IDLE_EST + ROUNDS * 6 * (HANDSHAKE_SECS + 1)))
 
 {
@@ -711,9 +716,12 @@ for size in "${SIZES_LIST[@]}"; do
 done
 
 # ------------------------------------------------------------ idle memory
-# What IDLE_CONNS kept-alive client connections, each past one request and
-# then silent, cost each proxy in resident memory: fresh proxies (so no
-# earlier load has left memory to reuse), one at a time, shared layout.
+# What IDLE_CONNS client connections cost each proxy in resident memory,
+# with their requests in flight and then kept alive and silent, in the two
+# patterns of perf/idle_clients.py (eager: each client sends as soon as it
+# is connected; burst: all connect, then all send at once). Fresh proxies
+# (so no earlier load has left memory to reuse), one at a time, shared
+# layout, in front of the 13 B backend.
 IDLE_TSV=$OUT/idle.tsv
 start_proxy_of() { # NAME SIZE TARGET CPUS: a fresh one, in front of SIZE's backend
     local name=$1 size=$2 t=$3 cpus=$4 tls="" suffix=""
@@ -728,22 +736,35 @@ start_proxy_of() { # NAME SIZE TARGET CPUS: a fresh one, in front of SIZE's back
     esac
     wait_http "$name" "$LAST_PID" "$(scheme_of "$size")://127.0.0.1:$port/" "${BYTES_OF[$size]}"
 }
-printf 'target\tprotocol\trss_before_kib\trss_after_kib\tconnections\tkib_per_connection\n' >"$IDLE_TSV"
+start_idle_proxy() { # TARGET: a fresh one, in front of the 13 B backend
+    case $1 in
+        base)
+            local port=${PROXY_PORT[hello.base]}
+            start_corelb "idle-base" "$ALL_CPUS" "$THREADS" "$port" "$P_BACK_HELLO" no-pin "$WORK/corelb-base"
+            wait_http "idle-base" "$LAST_PID" "http://127.0.0.1:$port/" 13
+            ;;
+        *) start_proxy_of "idle-$1" hello "$1" "$ALL_CPUS" ;;
+    esac
+}
+per_conn() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.2f", (a - b) / n }'; }
+printf 'target\tpattern\trss_before_kib\trss_at_once_kib\trss_2s_kib\trss_10s_kib\trss_peak_kib\tconnections\tkib_at_once\tkib_2s\tkib_10s\tkib_peak\n' >"$IDLE_TSV"
 if [[ $IDLE_CONNS -gt 0 ]]; then
     apply_layout shared
-    for size in hello tls-hello; do
-        tls_flag=() protocol=http
-        if is_tls "$size"; then tls_flag=(--tls) protocol=https; fi
-        for t in corelb nginx haproxy; do
-            start_proxy_of "idle-$size-$t" "$size" "$t" "$ALL_CPUS"
+    idle_targets=(corelb)
+    if [[ -n $BASELINE ]]; then idle_targets+=(base); fi
+    idle_targets+=(nginx haproxy)
+    for pattern in eager burst; do
+        for t in "${idle_targets[@]}"; do
+            start_idle_proxy "$t"
             pid=$LAST_PID
             # shellcheck disable=SC2046 # the PIDs are words
-            line=$(python3 "$SCRIPT_DIR/idle_clients.py" "${tls_flag[@]}" "${PROXY_PORT[$size.$t]}" "$IDLE_CONNS" "$pid" $(pgrep -P "$pid" || true)) ||
-                die "idle-connection measurement against $t ($protocol) failed"
-            read -r before after n <<<"$line"
-            per=$(awk -v a="$after" -v b="$before" -v n="$n" 'BEGIN { printf "%.2f", (a - b) / n }')
-            printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$protocol" "$before" "$after" "$n" "$per" >>"$IDLE_TSV"
-            note "idle: $t ($protocol): $n idle connections, RSS $before -> $after KiB, $per KiB each"
+            line=$(python3 "$SCRIPT_DIR/idle_clients.py" --pattern "$pattern" "${PROXY_PORT[hello.$t]}" "$IDLE_CONNS" "$pid" $(pgrep -P "$pid" || true)) ||
+                die "$pattern memory measurement against $t failed"
+            read -r before once two ten peak n <<<"$line"
+            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$pattern" "$before" "$once" "$two" "$ten" "$peak" "$n" \
+                "$(per_conn "$once" "$before" "$n")" "$(per_conn "$two" "$before" "$n")" "$(per_conn "$ten" "$before" "$n")" \
+                "$(per_conn "$peak" "$before" "$n")" >>"$IDLE_TSV"
+            note "memory: $t, $pattern: $n connections, RSS $before -> $once (at once), $two (2 s), $ten (10 s) KiB, peak $peak"
             stop_started "$pid"
         done
     done
@@ -835,8 +856,8 @@ cpu_cell() { echo "$(fmt2 "${T[$1]}") ($(fmt2 "${U[$1]}") + $(fmt2 "${S[$1]}"))"
 {
     echo "## corelb vs nginx vs HAProxy, $RUN_DATE ($STAMP)"
     echo
-    echo "Medians of $ROUNDS round(s) of ${DURATION} s (after ${WARMUP} s warm-up), layouts and targets interleaved, each round starting one target later. Host: $NCPU CPUs, load average $LOAD1 at start."
-    for layout in "${LAYOUT_LIST[@]}"; do
+    if [[ $MEMORY_ONLY == 0 ]]; then echo "Medians of $ROUNDS round(s) of ${DURATION} s (after ${WARMUP} s warm-up), layouts and targets interleaved, each round starting one target later. Host: $NCPU CPUs, load average $LOAD1 at start."; fi
+    [[ $MEMORY_ONLY == 1 ]] || for layout in "${LAYOUT_LIST[@]}"; do
         echo
         echo "### Summary, $layout layout ($RUN_DATE)"
         echo
@@ -900,15 +921,15 @@ cpu_cell() { echo "$(fmt2 "${T[$1]}") ($(fmt2 "${U[$1]}") + $(fmt2 "${S[$1]}"))"
     done
     if [[ $IDLE_CONNS -gt 0 ]]; then
         echo
-        echo "### Idle client connections ($RUN_DATE)"
+        echo "### Memory per client connection ($RUN_DATE)"
         echo
-        echo "$IDLE_CONNS kept-alive client connections, each past one request (13 B) and then silent, against a fresh proxy ($THREADS worker):"
+        echo "$IDLE_CONNS client connections against a fresh proxy ($THREADS worker), each making one request (13 B) and then kept alive, silent. RSS delta ÷ connections, in KiB, right after the last response, 2 s and 10 s later, and at the peak (VmHWM). eager: each client sends as soon as it is connected; burst: all connect, then all send at the same moment."
         echo
-        echo "| proxy | protocol | RSS before | RSS with the idle connections | per idle connection |"
-        echo "|---|---|---:|---:|---:|"
-        awk -F'\t' 'NR > 1 {
-            name = $1 == "corelb" ? "**corelb**" : $1 == "haproxy" ? "HAProxy" : $1
-            printf "| %s | %s | %.1f MiB | %.1f MiB | %.2f KiB |\n", name, $2, $3 / 1024, $4 / 1024, $6 }' "$IDLE_TSV"
+        echo "| proxy | pattern | at once | after 2 s | after 10 s | peak |"
+        echo "|---|---|---:|---:|---:|---:|"
+        awk -F'\t' -v base="${BASELINE_VERSION:-}" 'NR > 1 {
+            name = $1 == "corelb" ? "**corelb**" : $1 == "haproxy" ? "HAProxy" : $1 == "base" ? "corelb baseline (" base ")" : $1
+            printf "| %s | %s | %.1f | %.1f | %.1f | %.1f |\n", name, $2, $9, $10, $11, $12 }' "$IDLE_TSV"
     fi
     if [[ $HANDSHAKE_SECS -gt 0 ]]; then
         echo

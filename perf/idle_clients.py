@@ -1,41 +1,54 @@
 #!/usr/bin/env python3
-"""perf/idle_clients.py: what an idle kept-alive client connection costs a proxy.
+"""perf/idle_clients.py: what a client connection costs a proxy in memory,
+with its request in flight and then idle.
 
-    idle_clients.py [--tls] PORT COUNT PID...
+    idle_clients.py [--pattern eager|burst] PORT COUNT PID...
 
-Opens COUNT connections to 127.0.0.1:PORT (with --tls: HTTPS, a full TLS
-handshake each, the certificate not checked), sends one `GET /` on each and
+Opens COUNT connections to 127.0.0.1:PORT, sends one `GET /` on each and
 reads its whole response (so every connection is past its first request and
 kept alive), then leaves them all idle and reads the resident memory (VmRSS)
-of the proxy's processes PID... (nginx: master and workers). Prints one line:
+of the proxy's processes PID... (nginx: master and workers) three times.
+Two patterns:
 
-    rss_before_kib rss_after_kib connections
+  eager  each client sends its request as soon as it is connected (in
+         batches of BATCH connections): few requests are in flight at once;
+  burst  all COUNT connect first (and stay silent a moment), then all send
+         at the same moment: COUNT requests are in flight together, the
+         proxy's per-request peak.
 
-rss_before is read after one connection has made one request, so buffers a
-proxy sets up once are not counted against the idle connections; rss_after
-SETTLE seconds after the last response, idle time being the point. Connections
-are opened in batches of BATCH, so no listen queue overflows. Bounded: gives
-up (exit 1) if the connections are not all served within TIMEOUT seconds.
+Prints one line:
+
+    rss_before_kib rss_at_once_kib rss_after_2s_kib rss_after_10s_kib rss_peak_kib connections
+
+rss_before is read after one connection has made one request, so what a
+proxy sets up once is not counted against the connections; at_once right
+after the last response, then 2 s and 10 s later (idle time being the
+point: what a proxy keeps after a burst); peak is the processes' high-water
+mark (VmHWM) after the burst. Bounded: gives up (exit 1) if the connections
+are not all served within TIMEOUT seconds.
 """
 
 import selectors
 import socket
-import ssl
 import sys
 import time
 
 BATCH = 500
 TIMEOUT = 120.0
-SETTLE = 3.0
+# Seconds after the last response at which RSS is read again.
+SETTLE = (2.0, 10.0)
+# Burst: how long the connected clients stay silent before sending, so the
+# proxy has accepted every one of them first.
+QUIET = 1.0
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: idle_clients\r\n\r\n"
 
 
-def rss_kib(pids):
+def status_kib(pids, field):
     total = 0
     for pid in pids:
         with open(f"/proc/{pid}/status") as status:
             for line in status:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     total += int(line.split()[1])
     return total
 
@@ -53,29 +66,45 @@ def response_complete(data):
     return len(data) >= end + 4 + length
 
 
-def tls_context():
-    """A client context for --tls: TLS 1.2 and 1.3, no certificate check
-    (the measurement is of the server's memory, not of trust)."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
-def serve_batch(port, count, deadline, keep, tls):
-    """Open `count` connections, one request each; add them to `keep`.
-    `tls`: an SSLContext to speak HTTPS with, or None."""
-    sel = selectors.DefaultSelector()
-    # Per connection: [bytes left to send, bytes received, handshake done].
-    pending = {}
+def open_sockets(port, count):
+    """`count` connections on their way (non-blocking connects)."""
+    socks = []
     for _ in range(count):
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
-        if tls:
-            sock = tls.wrap_socket(sock, server_hostname="localhost",
-                                   do_handshake_on_connect=False)
         sock.connect_ex(("127.0.0.1", port))
-        pending[sock] = [REQUEST, b"", tls is None]
+        socks.append(sock)
+    return socks
+
+
+def connect(port, count, deadline):
+    """`count` connections, each connected (writable), none sent on yet."""
+    sel = selectors.DefaultSelector()
+    socks = open_sockets(port, count)
+    for sock in socks:
+        sel.register(sock, selectors.EVENT_WRITE)
+    waiting = len(socks)
+    while waiting:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            sys.exit(f"idle_clients: {waiting} connections not made within {TIMEOUT:.0f} s")
+        for key, _ in sel.select(timeout=min(left, 1.0)):
+            err = key.fileobj.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                sys.exit(f"idle_clients: connection failed: {err}")
+            sel.unregister(key.fileobj)
+            waiting -= 1
+    sel.close()
+    return socks
+
+
+def serve(socks, deadline, keep):
+    """Send one request on each of `socks` and read its response; add the
+    connections to `keep`."""
+    sel = selectors.DefaultSelector()
+    pending = {}
+    for sock in socks:
+        pending[sock] = [REQUEST, b""]
         sel.register(sock, selectors.EVENT_WRITE)
     while pending:
         left = deadline - time.monotonic()
@@ -83,26 +112,15 @@ def serve_batch(port, count, deadline, keep, tls):
             sys.exit(f"idle_clients: {len(pending)} connections not served within {TIMEOUT:.0f} s")
         for key, events in sel.select(timeout=min(left, 1.0)):
             sock = key.fileobj
-            out, got, ready = pending[sock]
+            out, got = pending[sock]
             try:
-                if not ready:
-                    sock.do_handshake()
-                    pending[sock][2] = True
-                    sel.modify(sock, selectors.EVENT_WRITE)
-                    continue
-                if out:
+                if events & selectors.EVENT_WRITE and out:
                     sent = sock.send(out)
                     pending[sock][0] = out = out[sent:]
                     if not out:
                         sel.modify(sock, selectors.EVENT_READ)
                     continue
                 chunk = sock.recv(65536)
-            except ssl.SSLWantReadError:
-                sel.modify(sock, selectors.EVENT_READ)
-                continue
-            except ssl.SSLWantWriteError:
-                sel.modify(sock, selectors.EVENT_WRITE)
-                continue
             except (BlockingIOError, InterruptedError):
                 continue
             except OSError as e:
@@ -120,26 +138,35 @@ def serve_batch(port, count, deadline, keep, tls):
 
 def main():
     args = sys.argv[1:]
-    tls = None
-    if args[:1] == ["--tls"]:
-        tls, args = tls_context(), args[1:]
-    if len(args) < 3:
+    pattern = "eager"
+    if args[:1] == ["--pattern"] and len(args) >= 2:
+        pattern, args = args[1], args[2:]
+    if len(args) < 3 or pattern not in ("eager", "burst"):
         sys.exit(__doc__)
     port, count = int(args[0]), int(args[1])
     pids = [int(p) for p in args[2:]]
     deadline = time.monotonic() + TIMEOUT
     keep = []
-    serve_batch(port, 1, deadline, keep, tls)
+    serve(connect(port, 1, deadline), deadline, keep)
     time.sleep(0.5)
-    before = rss_kib(pids)
-    while len(keep) < count:
-        serve_batch(port, min(BATCH, count - len(keep)), deadline, keep, tls)
-    # Let the proxy settle before reading: lazy frees, deferred work, and
-    # buffers a proxy keeps for a while after a burst (corelb lets go of
-    # those unused for a second, checked every second).
-    time.sleep(SETTLE)
-    after = rss_kib(pids)
-    print(before, after, len(keep))
+    before = status_kib(pids, "VmRSS")
+    if pattern == "eager":
+        while len(keep) < count:
+            # Each sends as soon as it is writable: connected.
+            serve(open_sockets(port, min(BATCH, count - len(keep))), deadline, keep)
+    else:
+        socks = []
+        while len(socks) < count - 1:
+            socks += connect(port, min(BATCH, count - 1 - len(socks)), deadline)
+        time.sleep(QUIET)
+        serve(socks, deadline, keep)
+    done = time.monotonic()
+    rss = [status_kib(pids, "VmRSS")]
+    for at in SETTLE:
+        time.sleep(max(0.0, done + at - time.monotonic()))
+        rss.append(status_kib(pids, "VmRSS"))
+    peak = status_kib(pids, "VmHWM")
+    print(before, *rss, peak, len(keep))
     for sock in keep:
         sock.close()
 

@@ -10,6 +10,17 @@ use corelb::config::Config;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc takes its options when it first maps memory, before `main`
+/// runs (the runtime's start-up allocates): so they are set from the
+/// program's constructors, which run before any of that.
+#[used]
+#[link_section = ".init_array"]
+static CONFIGURE_ALLOCATOR: extern "C" fn() = configure_allocator;
+
+extern "C" fn configure_allocator() {
+    corelb::memory::configure();
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -159,6 +159,20 @@ both_drivers!(request_line_too_long_is_414, |driver| {
     assert_backend_untouched(&backend);
 });
 
+// A head over the limit is answered with what is too long: 414 only for
+// the request target, 400 for an overlong method or version.
+both_drivers!(overlong_method_or_version_is_400_not_414, |driver| {
+    let (backend, proxy) = setup(driver);
+    let method = format!("{} / HTTP/1.1\r\nHost: x\r\n\r\n", "G".repeat(100_000));
+    expect_error(&proxy, method.as_bytes(), 400);
+    let version = format!("GET / HTTP/1.1{}\r\nHost: x\r\n\r\n", "1".repeat(2000));
+    expect_error(&proxy, version.as_bytes(), 400);
+    // An empty line before the request line is no header field.
+    let target = format!("\r\nGET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(2000));
+    expect_error(&proxy, target.as_bytes(), 414);
+    assert_backend_untouched(&backend);
+});
+
 both_drivers!(header_section_too_large_is_431, |driver| {
     let (backend, proxy) = setup(driver);
     let big = format!(

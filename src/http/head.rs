@@ -385,19 +385,33 @@ fn names_other_http_version(buf: &[u8]) -> bool {
         && line.iter().filter(|&&b| b == b' ').count() == 2
 }
 
-/// The error for a request head that did not fit in `limit` bytes:
-/// 414 while the request line itself is unfinished, 431 after it.
+/// The error for a request head that did not fit in `limit` bytes, naming
+/// what is too long: 431 once the request line is complete (the header
+/// fields are), 414 while the request target is the unfinished part, 400
+/// when the method or the version is (no client sends such, and "URI Too
+/// Long" would send one looking in the wrong place).
 pub fn oversized_request(buf: &[u8]) -> HeadError {
-    if memchr::memchr(b'\n', buf).is_none() {
-        HeadError {
-            status: 414,
-            reason: "request target too long",
-        }
-    } else {
-        HeadError {
+    // Empty lines before the request line (RFC 9112 §2.2) are not it.
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    let line = &buf[start..];
+    if memchr::memchr(b'\n', line).is_some() {
+        return HeadError {
             status: 431,
             reason: "request header fields too large",
-        }
+        };
+    }
+    // request-line = method SP request-target SP HTTP-version (RFC 9112 §3)
+    let mut parts = line.splitn(3, |&b| b == b' ');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(_), Some(_), None) => HeadError {
+            status: 414,
+            reason: "request target too long",
+        },
+        (Some(_), None, _) => bad_request("request method too long"),
+        _ => bad_request("request line too long"),
     }
 }
 
@@ -784,7 +798,10 @@ mod tests {
             431
         );
         assert_eq!(oversized_request(b"GET /aaaaaaaa").status, 414);
+        assert_eq!(oversized_request(b"\r\nGET /aaaaaaaa").status, 414);
         assert_eq!(oversized_request(b"GET / HTTP/1.1\r\nX: aaaa").status, 431);
+        assert_eq!(oversized_request(b"GETGETGETGETGET").status, 400);
+        assert_eq!(oversized_request(b"GET / HTTP/1.1111111").status, 400);
     }
 
     #[test]

@@ -20,7 +20,9 @@ pub(super) const RETAINED_BUFFERS: usize = 4;
 
 /// The three buffers a client connection uses while an exchange is in
 /// flight. An idle connection holds none: they come from the worker's
-/// [`BufferPool`] when its bytes arrive and go back when the exchange ends.
+/// [`BufferPool`] when its bytes arrive, small (they grow only for what
+/// does not fit), and go back when the exchange ends; `client_in` already
+/// once the head is read, unless bytes came after it.
 pub(super) struct Buffers {
     /// Bytes read from the client not yet handled (may hold pipelined requests).
     pub(super) client_in: BytesMut,
@@ -41,11 +43,24 @@ impl Buffers {
     }
 
     /// Take from `pool` each buffer not held.
-    pub(super) fn acquire(&mut self, pool: &BufferPool, size: usize) {
-        for buf in [&mut self.client_in, &mut self.upstream_in, &mut self.out] {
+    pub(super) fn acquire(&mut self, pool: &BufferPool) {
+        for buf in [&mut self.client_in, &mut self.out] {
             if buf.capacity() == 0 {
-                *buf = pool.take(size);
+                *buf = pool.take();
             }
+        }
+        if self.upstream_in.capacity() == 0 {
+            self.upstream_in = pool.take_for_response();
+        }
+    }
+
+    /// Give `client_in` back to `pool` if it holds nothing: once a head is
+    /// read, a request without a body (nearly all) needs it no more, and
+    /// a body takes one again when it is read. In a burst of requests the
+    /// next connection's head is then read into the same buffer.
+    pub(super) fn release_input(&mut self, pool: &BufferPool, keep: usize) {
+        if self.client_in.is_empty() {
+            pool.give(std::mem::take(&mut self.client_in), keep);
         }
     }
 
@@ -131,8 +146,7 @@ impl<T: Transport> Connection<T> {
                 Err(ReadError::Io(_)) => return false,
             }
         }
-        let size = worker.settings().buffer_size;
-        self.bufs.acquire(&worker.buffers, size);
+        self.bufs.acquire(&worker.buffers);
         true
     }
 }

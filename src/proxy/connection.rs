@@ -47,8 +47,9 @@ pub fn serve_client<T: Transport>(
             // connection's task keeps neither (`crate::slots`).
             let mut exchange = Exchange::new(&worker, &mut conn);
             let next = worker.head_slots.run(exchange.next_request()).await;
-            let after = worker.exchange_slots.run(exchange.complete(next)).await;
             let keep = RETAINED_BUFFERS * worker.settings().buffer_size;
+            exchange.conn.bufs.release_input(&worker.buffers, keep);
+            let after = worker.exchange_slots.run(exchange.complete(next)).await;
             match after {
                 // Idle until the next request: hold no buffer meanwhile.
                 After::KeepAlive if conn.bufs.client_in.is_empty() => {

@@ -15,7 +15,7 @@ use crate::error::{write_error_response, ProxyError};
 use crate::http::rewrite::{is_looping, write_https_redirect, write_request_head_upgrading};
 use crate::http::upgrade::Protocol;
 use crate::http::{head, parse_request, path, BodyKind, RequestHead, MAX_HEADERS};
-use crate::io::{make_room, ReadError};
+use crate::io::ReadError;
 use crate::plan::Plan;
 use crate::state::outcome::{RequestOutcome, TimeoutKind};
 use crate::transport::{ReadWait, Transport};
@@ -254,7 +254,11 @@ impl<'a, T: Transport> Exchange<'a, T> {
             };
             let deadlines = &self.worker.deadlines;
             let room = cfg.buffer_size - self.conn.bufs.client_in.len();
-            make_room(&mut self.conn.bufs.client_in, cfg.buffer_size);
+            // Grown (doubling) only when a head does not fit: most fit
+            // the small buffer it starts with.
+            self.worker
+                .buffers
+                .grow_if_full(&mut self.conn.bufs.client_in, cfg.buffer_size);
             let Connection { client, bufs, .. } = &mut *self.conn;
             let buf = &mut bufs.client_in;
             let wait = if idle {

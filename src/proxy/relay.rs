@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 
+use super::context::WorkerContext;
 use super::exchange::Exchange;
 use super::final_head::Response;
 use super::forward_range;
-use crate::deadline::Deadlines;
 use crate::error::ProxyError;
 use crate::http::BodyProgress;
-use crate::io::{make_room, ReadError};
+use crate::io::ReadError;
 use crate::state::backend::Backend;
 use crate::transport::backend::BackendStream;
 use crate::transport::{ReadWait, Transport};
@@ -68,7 +68,7 @@ impl<T: Transport> Exchange<'_, T> {
                 .map_err(|_| ProxyError::Upstream("invalid chunked body from backend"))?
                 .consumed;
             let rest = gather_small_body(
-                &self.worker.deadlines,
+                self.worker,
                 &mut upstream,
                 buf,
                 &mut body,
@@ -106,7 +106,7 @@ impl<T: Transport> Exchange<'_, T> {
             }
             self.conn.bufs.upstream_in.advance(progress.consumed);
             gather_small_body(
-                &self.worker.deadlines,
+                self.worker,
                 &mut upstream,
                 out,
                 &mut body,
@@ -120,7 +120,7 @@ impl<T: Transport> Exchange<'_, T> {
         let size = cfg.buffer_size;
         while !body.is_done() {
             let buf = &mut self.conn.bufs.upstream_in;
-            make_room(buf, size);
+            self.worker.buffers.room_for_body(buf, size);
             let limit = body.read_limit(buf.capacity() - buf.len());
             let n = upstream
                 .read_timeout(
@@ -186,7 +186,7 @@ impl<T: Transport> Exchange<'_, T> {
 /// Content-Length framed. Such a body never reads past its end, so every
 /// byte added is body.
 async fn gather_small_body(
-    deadlines: &Deadlines,
+    worker: &WorkerContext,
     upstream: &mut BackendStream,
     buf: &mut BytesMut,
     body: &mut BodyProgress,
@@ -200,10 +200,10 @@ async fn gather_small_body(
         if rest > GATHER_LIMIT {
             break;
         }
-        buf.reserve(rest);
+        worker.buffers.reserve(buf, rest);
         let start = buf.len();
         match upstream
-            .read_timeout(deadlines, buf, rest, ReadWait::Busy(timeout))
+            .read_timeout(&worker.deadlines, buf, rest, ReadWait::Busy(timeout))
             .await
         {
             Ok(0) => return Err(CLOSED_MID_BODY),

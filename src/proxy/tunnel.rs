@@ -23,7 +23,6 @@ use super::exchange::Exchange;
 use super::final_head::Response;
 use crate::deadline::{Armed, Direction};
 use crate::error::ProxyError;
-use crate::io::make_room;
 use crate::transport::backend::BackendStream;
 use crate::transport::Transport;
 
@@ -143,7 +142,7 @@ async fn copy<S: Transport, D: Transport>(
             copied.bytes += buf.len() as u64;
             buf.clear();
         }
-        make_room(buf, size);
+        worker.buffers.room_for_body(buf, size);
         let room = buf.capacity() - buf.len();
         match src.read_shared(buf, room).await {
             Ok(0) => {

@@ -24,7 +24,7 @@ use crate::http::rewrite::{
 };
 use crate::http::upgrade::{self, Protocol};
 use crate::http::{parse_response, BodyKind, BodyProgress, MAX_HEADERS};
-use crate::io::{make_room, ReadError};
+use crate::io::ReadError;
 use crate::state::outcome::TimeoutKind;
 use crate::transport::backend::BackendStream;
 use crate::transport::{ReadWait, Transport};
@@ -153,7 +153,7 @@ impl<T: Transport> Exchange<'_, T> {
         let mut body_limit = req.body_limit;
         while !req_body.is_done() {
             let buf = &mut self.conn.bufs.client_in;
-            make_room(buf, size);
+            self.worker.buffers.room_for_body(buf, size);
             let limit = req_body.read_limit(buf.capacity() - buf.len());
             match self
                 .conn
@@ -327,7 +327,7 @@ impl<T: Transport> Exchange<'_, T> {
                 )));
             }
             searched = buf.len();
-            make_room(buf, size);
+            self.worker.buffers.grow_if_full(buf, size);
             // All the free space, not just up to `size`: a buffer grown for
             // an earlier small body then takes the next head *and* body in
             // one read (a 16 KiB body otherwise always needs a second read,

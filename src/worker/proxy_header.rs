@@ -83,7 +83,8 @@ async fn client_address(
     trusted: Option<&Trusted>,
 ) -> Result<SocketAddr, &'static str> {
     let size = worker.settings().buffer_size.max(MAX_LEN);
-    let mut buf = worker.buffers.take(size);
+    // A small buffer holds the longest header (`MAX_LEN` <= `SMALL`).
+    let mut buf = worker.buffers.take();
     buf.resize(MAX_LEN, 0);
     let wait = worker.deadlines.arm(
         stream.as_raw_fd(),
