@@ -145,14 +145,18 @@ impl Proxy {
                 let mut tx = Some(tx);
                 for line in BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
+                    // Logged before the start is announced, so that a
+                    // test reading the log once started finds this line.
+                    {
+                        let mut log = log.lock().unwrap();
+                        log.push_str(&line);
+                        log.push('\n');
+                    }
                     if let Some(addr) = parse_listening_line(&line) {
                         if let Some(tx) = tx.take() {
                             let _ = tx.send(addr);
                         }
                     }
-                    let mut log = log.lock().unwrap();
-                    log.push_str(&line);
-                    log.push('\n');
                 }
             })
         };
