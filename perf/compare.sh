@@ -3,9 +3,9 @@
 # front of the same nginx backends, on loopback, with wrk.
 #
 #   perf/compare.sh            # full run: both layouts, 3 rounds, 50/256/2000 connections,
-#                              # idle-connection memory at 10 000 connections (~13 min)
+#                              # idle-connection memory at 10 000 connections (~35 min)
 #   perf/compare.sh --quick    # smoke run: both layouts, 1 round, 50 connections, 3 s,
-#                              # idle memory at 2 000 connections (under 2 min)
+#                              # idle memory at 2 000 connections (~8 min)
 #   perf/compare.sh --help     # every flag
 #
 # See perf/README.md for what the table means and how the peers are tuned.
@@ -28,7 +28,7 @@ a summary against the better peer, and the idle-memory table.
 
 Options:
   --quick               1 round, 3 s runs, 50 connections, no many-connections
-                        row, idle memory at 2 000 connections (under 2 min)
+                        row, idle memory at 2 000 connections (~8 min)
   --build               run `cargo build --release` first (done anyway when
                         target/release/corelb is missing)
   --rounds N            rounds of every measurement; medians are reported [3]
