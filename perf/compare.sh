@@ -3,9 +3,9 @@
 # front of the same nginx backends, on loopback, with wrk.
 #
 #   perf/compare.sh            # full run: both layouts, 3 rounds, 50/256/2000 connections,
-#                              # idle-connection memory at 10 000 connections (~13 min)
+#                              # idle-connection memory at 10 000 connections (~35 min)
 #   perf/compare.sh --quick    # smoke run: both layouts, 1 round, 50 connections, 3 s,
-#                              # idle memory at 2 000 connections (under 2 min)
+#                              # idle memory at 2 000 connections (~8 min)
 #   perf/compare.sh --help     # every flag
 #
 # See perf/README.md for what the table means and how the peers are tuned.
@@ -28,7 +28,7 @@ a summary against the better peer, and the idle-memory table.
 
 Options:
   --quick               1 round, 3 s runs, 50 connections, no many-connections
-                        row, idle memory at 2 000 connections (under 2 min)
+                        row, idle memory at 2 000 connections (~8 min)
   --build               run `cargo build --release` first (done anyway when
                         target/release/corelb is missing)
   --rounds N            rounds of every measurement; medians are reported [3]
@@ -41,8 +41,8 @@ Options:
                         request, full handshakes and resumed ones); 0 to skip
                         [10; quick: 3]
   --handshake-clients N client threads of examples/tls_handshakes.rs [8]
-  --idle-conns N        client connections of the memory measurement; 0 to skip
-                        it [10000; quick: 2000]
+  --idle-conns N        client connections of the memory measurement (plain HTTP
+                        and HTTPS, eager and burst); 0 to skip it [10000; quick: 2000]
   --memory-only         only the memory measurement (no load rows)
   --sizes LIST          rows: hello (13 B) and/or 16k over plain HTTP, tls-hello and/or
                         tls-16k over HTTPS (every proxy terminates TLS with the same
@@ -493,6 +493,7 @@ declare -A PROXY_PORT=(
     [tls-hello.corelb]=$((PORT_BASE + 12)) [tls-hello.nginx]=$((PORT_BASE + 13))
     [tls-hello.haproxy]=$((PORT_BASE + 14)) [tls-16k.corelb]=$((PORT_BASE + 15))
     [tls-16k.nginx]=$((PORT_BASE + 16)) [tls-16k.haproxy]=$((PORT_BASE + 17))
+    [tls-hello.base]=$((PORT_BASE + 18))
 )
 # A listening port inside the ephemeral range can be taken at any moment by
 # the local end of an outgoing connection (wrk's, a proxy's), and the next
@@ -539,7 +540,8 @@ for s in "${SIZES_LIST[@]}"; do
     done
 done
 IDLE_EST=0
-[[ $IDLE_CONNS == 0 ]] || IDLE_EST=$((2 * 4 * (17 + IDLE_CONNS / 1000)))
+# Two patterns, up to 4 targets, plain HTTP then HTTPS (handshakes take longer).
+[[ $IDLE_CONNS == 0 ]] || IDLE_EST=$((2 * 4 * (17 + IDLE_CONNS / 1000) + 2 * 4 * (17 + IDLE_CONNS / 300)))
 EST=$((TOTAL_RUNS * (DURATION + WARMUP + 1) + ${#SIZES_LIST[@]} * 5 + IDLE_EST + ROUNDS * 6 * (HANDSHAKE_SECS + 1)))
 
 {
@@ -717,18 +719,21 @@ done
 
 # ------------------------------------------------------------ idle memory
 # What IDLE_CONNS client connections cost each proxy in resident memory,
-# with their requests in flight and then kept alive and silent, in the two
-# patterns of perf/idle_clients.py (eager: each client sends as soon as it
-# is connected; burst: all connect, then all send at once). Fresh proxies
-# (so no earlier load has left memory to reuse), one at a time, shared
-# layout, in front of the 13 B backend.
+# with their requests in flight and then kept alive and silent, over plain
+# HTTP and over HTTPS (perf/idle_clients.py --tls: a full handshake per
+# connection, the same certificate for every proxy), in the two patterns of
+# perf/idle_clients.py (eager: each client sends as soon as it is connected;
+# burst: all connect, then all send at once). Fresh proxies (so no earlier
+# load has left memory to reuse), one at a time, shared layout, in front of
+# the 13 B backend.
 IDLE_TSV=$OUT/idle.tsv
-start_proxy_of() { # NAME SIZE TARGET CPUS: a fresh one, in front of SIZE's backend
+start_proxy_of() { # NAME SIZE TARGET CPUS: a fresh one, in front of SIZE's backend (TARGET base: the --baseline corelb)
     local name=$1 size=$2 t=$3 cpus=$4 tls="" suffix=""
     local bport=${BACKEND_PORT_OF[$size]} port=${PROXY_PORT[$size.$3]}
     if is_tls "$size"; then tls=tls suffix=-tls; fi
     case $t in
         corelb) start_corelb "$name" "$cpus" "$THREADS" "$port" "$bport" no-pin "$CORELB" "$tls" ;;
+        base) start_corelb "$name" "$cpus" "$THREADS" "$port" "$bport" no-pin "$WORK/corelb-base" "$tls" ;;
         nginx) start_nginx "$name" "$CONF_DIR/proxy$suffix.nginx.conf" "$cpus" \
             THREADS="$THREADS" PORT="$port" BACKEND_PORT="$bport" TLS_DIR="$WORK/tls" ;;
         haproxy) start_haproxy "$name" "$cpus" "$CONF_DIR/haproxy$suffix.cfg" \
@@ -736,36 +741,38 @@ start_proxy_of() { # NAME SIZE TARGET CPUS: a fresh one, in front of SIZE's back
     esac
     wait_http "$name" "$LAST_PID" "$(scheme_of "$size")://127.0.0.1:$port/" "${BYTES_OF[$size]}"
 }
-start_idle_proxy() { # TARGET: a fresh one, in front of the 13 B backend
-    case $1 in
-        base)
-            local port=${PROXY_PORT[hello.base]}
-            start_corelb "idle-base" "$ALL_CPUS" "$THREADS" "$port" "$P_BACK_HELLO" no-pin "$WORK/corelb-base"
-            wait_http "idle-base" "$LAST_PID" "http://127.0.0.1:$port/" 13
-            ;;
-        *) start_proxy_of "idle-$1" hello "$1" "$ALL_CPUS" ;;
-    esac
-}
 per_conn() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.2f", (a - b) / n }'; }
-printf 'target\tpattern\trss_before_kib\trss_at_once_kib\trss_2s_kib\trss_10s_kib\trss_peak_kib\tconnections\tkib_at_once\tkib_2s\tkib_10s\tkib_peak\n' >"$IDLE_TSV"
+printf 'target\tprotocol\tpattern\trss_before_kib\trss_at_once_kib\trss_2s_kib\trss_10s_kib\trss_peak_kib\tconnections\tkib_at_once\tkib_2s\tkib_10s\tkib_peak\n' >"$IDLE_TSV"
 if [[ $IDLE_CONNS -gt 0 ]]; then
     apply_layout shared
-    idle_targets=(corelb)
-    if [[ -n $BASELINE ]]; then idle_targets+=(base); fi
-    idle_targets+=(nginx haproxy)
-    for pattern in eager burst; do
-        for t in "${idle_targets[@]}"; do
-            start_idle_proxy "$t"
-            pid=$LAST_PID
-            # shellcheck disable=SC2046 # the PIDs are words
-            line=$(python3 "$SCRIPT_DIR/idle_clients.py" --pattern "$pattern" "${PROXY_PORT[hello.$t]}" "$IDLE_CONNS" "$pid" $(pgrep -P "$pid" || true)) ||
-                die "$pattern memory measurement against $t failed"
-            read -r before once two ten peak n <<<"$line"
-            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$pattern" "$before" "$once" "$two" "$ten" "$peak" "$n" \
-                "$(per_conn "$once" "$before" "$n")" "$(per_conn "$two" "$before" "$n")" "$(per_conn "$ten" "$before" "$n")" \
-                "$(per_conn "$peak" "$before" "$n")" >>"$IDLE_TSV"
-            note "memory: $t, $pattern: $n connections, RSS $before -> $once (at once), $two (2 s), $ten (10 s) KiB, peak $peak"
-            stop_started "$pid"
+    for size in hello tls-hello; do
+        tls_flag=() protocol=http
+        if is_tls "$size"; then tls_flag=(--tls) protocol=https; fi
+        idle_targets=(corelb)
+        if [[ -n $BASELINE ]]; then
+            # An older baseline may predate TLS termination.
+            if [[ -z ${tls_flag[*]} ]] || "$WORK/corelb-base" --help 2>&1 | grep -q -- --tls-cert; then
+                idle_targets+=(base)
+            else
+                note "memory: the baseline has no --tls-cert: no HTTPS rows for it"
+            fi
+        fi
+        idle_targets+=(nginx haproxy)
+        for pattern in eager burst; do
+            for t in "${idle_targets[@]}"; do
+                start_proxy_of "idle-$size-$t" "$size" "$t" "$ALL_CPUS"
+                pid=$LAST_PID
+                # shellcheck disable=SC2046 # the PIDs are words
+                line=$(python3 "$SCRIPT_DIR/idle_clients.py" --pattern "$pattern" "${tls_flag[@]}" "${PROXY_PORT[$size.$t]}" "$IDLE_CONNS" \
+                    "$pid" $(pgrep -P "$pid" || true)) ||
+                    die "$protocol $pattern memory measurement against $t failed"
+                read -r before once two ten peak n <<<"$line"
+                printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$protocol" "$pattern" "$before" "$once" "$two" "$ten" "$peak" "$n" \
+                    "$(per_conn "$once" "$before" "$n")" "$(per_conn "$two" "$before" "$n")" "$(per_conn "$ten" "$before" "$n")" \
+                    "$(per_conn "$peak" "$before" "$n")" >>"$IDLE_TSV"
+                note "memory: $t, $protocol, $pattern: $n connections, RSS $before -> $once (at once), $two (2 s), $ten (10 s) KiB, peak $peak"
+                stop_started "$pid"
+            done
         done
     done
 fi
@@ -923,13 +930,13 @@ cpu_cell() { echo "$(fmt2 "${T[$1]}") ($(fmt2 "${U[$1]}") + $(fmt2 "${S[$1]}"))"
         echo
         echo "### Memory per client connection ($RUN_DATE)"
         echo
-        echo "$IDLE_CONNS client connections against a fresh proxy ($THREADS worker), each making one request (13 B) and then kept alive, silent. RSS delta ÷ connections, in KiB, right after the last response, 2 s and 10 s later, and at the peak (VmHWM). eager: each client sends as soon as it is connected; burst: all connect, then all send at the same moment."
+        echo "$IDLE_CONNS client connections against a fresh proxy ($THREADS worker), each making one request (13 B) and then kept alive, silent. RSS delta ÷ connections, in KiB, right after the last response, 2 s and 10 s later, and at the peak (VmHWM). https: a full TLS handshake per connection (ECDSA P-256, the same certificate for every proxy) before its request. eager: each client sends as soon as it is connected (and past its handshake); burst: all connect (and finish their handshakes), then all send at the same moment."
         echo
-        echo "| proxy | pattern | at once | after 2 s | after 10 s | peak |"
-        echo "|---|---|---:|---:|---:|---:|"
+        echo "| proxy | protocol | pattern | at once | after 2 s | after 10 s | peak |"
+        echo "|---|---|---|---:|---:|---:|---:|"
         awk -F'\t' -v base="${BASELINE_VERSION:-}" 'NR > 1 {
             name = $1 == "corelb" ? "**corelb**" : $1 == "haproxy" ? "HAProxy" : $1 == "base" ? "corelb baseline (" base ")" : $1
-            printf "| %s | %s | %.1f | %.1f | %.1f | %.1f |\n", name, $2, $9, $10, $11, $12 }' "$IDLE_TSV"
+            printf "| %s | %s | %s | %.1f | %.1f | %.1f | %.1f |\n", name, $2, $3, $10, $11, $12, $13 }' "$IDLE_TSV"
     fi
     if [[ $HANDSHAKE_SECS -gt 0 ]]; then
         echo
