@@ -175,6 +175,7 @@ done
 if [[ $MEMORY_ONLY == 1 ]]; then
     [[ $IDLE_CONNS -gt 0 ]] || die "--memory-only with --idle-conns 0 measures nothing"
     SIZES_LIST=() # no load rows (the memory rows use the 13 B backend)
+    HANDSHAKE_SECS=0 # nor handshake rows
 fi
 
 # Many connections (and the idle-memory clients) need descriptors: raise the
