@@ -53,8 +53,8 @@ fn run(cli: &Cli) -> Result<u8, String> {
     if cli.check {
         // Certificates and keys too: every file read and checked.
         let tls = corelb::transport::tls::TlsCommon::new(config.tls.ticket_keys.as_deref())?;
-        let (_, warnings) = corelb::transport::tls::load::acceptors(&config.listeners, &tls)?;
-        let (_, backend_warnings) = corelb::transport::tls::connector::connectors(&config.pools)?;
+        let (_, warnings) = corelb::tls_load::acceptors(&config.listeners, &tls)?;
+        let (_, backend_warnings) = corelb::tls_load::connectors(&config.pools)?;
         for warning in warnings.into_iter().chain(backend_warnings) {
             eprintln!("corelb: warning: {warning}");
         }
