@@ -7,7 +7,7 @@
 //!
 //! | module | holds |
 //! |---|---|
-//! | [`mod@serve`], [`demo`] | the whole process: logging, signals, data plane, admin, control loop; `corelb demo` |
+//! | [`mod@serve`], [`demo`] | the whole process: logging, signals, data plane, admin, control loop; `corelb demo`'s backends and config, which `main` hands to `serve` |
 //! | [`runtime`] | pinned worker threads, one monoio runtime each |
 //! | [`worker`] | one worker: its accept loop on its own SO_REUSEPORT listener, its periodic tasks, the drain |
 //! | [`admin`] | the admin listener: metrics, status, dashboard, runtime API |

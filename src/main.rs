@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use corelb::cli::{Cli, Command};
+use corelb::config::cli::{Cli, Command};
 use corelb::config::Config;
 
 #[global_allocator]
@@ -36,7 +36,9 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Some(Command::Demo) => corelb::demo::run(&cli),
+        Some(Command::Demo) => corelb::demo::prepare(&cli).and_then(|(config, cli, help)| {
+            corelb::serve::serve(config, cli, |control| help.print(control))
+        }),
         None => run(&cli),
     };
     match result {
@@ -61,5 +63,5 @@ fn run(cli: &Cli) -> Result<u8, String> {
         println!("corelb: configuration OK ({})", config.summary());
         return Ok(0);
     }
-    corelb::serve(config, cli.clone(), |_| {})
+    corelb::serve::serve(config, cli.clone(), |_| {})
 }
