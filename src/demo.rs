@@ -15,7 +15,8 @@ use monoio::io::AsyncWriteRentExt;
 use monoio::net::{TcpListener, TcpStream};
 
 use crate::config::cli::Cli;
-use crate::config::{Config, IoDriver};
+use crate::config::{AdminListen, Config, IoDriver};
+use crate::control::Control;
 use crate::http::{parse_request, BodyProgress, MAX_HEADERS};
 use crate::io::{make_room, read_some, read_until};
 
@@ -211,8 +212,11 @@ async fn serve_connection(
     }
 }
 
-/// Run the demo: backends, then corelb in front of them.
-pub fn run(cli: &Cli) -> Result<u8, String> {
+/// Prepare the demo: its backends started, and the configuration, flags
+/// and start-up message of the corelb in front of them, for
+/// [`crate::serve::serve`] to run (`main` hands them over, so the demo
+/// sits below the process it is served by).
+pub fn prepare(cli: &Cli) -> Result<(Config, Cli, Help), String> {
     // Refused rather than ignored: a user who asked for them would believe
     // they had been honoured.
     if cli.check {
@@ -234,20 +238,30 @@ pub fn run(cli: &Cli) -> Result<u8, String> {
     cli.settings.slow_start.get_or_insert_with(|| "10s".into());
     cli.settings.adaptive_weights = Some("true".into());
     let config = Config::load(&cli).map_err(|e| e.to_string())?;
-    let threads = config.process.threads;
-    let admin = config.process.admin;
-    crate::serve(config, cli, |control| {
-        print_help(control, threads, admin, &addrs)
-    })
+    let help = Help {
+        threads: config.process.threads,
+        admin: config.process.admin,
+        addrs,
+    };
+    Ok((config, cli, help))
 }
 
-/// What the demo prints once it runs.
-fn print_help(
-    control: &crate::control::Control,
+/// What the demo prints once it runs: where corelb listens, the backends
+/// and what to try.
+pub struct Help {
     threads: usize,
-    admin: crate::config::AdminListen,
-    addrs: &[SocketAddr],
-) {
+    admin: AdminListen,
+    addrs: Vec<SocketAddr>,
+}
+
+impl Help {
+    /// Print it, once `control` is up (`serve`'s `started`).
+    pub fn print(&self, control: &Control) {
+        print_help(control, self.threads, self.admin, &self.addrs);
+    }
+}
+
+fn print_help(control: &Control, threads: usize, admin: AdminListen, addrs: &[SocketAddr]) {
     let url = format!("http://{}/", control.info.listen);
     println!(
         "corelb demo: listening on {} ({threads} workers, {}) in front of",
@@ -284,8 +298,8 @@ fn print_help(
     println!("  curl -v {url}             # see the X-Backend header");
     println!("  wrk -t2 -c64 -d10s {url}  # load it");
     match admin {
-        crate::config::AdminListen::Off => {}
-        crate::config::AdminListen::Default(a) | crate::config::AdminListen::Explicit(a) => {
+        AdminListen::Off => {}
+        AdminListen::Default(a) | AdminListen::Explicit(a) => {
             println!("  open http://{a}/ in a browser  # the live dashboard: watch demo-3 (if the admin port was free)");
             println!("  curl http://{a}/metrics       # Prometheus metrics");
         }

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use corelb::cli::{Cli, Command};
+use corelb::config::cli::{Cli, Command};
 use corelb::config::Config;
 
 #[global_allocator]
@@ -36,7 +36,9 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Some(Command::Demo) => corelb::demo::run(&cli),
+        Some(Command::Demo) => corelb::demo::prepare(&cli).and_then(|(config, cli, help)| {
+            corelb::serve::serve(config, cli, |control| help.print(control))
+        }),
         None => run(&cli),
     };
     match result {
@@ -53,13 +55,13 @@ fn run(cli: &Cli) -> Result<u8, String> {
     if cli.check {
         // Certificates and keys too: every file read and checked.
         let tls = corelb::transport::tls::TlsCommon::new(config.tls.ticket_keys.as_deref())?;
-        let (_, warnings) = corelb::transport::tls::load::acceptors(&config.listeners, &tls)?;
-        let (_, backend_warnings) = corelb::transport::tls::connector::connectors(&config.pools)?;
+        let (_, warnings) = corelb::tls_load::acceptors(&config.listeners, &tls)?;
+        let (_, backend_warnings) = corelb::tls_load::connectors(&config.pools)?;
         for warning in warnings.into_iter().chain(backend_warnings) {
             eprintln!("corelb: warning: {warning}");
         }
         println!("corelb: configuration OK ({})", config.summary());
         return Ok(0);
     }
-    corelb::serve(config, cli.clone(), |_| {})
+    corelb::serve::serve(config, cli.clone(), |_| {})
 }

@@ -18,8 +18,7 @@ use crate::proxy::ListenerInfo;
 use crate::state::limits;
 use crate::steering::{self, WorkerThreads};
 use crate::systemd::activation::Handed;
-use crate::transport::tls::connector as backend_tls;
-use crate::transport::tls::load as tls_load;
+use crate::tls_load;
 use crate::transport::tls::{TlsAcceptor, TlsCommon};
 use crate::worker::listen::{bind_listeners, refuse_busy, workers_of_handed};
 use crate::worker::Endpoint;
@@ -311,7 +310,7 @@ pub fn start(config: Config, cli: Cli, handed: Vec<Handed>) -> Result<Running, S
     }
     let acceptors: Vec<Option<Arc<TlsAcceptor>>> =
         acceptors.into_iter().map(|a| a.map(Arc::new)).collect();
-    let (connectors, warnings) = backend_tls::connectors(&config.pools)?;
+    let (connectors, warnings) = tls_load::connectors(&config.pools)?;
     for warning in warnings {
         warn!("{warning}");
     }

@@ -2,7 +2,7 @@
 //! `tls_insecure_skip_verify` keys of a `[[pools]]` table, and the
 //! `--backend-tls*` flags of the default pool. Only checked here; the CA
 //! file is read when the pool's client configuration is built
-//! (`transport::tls::connector`), by `--check` too, and errors then name
+//! (`tls_load`, into `transport::tls::connector`), by `--check` too, and errors then name
 //! [`BackendTlsConfig::given_by`].
 
 use std::path::PathBuf;

@@ -49,7 +49,6 @@ mod read;
 pub mod resilience;
 pub mod retry_on;
 mod settings;
-pub mod source_file;
 mod spec;
 mod values;
 
@@ -70,6 +69,7 @@ use std::net::SocketAddr;
 
 use crate::balance::Algorithm;
 pub use crate::balance::HashKey;
+use crate::source_file::{read_source_file, MAX_SOURCE_FILE};
 use crate::state::origin::Origin;
 use cli::Cli;
 use file::Source;
@@ -77,7 +77,6 @@ use listener_routes::with_listener_routes;
 use pools::pools_and_routes;
 use read::{flag_error, Reader};
 use settings::FileConfig;
-use source_file::{read_source_file, MAX_SOURCE_FILE};
 
 /// Name of the pool `--backend` flags form, and of the pool that serves
 /// requests no route matches when the file has one by that name.

@@ -30,8 +30,8 @@ use crate::snapshot::Snapshot;
 use crate::state::backend::BackendState;
 use crate::state::origin::Origin;
 use crate::state::registry::Registry;
-use crate::transport::tls::connector::{self as backend_tls, Connectors};
-use crate::transport::tls::load as tls_load;
+use crate::tls_load;
+use crate::transport::tls::connector::Connectors;
 use crate::transport::tls::{TlsAcceptor, TlsCommon};
 use discovered::{Discovered, Resolution, SourceReport};
 use history::History;
@@ -278,7 +278,7 @@ impl Control {
             }
         };
         // Backend CA files are read again too, before anything changes.
-        let (connectors, mut notes) = match backend_tls::connectors(&new.pools) {
+        let (connectors, mut notes) = match tls_load::connectors(&new.pools) {
             Ok(built) => built,
             Err(e) => {
                 self.reloads_failed.fetch_add(1, Ordering::Relaxed);

@@ -15,9 +15,9 @@ use notify::{RecursiveMode, Watcher};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use crate::config::source_file::{read_source_file, MAX_SOURCE_FILE};
 use crate::config::BackendConfig;
 use crate::control::discovered::Resolution;
+use crate::source_file::{read_source_file, MAX_SOURCE_FILE};
 use crate::state::origin::Origin;
 
 /// Read again this often even without an event (a directory created

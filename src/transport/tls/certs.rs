@@ -13,7 +13,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use x509_parser::extensions::GeneralName;
 
-use crate::config::source_file::read_source_file;
+use crate::source_file::read_source_file;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 /// The largest certificate or key file read: far above any real chain.

@@ -22,8 +22,7 @@ use rustls::{Error, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
-use crate::config::source_file::read_source_file;
-use crate::config::{BackendTlsConfig, PoolConfig};
+use crate::source_file::read_source_file;
 
 /// The largest CA file read: a distribution's whole bundle fits.
 const MAX_CA_FILE: u64 = 4 * 1024 * 1024;
@@ -46,33 +45,37 @@ pub struct TlsConnector {
 }
 
 impl TlsConnector {
-    /// Build a pool's connector: the CA file (or the system's roots) read
-    /// and checked. Errors name where the setting was given and why.
-    pub fn load(tls: &BackendTlsConfig) -> Result<TlsConnector, String> {
+    /// Build a pool's connector: the CA file `ca` (or, `None`, the
+    /// system's roots) read and checked; `sni` the name sent and verified
+    /// instead of each backend's host; `insecure_skip_verify` accepts any
+    /// certificate. Errors say why; the caller prefixes where the
+    /// settings were given.
+    pub fn load(
+        ca: Option<&Path>,
+        sni: Option<&str>,
+        insecure_skip_verify: bool,
+    ) -> Result<TlsConnector, String> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| format!("{}: TLS configuration: {e}", tls.given_by))?;
-        let mut config = if tls.insecure_skip_verify {
+            .map_err(|e| format!("TLS configuration: {e}"))?;
+        let mut config = if insecure_skip_verify {
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
                 .with_no_client_auth()
         } else {
-            let roots = match &tls.ca {
+            let roots = match ca {
                 Some(path) => roots_from(path, true),
                 None => system_roots(),
-            }
-            .map_err(|e| format!("{}: {e}", tls.given_by))?;
+            }?;
             builder.with_root_certificates(roots).with_no_client_auth()
         };
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let sni = tls
-            .sni
-            .as_deref()
+        let sni = sni
             .map(|name| ServerName::try_from(name.to_string()))
             .transpose()
-            .map_err(|e| format!("{}: tls_sni: {e}", tls.given_by))?;
+            .map_err(|e| format!("tls_sni: {e}"))?;
         Ok(TlsConnector {
             config: Arc::new(config),
             sni,
@@ -104,29 +107,6 @@ fn default_name(name: &str, addr: SocketAddr) -> ServerName<'static> {
 
 /// Each pool's connector, in pool order (`None`: plaintext).
 pub type Connectors = Vec<Option<Arc<TlsConnector>>>;
-
-/// Every pool's connector, with a warning for each pool that skips
-/// verification.
-pub fn connectors(pools: &[PoolConfig]) -> Result<(Connectors, Vec<String>), String> {
-    let mut warnings = Vec::new();
-    let connectors = pools
-        .iter()
-        .map(|pool| {
-            let Some(tls) = &pool.tls else {
-                return Ok(None);
-            };
-            if tls.insecure_skip_verify {
-                warnings.push(format!(
-                    "pool {:?}: tls_insecure_skip_verify: backend certificates are not \
-                     verified; anyone on the path can read and change its traffic",
-                    pool.name
-                ));
-            }
-            TlsConnector::load(tls).map(|c| Some(Arc::new(c)))
-        })
-        .collect::<Result<Vec<_>, String>>()?;
-    Ok((connectors, warnings))
-}
 
 /// The CA certificates in the PEM file `path`. `strict`: every one must
 /// be usable (a file the user named); else the unusable ones are skipped

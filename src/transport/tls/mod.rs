@@ -7,7 +7,6 @@
 pub mod acceptor;
 pub mod certs;
 pub mod connector;
-pub mod load;
 pub mod poll;
 pub mod resolver;
 pub mod stream;

@@ -62,7 +62,7 @@ impl TicketKeys {
     /// its line.
     pub fn read(path: &Path) -> Result<TicketKeys, String> {
         let shown = path.display();
-        let text = crate::config::source_file::read_source_file(path, MAX_FILE)
+        let text = crate::source_file::read_source_file(path, MAX_FILE)
             .map_err(|e| format!("tls_ticket_keys: {e}"))?;
         Self::parse(&text).map_err(|(line, why)| format!("{shown}:{line}: {why}"))
     }

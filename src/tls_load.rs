@@ -1,15 +1,20 @@
-//! From a TLS listener's configuration to the certificates it serves:
-//! every file read and checked, or nothing (a reload with one bad file
-//! changes no listener). Errors name where the files were given and why
-//! they are refused; a chain that has expired, or expires within 14 days,
-//! is loaded with a warning.
+//! From the configuration to TLS: each TLS listener's certificates and
+//! acceptor, each TLS pool's connector. Every file read and checked, or
+//! nothing (a reload with one bad file changes no listener). Errors name
+//! where the files were given and why they are refused; a chain that has
+//! expired, or expires within 14 days, is loaded with a warning.
+//!
+//! This is the one place that maps settings onto `transport::tls`, so the
+//! transport itself takes plain paths and flags and knows no `Config`.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::acceptor::{TlsAcceptor, TlsCommon};
-use super::certs::{Certificate, EXPIRY_WARNING};
-use super::resolver::CertificateSet;
-use crate::config::{ListenerConfig, ListenerTls};
+use crate::config::{ListenerConfig, ListenerTls, PoolConfig};
+use crate::transport::tls::certs::{Certificate, EXPIRY_WARNING};
+use crate::transport::tls::connector::{Connectors, TlsConnector};
+use crate::transport::tls::resolver::CertificateSet;
+use crate::transport::tls::{TlsAcceptor, TlsCommon};
 
 /// A listener's certificates, read from their files.
 pub fn certificate_set(
@@ -72,7 +77,7 @@ pub fn acceptors(
 /// (same listeners, same order) and swap them in, all or none.
 pub fn reload(
     listeners: &[ListenerConfig],
-    acceptors: &[Option<std::sync::Arc<TlsAcceptor>>],
+    acceptors: &[Option<Arc<TlsAcceptor>>],
     common: &TlsCommon,
 ) -> Result<Vec<String>, String> {
     let mut sets = Vec::new();
@@ -88,4 +93,33 @@ pub fn reload(
         acceptor.resolver().replace(set);
     }
     Ok(warnings)
+}
+
+/// Every pool's connector, with a warning for each pool that skips
+/// verification.
+pub fn connectors(pools: &[PoolConfig]) -> Result<(Connectors, Vec<String>), String> {
+    let mut warnings = Vec::new();
+    let connectors = pools
+        .iter()
+        .map(|pool| {
+            let Some(tls) = &pool.tls else {
+                return Ok(None);
+            };
+            if tls.insecure_skip_verify {
+                warnings.push(format!(
+                    "pool {:?}: tls_insecure_skip_verify: backend certificates are not \
+                     verified; anyone on the path can read and change its traffic",
+                    pool.name
+                ));
+            }
+            TlsConnector::load(
+                tls.ca.as_deref(),
+                tls.sni.as_deref(),
+                tls.insecure_skip_verify,
+            )
+            .map(|c| Some(Arc::new(c)))
+            .map_err(|e| format!("{}: {e}", tls.given_by))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok((connectors, warnings))
 }
