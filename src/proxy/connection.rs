@@ -40,16 +40,8 @@ pub fn serve_client<T: Transport>(
             if !conn.wait_for_request(&worker).await {
                 break After::Gone;
             }
-            // Each request gets a fresh exchange: nothing of the last
-            // one's state is carried over or reset by hand. Reading its head
-            // and the rest of it run in blocks of the worker's, and both the
-            // exchange and the head's outcome move into the second: an idle
-            // connection's task keeps neither (`crate::slots`).
-            let mut exchange = Exchange::new(&worker, &mut conn);
-            let next = worker.head_slots.run(exchange.next_request()).await;
+            let after = serve_request(&worker, &mut conn).await;
             let keep = RETAINED_BUFFERS * worker.settings().buffer_size;
-            exchange.conn.bufs.release_input(&worker.buffers, keep);
-            let after = worker.exchange_slots.run(exchange.complete(next)).await;
             match after {
                 // Idle until the next request: hold no buffer meanwhile.
                 After::KeepAlive if conn.bufs.client_in.is_empty() => {
@@ -81,6 +73,24 @@ pub fn serve_client<T: Transport>(
             RETAINED_BUFFERS * worker.settings().buffer_size,
         );
     }
+}
+
+/// One request on `conn`, from its head to the end of its answer.
+///
+/// Each request gets a fresh exchange: nothing of the last one's state is
+/// carried over or reset by hand. Reading its head and the rest of it run
+/// in blocks of the worker's, and both the exchange and the head's outcome
+/// move into the second: an idle connection's task keeps neither
+/// (`crate::slots`). A function of its own, not inline in the
+/// connection's loop: there the exchange, awaited across two points, got a
+/// place of its own in the task beside the idle wait's, and every idle
+/// connection carried those 128 bytes.
+async fn serve_request<T: Transport>(worker: &WorkerContext, conn: &mut Connection<T>) -> After {
+    let mut exchange = Exchange::new(worker, conn);
+    let next = worker.head_slots.run(exchange.next_request()).await;
+    let keep = RETAINED_BUFFERS * worker.settings().buffer_size;
+    exchange.conn.bufs.release_input(&worker.buffers, keep);
+    worker.exchange_slots.run(exchange.complete(next)).await
 }
 
 /// Close gently: stop sending, then read and discard what the client may

@@ -39,7 +39,9 @@ pub fn serve_plain_or_h2c(
     listener: ListenerInfo,
 ) -> impl Future<Output = ()> {
     async move {
-        match sniff(&worker, &tcp).await {
+        // Boxed: the look at the first bytes ends, the HTTP/1.1
+        // connection's task stays as small as on a plain listener.
+        match Box::pin(sniff(&worker, &tcp)).await {
             Sniffed::Http1 => serve_client(worker, tcp, peer, listener).await,
             Sniffed::Http2 => {
                 let fd = tcp.as_raw_fd();

@@ -12,8 +12,10 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use monoio::net::TcpStream;
 
@@ -66,22 +68,64 @@ pub fn serve_tls_client(
         drop(acceptor);
         let timeout = worker.settings().timeouts.tls_handshake;
         let in_progress = InProgress::start(&worker);
-        let handshake = TlsStream::accept(tcp, conn, &worker.deadlines, timeout).await;
+        // Boxed: the handshake's future (4 KiB) is gone once it ends,
+        // rather than sizing the task every idle connection keeps.
+        let handshake = Box::pin(TlsStream::accept(tcp, conn, &worker.deadlines, timeout)).await;
         drop(in_progress);
-        match handshake {
-            Ok(stream) if stream.alpn_protocol().as_deref() == Some(b"h2") => {
-                worker.metrics().tls_handshakes.inc();
-                let fd = stream.as_raw_fd();
-                if let Ok(io) = TlsPollIo::new(stream) {
-                    // Boxed: HTTP/1.1 connections' tasks stay small.
-                    Box::pin(serve_h2(worker, io, fd, peer, listener)).await;
-                }
-            }
-            Ok(stream) => {
-                worker.metrics().tls_handshakes.inc();
-                serve_client(worker, stream, peer, listener).await;
-            }
-            Err(why) => worker.metrics().tls_handshake_failures[why as usize].inc(),
+        // Whole moves only, and no borrow of the session in this block: a
+        // local borrowed or moved out of in part keeps its place in the
+        // task for the connection's life, and the session is 1.2 KiB.
+        let stream = match handshake.map_err(|why| why as usize) {
+            Ok(stream) => stream,
+            Err(why) => return worker.metrics().tls_handshake_failures[why].inc(),
+        };
+        worker.metrics().tls_handshakes.inc();
+        serve_secured(worker, stream, peer, listener).await
+    }
+}
+
+/// Serve a connection whose handshake is done: HTTP/2 if ALPN chose it,
+/// else HTTP/1.1. A plain function, so that the session is looked at
+/// outside the task's `async` block (see there).
+fn serve_secured(
+    worker: Rc<WorkerContext>,
+    stream: TlsStream,
+    peer: SocketAddr,
+    listener: ListenerInfo,
+) -> Served<impl Future<Output = ()>> {
+    if stream.alpn_protocol().as_deref() != Some(b"h2") {
+        return Served::Http1 {
+            serve: serve_client(worker, stream, peer, listener),
+        };
+    }
+    let fd = stream.as_raw_fd();
+    match TlsPollIo::new(stream) {
+        // Boxed: HTTP/1.1 connections' tasks stay small.
+        Ok(io) => Served::Http2 {
+            serve: Box::pin(serve_h2(worker, io, fd, peer, listener)),
+        },
+        Err(_) => Served::Closed,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The connection after its handshake, as `serve_secured` chose.
+    #[project = ServedProjection]
+    enum Served<H1> {
+        Http1 { #[pin] serve: H1 },
+        Http2 { serve: Pin<Box<dyn Future<Output = ()>>> },
+        Closed,
+    }
+}
+
+impl<H1: Future<Output = ()>> Future for Served<H1> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match self.project() {
+            ServedProjection::Http1 { serve } => serve.poll(cx),
+            ServedProjection::Http2 { serve } => serve.as_mut().poll(cx),
+            ServedProjection::Closed => Poll::Ready(()),
         }
     }
 }

@@ -49,7 +49,10 @@ pub fn serve_proxied(
 ) -> impl Future<Output = ()> {
     async move {
         let trusted = endpoint.proxy_protocol.as_ref();
-        let client = match client_address(&worker, &stream, peer, trusted).await {
+        // The header's read and the rarer h2c and TLS paths are boxed, so
+        // an idle HTTP/1.1 connection's task is about the size it is on a
+        // listener without the PROXY protocol (6.2 KiB unboxed).
+        let client = match Box::pin(client_address(&worker, &stream, peer, trusted)).await {
             Ok(client) => client,
             // A peer that connects and closes (an L4 hop's TCP check, a
             // port scan) is not worth a line.
@@ -61,12 +64,12 @@ pub fn serve_proxied(
         };
         let info = endpoint.info;
         match &endpoint.tls {
-            None if endpoint.h2 => serve_plain_or_h2c(worker, stream, client, info).await,
+            None if endpoint.h2 => Box::pin(serve_plain_or_h2c(worker, stream, client, info)).await,
             None => serve_client(worker, stream, client, info).await,
             Some(acceptor) => {
                 let acceptor = Arc::clone(acceptor);
                 drop(endpoint);
-                serve_tls_client(worker, acceptor, stream, client, info).await
+                Box::pin(serve_tls_client(worker, acceptor, stream, client, info)).await
             }
         }
         drop(per_ip);
