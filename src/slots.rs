@@ -25,6 +25,8 @@ pub struct FutureSlots {
     free: RefCell<Vec<(NonNull<u8>, Layout)>>,
     /// The fewest blocks left free since the last trim.
     low_water: Cell<usize>,
+    /// Whether a block was taken since the last trim.
+    taken: Cell<bool>,
 }
 
 impl Default for FutureSlots {
@@ -39,6 +41,7 @@ impl FutureSlots {
         Self {
             free: RefCell::new(Vec::new()),
             low_water: Cell::new(0),
+            taken: Cell::new(false),
         }
     }
 
@@ -62,6 +65,7 @@ impl FutureSlots {
         if layout.size() == 0 {
             return NonNull::dangling();
         }
+        self.taken.set(true);
         let mut free = self.free.borrow_mut();
         while let Some((block, had)) = free.pop() {
             self.low_water.set(self.low_water.get().min(free.len()));
@@ -86,10 +90,20 @@ impl FutureSlots {
     /// went.
     pub fn trim(&self) -> usize {
         let mut free = self.free.borrow_mut();
-        let surplus = self.low_water.get().min(free.len());
+        // A whole interval without an exchange: every block goes, and the
+        // list's own capacity with them (grown by a burst, it would stay).
+        let idle = !self.taken.replace(false);
+        let surplus = if idle {
+            free.len()
+        } else {
+            self.low_water.get().min(free.len())
+        };
         for (block, layout) in free.drain(..surplus) {
             // SAFETY: allocated by `alloc` with `layout`, and free.
             unsafe { dealloc(block.as_ptr(), layout) };
+        }
+        if idle {
+            *free = Vec::new();
         }
         self.low_water.set(free.len());
         surplus
@@ -229,5 +243,6 @@ mod tests {
         assert_eq!(slots.free_count(), 2, "both were in use this interval");
         slots.trim();
         assert_eq!(slots.free_count(), 0);
+        assert_eq!(slots.free.borrow().capacity(), 0, "nor the list's room");
     }
 }
