@@ -20,7 +20,7 @@ usage() {
 Usage: perf/compare.sh [options]
 
 Load-tests corelb, nginx (as a reverse proxy) and HAProxy side by side in
-front of two nginx backends (13-byte body, 16 KiB file), in two CPU layouts
+front of two nginx backends (13-byte body; 16 KiB and 1 MiB files), in two CPU layouts
 (isolated: the proxy alone on its CPUs; shared: nothing pinned), interleaving
 layouts and targets round by round; then measures what an idle kept-alive
 client connection costs each proxy in memory. Prints one table per layout,
@@ -44,10 +44,10 @@ Options:
   --idle-conns N        client connections of the memory measurement (plain HTTP
                         and HTTPS, eager and burst); 0 to skip it [10000; quick: 2000]
   --memory-only         only the memory measurement (no load rows)
-  --sizes LIST          rows: hello (13 B) and/or 16k over plain HTTP, tls-hello and/or
-                        tls-16k over HTTPS (every proxy terminates TLS with the same
-                        ECDSA P-256 certificate; wrk keeps connections alive)
-                        [hello,16k,tls-hello,tls-16k]
+  --sizes LIST          rows: hello (13 B), 16k and/or 1m (1 MiB) over plain HTTP,
+                        tls-hello and/or tls-16k over HTTPS (every proxy terminates TLS
+                        with the same ECDSA P-256 certificate; wrk keeps connections
+                        alive) [hello,16k,1m,tls-hello,tls-16k]
   --layouts LIST        isolated and/or shared [isolated,shared]
   --threads N           worker threads of every proxy [1]
   --scale               add the corelb scaling row (isolated layout, 13 B)
@@ -92,7 +92,7 @@ ROUNDS=""
 DURATION=""
 WARMUP=""
 CONNS=""
-SIZES="hello,16k,tls-hello,tls-16k"
+SIZES="hello,16k,1m,tls-hello,tls-16k"
 LAYOUTS="isolated,shared"
 MANY_CONNS=""
 IDLE_CONNS=""
@@ -163,7 +163,7 @@ IFS=', ' read -ra CONNS_LIST <<<"$CONNS"
 IFS=', ' read -ra SIZES_LIST <<<"$SIZES"
 for c in "${CONNS_LIST[@]}"; do is_pos_int "$c" || die "bad --conns entry '$c'"; done
 for s in "${SIZES_LIST[@]}"; do
-    [[ $s =~ ^(tls-)?(hello|16k)$ ]] || die "bad --sizes entry '$s' (hello, 16k, tls-hello or tls-16k)"
+    [[ $s =~ ^((tls-)?(hello|16k)|1m)$ ]] || die "bad --sizes entry '$s' (hello, 16k, 1m, tls-hello or tls-16k)"
 done
 [[ ${#CONNS_LIST[@]} -gt 0 && ${#SIZES_LIST[@]} -gt 0 ]] || die "--conns and --sizes must not be empty"
 IFS=', ' read -ra LAYOUT_LIST <<<"$LAYOUTS"
@@ -291,12 +291,13 @@ RUNS_TSV=$OUT/runs.tsv
 TABLE=$OUT/table.md
 
 # Runtime files live in a private temp dir readable by nginx's unprivileged
-# workers (the 16 KiB file is served from it).
+# workers (the 16 KiB and 1 MiB files are served from it).
 WORK=$(mktemp -d /tmp/corelb-perf.XXXXXX)
 chmod 755 "$WORK"
 mkdir -p "$WORK/www"
 head -c 16384 /dev/urandom >"$WORK/www/16k.bin"
-chmod 644 "$WORK/www/16k.bin"
+head -c 1048576 /dev/urandom >"$WORK/www/1m.bin"
+chmod 644 "$WORK/www/16k.bin" "$WORK/www/1m.bin"
 # A private copy: others may rebuild target/ while we measure.
 cp "$CORELB_SRC" "$WORK/corelb"
 CORELB=$WORK/corelb
@@ -495,6 +496,9 @@ declare -A PROXY_PORT=(
     [tls-hello.haproxy]=$((PORT_BASE + 14)) [tls-16k.corelb]=$((PORT_BASE + 15))
     [tls-16k.nginx]=$((PORT_BASE + 16)) [tls-16k.haproxy]=$((PORT_BASE + 17))
     [tls-hello.base]=$((PORT_BASE + 18))
+    # The 1 MiB phase reuses the 16 KiB phase's ports: phases never overlap.
+    [1m.corelb]=$((PORT_BASE + 6)) [1m.nginx]=$((PORT_BASE + 7))
+    [1m.haproxy]=$((PORT_BASE + 8)) [1m.base]=$((PORT_BASE + 11))
 )
 # A listening port inside the ephemeral range can be taken at any moment by
 # the local end of an outgoing connection (wrk's, a proxy's), and the next
@@ -506,10 +510,11 @@ fi
 for ((p = PORT_BASE; p <= PORT_BASE + 19; p++)); do
     if port_busy "$p"; then die "port 127.0.0.1:$p is in use: pick another --port-base"; fi
 done
-declare -A PATH_OF=([hello]=/ [16k]=/16k.bin [tls-hello]=/ [tls-16k]=/16k.bin)
-declare -A BYTES_OF=([hello]=13 [16k]=16384 [tls-hello]=13 [tls-16k]=16384)
-declare -A BACKEND_PORT_OF=([hello]=$P_BACK_HELLO [16k]=$P_BACK_16K [tls-hello]=$P_BACK_HELLO [tls-16k]=$P_BACK_16K)
-declare -A LABEL_OF=([hello]="13 B" [16k]="16 KiB" [tls-hello]="HTTPS 13 B" [tls-16k]="HTTPS 16 KiB")
+declare -A PATH_OF=([hello]=/ [16k]=/16k.bin [1m]=/1m.bin [tls-hello]=/ [tls-16k]=/16k.bin)
+declare -A BYTES_OF=([hello]=13 [16k]=16384 [1m]=1048576 [tls-hello]=13 [tls-16k]=16384)
+declare -A BACKEND_PORT_OF=([hello]=$P_BACK_HELLO [16k]=$P_BACK_16K [1m]=$P_BACK_16K
+    [tls-hello]=$P_BACK_HELLO [tls-16k]=$P_BACK_16K)
+declare -A LABEL_OF=([hello]="13 B" [16k]="16 KiB" [1m]="1 MiB" [tls-hello]="HTTPS 13 B" [tls-16k]="HTTPS 16 KiB")
 is_tls() { [[ $1 == tls-* ]]; }
 scheme_of() { if is_tls "$1"; then echo https; else echo http; fi; }
 
@@ -600,7 +605,7 @@ wait_http backend-hello "$LAST_PID" "http://127.0.0.1:$P_BACK_HELLO/" 13
 start_nginx backend-16k "$CONF_DIR/backend-16k.nginx.conf" "$ALL_CPUS" PORT="$P_BACK_16K"
 BACKEND_PIDS+=("$LAST_PID")
 wait_http backend-16k "$LAST_PID" "http://127.0.0.1:$P_BACK_16K/16k.bin" 16384
-note "backends up on 127.0.0.1:$P_BACK_HELLO (13 B) and :$P_BACK_16K (16 KiB)"
+note "backends up on 127.0.0.1:$P_BACK_HELLO (13 B) and :$P_BACK_16K (16 KiB, 1 MiB)"
 
 # --------------------------------------------------------------- measuring
 RUN_NO=0

@@ -56,6 +56,7 @@ pub mod shared;
 pub mod slots;
 pub mod snapshot;
 pub mod source_file;
+pub mod splice;
 pub mod state;
 pub mod steering;
 pub mod syscall;

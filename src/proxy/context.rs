@@ -23,6 +23,7 @@ use crate::plan::routing::Routing;
 use crate::pool::UpstreamPool;
 use crate::shared::Shared;
 use crate::slots::FutureSlots;
+use crate::splice::Pipes;
 use crate::state::outcome::WorkerMetrics;
 use crate::transport::backend::BackendStream;
 
@@ -47,6 +48,8 @@ pub struct WorkerContext {
     pub exchange_slots: FutureSlots,
     /// Timeouts of this worker's socket waits (swept by a task of its own).
     pub deadlines: Deadlines,
+    /// Spare pipes for bodies spliced from backend to client.
+    pub pipes: Pipes,
     /// The access log, if on.
     pub access_log: Option<AccessLog>,
     /// This worker's balancers, for the snapshot it last saw.
@@ -81,6 +84,7 @@ impl WorkerContext {
             head_slots: FutureSlots::new(),
             exchange_slots: FutureSlots::new(),
             deadlines: Deadlines::new(),
+            pipes: Pipes::default(),
             access_log,
             routing: RefCell::new(Routing::new(snapshot, id)),
             settings: RefCell::new(Rc::new(settings)),

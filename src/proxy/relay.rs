@@ -13,6 +13,7 @@ use super::forward_range;
 use crate::error::ProxyError;
 use crate::http::BodyProgress;
 use crate::io::ReadError;
+use crate::splice::{splice_body, SpliceError};
 use crate::state::backend::Backend;
 use crate::transport::backend::BackendStream;
 use crate::transport::{ReadWait, Transport};
@@ -115,6 +116,40 @@ impl<T: Transport> Exchange<'_, T> {
             .await?;
             self.response_started = true;
             self.send_out().await?;
+        }
+
+        // The rest of a large Content-Length body, over plain TCP on both
+        // sides: spliced, never copied into user space (`crate::splice`).
+        if let (false, BodyProgress::Length(rest @ 1..)) = (dechunk, &body) {
+            let rest = *rest;
+            if let (true, Some(from), Some(to)) = (
+                self.conn.bufs.upstream_in.is_empty(),
+                upstream.splice_socket(),
+                self.conn.client.splice_socket(),
+            ) {
+                let (sent, result) = splice_body(
+                    &self.worker.deadlines,
+                    &self.worker.pipes,
+                    from,
+                    to,
+                    rest,
+                    cfg.timeouts.upstream,
+                    send_timeout,
+                )
+                .await;
+                self.outcome.bytes_out += sent;
+                match result {
+                    Ok(()) => body = BodyProgress::Done,
+                    // Nothing moved: relayed through the buffers below.
+                    Err(SpliceError::NoPipe(_)) => {}
+                    Err(SpliceError::SourceClosed) => return Err(CLOSED_MID_BODY),
+                    Err(SpliceError::SourceTimeout) => {
+                        return Err(body_read_failure(ReadError::Timeout))
+                    }
+                    Err(SpliceError::Source(e)) => return Err(body_read_failure(ReadError::Io(e))),
+                    Err(SpliceError::Destination) => return Err(ProxyError::ClientGone),
+                }
+            }
         }
 
         let size = cfg.buffer_size;

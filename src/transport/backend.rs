@@ -188,4 +188,11 @@ impl Transport for BackendStream {
     fn shutdown_now(&self, how: libc::c_int) {
         dispatch!(self, s => s.shutdown_now(how))
     }
+
+    fn splice_socket(&self) -> Option<&TcpStream> {
+        match self {
+            BackendStream::Plain(tcp) => Some(tcp),
+            BackendStream::Tls(..) => None,
+        }
+    }
 }

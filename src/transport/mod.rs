@@ -122,6 +122,14 @@ pub trait Transport: AsRawFd {
     /// change nothing for the caller.
     fn shutdown_now(&self, how: libc::c_int);
 
+    /// The socket itself, when bytes written to it go to the client as
+    /// they are (plain TCP), for a body spliced to it
+    /// (`crate::splice`); `None` for a transport that must see every byte
+    /// (TLS, HTTP/2).
+    fn splice_socket(&self) -> Option<&monoio::net::TcpStream> {
+        None
+    }
+
     /// Call `f` with the TLS session, if the client speaks TLS (TCP:
     /// `None`). Borrowed, not copied: rustls keeps the SNI once per
     /// connection, and the access log reads it there for each request.

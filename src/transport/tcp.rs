@@ -89,4 +89,8 @@ impl Transport for TcpStream {
     fn shutdown_now(&self, how: libc::c_int) {
         owned::shutdown_now(self.as_raw_fd(), how);
     }
+
+    fn splice_socket(&self) -> Option<&TcpStream> {
+        Some(self)
+    }
 }
