@@ -78,8 +78,9 @@ pub fn serve_tls_client(
                 worker.metrics().tls_handshakes.inc();
                 let fd = stream.as_raw_fd();
                 if let Ok(io) = TlsPollIo::new(stream) {
-                    // Boxed: HTTP/1.1 connections' tasks stay small.
-                    Box::pin(serve_h2(worker, io, fd, peer, listener)).await;
+                    // Boxed: HTTP/1.1 connections' tasks stay small. `io`
+                    // boxed apart (see `serve_h2`).
+                    Box::pin(serve_h2(worker, Box::new(io), fd, peer, listener)).await;
                 }
             }
             Ok(stream) => {
