@@ -69,8 +69,8 @@ pub fn serve_tls_client(
         // Boxed, and so gone once the handshake is: its state (the rustls
         // session, several times over in the nested futures) is the
         // largest this task ever holds, and every connection's task would
-        // keep room for it for the connection's whole life (8.5 KiB of the
-        // task's 8.7, 2026-12-07; serving HTTP/1.1 needs 1.9).
+        // keep room for it for the connection's whole life (the task was
+        // 8.7 KiB with it inline, 2026-12-07; serving HTTP/1.1 needs 1.9).
         let handshake = Box::pin(TlsStream::accept(tcp, conn, &worker.deadlines, timeout)).await;
         drop(in_progress);
         match handshake {
