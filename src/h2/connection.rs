@@ -43,9 +43,13 @@ fn builder(settings: &Settings) -> Builder {
 }
 
 /// Serve HTTP/2 on `io` (its socket `fd`) until the connection ends.
+///
+/// `io` comes boxed: this future keeps its arguments for its whole life
+/// beside what it made of them, so an `io` held inline (a TLS session,
+/// 1 KiB and more) would be kept twice, here and inside the connection.
 pub async fn serve_h2<IO>(
     worker: Rc<WorkerContext>,
-    io: IO,
+    io: Box<IO>,
     fd: RawFd,
     peer: SocketAddr,
     listener: ListenerInfo,

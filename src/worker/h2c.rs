@@ -46,8 +46,9 @@ pub fn serve_plain_or_h2c(
             Sniffed::Http2 => {
                 let fd = tcp.as_raw_fd();
                 if let Ok(io) = tcp.into_poll_io() {
-                    // Boxed: HTTP/1.1 connections' tasks stay small.
-                    Box::pin(serve_h2(worker, io, fd, peer, listener)).await;
+                    // Boxed: HTTP/1.1 connections' tasks stay small. `io`
+                    // boxed apart (see `serve_h2`).
+                    Box::pin(serve_h2(worker, Box::new(io), fd, peer, listener)).await;
                 }
             }
             Sniffed::Gone => {}

@@ -68,8 +68,10 @@ pub fn serve_tls_client(
         drop(acceptor);
         let timeout = worker.settings().timeouts.tls_handshake;
         let in_progress = InProgress::start(&worker);
-        // Boxed: the handshake's future (4 KiB) is gone once it ends,
-        // rather than sizing the task every idle connection keeps.
+        // Boxed, and so gone once the handshake is: its state (the rustls
+        // session, several times over in the nested futures) is the
+        // largest this task ever holds, and every connection's task would
+        // keep room for it for the connection's whole life.
         let handshake = Box::pin(TlsStream::accept(tcp, conn, &worker.deadlines, timeout)).await;
         drop(in_progress);
         // Whole moves only, and no borrow of the session in this block: a
@@ -100,9 +102,10 @@ fn serve_secured(
     }
     let fd = stream.as_raw_fd();
     match TlsPollIo::new(stream) {
-        // Boxed: HTTP/1.1 connections' tasks stay small.
+        // Boxed: HTTP/1.1 connections' tasks stay small. `io` boxed
+        // apart (see `serve_h2`).
         Ok(io) => Served::Http2 {
-            serve: Box::pin(serve_h2(worker, io, fd, peer, listener)),
+            serve: Box::pin(serve_h2(worker, Box::new(io), fd, peer, listener)),
         },
         Err(_) => Served::Closed,
     }

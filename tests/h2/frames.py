@@ -22,8 +22,12 @@ import hpack
 from hyperframe.frame import (
     ContinuationFrame,
     DataFrame,
+    Frame,
+    GoAwayFrame,
     HeadersFrame,
     PingFrame,
+    PriorityFrame,
+    RstStreamFrame,
     SettingsFrame,
     WindowUpdateFrame,
 )
@@ -224,11 +228,12 @@ def headers_frame(sid, block, end_headers=True, end_stream=True):
     return f.serialize()
 
 
+REQUEST = [(":method", "GET"), (":path", "/"), (":scheme", "http"),
+           (":authority", "example.test")]
+
+
 def request_block(encoder, extra=()):
-    return encoder.encode(
-        [(":method", "GET"), (":path", "/"), (":scheme", "http"),
-         (":authority", "example.test")] + list(extra)
-    )
+    return encoder.encode(REQUEST + list(extra))
 
 
 def continuation_flood(port, count):
@@ -317,6 +322,156 @@ def slow_reader(port, hold):
     return {"head": bool(status), "reset": reset[0] if reset else None, "goaway": goaway(events)}
 
 
+def raw_frame(kind, flags, sid, payload):
+    """A frame's bytes as given, right or wrong: for the malformed frames
+    hyperframe will not serialize (wrong lengths, values out of range)."""
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + sid.to_bytes(4, "big") + payload
+
+
+def setting(ident, value):
+    return ident.to_bytes(2, "big") + value.to_bytes(4, "big")
+
+
+def post_block(encoder):
+    return encoder.encode(
+        [(":method", "POST"), (":path", "/"), (":scheme", "http"),
+         (":authority", "example.test")]
+    )
+
+
+# h2spec's ground that a server can be asked about by one connection: what
+# each case sends after the preface and an empty SETTINGS. Each is then
+# followed by a valid GET on stream `probe`, to see whether the connection
+# still serves. RFC 9113 sections in the comments.
+def conformance_cases():
+    """case -> (a function of the HPACK encoder giving the bytes, probe)."""
+    return {
+        # §4.2: a frame larger than SETTINGS_MAX_FRAME_SIZE (16384 here).
+        "data_too_large": (lambda enc: (
+            headers_frame(1, post_block(enc), end_stream=False)
+            + DataFrame(1, data=b"x" * 16385, flags=["END_STREAM"]).serialize()), 3),
+        "headers_too_large": (lambda enc: headers_frame(
+            1, enc.encode(REQUEST + [("x-big", "h" * 16400)], huffman=False)), 3),
+        # §6.5: SETTINGS with ACK and a payload; a length not a multiple of 6.
+        "settings_ack_with_payload": (lambda enc: raw_frame(0x4, 0x1, 0, setting(0x3, 100)), 1),
+        "settings_bad_length": (lambda enc: raw_frame(0x4, 0x0, 0, b"\x00\x03\x00"), 1),
+        # §6.7: PING whose payload is not 8 octets.
+        "ping_bad_length": (lambda enc: raw_frame(0x6, 0x0, 0, b"\x00" * 6), 1),
+        # §6.9: WINDOW_UPDATE, §6.4: RST_STREAM, of a length other than 4.
+        "window_update_bad_length": (lambda enc: raw_frame(0x8, 0x0, 0, b"\x00\x00\x01"), 1),
+        "rst_stream_bad_length": (lambda enc: (
+            headers_frame(1, post_block(enc), end_stream=False)
+            + raw_frame(0x3, 0x0, 1, b"\x00\x00\x08")), 3),
+        # §6.5.2: values out of range.
+        "enable_push_2": (lambda enc: raw_frame(0x4, 0x0, 0, setting(0x2, 2)), 1),
+        "initial_window_too_large": (lambda enc: raw_frame(0x4, 0x0, 0, setting(0x4, 2**31)), 1),
+        "max_frame_size_too_small": (lambda enc: raw_frame(0x4, 0x0, 0, setting(0x5, 16383)), 1),
+        "max_frame_size_too_large": (lambda enc: raw_frame(0x4, 0x0, 0, setting(0x5, 2**24)), 1),
+        # §6.3: PRIORITY of a length other than 5 (a stream error), on an
+        # open stream (a request whose body has not come yet).
+        "priority_bad_length": (lambda enc: (
+            headers_frame(1, post_block(enc), end_stream=False)
+            + raw_frame(0x2, 0x0, 1, b"\x00\x00\x00\x00")), 3),
+        # §5.3.1: a stream that depends on itself (PRIORITY, or HEADERS
+        # with the PRIORITY flag): a stream error, PROTOCOL_ERROR.
+        "priority_self_dependency": (lambda enc: PriorityFrame(1, depends_on=1).serialize(), 3),
+        "headers_self_dependency": (lambda enc: raw_frame(
+            0x1, 0x4 | 0x1 | 0x20, 1, (1).to_bytes(4, "big") + b"\x10" + request_block(enc)), 3),
+        # §5.1, §6.3: PRIORITY may be sent on an idle stream (one about to
+        # open, and one that never will).
+        "priority_idle": (lambda enc: (
+            PriorityFrame(1, depends_on=0, stream_weight=15).serialize()
+            + PriorityFrame(7, depends_on=1, stream_weight=200).serialize()), 1),
+        # §5.1.1: a client opens odd streams only.
+        "even_stream_id": (lambda enc: headers_frame(2, request_block(enc)), 1),
+        # §6.10: a header block is one run of frames: an unknown frame in
+        # the middle of it is a connection error (PROTOCOL_ERROR).
+        "unknown_frame_in_header_block": (lambda enc: (
+            headers_frame(1, request_block(enc), end_headers=False)
+            + raw_frame(0xFF, 0x0, 1, b"nope")
+            + raw_frame(0x9, 0x4, 1, b"")), 3),
+        # §4.1, §5.5: unknown frame types are ignored, on stream 0 and on
+        # an idle stream.
+        "unknown_frame": (lambda enc: (
+            raw_frame(0xFF, 0x0, 0, b"ignore me")
+            + raw_frame(0x42, 0xFF, 1, b"\x00" * 100)), 1),
+    }
+
+
+def read_frames(buf):
+    """Complete frames at the front of buf (bytes): [(frame, payload)], rest."""
+    out = []
+    while len(buf) >= 9:
+        frame, length = Frame.parse_frame_header(memoryview(buf[:9]))
+        if len(buf) < 9 + length:
+            break
+        body = buf[9:9 + length]
+        try:
+            frame.parse_body(memoryview(body))
+        except Exception:
+            pass
+        out.append((frame, body))
+        buf = buf[9 + length:]
+    return out, buf
+
+
+def conformance(port, case):
+    """Send the case's frames, then the probe request; report the server's
+    GOAWAY code, its RST_STREAMs and the probe's status."""
+    encoder = hpack.Encoder()
+    make, probe = conformance_cases()[case]
+    bad = make(encoder)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(PREFACE + SettingsFrame(0).serialize())
+    try:
+        sock.sendall(bad + headers_frame(probe, request_block(encoder)))
+    except OSError:
+        pass
+    decoder = hpack.Decoder()
+    result = {"goaway": None, "resets": {}, "status": None, "closed": False}
+    buf = b""
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            sock.settimeout(max(deadline - time.time(), 0.01))
+            data = sock.recv(65536)
+        except socket.timeout:
+            break
+        except OSError:
+            result["closed"] = True
+            break
+        if not data:
+            result["closed"] = True
+            break
+        frames, buf = read_frames(buf + data)
+        done = ack = False
+        for frame, _ in frames:
+            if isinstance(frame, SettingsFrame) and "ACK" not in frame.flags:
+                ack = True
+            elif isinstance(frame, GoAwayFrame):
+                result["goaway"] = frame.error_code
+                done = True
+            elif isinstance(frame, RstStreamFrame):
+                result["resets"][str(frame.stream_id)] = frame.error_code
+                done = done or frame.stream_id == probe
+            elif isinstance(frame, HeadersFrame):
+                # Every block, in order: HPACK's table is the connection's.
+                fields = dict(decoder.decode(frame.data))
+                if frame.stream_id == probe:
+                    result["status"] = int(fields.get(":status", 0))
+            if frame.stream_id == probe and "END_STREAM" in frame.flags:
+                done = True
+        if done:
+            break
+        if ack:
+            try:
+                sock.sendall(SettingsFrame(0, flags=["ACK"]).serialize())
+            except OSError:  # it may have given up on us already
+                pass
+    sock.close()
+    return result
+
+
 def main():
     port, scenario = int(sys.argv[1]), sys.argv[2]
     arg = sys.argv[3] if len(sys.argv) > 3 else None
@@ -331,6 +486,7 @@ def main():
         "made_you_reset": lambda: made_you_reset(port, int(arg or 3000)),
         "window_update_flood": lambda: window_update_flood(port, int(arg or 100000)),
         "slow_reader": lambda: slow_reader(port, float(arg or 5)),
+        "conformance": lambda: conformance(port, arg),
     }[scenario]()
     print(json.dumps(result))
 

@@ -26,16 +26,26 @@ pub struct TlsPollIo {
     conn: Connection,
     /// The client closed its side of the TCP connection.
     eof: bool,
+    /// Plaintext rustls holds for us (its `IoState` after the last
+    /// `process_new_packets`, less what was read since): a read
+    /// initializes no more of the caller's buffer than this.
+    readable: usize,
 }
 
 impl TlsPollIo {
     /// The session of `stream`, after its handshake.
     pub fn new(stream: TlsStream) -> io::Result<Self> {
-        let (tcp, conn) = stream.into_parts();
+        let (tcp, mut conn) = stream.into_parts();
+        // Plaintext that came with the handshake's last flight. An error
+        // here comes back from the first read's `process_new_packets`.
+        let readable = conn
+            .process_new_packets()
+            .map_or(0, |state| state.plaintext_bytes_to_read());
         Ok(Self {
             tcp: tcp.into_poll_io()?,
             conn,
             eof: false,
+            readable,
         })
     }
 
@@ -94,9 +104,19 @@ impl AsyncRead for TlsPollIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
         loop {
-            match this.conn.reader().read(buf.initialize_unfilled()) {
+            // Only as much of `buf` as there is plaintext to put in it is
+            // initialized: h2's read buffer (8 KiB) is never zeroed whole,
+            // so an idle connection's pages past its last frame stay
+            // untouched. Nothing to read: one byte, for rustls to say
+            // whether that is for now (`WouldBlock`) or for good.
+            let want = this.readable.clamp(1, buf.remaining());
+            match this.conn.reader().read(buf.initialize_unfilled_to(want)) {
                 Ok(n) => {
+                    this.readable = this.readable.saturating_sub(n);
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
                 }
@@ -118,13 +138,14 @@ impl AsyncRead for TlsPollIo {
                 cx,
             }) {
                 Ok(0) => this.eof = true,
-                Ok(_) => {
-                    if let Err(e) = this.conn.process_new_packets() {
+                Ok(_) => match this.conn.process_new_packets() {
+                    Ok(state) => this.readable = state.plaintext_bytes_to_read(),
+                    Err(e) => {
                         // rustls queued an alert saying why: best effort.
                         let _ = this.poll_send_records(cx);
                         return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
                     }
-                }
+                },
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Poll::Pending,
                 Err(e) => return Poll::Ready(Err(e)),
             }
