@@ -251,7 +251,8 @@ fn decode_frame(decoder: &mut FrameDecoder, mut bytes: BytesMut) -> Result<Optio
 
             res.map_err(|e| {
                 proto_err!(conn: "failed to load SETTINGS frame; err={:?}", e);
-                Error::library_go_away(Reason::PROTOCOL_ERROR)
+                // corelb patch: the RFC's code for what is wrong.
+                Error::library_go_away(load_error_reason(&e))
             })?
             .into()
         }
@@ -260,7 +261,8 @@ fn decode_frame(decoder: &mut FrameDecoder, mut bytes: BytesMut) -> Result<Optio
 
             res.map_err(|e| {
                 proto_err!(conn: "failed to load PING frame; err={:?}", e);
-                Error::library_go_away(Reason::PROTOCOL_ERROR)
+                // corelb patch: the RFC's code for what is wrong.
+                Error::library_go_away(load_error_reason(&e))
             })?
             .into()
         }
@@ -269,7 +271,8 @@ fn decode_frame(decoder: &mut FrameDecoder, mut bytes: BytesMut) -> Result<Optio
 
             res.map_err(|e| {
                 proto_err!(conn: "failed to load WINDOW_UPDATE frame; err={:?}", e);
-                Error::library_go_away(Reason::PROTOCOL_ERROR)
+                // corelb patch: the RFC's code for what is wrong.
+                Error::library_go_away(load_error_reason(&e))
             })?
             .into()
         }
@@ -289,7 +292,8 @@ fn decode_frame(decoder: &mut FrameDecoder, mut bytes: BytesMut) -> Result<Optio
             let res = frame::Reset::load(head, &bytes[frame::HEADER_LEN..]);
             res.map_err(|e| {
                 proto_err!(conn: "failed to load RESET frame; err={:?}", e);
-                Error::library_go_away(Reason::PROTOCOL_ERROR)
+                // corelb patch: the RFC's code for what is wrong.
+                Error::library_go_away(load_error_reason(&e))
             })?
             .into()
         }
@@ -297,7 +301,8 @@ fn decode_frame(decoder: &mut FrameDecoder, mut bytes: BytesMut) -> Result<Optio
             let res = frame::GoAway::load(head, &bytes[frame::HEADER_LEN..]);
             res.map_err(|e| {
                 proto_err!(conn: "failed to load GO_AWAY frame; err={:?}", e);
-                Error::library_go_away(Reason::PROTOCOL_ERROR)
+                // corelb patch: the RFC's code for what is wrong.
+                Error::library_go_away(load_error_reason(&e))
             })?
             .into()
         }
@@ -318,6 +323,14 @@ fn decode_frame(decoder: &mut FrameDecoder, mut bytes: BytesMut) -> Result<Optio
                     let id = head.stream_id();
                     proto_err!(stream: "PRIORITY invalid dependency ID; stream={:?}", id);
                     return Err(Error::library_reset(id, Reason::PROTOCOL_ERROR));
+                }
+                // corelb patch: a PRIORITY frame of a length other than 5
+                // is a stream error of type FRAME_SIZE_ERROR (RFC 9113
+                // §6.3), not the end of the connection.
+                Err(frame::Error::InvalidPayloadLength) => {
+                    let id = head.stream_id();
+                    proto_err!(stream: "PRIORITY of a bad length; stream={:?}", id);
+                    return Err(Error::library_reset(id, Reason::FRAME_SIZE_ERROR));
                 }
                 Err(e) => {
                     proto_err!(conn: "failed to load PRIORITY frame; err={:?};", e);
@@ -573,5 +586,20 @@ mod tests {
             decode_fields(&mut decoder, id, 1000);
         }
         assert_eq!(decoder.fields_hint, MAX_FIELDS_HINT);
+    }
+}
+
+// corelb patch: the error code RFC 9113 names for a frame that could not be
+// loaded: FRAME_SIZE_ERROR for a payload of the wrong length (§4.2, §6.4,
+// §6.5, §6.7, §6.8, §6.9), FLOW_CONTROL_ERROR for an initial window past
+// 2^31-1 (§6.5.2), PROTOCOL_ERROR for the rest (h2 answered
+// PROTOCOL_ERROR for all of them).
+fn load_error_reason(e: &frame::Error) -> Reason {
+    match e {
+        frame::Error::BadFrameSize
+        | frame::Error::InvalidPayloadLength
+        | frame::Error::InvalidPayloadAckSettings => Reason::FRAME_SIZE_ERROR,
+        frame::Error::InvalidInitialWindowSize => Reason::FLOW_CONTROL_ERROR,
+        _ => Reason::PROTOCOL_ERROR,
     }
 }

@@ -144,6 +144,11 @@ pub enum Error {
     /// An invalid window update value
     InvalidWindowUpdateValue,
 
+    // corelb patch: SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1, told apart
+    // from other bad setting values (RFC 9113 §6.5.2: FLOW_CONTROL_ERROR).
+    /// A SETTINGS_INITIAL_WINDOW_SIZE larger than a window can be
+    InvalidInitialWindowSize,
+
     /// The payload length specified by the frame header was not the
     /// value necessary for the specific frame type.
     InvalidPayloadLength,
