@@ -63,7 +63,13 @@ impl RetryBudget {
         let previous = if elapsed < 2 * WINDOW {
             self.requests.get()
         } else {
-            0
+            // Only a retry rolls the window: after a stretch without one,
+            // `requests` counts all of `elapsed`. One window's share of it
+            // is the recent rate; dropping it (as this did) left the first
+            // retries after a quiet stretch only the minimum, and under
+            // load a backend's first burst of 503s went to clients.
+            let share = u128::from(self.requests.get()) * WINDOW.as_nanos() / elapsed.as_nanos();
+            u64::try_from(share).unwrap_or(u64::MAX)
         };
         self.previous_requests.set(previous);
         self.requests.set(0);
@@ -110,5 +116,20 @@ mod tests {
         let t2 = t1 + Duration::from_secs(5);
         let granted = (0..100).filter(|_| b.try_retry(0.2, t2)).count();
         assert_eq!(granted as u64, MIN_RETRIES_PER_WINDOW);
+    }
+
+    #[test]
+    fn steady_requests_without_retries_still_count_after_a_long_window() {
+        // 1 000 requests a second for 5 s and no retry: nothing rolled
+        // the window. A burst of retries then (a backend starting to
+        // answer 503) gets a fifth of one second's requests.
+        let t0 = Instant::now();
+        let b = RetryBudget::new(t0);
+        for _ in 0..5_000 {
+            b.on_request();
+        }
+        let t1 = t0 + Duration::from_secs(5);
+        let granted = (0..1_000).filter(|_| b.try_retry(0.2, t1)).count();
+        assert_eq!(granted as u64, MIN_RETRIES_PER_WINDOW + 200);
     }
 }
