@@ -264,7 +264,7 @@ impl<T: Transport> Exchange<'_, T> {
         };
         let (mut upstream, mut reused) = match pooled {
             Some(conn) => (conn, true),
-            None => (self.connect(backend, tls).await?, false),
+            None => (Box::pin(self.connect(backend, tls)).await?, false),
         };
         self.attempt.pooled = reused;
         loop {
@@ -272,7 +272,7 @@ impl<T: Transport> Exchange<'_, T> {
                 Ok(()) => {}
                 Err(SendError::Upstream) if reused && replayable => {
                     self.attempt.replayed = true;
-                    upstream = self.connect(backend, tls).await?;
+                    upstream = Box::pin(self.connect(backend, tls)).await?;
                     reused = false;
                     continue;
                 }
@@ -317,7 +317,7 @@ impl<T: Transport> Exchange<'_, T> {
                 // reached the application, so sending it again is safe.
                 Err(HeadFailure::ClosedEarly) if reused && replayable => {
                     self.attempt.replayed = true;
-                    upstream = self.connect(backend, tls).await?;
+                    upstream = Box::pin(self.connect(backend, tls)).await?;
                     reused = false;
                 }
                 Err(HeadFailure::ClosedEarly) => {
@@ -335,6 +335,11 @@ impl<T: Transport> Exchange<'_, T> {
     /// all within `--connect-timeout`. A handshake that fails (a
     /// certificate that does not verify, say) is a connect failure,
     /// counted by reason.
+    ///
+    /// Its callers box it: a new connection is rare next to a pooled one,
+    /// and held inline its state (4 KiB with the TLS handshake) would make
+    /// every exchange's future that much larger, and each request copies
+    /// its exchange's future whole into a slot (`crate::slots`).
     async fn connect(
         &self,
         backend: &Backend,

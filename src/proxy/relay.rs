@@ -43,7 +43,9 @@ impl<T: Transport> Exchange<'_, T> {
         res: Response,
     ) -> Result<bool, ProxyError> {
         if res.tunnel {
-            return self.tunnel(upstream, res).await;
+            // Boxed: tunnels are rare, and held inline their state would
+            // be in every exchange's future, copied whole per request.
+            return Box::pin(self.tunnel(upstream, res)).await;
         }
         let cfg = self.worker.settings();
         let dechunk = res.client.must_dechunk(res.body);

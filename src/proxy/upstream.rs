@@ -51,6 +51,17 @@ pub(super) enum SendError {
     EarlyAnswer,
 }
 
+/// What the bytes at the front of `upstream_in` came to.
+enum HeadStep {
+    /// Not a whole head yet.
+    Incomplete,
+    /// An interim (1xx) head, taken off; `relay`: it is in `out`, for
+    /// the client.
+    Interim { relay: bool },
+    /// The final head.
+    Final(Response),
+}
+
 /// Why no response head arrived.
 pub(super) enum HeadFailure {
     /// The backend closed (or reset) before sending a single byte.
@@ -235,89 +246,24 @@ impl<T: Transport> Exchange<'_, T> {
         let mut searched = 0;
         loop {
             if has_head_end(&self.conn.bufs.upstream_in, searched) {
-                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                match parse_response(&self.conn.bufs.upstream_in, &mut headers, req.is_head) {
-                    Err(e) => return Err(HeadFailure::Error(e.into())),
-                    Ok(None) => {}
-                    Ok(Some(res)) if res.len > size => {
-                        return Err(HeadFailure::Error(ProxyError::Upstream(
-                            "response head from backend too large",
-                        )))
-                    }
-                    Ok(Some(res)) if res.code == 101 => {
-                        let asked = req.upgrade.as_ref().map(Protocol::as_bytes);
-                        let asked = asked.filter(|_| request_sent);
-                        let Some(protocol) =
-                            asked.filter(|p| upgrade::opens_tunnel(Some(p), 101, res.headers))
-                        else {
-                            // Unasked, or to another protocol than asked:
-                            // nothing to relay, and no tunnel either.
-                            return Err(HeadFailure::Error(ProxyError::Upstream(
-                                "backend switched protocols it was not asked for",
-                            )));
-                        };
-                        self.attempt.status = Some(101);
-                        self.conn.bufs.out.clear();
-                        write_switching_head(&mut self.conn.bufs.out, &res, protocol);
-                        return Ok(Response {
-                            body: BodyKind::Empty,
-                            upstream_keep_alive: false,
-                            client: ClientSide {
-                                http11: true,
-                                keep_alive: false,
-                            },
-                            head_len: res.len,
-                            tunnel: true,
-                            held: false,
-                        });
-                    }
-                    Ok(Some(res)) if res.is_informational() => {
+                let step = self.take_response_head(
+                    req,
+                    request_sent,
+                    replayable,
+                    interim_responses,
+                    size,
+                )?;
+                match step {
+                    HeadStep::Incomplete => {}
+                    HeadStep::Interim { relay } => {
                         interim_responses += 1;
-                        if interim_responses > MAX_INTERIM_RESPONSES {
-                            return Err(HeadFailure::Error(ProxyError::Upstream(
-                                "too many interim responses from backend",
-                            )));
-                        }
-                        // `100 Continue` was corelb's to send; other 1xx
-                        // (e.g. 103 Early Hints) go to HTTP/1.1 clients.
-                        let forward = res.code != 100 && req.http11;
-                        let len = res.len;
-                        self.conn.bufs.out.clear();
-                        if forward {
-                            write_interim_head(&mut self.conn.bufs.out, &res);
-                        }
-                        self.conn.bufs.upstream_in.advance(len);
                         searched = 0;
-                        if forward {
+                        if relay {
                             self.send_out().await.map_err(HeadFailure::Error)?;
                         }
                         continue;
                     }
-                    Ok(Some(res)) if !req.http11 && res.has_other_transfer_coding() => {
-                        return Err(HeadFailure::Error(ProxyError::Upstream(
-                            "transfer coding an HTTP/1.0 client cannot take",
-                        )))
-                    }
-                    Ok(Some(res)) => {
-                        self.attempt.status = Some(res.code);
-                        // An answer the pool retries on is held back: its
-                        // head is not written for the client (`out` still
-                        // holds the request, for the next backend) until
-                        // the plan says it is the client's after all.
-                        // Not after an interim response: that cleared `out`.
-                        let held = request_sent
-                            && interim_responses == 0
-                            && req
-                                .plan
-                                .may_retry_answer(res.code, replayable, &cfg.resilience);
-                        let response =
-                            final_response(&res, req, request_sent, self.worker.draining(), held);
-                        if !held {
-                            self.conn.bufs.out.clear();
-                            write_response_head(&mut self.conn.bufs.out, &res, response.client);
-                        }
-                        return Ok(response);
-                    }
+                    HeadStep::Final(response) => return Ok(response),
                 }
             }
             let buf = &mut self.conn.bufs.upstream_in;
@@ -353,6 +299,102 @@ impl<T: Transport> Exchange<'_, T> {
                     received = true;
                     self.attempt.answered = true;
                 }
+            }
+        }
+    }
+
+    /// Parse the response head at the front of `upstream_in` and act on
+    /// it: an interim head is taken off (and written to `out` if the
+    /// client is to get it), a final head is written to `out` (unless the
+    /// plan may retry on it) and described.
+    ///
+    /// Not async, on purpose: the parser's field array (3 KiB) then lives
+    /// on the stack for the call, not in every exchange's future, which is
+    /// written whole into its slot for each request.
+    fn take_response_head(
+        &mut self,
+        req: &Request,
+        request_sent: bool,
+        replayable: bool,
+        interim_responses: u32,
+        size: usize,
+    ) -> Result<HeadStep, HeadFailure> {
+        let cfg = self.worker.settings();
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        match parse_response(&self.conn.bufs.upstream_in, &mut headers, req.is_head) {
+            Err(e) => Err(HeadFailure::Error(e.into())),
+            Ok(None) => Ok(HeadStep::Incomplete),
+            Ok(Some(res)) if res.len > size => Err(HeadFailure::Error(ProxyError::Upstream(
+                "response head from backend too large",
+            ))),
+            Ok(Some(res)) if res.code == 101 => {
+                let asked = req.upgrade.as_ref().map(Protocol::as_bytes);
+                let asked = asked.filter(|_| request_sent);
+                let Some(protocol) =
+                    asked.filter(|p| upgrade::opens_tunnel(Some(p), 101, res.headers))
+                else {
+                    // Unasked, or to another protocol than asked: nothing
+                    // to relay, and no tunnel either.
+                    return Err(HeadFailure::Error(ProxyError::Upstream(
+                        "backend switched protocols it was not asked for",
+                    )));
+                };
+                self.attempt.status = Some(101);
+                self.conn.bufs.out.clear();
+                write_switching_head(&mut self.conn.bufs.out, &res, protocol);
+                Ok(HeadStep::Final(Response {
+                    body: BodyKind::Empty,
+                    upstream_keep_alive: false,
+                    client: ClientSide {
+                        http11: true,
+                        keep_alive: false,
+                    },
+                    head_len: res.len,
+                    tunnel: true,
+                    held: false,
+                }))
+            }
+            Ok(Some(res)) if res.is_informational() => {
+                if interim_responses >= MAX_INTERIM_RESPONSES {
+                    return Err(HeadFailure::Error(ProxyError::Upstream(
+                        "too many interim responses from backend",
+                    )));
+                }
+                // `100 Continue` was corelb's to send; other 1xx (e.g.
+                // 103 Early Hints) go to HTTP/1.1 clients.
+                let relay = res.code != 100 && req.http11;
+                let len = res.len;
+                self.conn.bufs.out.clear();
+                if relay {
+                    write_interim_head(&mut self.conn.bufs.out, &res);
+                }
+                self.conn.bufs.upstream_in.advance(len);
+                Ok(HeadStep::Interim { relay })
+            }
+            Ok(Some(res)) if !req.http11 && res.has_other_transfer_coding() => {
+                Err(HeadFailure::Error(ProxyError::Upstream(
+                    "transfer coding an HTTP/1.0 client cannot take",
+                )))
+            }
+            Ok(Some(res)) => {
+                self.attempt.status = Some(res.code);
+                // An answer the pool retries on is held back: its head is
+                // not written for the client (`out` still holds the
+                // request, for the next backend) until the plan says it is
+                // the client's after all. Not after an interim response:
+                // that cleared `out`.
+                let held = request_sent
+                    && interim_responses == 0
+                    && req
+                        .plan
+                        .may_retry_answer(res.code, replayable, &cfg.resilience);
+                let response =
+                    final_response(&res, req, request_sent, self.worker.draining(), held);
+                if !held {
+                    self.conn.bufs.out.clear();
+                    write_response_head(&mut self.conn.bufs.out, &res, response.client);
+                }
+                Ok(HeadStep::Final(response))
             }
         }
     }

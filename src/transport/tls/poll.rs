@@ -92,6 +92,15 @@ impl Write for Polled<'_, '_> {
         }
     }
 
+    /// rustls hands over every queued record at once: one `writev` for
+    /// all the frames h2 flushed, not one system call per record.
+    fn write_vectored(&mut self, slices: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match Pin::new(&mut *self.io).poll_write_vectored(self.cx, slices) {
+            Poll::Ready(result) => result,
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
@@ -164,14 +173,16 @@ impl AsyncWrite for TlsPollIo {
             return Poll::Ready(Ok(0));
         }
         loop {
-            // rustls takes plaintext up to its buffer limit, then the
-            // records go out as far as the socket takes them.
+            // rustls takes plaintext (as records) up to its buffer limit;
+            // they go out at the flush h2 ends each batch of frames with,
+            // so a batch is one system call, not one per frame (a 16 KiB
+            // DATA frame comes as two writes: its header, its payload).
             let taken = this.conn.writer().write(buf)?;
-            let sent = this.poll_send_records(cx)?;
             if taken > 0 {
                 return Poll::Ready(Ok(taken));
             }
-            if sent.is_pending() {
+            // Full: send what is queued to make room.
+            if this.poll_send_records(cx)?.is_pending() {
                 return Poll::Pending;
             }
         }

@@ -574,7 +574,9 @@ impl Drop for TimerEntry {
     }
 }
 
-#[cfg_attr(target_arch = "x86_64", repr(align(128)))]
-#[cfg_attr(not(target_arch = "x86_64"), repr(align(64)))]
+// corelb patch: not padded to a cache line. A runtime's timers are only
+// ever touched by its own thread, so there is no false sharing to avoid,
+// and the padding made each timer entry 512 bytes (about 100 without),
+// in every future that holds a sleep or a timeout.
 #[derive(Debug, Default)]
 struct CachePadded<T>(T);
