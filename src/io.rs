@@ -161,6 +161,28 @@ pub async fn readable_idle_timeout(
     result.map_err(ReadError::Io)
 }
 
+/// One non-blocking `recv` on `fd` into `buf`'s free room (at most
+/// `limit` bytes), right now: `Some(n)` for `n` bytes read (0: the peer
+/// closed), `None` if nothing was there (or the socket failed: the
+/// caller's io_uring read then meets and reports it).
+///
+/// For the read that follows a readiness wait (a kept-alive connection's
+/// next request, `Connection::wait_for_request`): the bytes are there,
+/// and one `recv(2)` takes them at once, where an io_uring read would
+/// suspend the task until the next turn of the loop collects it.
+pub fn read_now(fd: RawFd, buf: &mut BytesMut, limit: usize) -> Option<usize> {
+    let room = limit.min(buf.capacity() - buf.len());
+    if room == 0 {
+        return None;
+    }
+    let spare = &mut buf.spare_capacity_mut()[..room];
+    let n = crate::syscall::recv_uninit(fd, spare, libc::MSG_DONTWAIT);
+    let n = usize::try_from(n).ok()?;
+    // SAFETY: the kernel initialized the first `n` bytes of the room.
+    unsafe { buf.set_len(buf.len() + n) };
+    Some(n)
+}
+
 /// One non-blocking `send` of `bytes` on `fd`, right now; how many went
 /// (0 on any error: the caller's io_uring write then meets and reports it).
 fn send_now(fd: RawFd, bytes: &[u8]) -> usize {

@@ -59,6 +59,26 @@ pub fn recv(fd: RawFd, buf: &mut [u8], flags: libc::c_int) -> isize {
     n as isize
 }
 
+/// `recv(fd, buf, flags)` into memory not yet initialized (a buffer's
+/// spare capacity): bytes received (0 at end of stream), or -1 with
+/// `errno` set. The kernel only writes, never reads, what it is given.
+pub fn recv_uninit(fd: RawFd, buf: &mut [std::mem::MaybeUninit<u8>], flags: libc::c_int) -> isize {
+    // SAFETY: `buf` is live and writable for the duration of the call;
+    // the kernel writes at most `buf.len()` bytes into it and reads none.
+    let n = unsafe {
+        libc::syscall(
+            libc::SYS_recvfrom,
+            fd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            flags,
+            std::ptr::null_mut::<libc::sockaddr>(),
+            std::ptr::null_mut::<libc::socklen_t>(),
+        )
+    };
+    n as isize
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

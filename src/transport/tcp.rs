@@ -28,6 +28,11 @@ impl Transport for TcpStream {
                 owned::read_some_timeout(deadlines, self, buf, limit, timeout).await
             }
             ReadWait::Idle(timeout) => {
+                // A readiness wait came first (`wait_for_request`): the
+                // request is normally there already.
+                if let Some(n) = owned::read_now(self.as_raw_fd(), buf, limit) {
+                    return Ok(n);
+                }
                 owned::read_idle_timeout(deadlines, self, buf, limit, timeout).await
             }
         }
