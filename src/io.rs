@@ -352,6 +352,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn read_now_takes_what_is_there_says_none_when_nothing_is_and_zero_at_the_end() {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let fd = server.as_raw_fd();
+        let mut buf = BytesMut::with_capacity(64);
+        assert_eq!(read_now(fd, &mut buf, 64), None, "nothing sent yet");
+
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut got = None;
+        while got.is_none() && std::time::Instant::now() < deadline {
+            got = read_now(fd, &mut buf, 4);
+        }
+        assert_eq!(got, Some(4), "at most `limit` bytes");
+        assert_eq!(&buf[..], b"GET ");
+        assert_eq!(read_now(fd, &mut buf, 64), Some(14));
+        assert_eq!(&buf[..], b"GET / HTTP/1.1\r\n\r\n");
+
+        drop(client);
+        let mut end = None;
+        while end.is_none() && std::time::Instant::now() < deadline {
+            end = read_now(fd, &mut buf, 64);
+        }
+        assert_eq!(end, Some(0), "the peer closed");
+    }
+
+    #[test]
     fn only_empty_buffers_over_the_limit_are_released() {
         let mut big = BytesMut::with_capacity(256 * 1024);
         release_if_oversized(&mut big, 64 * 1024);

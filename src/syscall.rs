@@ -43,20 +43,10 @@ pub fn send_vectored(fd: RawFd, slices: &[std::io::IoSlice<'_>], flags: libc::c_
 /// `recv(fd, buf, flags)`: bytes received (0 at end of stream), or -1 with
 /// `errno` set.
 pub fn recv(fd: RawFd, buf: &mut [u8], flags: libc::c_int) -> isize {
-    // SAFETY: `buf` is a live, writable slice for the duration of the call;
-    // null address pointers make recvfrom a plain recv.
-    let n = unsafe {
-        libc::syscall(
-            libc::SYS_recvfrom,
-            fd,
-            buf.as_mut_ptr(),
-            buf.len(),
-            flags,
-            std::ptr::null_mut::<libc::sockaddr>(),
-            std::ptr::null_mut::<libc::socklen_t>(),
-        )
-    };
-    n as isize
+    // SAFETY: initialized bytes may be seen as maybe-uninitialized ones;
+    // the kernel only ever writes bytes into them.
+    let buf = unsafe { &mut *(buf as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) };
+    recv_uninit(fd, buf, flags)
 }
 
 /// `recv(fd, buf, flags)` into memory not yet initialized (a buffer's
