@@ -19,10 +19,11 @@
 //! request in steady state), and those the worker did not need for a whole
 //! [`TRIM_INTERVAL`] are let go, so a burst does not pin its peak for ever.
 
-use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
 use bytes::BytesMut;
+
+use crate::free_list::FreeList;
 
 /// How often surplus buffers are let go (see `worker::run_trimmer`).
 pub const TRIM_INTERVAL: Duration = Duration::from_secs(1);
@@ -31,63 +32,11 @@ pub const TRIM_INTERVAL: Duration = Duration::from_secs(1);
 /// response head with a small body, need no growing.
 pub const SMALL: usize = 2 * 1024;
 
-/// One free list, with its low-water mark for trimming.
-#[derive(Default)]
-struct FreeList {
-    free: RefCell<Vec<BytesMut>>,
-    /// The fewest buffers left free since the last trim: that many were
-    /// never needed in the interval.
-    low_water: Cell<usize>,
-    /// Whether a buffer was asked for since the last trim.
-    taken: Cell<bool>,
-}
-
-impl FreeList {
-    /// The last buffer given back, if `fits` it.
-    fn pop_if(&self, fits: impl FnOnce(&BytesMut) -> bool) -> Option<BytesMut> {
-        // Asked for, found or not: the interval had a request.
-        self.taken.set(true);
-        let mut free = self.free.borrow_mut();
-        if !fits(free.last()?) {
-            return None;
-        }
-        let buf = free.pop()?;
-        self.low_water.set(self.low_water.get().min(free.len()));
-        Some(buf)
-    }
-
-    fn push(&self, buf: BytesMut) {
-        self.free.borrow_mut().push(buf);
-    }
-
-    fn trim(&self) -> usize {
-        let mut free = self.free.borrow_mut();
-        if !self.taken.replace(false) {
-            // A whole interval without a request: the list itself goes
-            // too (a burst of 4 000 requests grew it to 12 000 slots of
-            // 32 bytes, 0.1 KiB per connection that then idled).
-            let all = free.len();
-            *free = Vec::new();
-            self.low_water.set(0);
-            return all;
-        }
-        let surplus = self.low_water.get().min(free.len());
-        // Not shrunk while in use: regrowing would allocate.
-        free.drain(..surplus);
-        self.low_water.set(free.len());
-        surplus
-    }
-
-    fn len(&self) -> usize {
-        self.free.borrow().len()
-    }
-}
-
 /// Free buffers of one worker: [`SMALL`] ones, and ones that grew.
 #[derive(Default)]
 pub struct BufferPool {
-    small: FreeList,
-    grown: FreeList,
+    small: FreeList<BytesMut>,
+    grown: FreeList<BytesMut>,
 }
 
 impl BufferPool {
@@ -181,7 +130,7 @@ impl BufferPool {
     /// Let go of the buffers that stayed free since the last trim; how
     /// many went.
     pub fn trim(&self) -> usize {
-        self.small.trim() + self.grown.trim()
+        self.small.trim(drop) + self.grown.trim(drop)
     }
 
     /// Buffers free now.
@@ -277,9 +226,9 @@ mod tests {
         burst.into_iter().for_each(|b| pool.give(b, 4 * SMALL));
         pool.trim(); // the burst's interval keeps what it needed
         assert_eq!(pool.free_count(), 1000);
-        assert!(pool.small.free.borrow().capacity() >= 1000);
+        assert!(pool.small.room() >= 1000);
         pool.trim(); // nothing asked for since: all of it goes
         assert_eq!(pool.free_count(), 0);
-        assert_eq!(pool.small.free.borrow().capacity(), 0, "the list too");
+        assert_eq!(pool.small.room(), 0, "the list too");
     }
 }

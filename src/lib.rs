@@ -40,6 +40,7 @@ pub mod deadline;
 pub mod demo;
 pub mod discovery;
 pub mod error;
+pub mod free_list;
 pub mod h2;
 pub mod http;
 pub mod io;

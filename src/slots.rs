@@ -12,37 +12,25 @@
 //! are let go, as the buffers are.
 
 use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
-use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::ptr::NonNull;
 use std::task::{Context, Poll};
 
+use crate::free_list::FreeList;
+
 /// Free blocks of one worker (all of one layout in practice: one future
 /// type runs here).
+#[derive(Default)]
 pub struct FutureSlots {
-    free: RefCell<Vec<(NonNull<u8>, Layout)>>,
-    /// The fewest blocks left free since the last trim.
-    low_water: Cell<usize>,
-    /// Whether a block was taken since the last trim.
-    taken: Cell<bool>,
-}
-
-impl Default for FutureSlots {
-    fn default() -> Self {
-        Self::new()
-    }
+    free: FreeList<(NonNull<u8>, Layout)>,
 }
 
 impl FutureSlots {
     /// An empty free list.
     pub fn new() -> Self {
-        Self {
-            free: RefCell::new(Vec::new()),
-            low_water: Cell::new(0),
-            taken: Cell::new(false),
-        }
+        Self::default()
     }
 
     /// Run `future` in a block of its own: awaiting the result polls it
@@ -65,59 +53,41 @@ impl FutureSlots {
         if layout.size() == 0 {
             return NonNull::dangling();
         }
-        self.taken.set(true);
-        let mut free = self.free.borrow_mut();
-        while let Some((block, had)) = free.pop() {
-            self.low_water.set(self.low_water.get().min(free.len()));
+        while let Some((block, had)) = self.free.pop_if(|_| true) {
             if had == layout {
                 return block;
             }
             // SAFETY: allocated by `alloc` with `had`, and free.
             unsafe { dealloc(block.as_ptr(), had) };
         }
-        self.low_water.set(0);
         // SAFETY: the layout's size is not zero.
         NonNull::new(unsafe { alloc(layout) }).unwrap_or_else(|| handle_alloc_error(layout))
     }
 
     fn give(&self, block: NonNull<u8>, layout: Layout) {
         if layout.size() != 0 {
-            self.free.borrow_mut().push((block, layout));
+            self.free.push((block, layout));
         }
     }
 
     /// Let go of the blocks that stayed free since the last trim; how many
     /// went.
     pub fn trim(&self) -> usize {
-        let mut free = self.free.borrow_mut();
-        // A whole interval without an exchange: every block goes, and the
-        // list's own capacity with them (grown by a burst, it would stay).
-        let idle = !self.taken.replace(false);
-        let surplus = if idle {
-            free.len()
-        } else {
-            self.low_water.get().min(free.len())
-        };
-        for (block, layout) in free.drain(..surplus) {
+        self.free.trim(|(block, layout)| {
             // SAFETY: allocated by `alloc` with `layout`, and free.
             unsafe { dealloc(block.as_ptr(), layout) };
-        }
-        if idle {
-            *free = Vec::new();
-        }
-        self.low_water.set(free.len());
-        surplus
+        })
     }
 
     /// Blocks free now.
     pub fn free_count(&self) -> usize {
-        self.free.borrow().len()
+        self.free.len()
     }
 }
 
 impl Drop for FutureSlots {
     fn drop(&mut self) {
-        for (block, layout) in self.free.get_mut().drain(..) {
+        for (block, layout) in self.free.take_all() {
             // SAFETY: allocated by `alloc` with `layout`, and free.
             unsafe { dealloc(block.as_ptr(), layout) };
         }
@@ -243,6 +213,6 @@ mod tests {
         assert_eq!(slots.free_count(), 2, "both were in use this interval");
         slots.trim();
         assert_eq!(slots.free_count(), 0);
-        assert_eq!(slots.free.borrow().capacity(), 0, "nor the list's room");
+        assert_eq!(slots.free.room(), 0, "nor the list's room");
     }
 }
