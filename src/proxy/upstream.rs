@@ -246,13 +246,8 @@ impl<T: Transport> Exchange<'_, T> {
         let mut searched = 0;
         loop {
             if has_head_end(&self.conn.bufs.upstream_in, searched) {
-                let step = self.take_response_head(
-                    req,
-                    request_sent,
-                    replayable,
-                    interim_responses,
-                    size,
-                )?;
+                let step =
+                    self.take_response_head(req, request_sent, replayable, interim_responses)?;
                 match step {
                     HeadStep::Incomplete => {}
                     HeadStep::Interim { relay } => {
@@ -317,9 +312,9 @@ impl<T: Transport> Exchange<'_, T> {
         request_sent: bool,
         replayable: bool,
         interim_responses: u32,
-        size: usize,
     ) -> Result<HeadStep, HeadFailure> {
         let cfg = self.worker.settings();
+        let size = cfg.buffer_size;
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         match parse_response(&self.conn.bufs.upstream_in, &mut headers, req.is_head) {
             Err(e) => Err(HeadFailure::Error(e.into())),
