@@ -134,7 +134,19 @@ fn a_page_of_another_origin_cannot_add_or_drain_backends() {
     assert_eq!(before.1, [(a.addr().to_string(), "up".to_string())]);
 
     let page = PageServer::start(hostile_page(admin.port(), b.addr(), a.addr()));
-    let dom = dump_dom(&format!("http://{}/", page.addr), VIRTUAL_TIME_MS);
+    // On a loaded machine the browser's virtual clock can run out before
+    // the last frame's load event (a frame's navigation does not hold the
+    // clock as a fetch does; seen once in a CI run on 2 busy cores): the
+    // page is loaded again, at most three times in all. Every load makes
+    // all four attempts, so the admin state is checked after all of them.
+    let url = format!("http://{}/", page.addr);
+    let mut dom = String::new();
+    for _ in 0..3 {
+        dom = dump_dom(&url, VIRTUAL_TIME_MS);
+        if dom.contains(r#"data-done="4""#) {
+            break;
+        }
+    }
     assert!(
         dom.contains(r#"data-done="4""#),
         "the page's four attempts did not all end; dumped DOM:\n{dom}"
